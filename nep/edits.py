@@ -1,0 +1,110 @@
+"""The edit model: diffs, edit chunks and the intermediate ("current") version.
+
+A *chunk* is a run of consecutive changed lines in the difflib unified diff of old → new,
+i.e. one non-equal opcode of `difflib.SequenceMatcher` (the same matcher `difflib.unified_diff`
+uses, autojunk included, so chunking agrees with the paper's scripts). Line numbers are 0-based
+and half-open.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+EditType = Literal["add", "delete", "replace"]
+EDIT_TYPES: tuple[EditType, ...] = ("add", "delete", "replace")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One edit chunk: old[old_start:old_end] was replaced by new[new_start:new_end]."""
+
+    old_start: int
+    old_end: int
+    new_start: int
+    new_end: int
+    old_lines: tuple[str, ...]
+    new_lines: tuple[str, ...]
+
+    @property
+    def type(self) -> EditType:
+        if not self.old_lines:
+            return "add"
+        if not self.new_lines:
+            return "delete"
+        return "replace"
+
+    @property
+    def changed_lines(self) -> int:
+        """Number of `-` and `+` lines the chunk shows in a unified diff."""
+        return len(self.old_lines) + len(self.new_lines)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their line endings kept, so joining them gives `text` back."""
+    return text.splitlines(keepends=True)
+
+
+def compute_chunks(old: str | list[str], new: str | list[str]) -> list[Chunk]:
+    """Edit chunks of old → new, in file order."""
+    a = split_lines(old) if isinstance(old, str) else old
+    b = split_lines(new) if isinstance(new, str) else new
+    matcher = difflib.SequenceMatcher(None, a, b)
+    return [
+        Chunk(i1, i2, j1, j2, tuple(a[i1:i2]), tuple(b[j1:j2]))
+        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
+        if tag != "equal"
+    ]
+
+
+def window_lines(chunks: list[Chunk]) -> tuple[int, int]:
+    """Lines spanned from the first chunk's start to the last chunk's end, in (old, new)."""
+    if not chunks:
+        return 0, 0
+    first, last = chunks[0], chunks[-1]
+    return last.old_end - first.old_start, last.new_end - first.new_start
+
+
+def unified_diff(old: str, new: str, *, old_name: str = "", new_name: str = "", context: int = 3) -> str:
+    """difflib's unified diff of old → new as one string, with git's marker for a missing final newline."""
+    out: list[str] = []
+    for line in difflib.unified_diff(
+        split_lines(old), split_lines(new), fromfile=old_name, tofile=new_name, n=context
+    ):
+        if line.endswith("\n"):
+            out.append(line)
+        else:
+            out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def revert_chunk(new: str, chunk: Chunk) -> str:
+    """`new` with one chunk undone: its new lines replaced by its old lines."""
+    b = split_lines(new)
+    return "".join(b[: chunk.new_start] + list(chunk.old_lines) + b[chunk.new_end :])
+
+
+def current_version(old: str, new: str, chunks: list[Chunk] | None = None) -> str:
+    """The intermediate version: `new` with its last chunk reverted, for every edit type.
+
+    The paper reverts only a last chunk that is a pure insertion; reverting by line ranges works
+    just as well for deletions and replacements. Raises ValueError when there is no chunk.
+    """
+    chunks = compute_chunks(old, new) if chunks is None else chunks
+    if not chunks:
+        raise ValueError("old and new are identical: there is no chunk to revert")
+    return revert_chunk(new, chunks[-1])
+
+
+def apply_chunks(base: str, chunks: list[Chunk]) -> str:
+    """Apply chunks computed against `base` (as old) and return the edited text."""
+    a = split_lines(base)
+    out: list[str] = []
+    pos = 0
+    for c in chunks:
+        out.extend(a[pos : c.old_start])
+        out.extend(c.new_lines)
+        pos = c.old_end
+    out.extend(a[pos:])
+    return "".join(out)

@@ -1,0 +1,81 @@
+"""Shared pytest fixtures. Everything runs offline on a CPU."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if has_cuda():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run git in `cwd` with a fixed identity; return stdout."""
+    full_env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        **(env or {}),
+    }
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=full_env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path):
+    """An empty git repository; returns (path, commit) where commit(files, message, date) writes
+    files (path → text, None deletes) and commits them, returning the sha."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    counter = {"n": 0}
+
+    def commit(files: dict[str, str | bytes | None], message: str = "change", date: str | None = None) -> str:
+        for rel, content in files.items():
+            p = repo / rel
+            if content is None:
+                p.unlink()
+                continue
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                p.write_bytes(content)
+            else:
+                p.write_text(content)
+        git(repo, "add", "-A")
+        counter["n"] += 1
+        when = date or f"2024-01-01T00:{counter['n']:02d}:00+00:00"
+        git(repo, "commit", "-q", "-m", message, env={"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when})
+        return git(repo, "rev-parse", "HEAD").strip()
+
+    return repo, commit
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the project's tracked-or-new files (no data, models or caches) into `dest`."""
+    ignore = shutil.ignore_patterns(".git", "data", "models", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache", "dvc.lock", "benchmarks", "cache", "tmp")
+    shutil.copytree(REPO_ROOT, dest, ignore=ignore)
+    return dest
