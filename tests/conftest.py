@@ -79,3 +79,14 @@ def copy_project(dest: Path) -> Path:
     ignore = shutil.ignore_patterns(".git", "data", "models", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache", "dvc.lock", "benchmarks", "cache", "tmp")
     shutil.copytree(REPO_ROOT, dest, ignore=ignore)
     return dest
+
+
+@pytest.fixture
+def fake_openai(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A FakeOpenAI chat-completions server on 127.0.0.1 (see tests/fake_openai.py), with the LLM
+    response cache redirected to tmp_path."""
+    from fake_openai import FakeOpenAI
+
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "nep-cache"))
+    with FakeOpenAI() as server:
+        yield server

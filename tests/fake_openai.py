@@ -1,0 +1,190 @@
+"""A real OpenAI-compatible chat-completions server on 127.0.0.1, with injectable faults.
+
+Used by the tests (fixture `fake_openai` in conftest.py) and by benchmarks/label_latency.py:
+
+    with FakeOpenAI() as server:          # server.url == "http://127.0.0.1:PORT/v1"
+        ...
+        server.requests                   # POSTs received, every attempt counted
+
+Behaviour is driven by markers in the last message (so it is deterministic under concurrency):
+- `[[answer:TEXT]]` — the completion is TEXT (default: `default_answer`, "yes").
+- `[[delay:SECONDS]]` — the answer comes after that many seconds.
+- `[[fault:F1,F2,...]]` — attempt n at this exact request gets fault Fn; later attempts succeed.
+  `[[fault:*F]]` — every attempt gets F. Faults: 429 (with Retry-After: `retry_after`), 500, 503,
+  400, 401, slow (sleeps `slow_s`, then answers), drop (closes the connection without a response),
+  malformed (200 with a body that is not JSON), empty (200 with empty content).
+`fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
+`latency(key) -> seconds` adds a delay to every answer (key: a hash of the request body).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ANSWER = re.compile(r"\[\[answer:(.*?)\]\]", re.S)
+FAULT = re.compile(r"\[\[fault:(\*?)([\w,]+)\]\]")
+DELAY = re.compile(r"\[\[delay:([\d.]+)\]\]")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024
+
+
+class FakeOpenAI:
+    def __init__(self, *, default_answer: str = "yes", latency: Callable[[str], float] | None = None,
+                 retry_after: str = "0.05", slow_s: float = 1.5):
+        self.default_answer = default_answer
+        self.latency = latency
+        self.retry_after = retry_after
+        self.slow_s = slow_s
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.by_key: Counter = Counter()  # attempts per distinct request body
+        self.faults_served: Counter = Counter()
+        self.authorization: set[str] = set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._next_faults: list[str] = []
+        self._httpd: _Server | None = None
+
+    # --- control ---------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        assert self._httpd is not None, "server not started"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+
+    def fail_next(self, fault: str, n: int = 1) -> None:
+        with self.lock:
+            self._next_faults += [fault] * n
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.requests = 0
+            self.by_key.clear()
+            self.faults_served.clear()
+            self.max_in_flight = 0
+
+    def start(self) -> FakeOpenAI:
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = _Server(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # --- behaviour -------------------------------------------------------------------------------
+    def plan(self, body: dict) -> tuple[str, str | None, str, float]:
+        """(key, fault or None, answer, delay) for one request body; counts the attempt."""
+        messages = body.get("messages") or []
+        key = hashlib.sha256(json.dumps([body.get("model"), messages], sort_keys=True).encode()).hexdigest()
+        last = str(messages[-1].get("content", "")) if messages else ""
+        answer = m.group(1) if (m := ANSWER.search(last)) else self.default_answer
+        with self.lock:
+            self.requests += 1
+            attempt = self.by_key[key]
+            self.by_key[key] += 1
+            fault = self._next_faults.pop(0) if self._next_faults else None
+        if fault is None and (m := FAULT.search(last)):
+            always, faults = m.group(1) == "*", m.group(2).split(",")
+            if always:
+                fault = faults[0]
+            elif attempt < len(faults):
+                fault = faults[attempt]
+        if fault:
+            with self.lock:
+                self.faults_served[fault] += 1
+        delay = float(m.group(1)) if (m := DELAY.search(last)) else 0.0
+        if self.latency is not None:
+            delay += self.latency(key)
+        return key, fault, answer, delay
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeOpenAI
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps({"error": {"message": message, "type": "fake", "code": status}}).encode(),
+                   headers)
+
+    def do_POST(self) -> None:
+        fake = self.fake
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._error(404, f"no route {self.path}")
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._error(400, "request body is not JSON")
+            return
+        with fake.lock:
+            fake.authorization.add(self.headers.get("Authorization", ""))
+        key, fault, answer, delay = fake.plan(body)
+        with fake.lock:
+            fake.in_flight += 1
+            fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        try:
+            time.sleep(delay)
+            if fault == "429":
+                self._error(429, "rate limited", {"Retry-After": fake.retry_after})
+            elif fault in ("500", "503", "400", "401"):
+                self._error(int(fault), f"injected {fault}")
+            elif fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            elif fault == "malformed":
+                self._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": ')
+            else:
+                if fault == "slow":
+                    time.sleep(fake.slow_s)
+                text = "" if fault == "empty" else answer
+                prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or [])
+                reply = {
+                    "id": f"chatcmpl-{key[:12]}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", ""),
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1,
+                              "total_tokens": prompt_chars // 4 + len(text) // 4 + 2},
+                }
+                self._send(200, json.dumps(reply).encode())
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            self.close_connection = True  # the client gave up (timeout) first
+        finally:
+            with fake.lock:
+                fake.in_flight -= 1

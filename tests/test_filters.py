@@ -1,0 +1,153 @@
+"""Each filter at its boundaries, the check order, and the filter stage's metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import nep.filters as filters
+from nep.edits import compute_chunks, window_lines
+from nep.filters import FilterConfig, filter_records, structural_reason
+from nep.tokens import count_tokens
+
+BASE = [f"value_{i} = {i}\n" for i in range(200)]
+
+
+def with_inserts(inserts: dict[int, int], base: list[str] = BASE) -> tuple[str, str]:
+    """(old, new) where `inserts[i]` new lines go before base line i."""
+    new: list[str] = []
+    for i, line in enumerate(base):
+        new.extend(f"added_{i}_{j} = {j}\n" for j in range(inserts.get(i, 0)))
+        new.append(line)
+    return "".join(base), "".join(new)
+
+
+def record(old: str, new: str, lang: str = "Python", **extra) -> dict:
+    return {"old_contents": old, "new_contents": new, "lang": lang, "commit": "c", "new_file": "f.py", **extra}
+
+
+DEFAULT = FilterConfig(max_chars=0, max_tokens=0)  # structure checks only
+
+
+def test_chunk_lines_boundary_5_passes_6_fails():
+    assert structural_reason(*with_inserts({10: 1, 20: 5}), DEFAULT) is None
+    assert structural_reason(*with_inserts({10: 1, 20: 6}), DEFAULT) == "chunk_too_long"
+    # a replacement shows its removed and added lines: 3 - and 3 + is 6 lines
+    old = "".join(BASE)
+    new_lines = list(BASE)
+    new_lines[30:33] = ["x = 1\n", "y = 2\n", "z = 3\n"]
+    new_lines.insert(10, "w = 0\n")
+    config = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "replace"))
+    assert structural_reason(old, "".join(new_lines), config) == "chunk_too_long"
+
+
+def test_window_boundary_80_passes_81_fails():
+    old, new = with_inserts({10: 1, 88: 1})
+    assert max(window_lines(compute_chunks(old, new))) == 80
+    assert structural_reason(old, new, DEFAULT) is None
+    old, new = with_inserts({10: 1, 89: 1})
+    assert max(window_lines(compute_chunks(old, new))) == 81
+    assert structural_reason(old, new, DEFAULT) == "window_too_long"
+
+
+def test_one_chunk_is_too_few():
+    assert structural_reason(*with_inserts({10: 2}), DEFAULT) == "too_few_chunks"
+    assert structural_reason(*with_inserts({10: 2}), FilterConfig(max_chars=0, max_tokens=0, min_chunks=1)) is None
+
+
+def test_no_change():
+    old = "".join(BASE)
+    assert structural_reason(old, old, DEFAULT) == "no_change"
+
+
+def test_delete_only_and_replace_need_their_edit_types():
+    old = "".join(BASE)
+    deleted = "".join(BASE[:10] + BASE[12:40] + BASE[41:])
+    replaced = "".join(BASE[:10] + ["ten = 10\n"] + BASE[11:40] + ["forty = 40\n"] + BASE[41:])
+    assert [c.type for c in compute_chunks(old, deleted)] == ["delete", "delete"]
+    assert [c.type for c in compute_chunks(old, replaced)] == ["replace", "replace"]
+    assert structural_reason(old, deleted, DEFAULT) == "edit_type"
+    assert structural_reason(old, replaced, DEFAULT) == "edit_type"
+    every = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
+    assert structural_reason(old, deleted, every) is None
+    assert structural_reason(old, replaced, every) is None
+    # one disallowed chunk among allowed ones is enough to drop
+    mixed = "".join(BASE[:10] + ["new = 1\n"] + BASE[10:40] + BASE[41:])
+    assert structural_reason(old, mixed, DEFAULT) == "edit_type"
+    assert structural_reason(old, mixed, FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete"))) is None
+
+
+def test_unknown_edit_type_is_rejected():
+    with pytest.raises(ValueError, match="edit_types"):
+        FilterConfig(edit_types=("move",))
+
+
+def test_char_boundary():
+    old, new = with_inserts({10: 1, 20: 1})
+    n = len(old) + len(new)
+    assert structural_reason(old, new, FilterConfig(max_chars=n, max_tokens=0)) is None
+    assert structural_reason(old, new, FilterConfig(max_chars=n - 1, max_tokens=0)) == "too_many_chars"
+
+
+def test_token_boundary():
+    old, new = with_inserts({10: 1, 20: 1})
+    tokens = count_tokens(old + new)
+    assert 2 * len((old + new).encode()) > 2 * tokens  # so the byte shortcut does not decide
+    kept = filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=2 * tokens))
+    assert len(kept.kept) == 1
+    dropped = filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=2 * tokens - 1))
+    assert not dropped.kept and dropped.dropped == {"too_many_tokens": 1}
+
+
+def test_only_survivors_of_cheap_checks_are_tokenized(monkeypatch):
+    seen: list[str] = []
+    real = filters.count_tokens_batch
+
+    def spy(texts, encoding, threads=2):
+        seen.extend(texts)
+        return real(texts, encoding)
+
+    monkeypatch.setattr(filters, "count_tokens_batch", spy)
+    good = record(*with_inserts({10: 1, 20: 1}))
+    long = record(*with_inserts({10: 1, 20: 1}, BASE * 20))
+    one_chunk = record(*with_inserts({10: 1}))
+    result = filter_records([good, long, one_chunk], FilterConfig(max_chars=32768, max_tokens=64))
+    assert seen == [good["old_contents"] + good["new_contents"]]
+    assert result.dropped == {"too_many_chars": 1, "too_few_chunks": 1, "too_many_tokens": 1}
+
+
+def test_small_records_skip_tokenization(monkeypatch):
+    monkeypatch.setattr(filters, "count_tokens_batch", lambda texts, *a, **k: pytest.fail("tokenized"))
+    small = record(*with_inserts({2: 1, 4: 1}, BASE[:6]))
+    assert len(filter_records([small], FilterConfig()).kept) == 1
+
+
+def test_filter_stage_metrics_and_bad_lines(tmp_path):
+    from stages.filter import run
+
+    good = record(*with_inserts({10: 1, 20: 1}), repos="r", timestamp=5, extra="kept")
+    crlf_old, crlf_new = (t.replace("\n", "\r\n") for t in with_inserts({10: 1, 20: 1}))
+    lines = [
+        json.dumps(good),
+        json.dumps(record(crlf_old, crlf_new, lang="Go")),  # CRLF is normalized, not an edit everywhere
+        json.dumps(record(*with_inserts({10: 1}), lang="Go")),
+        "{not json",
+        json.dumps({"commit": "c", "new_file": "f", "lang": "C", "old_contents": "a", "new_contents": 3}),
+        json.dumps(record("a\x00", "b")),
+        "",
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    metrics = run(input_path=src, output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json")
+    assert metrics["records_in"] == 6
+    assert metrics["records_out"] == 2
+    assert metrics["dropped.malformed_json"] == 1
+    assert metrics["dropped.bad_type_new_contents"] == 1
+    assert metrics["dropped.nul_bytes"] == 1
+    assert metrics["dropped.too_few_chunks"] == 1
+    assert metrics["language.Go.in"] == 2 and metrics["language.Go.out"] == 1
+    assert json.loads((tmp_path / "m.json").read_text()) == metrics
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert out[0]["extra"] == "kept" and out[0]["timestamp"] == 5 and out[0]["repos"] == "r"
+    assert "\r" not in out[1]["new_contents"]

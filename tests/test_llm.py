@@ -1,0 +1,196 @@
+"""nep.llm's OpenAI backend against a real local server: faults, retries, concurrency, cache, secrets."""
+
+from __future__ import annotations
+
+import email.utils
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import REPO_ROOT
+
+from nep.llm import (
+    ChatRequest,
+    OpenAIBackend,
+    TooManyFailures,
+    backend_config,
+    cache_path,
+    check_failure_rate,
+    get_backend,
+    in_request_order,
+    retry_after_s,
+)
+
+KEY = "sk-nep-test-SECRET-0123456789"
+
+
+def backend(server, **overrides) -> OpenAIBackend:
+    config = dict(base_url=server.url, model="fake-model", api_key_env="NEP_TEST_KEY", concurrency=4,
+                  timeout_s=0.5, max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.05, max_tokens=5)
+    return get_backend("openai", **{**config, **overrides})
+
+
+def request(i: int | str, text: str = "") -> ChatRequest:
+    return ChatRequest(id=str(i), messages=[{"role": "system", "content": "Answer yes or no."},
+                                            {"role": "user", "content": f"question {i} {text}"}])
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("NEP_TEST_KEY", KEY)
+
+
+# One request per fault; transient faults (first attempt only) are retried into an answer,
+# persistent ones (`*`) end failed with their reason after max_attempts.
+FAULTS = [
+    ("429", None, 2), ("500", None, 2), ("503", None, 2), ("slow", None, 2), ("drop", None, 2),
+    ("malformed", None, 2), ("429,503,500", "server_error", 3), ("*500", "server_error", 3),
+    ("*503", "server_error", 3), ("*slow", "timeout", 3), ("*drop", "connection", 3),
+    ("*malformed", "bad_response", 3), ("empty", "empty_content", 1), ("400", "client_error", 1),
+    ("401", "client_error", 1), ("", None, 1),
+]
+
+
+def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
+    llm = backend(fake_openai)
+    requests = [request(i, f"[[fault:{f}]]" if f else "") for i, (f, _, _) in enumerate(FAULTS)]
+    results = {r.id: r for r in llm.complete_many(requests)}
+    assert sorted(results, key=int) == [r.id for r in requests]  # nothing lost, nothing twice
+    for i, (fault, reason, attempts) in enumerate(FAULTS):
+        r = results[str(i)]
+        assert r.error == reason, (fault, r)
+        assert r.attempts == attempts, (fault, r)
+        if reason is None:
+            assert r.text == "yes" and r.tokens_in > 0
+        else:
+            assert r.text is None and r.detail
+    assert fake_openai.requests == sum(a for _, _, a in FAULTS) == llm.stats.requests_sent
+    m = llm.stats.metrics()
+    assert m["llm.requests"] == len(FAULTS) and m["llm.answered"] == 7 and m["llm.failed"] == 9
+    assert m["llm.failures.server_error"] == 3 and m["llm.failures.client_error"] == 2
+    assert m["llm.retries"] == fake_openai.requests - len(FAULTS)
+    assert fake_openai.authorization == {f"Bearer {KEY}"}
+
+
+def test_retry_after_is_honoured(fake_openai):
+    fake_openai.retry_after = "0.6"
+    start = time.perf_counter()
+    [result] = backend(fake_openai).complete_many([request(0, "[[fault:429]]")])
+    assert result.text == "yes" and result.attempts == 2
+    assert time.perf_counter() - start >= 0.6
+
+
+def test_retry_after_parsing_and_backoff():
+    assert retry_after_s({"retry-after": "2"}) == 2.0
+    assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 < retry_after_s({"retry-after": date}) <= 30
+    assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
+    llm = OpenAIBackend(model="m", backoff_base_s=1.0, backoff_max_s=8.0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)]:
+        delays = [llm.backoff_s(attempt) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(set(delays)) > 1  # jittered
+    assert llm.backoff_s(1, retry_after=3.0) == 3.0
+
+
+def test_concurrency_is_bounded_and_results_stream(fake_openai):
+    llm = backend(fake_openai, concurrency=3, timeout_s=5)
+    requests = [request(0, "[[delay:1.5]]")] + [request(i, "[[delay:0.05]]") for i in range(1, 13)]
+    start = time.perf_counter()
+    arrivals = [(r.id, time.perf_counter() - start) for r in llm.complete_many(requests)]
+    assert fake_openai.max_in_flight == 3
+    # the slow request does not hold the others back: they all arrive before it
+    assert arrivals[-1][0] == "0" and arrivals[0][1] < arrivals[-1][1] - 1.0
+    ordered = list(in_request_order(iter([r for r in llm.complete_many(requests)][::-1]), requests))
+    assert [r.id for r in ordered] == [r.id for r in requests]
+
+
+def test_cache_resends_only_missing_requests(fake_openai, monkeypatch):
+    requests = [request(i) for i in range(6)] + [request(6, "[[fault:*500]]"), request(7)]
+    requests.append(ChatRequest(id="dup", messages=requests[0].messages))  # identical to request 0
+    first = backend(fake_openai)
+    results = {r.id: r for r in first.complete_many(requests)}
+    assert results["dup"].text == "yes" and results["6"].error == "server_error"
+    assert fake_openai.requests == 7 + 3  # the duplicate is sent once; 3 attempts at the failing one
+
+    fake_openai.reset_counts()
+    monkeypatch.setenv("NEP_TEST_KEY", "sk-another-key")  # the key is not part of the cache key
+    second = backend(fake_openai)
+    again = {r.id: r for r in second.complete_many(requests)}
+    assert fake_openai.requests == 3  # only the failed request is tried again
+    assert second.stats.cache_hits == 8 and again["3"].cached and again["3"].text == "yes"
+    assert again["3"].latency_s == results["3"].latency_s  # the first measurement is kept
+
+    fake_openai.reset_counts()
+    list(backend(fake_openai, temperature=0.7).complete_many(requests[:2]))
+    list(backend(fake_openai, model="other-model").complete_many(requests[:2]))
+    assert fake_openai.requests == 4  # sampling params and model are part of the key
+
+    blob = cache_path().read_bytes() + b"".join(p.read_bytes() for p in cache_path().parent.iterdir())
+    assert KEY.encode() not in blob and b"sk-another-key" not in blob
+
+
+def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch):
+    monkeypatch.delenv("NEP_TEST_KEY")
+    llm = backend(fake_openai)
+    with pytest.raises(RuntimeError, match="NEP_TEST_KEY"):
+        list(llm.complete_many([request(1)]))
+    assert fake_openai.requests == 0
+    monkeypatch.setenv("NEP_TEST_KEY", KEY)
+    list(backend(fake_openai).complete_many([request(1)]))
+    monkeypatch.delenv("NEP_TEST_KEY")
+    [cached] = backend(fake_openai).complete_many([request(1)])  # all cached: no key needed
+    assert cached.cached and cached.text == "yes"
+    list(backend(fake_openai, api_key_env="").complete_many([request(2)]))  # a server without auth
+    assert "Bearer EMPTY" in fake_openai.authorization
+
+
+def test_registry_config_and_failure_rate():
+    with pytest.raises(ValueError, match="unknown LLM backend"):
+        get_backend("nope")
+    with pytest.raises(TypeError, match="bogus"):
+        get_backend("openai", model="m", bogus=1)
+    assert backend_config({"backend": "openai", "model": "m", "prices": {}, "concurrency": 2}) == {
+        "model": "m", "concurrency": 2}
+    check_failure_rate({"timeout": 1}, 100, 0.01)
+    with pytest.raises(TooManyFailures, match=r"2 of 100 labels failed \(timeout: 2\)"):
+        check_failure_rate({"timeout": 2}, 100, 0.01, "labels")
+    llm = OpenAIBackend(model="gpt-x")
+    llm.stats.tokens_in, llm.stats.tokens_out = 2_000_000, 1_000_000
+    assert llm.stats.metrics({"gpt-x": {"input": 0.5, "output": 2.0}})["llm.cost_usd"] == 3.0
+    assert "llm.cost_usd" not in llm.stats.metrics({})
+
+
+KILLED_RUN = textwrap.dedent("""
+    import sys
+    from nep.llm import ChatRequest, get_backend
+    llm = get_backend("openai", base_url=sys.argv[1], model="fake-model", api_key_env="NEP_TEST_KEY",
+                      concurrency=4)
+    requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
+    for result in llm.complete_many(requests):
+        print(result.id, flush=True)
+""")
+
+
+def test_sigkilled_run_resumes_without_resending_answers(fake_openai, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_RUN, fake_openai.url], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while fake_openai.requests < 24 and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    answered = sqlite3.connect(cache_path()).execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+    assert 12 <= answered < 60
+
+    fake_openai.reset_counts()
+    llm = get_backend("openai", base_url=fake_openai.url, model="fake-model", api_key_env="NEP_TEST_KEY",
+                      concurrency=4)
+    requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
+    results = list(llm.complete_many(requests))
+    assert len(results) == 60 and all(r.text == "yes" for r in results)
+    assert fake_openai.requests == 60 - answered and llm.stats.cache_hits == answered

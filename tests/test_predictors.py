@@ -1,0 +1,346 @@
+"""Predictors: the propagate rule, the registry, and generation with a tiny model on the CPU
+(hf base and chat, finetuned adapter), an OpenAI-compatible server on loopback, and vLLM on a GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_openai import FakeOpenAI
+
+from conftest import REPO_ROOT
+from nep.extract import extract_next_version
+from nep.predictors import (
+    SYSTEM_INSTRUCTION,
+    FinetunedPredictor,
+    HFPredictor,
+    OpenAIPredictor,
+    build_predictor,
+    chat_messages,
+)
+from nep.prompts import build_training_text, example_id, parse_prompt
+from nep.propagate import propagate, similar, skeleton, substitution
+
+# --------------------------------------------------------------------------------------------- helpers
+
+FILES = [
+    ("shapes.py", "class Box:\n    def width(self):\n        return 1\n\n    def height(self):\n        return 2\n"),
+    ("util.py", "import os\n\nx = 1\ny = 2\nz = 3\n"),
+    ("main.go", "package main\n\nfunc a() int { return 1 }\nfunc b() int { return 2 }\n"),
+    ("app.js", "const a = f(1);\nconst b = f(2);\nconst c = f(3);\n"),
+]
+
+
+def make_example(original: str, current: str, nxt: str, path: str = "a.py", language: str = "Python") -> dict:
+    t = build_training_text(original, current, nxt, path=path)
+    return {
+        "id": example_id("repo", "sha", path, original),
+        "path": path,
+        "language": language,
+        "original": original,
+        "current": current,
+        "next": nxt,
+        "prompt": t.prompt,
+        "completion": t.completion,
+        "text": t.text,
+    }
+
+
+def examples() -> list[dict]:
+    out = []
+    for path, original in FILES:
+        current = original + "# edited\n"
+        out.append(make_example(original, current, current + "# again\n", path=path))
+    # prompts of clearly different lengths, so batches need padding
+    long = "".join(f"value_{i} = {i}\n" for i in range(30))
+    out.append(make_example(long, long.replace("value_3 =", "value_3: int ="), long, path="long.py"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    from nep.tiny import build_tiny_model
+
+    return build_tiny_model([e["text"] for e in examples()], tmp_path_factory.mktemp("tiny"), vocab_size=400)
+
+
+# --------------------------------------------------------------------------------------------- propagate
+
+
+def test_substitution_widens_an_empty_middle():
+    assert substitution("f(x)", "f(x, y)") == (")", ", y)")
+    assert substitution("a = old_name", "a = new_name") == ("old", "new")
+    assert substitution("abc", "abc!") == ("c", "c!")
+
+
+def test_skeleton_and_similarity():
+    assert skeleton("    def foo(self, x):") == "def _(_, _):"
+    assert similar("x = 1", "total = 20")
+    assert not similar("return x", "x = 1")
+    assert not similar("", "")
+
+
+def test_propagate_line_transformation_on_the_next_similar_line():
+    original = "def f(x):\n    return g(x)\n\ndef h(y):\n    return g(y)\n"
+    current = "def f(x):\n    return g(x, 1)\n\ndef h(y):\n    return g(y)\n"
+    result = propagate(original, current)
+    assert result.rule == "transform"
+    assert result.text == "def f(x):\n    return g(x, 1)\n\ndef h(y):\n    return g(y, 1)\n"
+
+
+def test_propagate_transformation_skips_lines_already_done_and_wraps_to_the_top():
+    original = "a = load(1)\nb = load(2)\nc = load(3)\n"
+    current = "a = load(1)\nb = cached(2)\nc = cached(3)\n"  # last edit: c; b done; a is left
+    result = propagate(original, current)
+    assert result.text == "a = cached(1)\nb = cached(2)\nc = cached(3)\n"
+
+
+def test_propagate_insertion_renames_and_reindents():
+    original = "class A:\n    def foo(self):\n        pass\n\ndef bar(self):\n    pass\n"
+    current = 'class A:\n    def foo(self):\n        """Do foo."""\n        pass\n\ndef bar(self):\n    pass\n'
+    result = propagate(original, current)
+    assert result.rule == "insert"
+    assert result.text == current.replace("def bar(self):\n", 'def bar(self):\n    """Do bar."""\n')
+
+
+def test_propagate_insertion_skips_a_target_that_already_has_it():
+    original = "x = 1\ny = 2\nlog(y)\nz = 3\n"
+    current = "x = 1\nlog(x)\ny = 2\nlog(y)\nz = 3\n"
+    assert propagate(original, current).text == current + "log(z)\n"
+
+
+def test_propagate_insertion_at_a_final_line_without_newline():
+    original = "import os\nx = 1\ny = 2"
+    current = "import os\nx = 1\nlog(x)\ny = 2"
+    assert propagate(original, current).text == "import os\nx = 1\nlog(x)\ny = 2\nlog(y)"
+
+
+def test_propagate_deletion():
+    original = "a()\nprint('debug')\nb()\n    print('debug')\nc()\n"
+    current = "a()\nb()\n    print('debug')\nc()\n"
+    result = propagate(original, current)
+    assert (result.rule, result.text) == ("delete", "a()\nb()\nc()\n")
+
+
+def test_propagate_falls_back_to_identity():
+    # a one-off insertion with nothing similar after it
+    original = "import os\n\n\nfunc()\n"
+    current = "import os\nimport sys\n\n\nfunc()\n"
+    assert propagate(original, current).rule == "identity"
+    assert propagate(original, current).text == current
+    assert propagate(current, current).rule == "identity"
+
+
+def test_propagate_is_deterministic():
+    for ex in examples():
+        assert propagate(ex["original"], ex["current"]) == propagate(ex["original"], ex["current"])
+
+
+# --------------------------------------------------------------------------------------------- registry
+
+
+def test_identity_and_propagate_predictors():
+    exs = examples()
+    identity = build_predictor("identity", {"kind": "identity", "needs": "data/split/test.jsonl"})
+    preds = identity.predict(exs, max_new_tokens=8)
+    assert [p.raw_output for p in preds] == [e["current"] for e in exs]
+    prop = build_predictor("propagate", {"kind": "propagate"})
+    preds = prop.predict(exs, max_new_tokens=8)
+    assert preds[-1].raw_output == exs[-1]["current"].replace("value_4 =", "value_4: int =")
+    assert sum(prop.rules.values()) == len(exs)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"needs": "x"}, "needs a `kind`"),
+        ({"kind": "magic"}, "unknown kind 'magic'"),
+        ({"kind": "identity", "model": "m"}, "unknown option"),
+        ({"kind": "hf"}, "needs `model`"),
+        ({"kind": "hf", "model": "m", "temperature": 0.7}, "unknown option.*temperature"),
+        ({"kind": "openai"}, "needs `model`"),
+        ({"kind": "openai", "model": "m", "api_key": "sk-secret"}, "unknown option.*api_key"),
+        ({"kind": "finetuned", "chat": True}, "chat"),
+        ({"kind": "vllm"}, "needs `model`"),
+    ],
+)
+def test_build_predictor_rejects_bad_configs(config, message):
+    with pytest.raises(ValueError, match=message) as info:
+        build_predictor("mine", config)
+    assert "generate.predictors.mine" in str(info.value)
+
+
+def test_heavy_libraries_load_lazily():
+    code = (
+        "import sys, nep.predictors, nep.extract, stages.generate\n"
+        "p = nep.predictors.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
+        "p = nep.predictors.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
+        "p = nep.predictors.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
+        "heavy = {'torch', 'transformers', 'peft', 'vllm', 'openai', 'unsloth'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_chat_messages_hold_the_sections_and_require_the_tag():
+    ex = examples()[0]
+    system, user = chat_messages(ex)
+    assert system == {"role": "system", "content": SYSTEM_INSTRUCTION}
+    assert "<next_version>" in SYSTEM_INSTRUCTION and "</next_version>" in SYSTEM_INSTRUCTION
+    sections = parse_prompt(ex["prompt"])
+    for body in sections.values():
+        assert body in user["content"]
+    assert "shapes.py" in user["content"]
+
+
+# --------------------------------------------------------------------------------------------- transformers
+
+
+def test_hf_base_model_batched_equals_one_at_a_time(tiny_dir):
+    exs = examples()
+    predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
+    assert predictor.style == "completion"  # no chat template: the training prompt
+    batched = predictor.predict(exs, max_new_tokens=12)
+    single = [predictor.predict([e], max_new_tokens=12)[0] for e in exs]
+    assert [p.raw_output for p in batched] == [p.raw_output for p in single]
+    assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]
+    assert all(0 < p.output_tokens <= 12 and p.latency_s > 0 for p in batched)
+
+
+def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nep.predictors import TransformersGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    short, long = examples()[1]["prompt"], examples()[-1]["prompt"]
+    prompt_ids = tokenizer(short, return_tensors="pt")["input_ids"]
+    ids = model.generate(prompt_ids, max_new_tokens=10, do_sample=False)[0, prompt_ids.shape[1] :].tolist()
+    stop = next(i for i in range(1, len(ids)) if ids[i] not in ids[:i])
+    # declare the token the model writes at position `stop` an EOS: generation ends before it
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, ids[stop]]
+    model.config.max_position_embeddings = 200
+    gen = TransformersGenerator(model, tokenizer)
+    assert len(tokenizer(long)["input_ids"]) >= 200
+    out = gen.generate([short, long], max_new_tokens=10)
+    assert (out[0].raw_output, out[0].output_tokens) == (tokenizer.decode(ids[:stop]), stop)
+    assert (out[1].raw_output, out[1].output_tokens, out[1].skipped) == ("", 0, "prompt_too_long")
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
+    import shutil
+
+    chat_dir = tmp_path / "chat"
+    shutil.copytree(tiny_dir, chat_dir)
+    config_path = chat_dir / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["chat_template"] = CHAT_TEMPLATE
+    config_path.write_text(json.dumps(config))
+    predictor = build_predictor("instruct", {"kind": "hf", "model": str(chat_dir), "device": "cpu"})
+    assert predictor.style == "chat"  # auto: the tokenizer has a chat template
+    ex = examples()[0]
+    rendered = predictor.render(ex)
+    assert rendered.startswith(f"<|system|>\n{SYSTEM_INSTRUCTION}") and rendered.endswith("<|assistant|>\n")
+    assert ex["prompt"] not in rendered  # not the training format
+    preds = predictor.predict([ex], max_new_tokens=6)
+    assert preds[0].output_tokens > 0
+    forced_base = build_predictor("b", {"kind": "hf", "model": str(chat_dir), "chat": False, "device": "cpu"})
+    assert forced_base.style == "completion" and forced_base.render(ex) == ex["prompt"]
+
+
+@pytest.fixture(scope="module")
+def finetuned_dir(tmp_path_factory) -> Path:
+    """The finetune helper's real run on the tiny model: two optimizer steps."""
+    from nep.training import FinetuneConfig, TinyConfig, run_finetune
+
+    cfg = FinetuneConfig(
+        base_model="tiny-random",
+        backend="hf",
+        max_steps=2,
+        gradient_accumulation_steps=1,
+        warmup_steps=0,
+        tiny=TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, max_seq_length=512),
+    )
+    out = tmp_path_factory.mktemp("finetune")
+    run_finetune(examples(), out, cfg, progress=False)
+    return out
+
+
+def test_finetuned_adapter_generates_batched_like_one_at_a_time(finetuned_dir):
+    predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(finetuned_dir), "needs": "x"})
+    assert isinstance(predictor, FinetunedPredictor) and predictor.style == "completion"
+    exs = examples()
+    batched = predictor.predict(exs, max_new_tokens=10)
+    single = [predictor.predict([e], max_new_tokens=10)[0] for e in exs]
+    assert [p.raw_output for p in batched] == [p.raw_output for p in single]
+    assert all(p.output_tokens <= 10 for p in batched)
+    # the adapter is really applied: the model is a PEFT model whose tokenizer has the markers
+    model = predictor.generator.model
+    assert type(model).__name__.startswith("Peft")
+    assert predictor.generator.tokenizer.convert_tokens_to_ids("<|next_version|>") is not None
+
+
+def test_finetuned_without_a_model_dir_says_so(tmp_path):
+    predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(tmp_path / "none")})
+    with pytest.raises(FileNotFoundError, match="run the finetune stage"):
+        predictor.predict(examples()[:1], max_new_tokens=4)
+
+
+# --------------------------------------------------------------------------------------------- openai
+
+
+def test_openai_predictor_against_a_local_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NEP_TEST_KEY", "sk-local-test")
+    answer = "Here it is:\n<next_version>\nx = 2\n</next_version>"
+    good = make_example(f"# [[answer:{answer}]]\nx = 1\n", f"# [[answer:{answer}]]\nx = 1\ny = 1\n", "x\n")
+    bad = make_example("# [[fault:*400]]\na = 1\n", "# [[fault:*400]]\na = 1\nb = 1\n", "a\n")
+    plain = make_example("p = 1\n", "p = 1\nq = 1\n", "p\n")
+    with FakeOpenAI(default_answer="no tags here") as server:
+        predictor = build_predictor(
+            "api",
+            {"kind": "openai", "model": "gpt-test", "base_url": server.url, "api_key_env": "NEP_TEST_KEY",
+             "max_attempts": 1, "needs": "data/split/test.jsonl"},
+        )
+        assert isinstance(predictor, OpenAIPredictor) and predictor.style == "chat"
+        preds = predictor.predict([good, bad, plain], max_new_tokens=64)
+        assert server.authorization == {"Bearer sk-local-test"}
+    assert preds[0].raw_output == answer and preds[0].output_tokens > 0 and preds[0].skipped is None
+    assert extract_next_version(preds[0].raw_output, "chat").text == "x = 2\n"
+    assert preds[1].raw_output == "" and preds[1].skipped == "backend_error.client_error"
+    assert preds[2].raw_output == "no tags here"
+    assert not extract_next_version(preds[2].raw_output, "chat").ok
+
+
+# --------------------------------------------------------------------------------------------- GPU
+
+
+@pytest.mark.gpu
+def test_vllm_predictor_on_the_tiny_model(tiny_dir):
+    pytest.importorskip("vllm")
+    predictor = build_predictor(
+        "vllm", {"kind": "vllm", "model": str(tiny_dir), "gpu_memory_utilization": 0.3, "max_model_len": 2048}
+    )
+    exs = examples()
+    preds = predictor.predict(exs, max_new_tokens=8)
+    assert len(preds) == len(exs) and all(0 < p.output_tokens <= 8 for p in preds)
+    assert [p.raw_output for p in predictor.predict(exs, max_new_tokens=8)] == [p.raw_output for p in preds]
+
+
+@pytest.mark.gpu
+def test_hf_on_gpu_matches_batched_and_single(tiny_dir):
+    predictor = HFPredictor(model=str(tiny_dir), device="cuda", dtype="float32")
+    exs = examples()
+    batched = predictor.predict(exs, max_new_tokens=8)
+    single = [predictor.predict([e], max_new_tokens=8)[0] for e in exs]
+    assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]

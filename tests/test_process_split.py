@@ -1,0 +1,107 @@
+"""The process stage (examples, drops) and the split strategies (no leakage, determinism)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from nep.edits import current_version
+from nep.jsonl import InputError
+from nep.prompts import example_id, parse_prompt
+from nep.splits import SplitError, split_examples
+from stages.process import build_examples
+
+OLD = "".join(f"v{i} = {i}\n" for i in range(20))
+NEW = OLD.replace("v3 = 3\n", "v3 = 3\nw = 1\n").replace("v9 = 9\n", "v9 = 9\nz = w\n")
+
+
+def labeled(label, **changes) -> dict:
+    r = {"commit": "abc", "old_file": "a.py", "new_file": "b.py", "old_contents": OLD, "new_contents": NEW,
+         "subject": "s", "message": "m", "lang": "Python", "repos": "r", "timestamp": 10, "label": label,
+         "label_reason": "x"}
+    r.update(changes)
+    return r
+
+
+def test_process_builds_examples_and_counts_drops():
+    drops: Counter = Counter()
+    rows = [labeled(1), labeled(0), labeled(None), {k: v for k, v in labeled(1).items() if k != "label"},
+            labeled(1, new_contents=OLD), labeled(1, new_contents=OLD + "tail = 1\n"), labeled(1),
+            labeled(1, old_contents=None)]
+    examples = list(build_examples(rows, drops))
+    assert drops == Counter({"not_relevant": 1, "label_null": 1, "missing_label": 1, "no_chunk": 1,
+                             "no_edit_history": 1, "duplicate": 1, "missing_old_contents": 1})
+    [e] = examples
+    assert e["id"] == example_id("r", "abc", "a.py", "b.py")
+    assert e["path"] == "b.py" and e["language"] == "Python" and e["timestamp"] == 10
+    assert e["current"] == current_version(OLD, NEW) and e["next"] == NEW and e["original"] == OLD
+    assert e["text"] == e["prompt"] + e["completion"] and e["completion"] == NEW
+    assert parse_prompt(e["prompt"])["current"] == e["current"]
+
+
+def examples(repos: int, commits: int, files: int = 2) -> list[dict]:
+    return [
+        {"id": f"{r}-{c}-{f}", "repos": f"repo{r}", "commit": f"{r}c{c}", "timestamp": 1000 + c,
+         "prompt": "p", "completion": "c"}
+        for r in range(repos) for c in range(commits) for f in range(files)
+    ]
+
+
+def test_repo_split_keeps_each_repository_on_one_side():
+    data = examples(repos=6, commits=5)
+    split = split_examples(data, strategy="auto", test_fraction=0.3, seed=1)
+    assert split.strategy == "repo"
+    assert not {e["repos"] for e in split.train} & {e["repos"] for e in split.test}
+    assert len(split.train) + len(split.test) == len(data) and split.test
+    again = split_examples(data, strategy="repo", test_fraction=0.3, seed=1)
+    assert again.test == split.test  # deterministic under a seed
+    other_seeds = {tuple(sorted({e["repos"] for e in split_examples(data, strategy="repo", seed=s).test}))
+                   for s in range(8)}
+    assert len(other_seeds) > 1
+
+
+def test_time_split_sends_newest_commits_to_test_and_keeps_commits_whole():
+    data = examples(repos=1, commits=10, files=3)
+    split = split_examples(data, strategy="auto", test_fraction=0.2, seed=0)
+    assert split.strategy == "time"
+    assert {e["commit"] for e in split.test} == {"0c9", "0c8"}
+    assert max(e["timestamp"] for e in split.train) < min(e["timestamp"] for e in split.test)
+    assert not {e["commit"] for e in split.train} & {e["commit"] for e in split.test}
+
+
+def test_time_split_without_timestamps_is_seeded():
+    data = [{**e, "timestamp": None} for e in examples(repos=1, commits=10)]
+    a = split_examples(data, strategy="time", seed=3)
+    assert a.test == split_examples(data, strategy="time", seed=3).test
+    assert not {e["commit"] for e in a.train} & {e["commit"] for e in a.test}
+
+
+def test_external_split_removes_leaking_training_examples():
+    data = examples(repos=2, commits=4)
+    external = [e for e in data if e["commit"] == "0c1"][:1]
+    split = split_examples(data, strategy="external", external=external)
+    assert split.test == external and split.leaked == 2
+    with pytest.raises(SplitError):
+        split_examples(data, strategy="external", external=[])
+    with pytest.raises(SplitError):
+        split_examples(data, strategy="random")
+
+
+def test_split_stage_errors_and_metrics(tmp_path):
+    from stages.split import run
+
+    src = tmp_path / "examples.jsonl"
+    src.write_text("")
+    kwargs = {"input_path": src, "train_path": tmp_path / "train.jsonl", "test_path": tmp_path / "test.jsonl",
+              "metrics_path": tmp_path / "split.json"}
+    with pytest.raises(InputError, match="shallow clone"):
+        run(**kwargs)
+    src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=1, commits=1)))
+    with pytest.raises(InputError, match="test set empty"):
+        run(**kwargs)
+    src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=3, commits=3)) + "{bad\n")
+    metrics = run(**kwargs, strategy="repo", test_fraction=0.3, seed=0)
+    assert metrics["train"] + metrics["test"] == 18 and metrics["dropped.malformed_json"] == 1
+    assert metrics["repos.train"] + metrics["repos.test"] == 3

@@ -1,0 +1,163 @@
+"""Ingest sources: git repositories the tests build, JSONL/Parquet files, a local CommitPackFT
+stand-in through `datasets`; and tiktoken working offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+from nep.jsonl import InputError
+from nep.sources import git_records, hf_records, jsonl_records
+
+PY = "".join(f"x{i} = {i}\n" for i in range(10))
+
+
+def mine(repo: Path, **kwargs) -> tuple[list[dict], Counter]:
+    drops: Counter = Counter()
+    records = list(git_records([str(repo)], drops=drops, progress=False, **kwargs))
+    return records, drops
+
+
+def test_git_source_handles_renames_binary_non_utf8_merges_and_huge_files(git_repo):
+    repo, commit = git_repo
+    commit({"a.py": PY, "b.bin.c": b"\x00\x01", "latin.py": "x = 1\n", "big.js": "a\n", "doc.md": "hi\n",
+            "keep.go": "package a\n", "m.py": "m = 1\n"}, date="2024-01-01T00:00:00+00:00")
+    first = commit({"a.py": PY + "y = 2\n", "doc.md": "hello\n"}, message="Grow a\n\nWith a body.")
+    commit({"a.py": None, "renamed.py": PY + "y = 3\n"}, message="Rename a")  # rename + edit
+    commit({"b.bin.c": b"\x00\x02"})  # binary
+    commit({"latin.py": "x = '\xe9'\n".encode("latin-1")})  # not UTF-8
+    commit({"big.js": "a\n" * 600})  # over max_file_bytes
+    commit({"keep.go": None, "new.ts": "let a = 1;\n"})  # a deleted and an added file
+    # a merge commit: its changes are mined through the branch commit only
+    git(repo, "checkout", "-q", "-b", "side")
+    side = commit({"renamed.py": PY + "y = 4\n"}, message="On a side branch")
+    git(repo, "checkout", "-q", "main")
+    main = commit({"m.py": "m = 2\n"}, message="Back on main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge side", "side")
+
+    records, drops = mine(repo, max_file_bytes=1000)
+    assert [(r["commit"], r["old_file"], r["new_file"]) for r in records] == [
+        (main, "m.py", "m.py"),
+        (side, "renamed.py", "renamed.py"),
+        (records[2]["commit"], "a.py", "renamed.py"),
+        (first, "a.py", "a.py"),
+    ]
+    assert drops == Counter({"binary": 1, "non_utf8": 1, "too_large": 1, "added_file": 1, "deleted_file": 1,
+                             "not_source": 1})
+    grow = records[-1]
+    assert grow["subject"] == "Grow a" and grow["message"] == "Grow a\n\nWith a body."
+    assert grow["lang"] == "Python" and grow["repos"] == "repo"
+    assert grow["timestamp"] == 1704067320 and isinstance(grow["timestamp"], int)
+    assert grow["old_contents"] == PY and grow["new_contents"] == PY + "y = 2\n"
+    # deterministic, and the cap and revision range apply to non-merge commits
+    assert mine(repo, max_file_bytes=1000)[0] == records
+    assert len({r["commit"] for r in mine(repo, max_commits=2)[0]}) == 2
+    assert [r["commit"] for r in mine(repo, rev=f"{first}..main", max_file_bytes=1000)[0]] == [
+        r["commit"] for r in records[:-1]
+    ]
+    assert mine(repo, languages=["Go"])[0] == []
+
+
+def test_git_source_errors_name_the_repository(tmp_path):
+    with pytest.raises(InputError, match="not-there"):
+        mine(tmp_path / "not-there")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(InputError, match="plain"):
+        mine(tmp_path / "plain")
+
+
+def commitpack(i: int, **changes) -> dict:
+    r = {"commit": f"c{i}", "old_file": "f.py", "new_file": "f.py", "old_contents": "a\n", "new_contents": f"b{i}\n",
+         "subject": "s", "message": "m", "lang": "Python", "repos": "org/r"}
+    r.update(changes)
+    return r
+
+
+def test_jsonl_source_counts_bad_lines_and_reads_parquet(tmp_path):
+    good = [commitpack(1), commitpack(2, old_contents="a\r\n", new_contents="b\r\nc\r\n", timestamp=7)]
+    lines = [json.dumps(r) for r in good] + [
+        "{oops",
+        "[1, 2]",
+        json.dumps(commitpack(3, new_contents=None)),
+        json.dumps(commitpack(4, lang=5)),
+        json.dumps(commitpack(5, new_contents="b\x00")),
+        json.dumps(commitpack(6, lang="Rust")),
+        json.dumps(commitpack(7, timestamp="yesterday")),
+        json.dumps(commitpack(8, new_contents="a\n")),
+    ]
+    src = tmp_path / "a.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([commitpack(9)]), tmp_path / "b.parquet")
+    drops: Counter = Counter()
+    records = list(jsonl_records([str(src), str(tmp_path / "b.parquet")], languages=["Python"], drops=drops))
+    assert [r["commit"] for r in records] == ["c1", "c2", "c9"]
+    assert records[1]["old_contents"] == "a\n" and records[1]["timestamp"] == 7
+    assert drops == Counter({"malformed_json": 1, "not_an_object": 1, "missing_new_contents": 1,
+                             "bad_type_lang": 1, "nul_bytes": 1, "other_language": 1,
+                             "bad_type_timestamp": 1, "unchanged": 1})
+
+
+def test_jsonl_source_rejects_unusable_files(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(InputError, match="empty.jsonl"):
+        list(jsonl_records([str(empty)], drops=Counter()))
+    with pytest.raises(InputError, match="missing.jsonl"):
+        list(jsonl_records([str(tmp_path / "missing.jsonl")], drops=Counter()))
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(b"\xff\xfe{}\n")
+    with pytest.raises(InputError, match="binary.jsonl"):
+        list(jsonl_records([str(binary)], drops=Counter()))
+    with pytest.raises(InputError, match="paths is empty"):
+        list(jsonl_records([], drops=Counter()))
+
+
+def test_hf_source_reads_a_local_commitpackft_layout(tmp_path):
+    for config, lang in [("python", "Python"), ("c++", "C++")]:
+        folder = tmp_path / "data" / config
+        folder.mkdir(parents=True)
+        rows = [commitpack(i, lang=lang, commit=f"{config}{i}") for i in range(3)] + [commitpack(9, lang=lang, new_contents=7)]
+        (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    drops: Counter = Counter()
+    records = list(hf_records(dataset=str(tmp_path), revision="unused", languages=["Python", "C++"],
+                              max_records_per_language=2, drops=drops))
+    assert [r["commit"] for r in records] == ["python0", "python1", "c++0", "c++1"]
+    with pytest.raises(InputError, match="'go'"):
+        list(hf_records(dataset=str(tmp_path), revision="x", languages=["Go"], drops=Counter()))
+
+
+def test_tiktoken_works_offline_from_quicktok(tmp_path, monkeypatch):
+    import tiktoken
+    import tiktoken.load
+    import tiktoken.registry
+
+    from nep import tokens
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+
+    def no_network(url):
+        raise AssertionError(f"tried to download {url}")
+
+    monkeypatch.setattr(tiktoken.load, "read_file", no_network)
+    monkeypatch.delitem(tiktoken.registry.ENCODINGS, "o200k_base", raising=False)
+    tokens.get_encoding.cache_clear()
+    path = tokens.ensure_bpe_file("o200k_base")
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    assert path == tmp_path / hashlib.sha1(url.encode()).hexdigest()
+    assert hashlib.sha256(path.read_bytes()).hexdigest().startswith("446a9538")
+    enc = tiktoken.get_encoding("o200k_base")  # tiktoken's own hash check passes on our file
+    assert enc.decode(enc.encode("def next_edit(): pass")) == "def next_edit(): pass"
+    assert tokens.count_tokens("hello world") == 2
+    # a file already there (e.g. downloaded by tiktoken itself) is left alone
+    stamp = path.stat().st_mtime_ns
+    tokens.ensure_bpe_file("o200k_base")
+    assert path.stat().st_mtime_ns == stamp
+    tokens.get_encoding.cache_clear()
