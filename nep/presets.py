@@ -1,7 +1,7 @@
 """Named configurations (presets/<name>.yaml), deep-merged over params.yaml.
 
     python -m nep.presets paper              # merge presets/paper.yaml into params.yaml, then `dvc repro`
-    python -m nep.presets paper --set-args   # print `-S` overrides for `dvc exp run` instead
+    eval "dvc exp run $(python -m nep.presets paper --set-args)"   # the same, as an experiment
     python -m nep.presets offline            # restore the committed default params.yaml (from git)
     python -m nep.presets --list
 

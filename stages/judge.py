@@ -36,8 +36,9 @@ def judgments(records: list[dict[str, Any]], backend: str, metrics: dict[str, An
     elif backend == "openai":
         from nep.judges import judge_with_llm
 
-        for r, (judgment, reason, answer) in zip(records, judge_with_llm(records, metrics=metrics, **params)):
-            yield {"id": r["id"], "judgment": judgment, "reason": reason, "answer": answer}
+        # (not zip: the generator must run to its end, where it fills `metrics`)
+        for i, (judgment, reason, answer) in enumerate(judge_with_llm(records, metrics=metrics, **params)):
+            yield {"id": records[i]["id"], "judgment": judgment, "reason": reason, "answer": answer}
     else:
         raise ValueError(f"unknown judge.backend '{backend}'; choose rules or openai")
 

@@ -22,12 +22,12 @@ def has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    if has_cuda():
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if not gpu_items or has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT
 
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())

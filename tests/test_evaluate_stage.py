@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT, git
+
 from nep.jsonl import InputError, write_jsonl
 from nep.prompts import build_prompt
 from stages import evaluate as evaluate_stage

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO_ROOT, git
+
 from nep.presets import PresetError, apply_preset, check_preset, deep_merge, load_preset, main, set_args
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "presets").glob("*.yaml"))

@@ -11,7 +11,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import git
 
 ACCESS_KEY = "AKIAFAKEFORNEPTESTS01"

@@ -35,7 +35,7 @@ def example(i: int) -> dict[str, str]:
 
 
 SMALL = FinetuneConfig.from_params(
-    {"max_steps": 3, "gradient_accumulation_steps": 2, "warmup_steps": 1, "learning_rate": 1e-2, "embedding_learning_rate": 1e-2}
+    {"tiny": {"max_steps": 3}, "gradient_accumulation_steps": 2, "warmup_steps": 1, "learning_rate": 1e-2, "embedding_learning_rate": 1e-2}
 )
 
 

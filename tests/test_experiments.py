@@ -1,0 +1,82 @@
+"""The whole pipeline through DVC in a temporary copy of the project: `dvc repro`, then an
+experiment with `dvc exp run -S`, `dvc exp show`, `dvc metrics diff`, `dvc params diff` and
+`dvc plots diff`, checking that a changed param re-runs only the stages that depend on it and
+changes the metrics it should."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_project, git
+from history import make_history
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(project: Path, *args: str) -> str:
+    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, f"dvc {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("experiments")
+    repos = make_history(root / "history", repos=2, commits_per_repo=16)
+    project = copy_project(root / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"]["git"]["repos"] = [str(r) for r in repos]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "baseline params")
+    out = dvc(project, "repro")
+    predictors = set(params["generate"]["predictors"])
+    expected = {"ingest", "filter", "label", "process", "split", "finetune", "evaluate"}
+    expected |= {f"generate@{p}" for p in predictors} | {f"judge@{p}" for p in predictors}
+    assert ran(out) == expected
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "baseline results")
+    return project
+
+
+def test_repro_writes_metrics_for_every_predictor(project):
+    metrics = json.loads((project / "metrics/evaluate.json").read_text())
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    for name in params["generate"]["predictors"]:
+        for key in ("exact_match", "partial_match", "position_match", "llm_judge"):
+            assert 0.0 <= metrics[f"{name}.{key}"] <= 1.0, (name, key)
+    # identity predicts no change: it can never match a ground truth that changes the file
+    assert metrics["identity.exact_match"] == 0.0
+    status = dvc(project, "status")
+    assert "up to date" in status
+
+
+def test_experiment_reruns_only_dependents_and_diffs(project):
+    before = json.loads((project / "metrics/evaluate.json").read_text())
+    out = dvc(project, "exp", "run", "-n", "ctx0", "-S", "evaluate.context_lines=0")
+    assert ran(out) == {"ingest", "evaluate"}  # ingest always re-mines; nothing else changed
+
+    after = json.loads((project / "metrics/evaluate.json").read_text())
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed, "a different position-match context should change some metric"
+    assert all(k.endswith("position_match") for k in changed), changed
+
+    diff = json.loads(dvc(project, "metrics", "diff", "--json"))
+    assert set(diff["metrics/evaluate.json"]) == changed
+    params = json.loads(dvc(project, "params", "diff", "--json"))
+    assert params["params.yaml"] == {"evaluate.context_lines": {"old": 3, "new": 0}}
+    shown = json.loads(dvc(project, "exp", "show", "--json"))
+    names = [e.get("name") for row in shown for e in (row.get("experiments") or [])]
+    assert "ctx0" in names or "ctx0" in json.dumps(shown)
+    dvc(project, "plots", "diff", "-o", "plots_out")
+    assert (project / "plots_out" / "index.html").stat().st_size > 0
