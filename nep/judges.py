@@ -188,7 +188,10 @@ def judge_with_llm(
                 r["ground_truth"], r.get("language", "")):
             decided[i] = (1, EXACT)
         else:
-            requests.append(ChatRequest(id=str(i), messages=judge_messages(r)))
+            try:
+                requests.append(ChatRequest(id=str(i), messages=judge_messages(r)))
+            except ValueError as e:
+                raise ValueError(f"generation record {r.get('id')}: its prompt is not a nep prompt ({e})") from e
     backend = get_backend("openai", **backend_config(params))
     answers = in_request_order(backend.complete_many(requests), requests)
     unparseable = 0

@@ -164,6 +164,8 @@ class ResponseCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
+        # each answer is its own transaction; NORMAL survives a killed process (not a power cut)
+        self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
             "tokens_in INTEGER, tokens_out INTEGER, latency_s REAL, created REAL)"
@@ -276,9 +278,14 @@ class OpenAIBackend:
         results: queue.Queue = queue.Queue()
         stop = threading.Event()
         if pending:
-            key = self.api_key()
+            try:
+                api_key = self.api_key()
+            except RuntimeError:
+                if cache:
+                    cache.close()
+                raise
             thread = threading.Thread(
-                target=self._thread_main, args=(key, pending, cache, results, stop), daemon=True
+                target=self._thread_main, args=(api_key, pending, cache, results, stop), daemon=True
             )
             thread.start()
         try:
@@ -326,6 +333,8 @@ class OpenAIBackend:
                 if stop.is_set():
                     return
                 result = await self._send(client, same[0])
+                # a server echoing the key must not put it in a file; then keep details short
+                result.detail = result.detail.replace(api_key, "***")[:300]
                 if result.error is None and cache:
                     cache.put(key, result)
                 results.put(result)
@@ -362,7 +371,7 @@ class OpenAIBackend:
                 self.stats.tokens_out += tout
                 choices = getattr(response, "choices", None)
                 if not choices or not isinstance(choices, list):
-                    reason, detail = "bad_response", f"no choices in response: {str(response)[:200]}"
+                    reason, detail = "bad_response", f"no choices in response: {response}"
                 else:
                     text = choices[0].message.content if choices[0].message else None
                     if not text or not text.strip():
@@ -373,7 +382,7 @@ class OpenAIBackend:
                 reason, detail = "timeout", f"no answer within {self.timeout_s}s"
             except openai.APIStatusError as e:
                 status = e.status_code
-                detail = f"HTTP {status}: {str(e.message)[:200]}"
+                detail = f"HTTP {status}: {e.message}"
                 wait = retry_after_s(e.response.headers)
                 if status == 429:
                     reason = "rate_limited"
@@ -385,13 +394,13 @@ class OpenAIBackend:
                     return ChatResult(request.id, None, "client_error", detail, latency_s=time.perf_counter() - t0,
                                       attempts=attempt)
             except openai.APIConnectionError as e:
-                reason, detail = "connection", f"{type(e).__name__}: {e}"[:200]
+                reason, detail = "connection", f"{type(e).__name__}: {e}"
             except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError, TypeError,
                     AttributeError) as e:
-                reason, detail = "bad_response", f"{type(e).__name__}: {e}"[:200]
+                reason, detail = "bad_response", f"{type(e).__name__}: {e}"
             if attempt < self.max_attempts:
                 await asyncio.sleep(self.backoff_s(attempt, wait))
-        return ChatResult(request.id, None, reason, f"{detail} (after {self.max_attempts} attempts)",
+        return ChatResult(request.id, None, reason, f"after {self.max_attempts} attempts: {detail}",
                           attempts=self.max_attempts)
 
     def backoff_s(self, attempt: int, retry_after: float | None = None) -> float:

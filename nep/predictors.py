@@ -156,6 +156,26 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
+# transformers fills every generation option left unset from the model's generation_config.json
+# (an instruct model's may hold do_sample, repetition_penalty...): set them all to plain argmax.
+PURE_GREEDY: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "min_p": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+}
+
+
 class TransformersGenerator:
     """Batched greedy generation with a transformers causal LM: left padding, an attention mask,
     stop at any EOS id, padding after EOS dropped. Prompts longer than the model's context are
@@ -200,10 +220,9 @@ class TransformersGenerator:
             ).to(self.device)
             config = GenerationConfig(
                 max_new_tokens=budget,
-                do_sample=False,
-                num_beams=1,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.eos_ids,
+                **PURE_GREEDY,
             )
             start = time.perf_counter()
             with torch.inference_mode():
@@ -301,7 +320,9 @@ class FinetunedPredictor(HFPredictor):
 
         if not Path(self.model).exists():
             raise FileNotFoundError(f"{self.model}: no fine-tuned model (run the finetune stage first)")
-        return load_finetuned(self.model, device=resolve_device(self.device))
+        device = resolve_device(self.device)
+        dtype = None if self.dtype == "auto" else resolve_dtype(self.dtype, device)
+        return load_finetuned(self.model, device=device, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Used by stages/label.py when `label.backend: openai`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from functools import cache
 from typing import Any
 
 from nep.edits import current_version, unified_diff
@@ -93,12 +94,18 @@ def describe(path: str, language: str, original: str, new: str) -> str:
     )
 
 
+@cache
+def _preamble() -> tuple[tuple[str, str], ...]:
+    """The system message and the worked examples, as (role, content) pairs."""
+    pairs = [("system", SYSTEM)]
+    for path, language, original, new, answer in EXAMPLES:
+        pairs += [("user", describe(path, language, original, new)), ("assistant", answer)]
+    return tuple(pairs)
+
+
 def relevance_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     """Chat messages asking whether `record`'s final edit is related to its earlier edits."""
-    messages = [{"role": "system", "content": SYSTEM}]
-    for path, language, original, new, answer in EXAMPLES:
-        messages.append({"role": "user", "content": describe(path, language, original, new)})
-        messages.append({"role": "assistant", "content": answer})
+    messages = [{"role": role, "content": content} for role, content in _preamble()]
     messages.append({"role": "user", "content": describe(
         record["new_file"], record.get("lang", ""), record["old_contents"], record["new_contents"])})
     return messages

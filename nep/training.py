@@ -38,16 +38,17 @@ EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
 
 @dataclass
 class TinyConfig:
-    """Sizes of the `tiny-random` smoke model and its own caps, which replace `max_seq_length`
-    and `max_steps` when base_model is tiny-random (so the offline default stays fast on a CPU
-    while the paper's values remain the defaults for real models)."""
+    """Sizes of the `tiny-random` smoke model and its own caps, used only when base_model is
+    tiny-random: `max_seq_length` replaces the main one, `max_steps` caps the run (as does the
+    main `max_steps`). So the offline default stays fast on a CPU while the paper's values remain
+    the defaults for real models."""
 
     vocab_size: int = 2048
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
     max_seq_length: int = 4096
-    max_steps: int = 10
+    max_steps: int = 6
 
 
 @dataclass
@@ -108,7 +109,9 @@ class FinetuneConfig:
 
     @property
     def effective_max_steps(self) -> int:
-        return self.tiny.max_steps if self.is_tiny else self.max_steps
+        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
+        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
+        return min(caps, default=0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -393,7 +396,7 @@ def train(
     from transformers import get_scheduler
 
     if not examples:
-        raise ValueError("no training examples left to train on")
+        raise ValueError("no training examples left to train on (see the drop counts; raise max_seq_length?)")
     if accelerator is None:
         accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)

@@ -55,12 +55,13 @@ def run(*, predictor: str, input_path: Path | None = None, output_path: Path | N
     metrics_path = metrics_path or Path(f"metrics/judge/{predictor}.json")
     drops: Counter = Counter()
     valid: list[dict[str, Any]] = []
-    invalid: list[dict[str, Any]] = []  # kept in the output as failed, never silently lost
+    invalid: dict[int, dict[str, Any]] = {}  # position -> failed judgment: kept, never silently lost
     for r in read_jsonl(input_path, drops):
         missing = [k for k in REQUIRED if not isinstance(r.get(k), str)]
         if missing:
-            invalid.append({"id": r.get("id"), "judgment": None,
-                            "reason": f"invalid generation record: {', '.join(missing)} missing or not text"})
+            invalid[len(valid) + len(invalid)] = {
+                "id": r.get("id"), "judgment": None,
+                "reason": f"invalid generation record: {', '.join(missing)} missing or not text"}
         else:
             valid.append(r)
     if not valid and not invalid:
@@ -69,14 +70,23 @@ def run(*, predictor: str, input_path: Path | None = None, output_path: Path | N
     reasons: Counter = Counter()
     backend_metrics: dict[str, Any] = {}
 
+    def count(j: dict[str, Any]) -> dict[str, Any]:
+        counts[{1: "yes", 0: "no"}.get(j["judgment"], "null")] += 1
+        if backend == "rules" or j["reason"].startswith("invalid"):
+            reasons[j["reason"].split(":")[0].replace(" ", "_")] += 1
+        return j
+
     def counted() -> Iterator[dict[str, Any]]:
         # the failure rate is checked below, once the judgments and metrics are written
         stream = judgments(valid, backend, backend_metrics, check=False, **params)
-        for j in chain(tqdm(stream, total=len(valid), desc=f"judge {predictor}", unit="rec"), invalid):
-            counts[{1: "yes", 0: "no"}.get(j["judgment"], "null")] += 1
-            if backend == "rules":
-                reasons[j["reason"]] += 1
-            yield j
+        position = 0
+        for j in chain(tqdm(stream, total=len(valid), desc=f"judge {predictor}", unit="rec"), [None]):
+            while position in invalid:  # the invalid records, back at their input position
+                yield count(invalid.pop(position))
+                position += 1
+            if j is not None:
+                yield count(j)
+                position += 1
 
     n = write_jsonl(output_path, counted())
     judged = counts["yes"] + counts["no"]

@@ -11,7 +11,7 @@ Behaviour is driven by markers in the last message (so it is deterministic under
 - `[[delay:SECONDS]]` — the answer comes after that many seconds.
 - `[[fault:F1,F2,...]]` — attempt n at this exact request gets fault Fn; later attempts succeed.
   `[[fault:*F]]` — every attempt gets F. Faults: 429 (with Retry-After: `retry_after`), 500, 503,
-  400, 401, slow (sleeps `slow_s`, then answers), drop (closes the connection without a response),
+  400, 401 (echoing the Authorization header), slow (sleeps `slow_s`, then answers), drop (closes the connection without a response),
   malformed (200 with a body that is not JSON), empty (200 with empty content).
 `fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
 `latency(key) -> seconds` adds a delay to every answer (key: a hash of the request body).
@@ -160,7 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(delay)
             if fault == "429":
                 self._error(429, "rate limited", {"Retry-After": fake.retry_after})
-            elif fault in ("500", "503", "400", "401"):
+            elif fault == "401":  # echoes the credentials, as some proxies do
+                self._error(401, f"injected 401: bad credentials {self.headers.get('Authorization', '')}")
+            elif fault in ("500", "503", "400"):
                 self._error(int(fault), f"injected {fault}")
             elif fault == "drop":
                 self.close_connection = True

@@ -45,6 +45,13 @@ def _git(repo: Path, *args: str, date: str | None = None) -> None:
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
 
 
+def _commit(repo: Path, files: dict[str, list[str]], message: str, when: int) -> None:
+    for lang, lines in files.items():
+        (repo / TEMPLATES[lang][0]).write_text("".join(lines))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", message, date=f"{when} +0000")
+
+
 def _body(lang: str, name: str, n: int) -> list[str]:
     """`n` distinct filler lines: constants named after the file."""
     c = COMMENT[lang]
@@ -67,19 +74,7 @@ def make_history(root: Path, repos: int = 2, commits_per_repo: int = 20, seed: i
             name, header, footer, *_ = TEMPLATES[lang]
             files[lang] = header + _body(lang, f"r{r}-{name}", 24) + footer
         (repo / "README.md").write_text(f"# repo{r}\n")
-        counter = 0
-
-        def write_and_commit(message: str) -> None:
-            nonlocal counter
-            for lang, lines in files.items():
-                (repo / TEMPLATES[lang][0]).write_text("".join(lines))
-            _git(repo, "add", "-A")
-            counter += 1
-            day = 1 + counter // 24
-            date = f"2024-0{1 + r % 9}-{day:02d}T{counter % 24:02d}:00:00+00:00"
-            _git(repo, "commit", "-q", "-m", message, date=date)
-
-        write_and_commit("Add the initial sources")
+        _commit(repo, files, "Add the initial sources", 1_704_067_200 + r * 10_000_000)
         for c in range(1, commits_per_repo):
             touched = rng.sample(langs, 2 if rng.random() < 0.5 else 1)
             for lang in touched:
@@ -113,6 +108,6 @@ def make_history(root: Path, repos: int = 2, commits_per_repo: int = 20, seed: i
                 lines[i:i] = [f"{mark} TODO tidy{c}a the naming\n"]
             if c % 5 == 0:
                 (repo / "README.md").write_text(f"# repo{r}\n\nRevision {c}.\n")
-            write_and_commit(f"Add limit checks, step {c}")
+            _commit(repo, files, f"Add limit checks, step {c}", 1_704_067_200 + r * 10_000_000 + c * 3600)
         paths.append(repo)
     return paths

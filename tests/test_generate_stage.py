@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO_ROOT, copy_project, git
 from test_predictors import examples, make_example
 
-from conftest import REPO_ROOT, copy_project, git
 from nep.jsonl import InputError, read_jsonl, write_jsonl
 from nep.prompts import parse_prompt
 from stages.generate import generate

@@ -60,16 +60,17 @@ def generation(i: int, output: str, *, extracted: bool = True) -> dict:
 
 
 def test_judge_stage_rules(tmp_path):
-    records = [generation(0, TRUTH), generation(1, CURRENT + "print( w )  # show\n"), generation(2, CURRENT),
-               generation(3, "", extracted=False), {"id": "broken", "prompt": "p"}]
+    records = [generation(0, TRUTH), generation(1, CURRENT + "print( w )  # show\n"), {"id": "broken", "prompt": "p"},
+               generation(2, CURRENT), generation(3, "", extracted=False)]
     write_jsonl(tmp_path / "gen.jsonl", records)
     metrics = judge_stage.run(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
                               metrics_path=tmp_path / "m.json", backend="rules")
     out = list(read_jsonl(tmp_path / "j.jsonl"))
     assert [(j["id"], j["judgment"], j["reason"].split(":")[0]) for j in out] == [
-        ("ex0", 1, "exact"), ("ex1", 1, "syntax_tree"), ("ex2", 0, "different"), ("ex3", 0, "not_extracted"),
-        ("broken", None, "invalid generation record")]
+        ("ex0", 1, "exact"), ("ex1", 1, "syntax_tree"), ("broken", None, "invalid generation record"),
+        ("ex2", 0, "different"), ("ex3", 0, "not_extracted")]
     assert metrics["yes"] == 2 and metrics["no"] == 2 and metrics["null"] == 1 and metrics["yes_rate"] == 0.5
+    assert metrics["reason.exact"] == 1 and metrics["reason.invalid_generation_record"] == 1
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
 
 

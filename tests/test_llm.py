@@ -74,6 +74,8 @@ def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
     assert m["llm.failures.server_error"] == 3 and m["llm.failures.client_error"] == 2
     assert m["llm.retries"] == fake_openai.requests - len(FAULTS)
     assert fake_openai.authorization == {f"Bearer {KEY}"}
+    echoed = results[str(next(i for i, f in enumerate(FAULTS) if f[0] == "401"))]
+    assert "bad credentials" in echoed.detail and KEY not in echoed.detail
 
 
 def test_retry_after_is_honoured(fake_openai):

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 from fake_openai import FakeOpenAI
 
-from conftest import REPO_ROOT
 from nep.extract import extract_next_version
 from nep.predictors import (
     SYSTEM_INSTRUCTION,
@@ -208,6 +208,22 @@ def test_hf_base_model_batched_equals_one_at_a_time(tiny_dir):
     assert [p.raw_output for p in batched] == [p.raw_output for p in single]
     assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]
     assert all(0 < p.output_tokens <= 12 and p.latency_s > 0 for p in batched)
+
+
+def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nep.predictors import TransformersGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    prompts = [e["prompt"] for e in examples()[:3]]
+    plain = TransformersGenerator(model, tokenizer).generate(prompts, max_new_tokens=12)
+    # what an instruct model's generation_config.json may hold: sampling and penalties
+    model.generation_config.update(do_sample=True, temperature=0.7, top_k=5, repetition_penalty=5.0,
+                                   no_repeat_ngram_size=1)
+    again = TransformersGenerator(model, tokenizer).generate(prompts, max_new_tokens=12)
+    assert [p.raw_output for p in again] == [p.raw_output for p in plain]
 
 
 def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):

@@ -56,7 +56,7 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
     assert [r["commit"] for r in out] == [r["commit"] for r in records]  # all, in input order
     assert [r["label"] for r in out] == [1, 0, 1, None, 0, None]
     assert out[0]["label_reason"] == "llm: yes" and "Maybe?" in out[3]["label_reason"]
-    assert out[5]["label_reason"].startswith("llm failed: server_error: HTTP 503")
+    assert out[5]["label_reason"].startswith("llm failed: server_error: after 2 attempts: HTTP 503")
     assert all(r["old_contents"] == s["old_contents"] for r, s in zip(out, records))
     assert metrics["llm.unparseable"] == 1 and metrics["llm.failures.server_error"] == 1
     assert metrics["llm.requests_sent"] == 5 + 2

@@ -123,7 +123,7 @@ def test_lora_moves_adapter_not_base(trained):
     assert lora and all(not torch.equal(before[k], after[k].detach()) for k in lora)
     # trained embedding copies (train_embeddings) moved; the originals and all base weights did not
     saved = [k for k in after if "modules_to_save" in k]
-    assert {k.split(".")[-3] for k in saved} >= {"embed_tokens", "lm_head"}
+    assert {m for m in ("embed_tokens", "lm_head") for k in saved if f"{m}.modules_to_save" in k} == {"embed_tokens", "lm_head"}
     assert all(not torch.equal(before[k], after[k].detach()) for k in saved)
     for name, p in model.get_base_model().named_parameters():
         if "lora_" in name or "modules_to_save" in name:
@@ -166,6 +166,11 @@ def test_config_defaults_are_the_papers_and_params_parse():
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.max_seq_length) == (1, 4, 2048)
     assert (cfg.warmup_steps, cfg.weight_decay, cfg.lr_scheduler, cfg.seed) == (5, 0.01, "linear", 3407)
     FinetuneConfig.from_params(load_params("finetune"))
+    # tiny-random's own caps apply to it alone; the main max_steps caps every model
+    assert (cfg.effective_max_seq_length, cfg.effective_max_steps) == (cfg.tiny.max_seq_length, cfg.tiny.max_steps)
+    real = FinetuneConfig(base_model="Qwen/Qwen2.5-Coder-7B")
+    assert (real.effective_max_seq_length, real.effective_max_steps) == (2048, 0)
+    assert FinetuneConfig(max_steps=2).effective_max_steps == 2
     with pytest.raises(ValueError, match="unknown params"):
         FinetuneConfig.from_params({"lora_rank": 8})
     with pytest.raises(ValueError, match="backend"):

@@ -1,0 +1,131 @@
+"""The finetune stage end to end on the tiny-random smoke model, and under dvc repro / dvc exp run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import copy_project, git
+
+from nep.edits import current_version
+from nep.jsonl import write_jsonl
+from nep.prompts import build_training_text, example_id
+from stages.finetune import finetune
+
+FAST = {"tiny": {"vocab_size": 400, "max_seq_length": 256, "max_steps": 3}, "gradient_accumulation_steps": 2}
+
+
+def processed_examples(n: int) -> list[dict]:
+    """Processed examples (the process stage's format) of a function growing line by line."""
+    records = []
+    for i in range(n):
+        lines = [f"def step_{i}(state):\n", "    state.tick()\n", f"    state.count += {i}\n", "    return state\n"]
+        old = "".join(lines[:1] + lines[3:])
+        new = "".join(lines)
+        current = current_version(old, new)
+        text = build_training_text(old, current, new, path=f"pkg/step_{i}.py")
+        records.append(
+            {
+                "id": example_id("demo/repo", f"c{i}", f"pkg/step_{i}.py", f"pkg/step_{i}.py"),
+                "repos": "demo/repo",
+                "commit": f"c{i}",
+                "path": f"pkg/step_{i}.py",
+                "language": "Python",
+                "timestamp": 1700000000 + i,
+                "original": old,
+                "current": current,
+                "next": new,
+                "prompt": text.prompt,
+                "completion": text.completion,
+                "text": text.text,
+            }
+        )
+    return records
+
+
+def test_stage_trains_saves_and_logs(tmp_path: Path):
+    train_path = tmp_path / "train.jsonl"
+    write_jsonl(train_path, processed_examples(12))
+    with train_path.open("a") as f:
+        f.write("{not json\n")
+    out, metrics_dir = tmp_path / "models", tmp_path / "metrics"
+    metrics = finetune(train_path=train_path, out_dir=out, metrics_dir=metrics_dir, progress=False, **FAST)
+
+    assert metrics["backend"] == "hf" and metrics["smoke_model"] is True
+    assert metrics["examples"] == 13 and metrics["examples_used"] == 12
+    assert metrics["dropped.malformed_json"] == 1 and metrics["examples_dropped"] == 1
+    assert metrics["steps"] == 3 and metrics["train_loss"] > 0
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "nep_finetune.json", "base/config.json"):
+        assert (out / name).exists(), name
+    assert not (out / "merged").exists()
+    meta = json.loads((out / "nep_finetune.json").read_text())
+    assert meta["base_model"] == "tiny-random" and meta["backend"] == "hf" and meta["params"]["lora_r"] == 16
+    summary = json.loads((metrics_dir / "metrics.json").read_text())
+    assert summary["train_loss"] == metrics["train_loss"] and summary["examples_used"] == 12
+    curve = (metrics_dir / "plots" / "metrics" / "train_loss.tsv").read_text().splitlines()
+    assert curve[0] == "step\ttrain_loss" and len(curve) == 1 + 3
+    assert not (metrics_dir / "dvc.yaml").exists()  # DVCLive must not write a pipeline of its own
+
+
+def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from nep.training import load_finetuned
+
+    train_path = tmp_path / "train.jsonl"
+    write_jsonl(train_path, processed_examples(4))
+    out = tmp_path / "models"
+    finetune(train_path=train_path, out_dir=out, metrics_dir=tmp_path / "m", progress=False, merge=True, **FAST)
+    model, tokenizer = load_finetuned(out, device="cpu")
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
+    enc = tokenizer(processed_examples(1)[0]["prompt"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**enc).logits, merged(**enc).logits, atol=1e-4)
+
+
+def test_stage_rejects_bad_input(tmp_path: Path):
+    from nep.jsonl import InputError
+
+    with pytest.raises(InputError, match="not found"):
+        finetune(train_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(InputError, match="no training examples"):
+        finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
+    with pytest.raises(ValueError, match="unknown params"):
+        finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m", epoch=3)
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    return subprocess.run(["dvc", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro_and_exp_run(tmp_path: Path):
+    """`dvc repro` and `dvc exp run` of the finetune stage (alone: the copy's dvc.yaml keeps only it,
+    so its train.jsonl is a plain file); `dvc exp show` lists its final values and `dvc plots show`
+    draws its loss curve."""
+    project = copy_project(tmp_path / "project")
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"finetune": pipeline["stages"]["finetune"]}}))
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["tiny"].update(FAST["tiny"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_jsonl(project / "data/split/train.jsonl", processed_examples(6))
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "project")
+
+    _dvc(project, "repro")
+    assert json.loads((project / "metrics/finetune/metrics.json").read_text())["steps"] == 3
+    assert "finetune" in (project / "dvc.lock").read_text()
+
+    _dvc(project, "exp", "run", "-S", "finetune.tiny.max_steps=2", "-n", "two-steps")
+    exps = json.loads(_dvc(project, "exp", "show", "--json"))
+    text = json.dumps(exps)
+    assert "two-steps" in text and '"train_loss"' in text and '"steps": 2' in text
+    plots = json.loads(_dvc(project, "plots", "show", "--json", "metrics/finetune/plots/metrics"))
+    assert "metrics/finetune/plots/metrics/train_loss.tsv" in plots["data"] and not plots.get("errors")
