@@ -90,3 +90,37 @@ def fake_openai(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "nep-cache"))
     with FakeOpenAI() as server:
         yield server
+
+
+def run_dvc(project: Path, *args: str, env: dict[str, str] | None = None, with_stderr: bool = False) -> str:
+    """Run `dvc ARGS` in `project`; fail the test with dvc's output if it fails; return stdout
+    (followed by stderr when `with_stderr`)."""
+    result = subprocess.run(
+        ["dvc", *args], cwd=project, capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+    assert result.returncode == 0, f"dvc {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr if with_stderr else result.stdout
+
+
+def project_on_history(root: Path, *, repos: int = 2, commits_per_repo: int = 20, **params_overrides) -> Path:
+    """A copy of the project under `root`/project, committed to a fresh git repository, whose
+    ingest mines a synthetic history (tests/history.py) built under `root`/history.
+    `params_overrides` maps "section.key" to a value written into the copy's params.yaml."""
+    import yaml
+    from history import make_history
+
+    paths = make_history(root / "history", repos=repos, commits_per_repo=commits_per_repo)
+    project = copy_project(root / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"]["git"]["repos"] = [str(p) for p in paths]
+    for dotted, value in params_overrides.items():
+        *parents, key = dotted.split(".")
+        node = params
+        for name in parents:
+            node = node[name]
+        node[key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "baseline params")
+    return project

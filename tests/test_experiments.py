@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_project, git
-from history import make_history
+from conftest import git, project_on_history, run_dvc
 
 pytestmark = pytest.mark.slow
 
 
-def dvc(project: Path, *args: str) -> str:
-    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True)
-    assert result.returncode == 0, f"dvc {' '.join(args)}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+dvc = run_dvc
 
 
 def ran(output: str) -> set[str]:
@@ -30,15 +25,8 @@ def ran(output: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("experiments")
-    repos = make_history(root / "history", repos=2, commits_per_repo=16)
-    project = copy_project(root / "project")
+    project = project_on_history(tmp_path_factory.mktemp("experiments"), repos=2, commits_per_repo=16)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["ingest"]["git"]["repos"] = [str(r) for r in repos]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "baseline params")
     out = dvc(project, "repro")
     predictors = set(params["generate"]["predictors"])
     expected = {"ingest", "filter", "label", "process", "split", "finetune", "evaluate"}

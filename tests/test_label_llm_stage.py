@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, copy_project, git
+from conftest import REPO_ROOT, project_on_history, run_dvc
 
 from nep.jsonl import read_jsonl, write_jsonl
 from nep.llm import TooManyFailures, cache_path
@@ -96,23 +96,13 @@ def test_killed_label_stage_resumes_without_resending(tmp_path, fake_openai, mon
 
 @pytest.mark.slow
 def test_dvc_exp_run_labels_through_a_local_server(tmp_path, fake_openai, monkeypatch):
-    from history import make_history
-
     monkeypatch.setenv("NEP_E2E_KEY", SECRET)
-    repos = make_history(tmp_path / "history", repos=1, commits_per_repo=8)
-    project = copy_project(tmp_path / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["ingest"]["git"]["repos"] = [str(r) for r in repos]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "baseline")
+    project = project_on_history(tmp_path, repos=1, commits_per_repo=8)
 
     def dvc(*args: str) -> str:
-        result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True)
-        assert result.returncode == 0, f"dvc {' '.join(args)}\n{result.stdout}\n{result.stderr}"
-        assert SECRET not in result.stdout + result.stderr
-        return result.stdout
+        out = run_dvc(project, *args, with_stderr=True)
+        assert SECRET not in out
+        return out
 
     dvc("exp", "run", "label", "-S", "label.backend=openai", "-S", f"label.base_url={fake_openai.url}",
         "-S", "label.model=fake-model", "-S", "label.api_key_env=NEP_E2E_KEY", "-S", "label.concurrency=8")

@@ -4,21 +4,16 @@ multi-language history (tests/history.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_project, git
-from history import make_history
+from conftest import project_on_history, run_dvc
 
 pytestmark = pytest.mark.slow
 
 
-def dvc(project: Path, *args: str) -> str:
-    result = subprocess.run(["dvc", *args], cwd=project, capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+dvc = run_dvc
 
 
 def metrics(project: Path, stage: str) -> dict:
@@ -26,14 +21,7 @@ def metrics(project: Path, stage: str) -> dict:
 
 
 def test_data_stages_through_dvc(tmp_path):
-    repos = make_history(tmp_path / "history", repos=2, commits_per_repo=20)
-    project = copy_project(tmp_path / "project")
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["ingest"]["git"]["repos"] = [str(r) for r in repos]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "copy")
+    project = project_on_history(tmp_path, repos=2, commits_per_repo=20)
 
     dvc(project, "repro", "split")
     ingest, filtered, label, split = (metrics(project, s) for s in ("ingest", "filter", "label", "split"))

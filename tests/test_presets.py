@@ -63,7 +63,7 @@ def test_paper_preset_is_the_papers_configuration():
     assert (ft["learning_rate"], ft["epochs"], ft["gradient_accumulation_steps"]) == (1e-4, 2, 4)
     kinds = {name: c["kind"] for name, c in p["generate"]["predictors"].items()}
     assert kinds["finetuned"] == "vllm" and kinds["base"] == "vllm"
-    assert p["generate"]["predictors"]["finetuned"]["adapter"] == "models/finetune"
+    assert ft["merge"] and p["generate"]["predictors"]["finetuned"]["model"] == "models/finetune/merged"
 
 
 SCHEMA = {
