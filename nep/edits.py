@@ -108,3 +108,18 @@ def apply_chunks(base: str, chunks: list[Chunk]) -> str:
         pos = c.old_end
     out.extend(a[pos:])
     return "".join(out)
+
+
+def trim_to_window(old: str, new: str, context_lines: int, chunks: list[Chunk] | None = None) -> tuple[str, str]:
+    """old and new cut to the edit window (first chunk to last) plus `context_lines` unchanged lines
+    on each side; the lines cut are identical in both. `context_lines` <= 0 keeps whole files."""
+    chunks = compute_chunks(old, new) if chunks is None else chunks
+    if context_lines <= 0 or not chunks:
+        return old, new
+    a, b = split_lines(old), split_lines(new)
+    first, last = chunks[0], chunks[-1]
+    start = max(0, first.old_start - context_lines)  # == first.new_start - context_lines: same prefix
+    return (
+        "".join(a[start : last.old_end + context_lines]),
+        "".join(b[start : last.new_end + context_lines]),
+    )

@@ -1,9 +1,10 @@
 """Stage process: turn relevant commit records into next-edit training examples.
 
 Run: `python -m stages.process` (reads `params.yaml: process:`), or `dvc repro process`.
-Keeps records labeled 1, builds the current version (the new file with its last chunk reverted,
-nep.edits.current_version) and the training text (nep.prompts). Writes data/process/examples.jsonl
-and metrics/process.json (examples out, records dropped per reason).
+Keeps records labeled 1, optionally cuts old and new to the edit window plus `context_lines` lines
+around it (0 keeps whole files), builds the current version (the new file with its last chunk
+reverted, nep.edits.current_version) and the training text (nep.prompts). Writes
+data/process/examples.jsonl and metrics/process.json (examples out, records dropped per reason).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.edits import compute_chunks, current_version
+from nep.edits import compute_chunks, current_version, trim_to_window
 from nep.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 from nep.params import load_params
 from nep.prompts import build_training_text, example_id
@@ -24,8 +25,11 @@ OUTPUT = Path("data/process/examples.jsonl")
 METRICS = Path("metrics/process.json")
 
 
-def build_examples(records: Iterable[dict[str, Any]], drops: Counter) -> Iterator[dict[str, Any]]:
-    """Processed examples of the relevant records, in input order; the others counted in `drops`."""
+def build_examples(
+    records: Iterable[dict[str, Any]], drops: Counter, *, context_lines: int = 0
+) -> Iterator[dict[str, Any]]:
+    """Processed examples of the relevant records, in input order; the others counted in `drops`.
+    With `context_lines` > 0, each file is cut to its edit window plus that many lines each side."""
     seen: set[str] = set()
     for obj in records:
         if "label" not in obj:
@@ -50,8 +54,12 @@ def build_examples(records: Iterable[dict[str, Any]], drops: Counter) -> Iterato
         if not chunks:
             drops["no_chunk"] += 1
             continue
-        current = current_version(r.old_contents, r.new_contents, chunks)
-        if current == r.old_contents:
+        old, new = r.old_contents, r.new_contents
+        if context_lines > 0:
+            old, new = trim_to_window(old, new, context_lines, chunks)
+            chunks = compute_chunks(old, new)
+        current = current_version(old, new, chunks)
+        if current == old:
             drops["no_edit_history"] += 1  # a single chunk: nothing precedes the next edit
             continue
         eid = example_id(r.repos, r.commit, r.old_file, r.new_file)
@@ -60,7 +68,7 @@ def build_examples(records: Iterable[dict[str, Any]], drops: Counter) -> Iterato
             continue
         seen.add(eid)
         timestamp = obj.get("timestamp")
-        text = build_training_text(r.old_contents, current, r.new_contents, path=r.new_file)
+        text = build_training_text(old, current, new, path=r.new_file)
         yield {
             "id": eid,
             "repos": r.repos,
@@ -68,19 +76,22 @@ def build_examples(records: Iterable[dict[str, Any]], drops: Counter) -> Iterato
             "path": r.new_file,
             "language": r.lang,
             "timestamp": timestamp if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None,
-            "original": r.old_contents,
+            "original": old,
             "current": current,
-            "next": r.new_contents,
+            "next": new,
             "prompt": text.prompt,
             "completion": text.completion,
             "text": text.text,
         }
 
 
-def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS) -> dict[str, Any]:
+def run(
+    *, context_lines: int = 0, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS
+) -> dict[str, Any]:
     """Process `input_path`; write the examples and metrics; return the metrics."""
     drops: Counter = Counter()
-    n = write_jsonl(output_path, build_examples(read_jsonl(input_path, drops), drops))
+    examples = build_examples(read_jsonl(input_path, drops), drops, context_lines=context_lines)
+    n = write_jsonl(output_path, examples)
     metrics = {"records_in": n + sum(drops.values()), "examples_out": n, **flat_counts("dropped", drops)}
     write_metrics(metrics_path, metrics)
     return metrics

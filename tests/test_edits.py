@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from nep.edits import apply_chunks, compute_chunks, current_version, unified_diff, window_lines
+from nep.edits import (
+    apply_chunks,
+    compute_chunks,
+    current_version,
+    trim_to_window,
+    unified_diff,
+    window_lines,
+)
 
 OLD = "".join(f"line {i}\n" for i in range(20))
 
@@ -59,3 +66,15 @@ def test_window_and_changed_lines():
 def test_unified_diff_marks_missing_final_newline():
     diff = unified_diff("a\nb", "a\nc", old_name="f", new_name="f")
     assert "\\ No newline at end of file" in diff
+
+
+def test_trim_to_window_keeps_the_same_edits():
+    old = "".join(f"line {i}\n" for i in range(100))
+    new = old.replace("line 40\n", "line 40\nadded\n").replace("line 60\n", "changed 60\n")
+    cut_old, cut_new = trim_to_window(old, new, 5)
+    assert cut_old.splitlines()[0] == "line 36" and cut_old.splitlines()[-1] == "line 65"
+    before, after = compute_chunks(old, new), compute_chunks(cut_old, cut_new)
+    assert [(c.old_lines, c.new_lines) for c in before] == [(c.old_lines, c.new_lines) for c in after]
+    assert trim_to_window(old, new, 0) == (old, new)
+    assert trim_to_window(old, new, 500) == (old, new)
+    assert trim_to_window(old, old, 5) == (old, old)

@@ -41,6 +41,16 @@ def test_process_builds_examples_and_counts_drops():
     assert parse_prompt(e["prompt"])["current"] == e["current"]
 
 
+def test_process_cuts_files_to_the_edit_window():
+    [e] = build_examples([labeled(1)], Counter(), context_lines=2)
+    # chunks after lines v3 and v9: the window is v2..v11 (two unchanged lines each side)
+    assert e["original"] == "".join(f"v{i} = {i}\n" for i in range(2, 12))
+    assert e["next"] == e["original"].replace("v3 = 3\n", "v3 = 3\nw = 1\n").replace("v9 = 9\n", "v9 = 9\nz = w\n")
+    assert e["current"] == current_version(e["original"], e["next"])
+    [whole] = build_examples([labeled(1)], Counter(), context_lines=0)
+    assert whole["original"] == OLD and whole["next"] == NEW
+
+
 def examples(repos: int, commits: int, files: int = 2) -> list[dict]:
     return [
         {"id": f"{r}-{c}-{f}", "repos": f"repo{r}", "commit": f"{r}c{c}", "timestamp": 1000 + c,
