@@ -1,6 +1,7 @@
 """A synthetic multi-language git history whose commits pass nep's default filters.
 
-`make_history(root)` builds `repos` repositories under `root`. Each one starts with a few source
+`make_history(root)` (or `python tests/history.py OUT`) builds `repos` repositories under `root`.
+Each one starts with a few source
 files in the paper's languages; then every commit makes small, related, add-only edits in one or two
 files: a new constant, a function that uses it and sometimes a call site (2-3 chunks of 1-4 lines,
 close together, sharing identifiers, so the heuristic labeler keeps them). Some commits also carry
@@ -111,3 +112,23 @@ def make_history(root: Path, repos: int = 2, commits_per_repo: int = 20, seed: i
             _commit(repo, files, f"Add limit checks, step {c}", 1_704_067_200 + r * 10_000_000 + c * 3600)
         paths.append(repo)
     return paths
+
+
+def main() -> None:
+    """`python tests/history.py OUT [--repos N] [--commits N] [--seed N]`: build the repositories
+    under OUT and print their paths as a YAML/JSON list, ready for `-S ingest.git.repos=...`."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--repos", type=int, default=2)
+    parser.add_argument("--commits", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    paths = make_history(args.out.resolve(), repos=args.repos, commits_per_repo=args.commits, seed=args.seed)
+    print(json.dumps([str(p) for p in paths]))
+
+
+if __name__ == "__main__":
+    main()
