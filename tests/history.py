@@ -4,9 +4,8 @@
 Each one starts with a few source files in the paper's languages; then every commit makes small,
 related, add-only edits in one or two files: a new constant, a function that uses it and sometimes
 a call site (2-3 chunks of 1-4 lines, close together, sharing identifiers, so the heuristic labeler
-keeps them). Some commits also carry
-edits the default filters drop (a replacement in another file, a README change), as real history
-does. Commit times increase, so the time split has an order. Deterministic for a given seed.
+keeps them). Some commits also carry edits the default filters drop (a replacement in another
+file, a README change), as real history does. Commit times increase, so the time split has an order. Deterministic for a given seed.
 """
 
 from __future__ import annotations
