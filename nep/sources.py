@@ -166,6 +166,24 @@ def _git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     return result.stdout
 
 
+def repository_name(repo: Path) -> str:
+    """A name for `repo` that is the same in every clone: `owner/name` from its `origin` remote
+    (`https://host/owner/name.git`, `git@host:owner/name.git`), the last part of a local origin
+    path, or the directory name when there is no origin."""
+    result = subprocess.run(["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True)
+    url = result.stdout.strip().rstrip("/").removesuffix(".git").rstrip("/")
+    if result.returncode != 0 or not url:
+        return repo.resolve().name
+    if url.startswith("file://") or "://" not in url and ":" not in url.split("/", 1)[0]:
+        parts = url.split("/")[-1:]  # a local path: its last part, like the directory name
+    elif "://" in url:
+        parts = url.split("://", 1)[1].split("/")[1:]  # drop the host
+    else:  # scp-like: git@host:owner/name
+        parts = url.split(":", 1)[1].split("/")
+    return "/".join(p for p in parts[-2:] if p) or repo.resolve().name
+
+
 class BlobReader:
     """Reads blobs through one long-running `git cat-file --batch`."""
 
@@ -265,7 +283,8 @@ def git_records(
     """Mine local repositories: each non-merge commit × each modified source file → one record.
 
     Order: repositories as listed, commits newest first (git's order), files by path. A repository
-    is named by its directory name (its path as given when two share a name). Added, deleted and
+    is named by `repository_name` (its path as given when two share a name), so records and example
+    ids are the same in every clone. Added, deleted and
     non-source files, symlinks, submodules, binary, non-UTF-8 and over-`max_file_bytes` blobs are
     dropped and counted.
     """
@@ -274,7 +293,7 @@ def git_records(
     languages = set(languages)
     if not repos:
         raise InputError("ingest.git.repos is empty: list the repositories to mine")
-    names = [Path(r).resolve().name for r in repos]
+    names = [repository_name(Path(r)) if Path(r).exists() else r for r in repos]
     for repo_arg, name in zip(repos, names):
         repo = Path(repo_arg)
         if not repo.exists():

@@ -161,3 +161,20 @@ def test_tiktoken_works_offline_from_quicktok(tmp_path, monkeypatch):
     tokens.ensure_bpe_file("o200k_base")
     assert path.stat().st_mtime_ns == stamp
     tokens.get_encoding.cache_clear()
+
+
+def test_repository_name_is_the_same_in_every_clone(git_repo, tmp_path):
+    from conftest import git
+
+    from nep.sources import repository_name
+
+    repo, commit = git_repo
+    commit({"a.py": "x = 1\n"})
+    assert repository_name(repo) == "repo"  # no origin: the directory name
+    clone = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    assert repository_name(clone) == "repo"  # a local origin: its last part
+    for url, name in [("https://github.com/owner/proj.git", "owner/proj"), ("git@github.com:owner/proj.git", "owner/proj"),
+                      ("https://gitlab.example.com/group/sub/proj/", "sub/proj"), ("file:///srv/git/proj.git", "proj")]:
+        git(clone, "remote", "set-url", "origin", url)
+        assert repository_name(clone) == name, url
