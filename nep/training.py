@@ -476,12 +476,23 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
+    _sort_adapter_config(out_dir / "adapter_config.json")
     tokenizer.save_pretrained(out_dir)
     if merge:
         merged = model.merge_and_unload()
         merged.save_pretrained(out_dir / MERGED_DIR)
         tokenizer.save_pretrained(out_dir / MERGED_DIR)
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def _sort_adapter_config(path: Path) -> None:
+    """PEFT writes set-valued fields (target_modules...) in hash order, which changes from run to
+    run; sort them so the same training gives byte-identical outputs (and DVC hashes)."""
+    config = json.loads(path.read_text())
+    for key, value in config.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def read_metadata(model_dir: str | Path) -> dict[str, Any]:

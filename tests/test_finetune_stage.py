@@ -61,6 +61,8 @@ def test_stage_trains_saves_and_logs(tmp_path: Path):
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "nep_finetune.json", "base/config.json"):
         assert (out / name).exists(), name
     assert not (out / "merged").exists()
+    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert targets == sorted(targets)  # not PEFT's hash order: reruns give byte-identical outputs
     meta = json.loads((out / "nep_finetune.json").read_text())
     assert meta["base_model"] == "tiny-random" and meta["backend"] == "hf" and meta["params"]["lora_r"] == 16
     summary = json.loads((metrics_dir / "metrics.json").read_text())
