@@ -20,18 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nep.edits import EDIT_TYPES, compute_chunks, window_lines
+from nep.jsonl import flat_counts
 from nep.tokens import DEFAULT_ENCODING, count_tokens_batch
-
-# Drop reasons, in the order the checks run.
-REASONS = (
-    "too_many_chars",
-    "no_change",
-    "too_few_chunks",
-    "edit_type",
-    "chunk_too_long",
-    "window_too_long",
-    "too_many_tokens",
-)
 
 
 @dataclass(frozen=True)
@@ -76,14 +66,14 @@ class FilterResult:
     kept: list[dict[str, Any]]
     dropped: Counter = field(default_factory=Counter)
     language_in: Counter = field(default_factory=Counter)
-    language_out: Counter = field(default_factory=Counter)
 
     def metrics(self) -> dict[str, int]:
         metrics = {"records_in": sum(self.language_in.values()), "records_out": len(self.kept)}
-        metrics.update({f"dropped.{k}": v for k, v in sorted(self.dropped.items())})
+        metrics.update(flat_counts("dropped", self.dropped))
+        language_out = Counter(r["lang"] for r in self.kept)
         for lang in sorted(self.language_in):
             metrics[f"language.{lang}.in"] = self.language_in[lang]
-            metrics[f"language.{lang}.out"] = self.language_out[lang]
+            metrics[f"language.{lang}.out"] = language_out[lang]
         return metrics
 
 
@@ -113,8 +103,5 @@ def filter_records(records: Iterable[dict[str, Any]], config: FilterConfig, *, p
             if 2 * n > config.max_tokens:
                 keep[i] = False
                 result.dropped["too_many_tokens"] += 1
-    for r, ok in zip(candidates, keep):
-        if ok:
-            result.kept.append(r)
-            result.language_out[r["lang"]] += 1
+    result.kept = [r for r, ok in zip(candidates, keep) if ok]
     return result

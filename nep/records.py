@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,9 +63,7 @@ def validate_commit(obj: dict[str, Any]) -> CommitRecord:
     for name in COMMIT_FIELDS:
         value = obj.get(name)
         if value is None:
-            if name in ("old_contents", "new_contents"):
-                raise RecordError(f"missing_{name}", f"field '{name}' is missing")
-            if name in REQUIRED_NONEMPTY:
+            if name in ("old_contents", "new_contents", *REQUIRED_NONEMPTY):
                 raise RecordError(f"missing_{name}", f"field '{name}' is missing")
             value = ""
         if not isinstance(value, str):
@@ -78,3 +78,13 @@ def validate_commit(obj: dict[str, Any]) -> CommitRecord:
     values["old_contents"] = normalize_text(values["old_contents"])
     values["new_contents"] = normalize_text(values["new_contents"])
     return CommitRecord(**values)
+
+
+def valid_records(objs: Iterable[dict[str, Any]], drops: Counter) -> Iterator[dict[str, Any]]:
+    """The objects that are valid commit records, their fields normalized by `validate_commit` and
+    extra fields kept; the others counted in `drops` by reason."""
+    for obj in objs:
+        try:
+            yield {**obj, **validate_commit(obj).to_dict()}
+        except RecordError as e:
+            drops[e.reason] += 1

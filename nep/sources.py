@@ -224,7 +224,7 @@ def _commits(repo: Path, rev: str, max_commits: int) -> list[tuple[str, int, str
     return commits
 
 
-def _changes(repo: Path, shas: list[str]) -> dict[str, list[tuple[str, str, str, str, str, str]]]:
+def _changes(repo: Path, shas: list[str]) -> dict[str, list[tuple[str, str, str, str, str, str, str]]]:
     """Per commit, its file changes against its parent: (status, old mode, new mode, old blob,
     new blob, old path, new path), renames detected. Root commits have none."""
     out = _git(repo, "diff-tree", "--stdin", "-z", "-r", "-M", input="\n".join(shas).encode() + b"\n")

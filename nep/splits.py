@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 STRATEGIES = ("auto", "repo", "time", "external")
@@ -31,7 +31,6 @@ class Split:
     test: list[dict[str, Any]]
     strategy: str
     leaked: int = 0
-    notes: dict[str, int] = field(default_factory=dict)
 
 
 def _repo_split(examples: list[dict[str, Any]], test_fraction: float, seed: int) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from nep.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 from nep.params import load_params
-from nep.records import RecordError, validate_commit
+from nep.records import valid_records
 
 INPUT = Path("data/filter/commits.jsonl")
 OUTPUT = Path("data/label/commits.jsonl")
@@ -46,14 +46,7 @@ def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: P
     from tqdm import tqdm
 
     drops: Counter = Counter()
-    records = []
-    for obj in read_jsonl(input_path, drops):
-        try:
-            validate_commit(obj)
-        except RecordError as e:
-            drops[e.reason] += 1
-            continue
-        records.append(obj)
+    records = list(valid_records(read_jsonl(input_path, drops), drops))
     counts: Counter = Counter()
     llm_metrics: dict[str, Any] = {}
 

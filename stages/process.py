@@ -58,10 +58,10 @@ def build_examples(
         if context_lines > 0:
             old, new = trim_to_window(old, new, context_lines, chunks)
             chunks = compute_chunks(old, new)
-        current = current_version(old, new, chunks)
-        if current == old:
+        if len(chunks) < 2:
             drops["no_edit_history"] += 1  # a single chunk: nothing precedes the next edit
             continue
+        current = current_version(old, new, chunks)
         eid = example_id(r.repos, r.commit, r.old_file, r.new_file)
         if eid in seen:
             drops["duplicate"] += 1
