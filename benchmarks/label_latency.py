@@ -20,17 +20,14 @@ import math
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from nep.relevance import label_with_llm, relevance_messages
+from tests.fake_openai import FakeOpenAI  # the fake server lives with the tests
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the fake server lives with the tests
-
-from fake_openai import FakeOpenAI  # noqa: E402
-
-from nep.relevance import label_with_llm, relevance_messages  # noqa: E402
 
 MEDIAN_S, P99_S = 0.2, 3.0
 SIGMA = math.log(P99_S / MEDIAN_S) / 2.3263  # z(0.99)

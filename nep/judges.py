@@ -21,7 +21,7 @@ from nep.llm import (
     check_failure_metrics,
     get_backend,
     in_request_order,
-    parse_yes_no,
+    yes_no_verdict,
 )
 from nep.prompts import parse_prompt
 
@@ -200,15 +200,9 @@ def judge_with_llm(
             yield (*decided[i], None)
             continue
         result = next(answers)
-        if result.error:
-            yield None, f"llm failed: {result.error}: {result.detail}", None
-            continue
-        verdict = parse_yes_no(result.text)
-        if verdict is None:
-            unparseable += 1
-            yield None, f"llm answer not yes/no: {result.text[:200]!r}", result.text
-        else:
-            yield int(verdict), f"llm: {'yes' if verdict else 'no'}", result.text
+        verdict, reason = yes_no_verdict(result)
+        unparseable += verdict is None and result.error is None
+        yield verdict, reason, result.text  # text is None when the request failed
     accounting = {**backend.stats.metrics(prices), "llm.unparseable": unparseable, "llm.shortcuts": len(decided)}
     if metrics is not None:
         metrics.update(accounting)

@@ -128,9 +128,6 @@ class Accounting:
             out["cost_usd"] = cost
         return {f"{prefix}.{k}": v for k, v in out.items()}
 
-    def check_failure_rate(self, max_failure_rate: float, what: str = "requests") -> None:
-        check_failure_rate(self.failures, self.requests, max_failure_rate, what)
-
 
 def check_failure_rate(failures: dict[str, int], total: int, max_failure_rate: float, what: str = "requests") -> None:
     """Raise TooManyFailures when sum(failures) / total exceeds `max_failure_rate`."""
@@ -429,21 +426,24 @@ def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest])
 
 def get_backend(name: str, **config: Any) -> Any:
     """The backend registered under `name`, built with `config` (unknown keys raise TypeError)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown LLM backend '{name}'; choose one of {sorted(BACKENDS)}")
-    module, attr = BACKENDS[name].split(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = backend_class(name)
     try:
         return cls(**config)
     except TypeError as e:
         raise TypeError(f"LLM backend '{name}': {e}") from e
 
 
+def backend_class(name: str) -> type:
+    """The class registered under `name` in BACKENDS, imported on first use."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown LLM backend '{name}'; choose one of {sorted(BACKENDS)}")
+    module, attr = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def backend_config(params: dict[str, Any], name: str = "openai") -> dict[str, Any]:
     """The keys of a stage's params section that the backend `name` takes."""
-    module, attr = BACKENDS[name].split(":")
-    cls = getattr(importlib.import_module(module), attr)
-    names = {f.name for f in fields(cls) if f.init}
+    names = {f.name for f in fields(backend_class(name)) if f.init}
     return {k: v for k, v in params.items() if k in names}
 
 
@@ -466,3 +466,14 @@ def parse_yes_no(text: str | None) -> bool | None:
         return words[0] == "yes"
     found = {w for w in words if w in ("yes", "no")}
     return found.pop() == "yes" if len(found) == 1 else None
+
+
+def yes_no_verdict(result: ChatResult) -> tuple[int | None, str]:
+    """(1 or 0, "llm: yes"/"llm: no") for an answered yes/no question; (None, why) when the request
+    failed or the answer is neither yes nor no (unparseable: `result.error` is then None)."""
+    if result.error:
+        return None, f"llm failed: {result.error}: {result.detail}"
+    answer = parse_yes_no(result.text)
+    if answer is None:
+        return None, f"llm answer not yes/no: {result.text[:200]!r}"
+    return int(answer), f"llm: {'yes' if answer else 'no'}"

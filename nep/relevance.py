@@ -19,7 +19,7 @@ from nep.llm import (
     check_failure_metrics,
     get_backend,
     in_request_order,
-    parse_yes_no,
+    yes_no_verdict,
 )
 
 SYSTEM = (
@@ -140,15 +140,8 @@ def label_with_llm(
         requests.append(ChatRequest(id=str(i), messages=messages))
     unparseable = 0
     for record, result in zip(records, in_request_order(backend.complete_many(requests), requests)):
-        if result.error:
-            label, reason = None, f"llm failed: {result.error}: {result.detail}"
-        else:
-            answer = parse_yes_no(result.text)
-            if answer is None:
-                unparseable += 1
-                label, reason = None, f"llm answer not yes/no: {result.text[:200]!r}"
-            else:
-                label, reason = int(answer), f"llm: {'yes' if answer else 'no'}"
+        label, reason = yes_no_verdict(result)
+        unparseable += label is None and result.error is None
         yield {**record, "label": label, "label_reason": reason}
     accounting = {**backend.stats.metrics(prices), "llm.unparseable": unparseable}
     if metrics is not None:
