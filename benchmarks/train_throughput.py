@@ -19,7 +19,7 @@ from pathlib import Path
 from nep.edits import compute_chunks, current_version
 from nep.prompts import build_training_text
 from nep.tiny import build_tiny_model
-from nep.training import FinetuneConfig, encode_examples, prepare_hf, train
+from nep.training import FinetuneConfig, TinyConfig, encode_examples, prepare_hf, train
 
 
 def source_examples() -> list[dict[str, str]]:
@@ -50,9 +50,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     examples = source_examples()
+    t = TinyConfig()  # the finetune stage's tiny-random sizes
     with tempfile.TemporaryDirectory() as tmp:
-        tiny = build_tiny_model([e["prompt"] + e["completion"] for e in examples], Path(tmp) / "tiny", vocab_size=2048)
-        print(f"tiny-random: hidden 64, 2 layers, vocab 2048; torch threads {torch.get_num_threads()}; device cpu")
+        tiny = build_tiny_model(
+            [e["prompt"] + e["completion"] for e in examples], Path(tmp) / "tiny", vocab_size=t.vocab_size,
+            hidden_size=t.hidden_size, num_layers=t.num_layers, num_heads=t.num_heads,
+        )
+        print(f"tiny-random: hidden {t.hidden_size}, {t.num_layers} layers, vocab {t.vocab_size}; "
+              f"torch threads {torch.get_num_threads()}; device cpu")
         print(f"{'seq len':>8} {'steps':>6} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
         for length in args.lengths:
             cfg = FinetuneConfig.from_params({"tiny": {"max_steps": args.steps, "max_seq_length": length}})

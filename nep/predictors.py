@@ -140,9 +140,9 @@ def resolve_device(device: str | None) -> str:
     """"auto"/None → cuda when available, else cpu."""
     if device and device != "auto":
         return device
-    import torch
+    from nep.training import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return default_device()
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -241,14 +241,13 @@ class TransformersGenerator:
 
 
 def _load_hf(model: str, *, device: str | None, dtype: str, trust_remote_code: bool = False):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from nep.training import load_base_hf
 
     device = resolve_device(device)
-    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-    lm = AutoModelForCausalLM.from_pretrained(
-        model, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
-    ).to(device)
-    return lm, tokenizer
+    lm, tokenizer = load_base_hf(
+        model, device=device, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
+    )
+    return lm.to(device), tokenizer
 
 
 @dataclass

@@ -189,7 +189,8 @@ def _init_marker_embeddings(model, vocab_size: int, marker_ids: list[int]) -> No
     old_rows = model.get_input_embeddings().weight.shape[0]
     if vocab_size > old_rows:
         model.resize_token_embeddings(vocab_size, mean_resizing=False)
-    keep = [i for i in range(old_rows) if i not in set(marker_ids)]
+    markers = set(marker_ids)
+    keep = [i for i in range(old_rows) if i not in markers]
     with torch.no_grad():
         matrices = [model.get_input_embeddings().weight]
         out = model.get_output_embeddings()
@@ -283,13 +284,15 @@ def collate(batch: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, A
 # ---------------------------------------------------------------- models
 
 
-def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None):
-    """Base model and tokenizer through transformers."""
+def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, trust_remote_code: bool = False):
+    """Base model and tokenizer through transformers (dtype default: default_dtype(device))."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype or default_dtype(device))
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
+    )
     return model, tokenizer
 
 
@@ -549,9 +552,8 @@ def run_finetune(
     backend = resolve_backend(cfg.backend)  # before transformers loads, so unsloth can patch it
     base: str | Path = cfg.base_model
     if cfg.is_tiny:
-        from nep.tiny import build_tiny_model
+        from nep.tiny import build_tiny_model  # logs SMOKE_WARNING
 
-        log.warning(SMOKE_WARNING)
         texts = [r["prompt"] + r["completion"] for r in records if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]
         t = cfg.tiny
         base = build_tiny_model(

@@ -4,46 +4,42 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import copy_project, git
 
-from nep.edits import current_version
 from nep.jsonl import write_jsonl
-from nep.prompts import build_training_text, example_id
 from stages.finetune import finetune
+from stages.process import build_examples
 
 FAST = {"tiny": {"vocab_size": 400, "max_seq_length": 256, "max_steps": 3}, "gradient_accumulation_steps": 2}
 
 
 def processed_examples(n: int) -> list[dict]:
-    """Processed examples (the process stage's format) of a function growing line by line."""
-    records = []
-    for i in range(n):
-        lines = [f"def step_{i}(state):\n", "    state.tick()\n", f"    state.count += {i}\n", "    return state\n"]
-        old = "".join(lines[:1] + lines[3:])
-        new = "".join(lines)
-        current = current_version(old, new)
-        text = build_training_text(old, current, new, path=f"pkg/step_{i}.py")
-        records.append(
-            {
-                "id": example_id("demo/repo", f"c{i}", f"pkg/step_{i}.py", f"pkg/step_{i}.py"),
-                "repos": "demo/repo",
-                "commit": f"c{i}",
-                "path": f"pkg/step_{i}.py",
-                "language": "Python",
-                "timestamp": 1700000000 + i,
-                "original": old,
-                "current": current,
-                "next": new,
-                "prompt": text.prompt,
-                "completion": text.completion,
-                "text": text.text,
-            }
-        )
-    return records
+    """Processed examples, built by the process stage from commits that grow a function by two lines."""
+    commits = [
+        {
+            "commit": f"c{i}",
+            "old_file": f"pkg/step_{i}.py",
+            "new_file": f"pkg/step_{i}.py",
+            "old_contents": f"def step_{i}(state):\n    state.count += {i}\n",
+            "new_contents": f"def step_{i}(state):\n    state.tick()\n    state.count += {i}\n    return state\n",
+            "subject": "Tick and return the state",
+            "message": "Tick and return the state",
+            "lang": "Python",
+            "repos": "demo/repo",
+            "timestamp": 1700000000 + i,
+            "label": 1,
+        }
+        for i in range(n)
+    ]
+    drops: Counter = Counter()
+    examples = list(build_examples(commits, drops))
+    assert len(examples) == n, drops
+    return examples
 
 
 def test_stage_trains_saves_and_logs(tmp_path: Path):
