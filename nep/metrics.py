@@ -138,13 +138,8 @@ def score_example(
     )
 
 
-def _rate(values: Iterable[bool | None]) -> float:
-    """Share of true values among the defined (non-None) ones; 0.0 when none is defined."""
-    defined = [v for v in values if v is not None]
-    return sum(defined) / len(defined) if defined else 0.0
-
-
 def _mean(values: Iterable[float | None]) -> float:
+    """Mean of the defined (non-None) values, so for bools the share of true ones; 0.0 when none is defined."""
     defined = [v for v in values if v is not None]
     return float(sum(defined) / len(defined)) if defined else 0.0
 
@@ -159,23 +154,23 @@ def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
     judged = [s for s in scores if s.judgment is not None]
     out: dict[str, float | int] = {
         "n": len(scores),
-        "exact_match": _rate(s.exact_match for s in scores),
-        "exact_match_ws": _rate(s.exact_match_ws for s in scores),
-        "partial_match": _rate(s.partial_match for s in scores),
-        "position_match": _rate(s.position_match for s in scores),
-        "location_accuracy": _rate(s.location_match for s in scores),
+        "exact_match": _mean(s.exact_match for s in scores),
+        "exact_match_ws": _mean(s.exact_match_ws for s in scores),
+        "partial_match": _mean(s.partial_match for s in scores),
+        "position_match": _mean(s.position_match for s in scores),
+        "location_accuracy": _mean(s.location_match for s in scores),
         "no_true_chunk": sum(s.partial_match is None for s in scores),
         "edit_precision": precision,
         "edit_recall": recall,
         "edit_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "reversal_rate": _rate(s.reversal for s in scores),
-        "unextractable_rate": _rate(not s.extracted for s in scores),
-        "llm_judge": _rate(s.judgment == 1 for s in judged),
+        "reversal_rate": _mean(s.reversal for s in scores),
+        "unextractable_rate": _mean(not s.extracted for s in scores),
+        "llm_judge": _mean(s.judgment == 1 for s in judged),
         "judged": len(judged),
         "mean_latency_s": _mean(s.latency_s for s in scores),
         "mean_output_tokens": _mean(s.output_tokens for s in scores),
     }
     for name in AGREEMENT_METRICS:
         pairs = [(getattr(s, name), s.judgment) for s in judged if getattr(s, name) is not None]
-        out[f"agreement.{name}"] = _rate(bool(m) == bool(j) for m, j in pairs)
+        out[f"agreement.{name}"] = _mean(bool(m) == bool(j) for m, j in pairs)
     return out

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
+from nep.params import load_yaml
 
 PRESETS_DIR = Path("presets")
 DEFAULT = "offline"  # the committed params.yaml itself
@@ -41,7 +41,7 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
     path = presets_dir / f"{name}.yaml"
     if not path.exists():
         raise PresetError(f"{path}: no such preset (available: {', '.join(available(presets_dir))})")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = load_yaml(path) or {}
     if not isinstance(data, dict):
         raise PresetError(f"{path}: a preset is a mapping of params.yaml sections")
     return data
@@ -160,14 +160,19 @@ def apply_preset(name: str, params_path: Path = Path("params.yaml"), presets_dir
         params_path.write_text(committed.stdout)
         return
     from ruamel.yaml import YAML
+    from ruamel.yaml.representer import RoundTripRepresenter
 
+    class FloatTextRepresenter(RoundTripRepresenter):
+        """Floats as float_text; a subclass, since add_representer changes the class it is called on."""
+
+    FloatTextRepresenter.add_representer(float, _represent_float)
     preset = load_preset(name, presets_dir)
     rt = YAML()
+    rt.Representer = FloatTextRepresenter
     rt.preserve_quotes = True
     rt.width = 4096
-    rt.representer.add_representer(float, _represent_float)
     params = rt.load(params_path.read_text())
-    errors = check_preset(preset, yaml.safe_load(params_path.read_text()) or {})
+    errors = check_preset(preset, load_yaml(params_path) or {})
     if errors:
         raise PresetError(f"{presets_dir / name}.yaml does not fit {params_path}:\n  " + "\n  ".join(errors))
     deep_merge(params, preset)
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.set_args:
         if args.name == DEFAULT:
             parser.error("--set-args needs a preset file; the default is params.yaml itself")
-        params = yaml.safe_load(args.params.read_text()) or {}
+        params = load_yaml(args.params) or {}
         preset = load_preset(args.name)
         if errors := check_preset(preset, params):
             raise SystemExit("preset does not fit params.yaml:\n  " + "\n  ".join(errors))

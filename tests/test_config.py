@@ -78,7 +78,7 @@ def load_params_sections(path: Path) -> list[str | None]:
 def test_every_params_section_is_read_by_a_stage():
     assert set(PARAMS) <= set(STAGE_NAMES), "params.yaml sections are named after stages"
     declared = {p.split(".")[0] for s in dvc_stages() for d in s.deps if hasattr(d, "params") for p in d.params}
-    assert set(PARAMS) - {"process"} <= declared  # process: {} has no params yet
+    assert set(PARAMS) <= declared
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
@@ -128,7 +128,5 @@ def test_stage_declares_the_params_it_reads(name: str):
         for path in (f for f in files if f.exists()):
             for section in load_params_sections(path):
                 assert section is not None, f"{path.name}: load_params() without a section reads undeclared params"
-                if path.name == "params.py":
-                    continue
                 covered = any(p == section or p.startswith(f"{section}.") for p in declared)
                 assert covered, f"{stage.addressing}: reads params '{section}' but dvc.yaml does not declare it"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, git
+from conftest import REPO_ROOT, git, run_dvc
 
 from nep.jsonl import InputError, write_jsonl
 from nep.prompts import build_prompt
@@ -176,10 +175,7 @@ def test_dvc_plots_show_draws_every_declared_plot(two_predictors: Path):
     (root / ".dvc").mkdir()
     shutil.copytree(REPO_ROOT / ".dvc/plots", root / ".dvc/plots")
     run(root, ["finetuned", "identity"])
-    out = subprocess.run(
-        ["dvc", "plots", "show", "--json"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
-    data = json.loads(out)["data"]
+    data = json.loads(run_dvc(root, "plots", "show", "--json"))["data"]
     declared = [next(iter(p)) for p in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]]
     evaluate_plots = [p for p in declared if "predictor" in p or "language" in p]
     assert evaluate_plots and set(evaluate_plots) <= set(data)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import copy
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, git
+from conftest import REPO_ROOT, git, run_dvc
 
 from nep.presets import PresetError, apply_preset, check_preset, deep_merge, load_preset, main, set_args
 
@@ -117,6 +116,15 @@ def test_apply_merges_keeps_comments_and_offline_restores(project: Path, monkeyp
         main(["nonexistent"])
 
 
+def test_params_rewritten_by_dvc_still_fit(project: Path):
+    """`dvc exp run -S` writes YAML 1.2 floats such as `1e-05`; they still read as floats."""
+    from dvc.utils.hydra import apply_overrides
+
+    apply_overrides(project / "params.yaml", ["finetune.embedding_learning_rate=0.00001"])
+    assert "embedding_learning_rate: 1e-05" in (project / "params.yaml").read_text()
+    apply_preset("paper", project / "params.yaml", project / "presets")  # no "params.yaml has str"
+
+
 def test_set_args_give_dvc_the_same_params(project: Path, capsys):
     """`dvc exp run -S` with the printed overrides yields exactly the params `apply` writes."""
     from dvc.utils.hydra import apply_overrides
@@ -133,6 +141,6 @@ def test_dvc_resolves_the_pipeline_under_each_preset(project: Path):
     (project / ".dvc").mkdir()
     for name in PRESETS:
         apply_preset(name, project / "params.yaml", project / "presets")
-        out = subprocess.run(["dvc", "stage", "list"], cwd=project, capture_output=True, text=True, check=True)
+        out = run_dvc(project, "stage", "list")
         for predictor in merged(name)["generate"]["predictors"]:
-            assert f"generate@{predictor}" in out.stdout and f"judge@{predictor}" in out.stdout
+            assert f"generate@{predictor}" in out and f"judge@{predictor}" in out
