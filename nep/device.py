@@ -41,6 +41,25 @@ def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
     return value
 
 
+def mixed_precision(device: str) -> str:
+    """Training precision for `device`: "bf16" or "fp16" on a CUDA GPU (as resolve_dtype picks),
+    "no" on the CPU."""
+    if not device.startswith("cuda"):
+        return "no"
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def distributed_state():
+    """accelerate's PartialState for this process (one process, or one of several under
+    `accelerate launch`/torchrun): on a machine without CUDA it is created for the CPU, so several
+    processes form a gloo group (DistributedType.MULTI_CPU) instead of each running alone."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not cuda_available())
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -123,3 +123,73 @@ def trim_to_window(old: str, new: str, context_lines: int, chunks: list[Chunk] |
         "".join(a[start : last.old_end + context_lines]),
         "".join(b[start : last.new_end + context_lines]),
     )
+
+
+# ------------------------------------------------------------------ the paper's diff view
+
+
+def diff_chunks(old: str, new: str) -> list[Chunk]:
+    """Edit chunks as the paper's unified diff shows them: lines are compared without their line
+    endings (`str.splitlines()`), so a change of only the file's final newline is no chunk.
+
+    Line numbers index `split_lines` of old and new (the same lines, endings kept), so the chunks
+    work with `revert_chunk`/`apply_chunks` like those of `compute_chunks`."""
+    a, b = old.splitlines(), new.splitlines()
+    matcher = difflib.SequenceMatcher(None, a, b)
+    opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
+    if not opcodes:
+        return []
+    a_full, b_full = split_lines(old), split_lines(new)
+    return [Chunk(i1, i2, j1, j2, tuple(a_full[i1:i2]), tuple(b_full[j1:j2])) for _, i1, i2, j1, j2 in opcodes]
+
+
+@dataclass(frozen=True)
+class Hunk:
+    """One unified-diff hunk: old[old_start:old_end] against new[new_start:new_end], its chunks
+    plus up to `context` unchanged lines around them (0-based, half-open)."""
+
+    old_start: int
+    old_end: int
+    new_start: int
+    new_end: int
+
+    def header(self) -> tuple[int, int, int, int]:
+        """The numbers of its `@@ -a,b +c,d @@` header, as difflib writes them (1-based start; an
+        empty range names the line before it)."""
+        b, d = self.old_end - self.old_start, self.new_end - self.new_start
+        return self.old_start + (1 if b else 0), b, self.new_start + (1 if d else 0), d
+
+
+def diff_hunks(chunks: list[Chunk], old_lines: int, new_lines: int, context: int = 3) -> list[Hunk]:
+    """The hunks of a unified diff with `context` lines (difflib's grouping: two chunks share a
+    hunk when at most 2 × context unchanged lines separate them). `old_lines`/`new_lines` are the
+    files' line counts."""
+    hunks: list[Hunk] = []
+    group: list[Chunk] = []
+    for chunk in chunks:
+        if group and chunk.old_start - group[-1].old_end > 2 * context:
+            hunks.append(_hunk(group, old_lines, new_lines, context))
+            group = []
+        group.append(chunk)
+    if group:
+        hunks.append(_hunk(group, old_lines, new_lines, context))
+    return hunks
+
+
+def _hunk(group: list[Chunk], old_lines: int, new_lines: int, context: int) -> Hunk:
+    first, last = group[0], group[-1]
+    before = min(context, first.old_start, first.new_start)
+    after = min(context, old_lines - last.old_end, new_lines - last.new_end)
+    return Hunk(first.old_start - before, last.old_end + after, first.new_start - before, last.new_end + after)
+
+
+def hunk_window(hunks: list[Hunk]) -> tuple[int, int] | None:
+    """Lines from the first hunk's header start to the last hunk's end, in (old, new), as the paper
+    measures its edit window: only headers that carry both counts (`@@ -a,b +c,d @@`) take part,
+    since difflib writes a one-line range without its count (`@@ -5 +5,2 @@`) and the paper's pattern
+    needs it. None when no header qualifies (the paper then drops the record)."""
+    headers = [h.header() for h in hunks if h.old_end - h.old_start != 1 and h.new_end - h.new_start != 1]
+    if not headers:
+        return None
+    (a1, _, c1, _), (a2, b2, c2, d2) = headers[0], headers[-1]
+    return a2 + b2 - a1, c2 + d2 - c1

@@ -1,27 +1,36 @@
-"""The paper's commit filters, cheap checks first.
+"""The paper's commit filters, cheap checks first, with the paper's own diff view.
 
 A record survives when:
 - `len(old) + len(new) <= max_chars`;
-- it has at least `min_chunks` edit chunks (nep.edits), every one of an allowed `edit_types`;
+- its unified diff (difflib, lines compared without their endings, as the paper's script diffs
+  `splitlines()`: a change of only the final newline is no edit) has at least `min_chunks` edit
+  chunks (runs of `-`/`+` lines, nep.edits.diff_chunks), every one of an allowed `edit_types`;
 - no chunk shows more than `max_chunk_lines` changed (`-`/`+`) lines;
-- the first-to-last chunk window spans at most `max_window_lines` lines in both old and new;
-- `2 * tokens(old + new) <= max_tokens` (tiktoken, `encoding`).
+- the window from the first hunk to the last, hunks including their `hunk_context_lines` (3)
+  context lines as in the `@@` headers the paper reads, spans at most `max_window_lines` lines in
+  both old and new (nep.edits.hunk_window);
+- `2 * tokens(old + new) <= max_tokens` (tiktoken, `encoding`); text holding a special token
+  (`<|endoftext|>`...) is dropped as `special_token`, since the paper's `enc.encode` refuses it.
 
-Chunks are computed once per record, and only records that pass every other check are tokenized
-(in one threaded batch). Since a token is at least one byte, a record whose `2 * bytes` is within
+Chunks are computed once per record, and only records that pass every other check are tokenized,
+in bounded batches. Since a token is at least one byte, a record whose `2 * bytes` is within
 `max_tokens` passes without tokenizing. A limit of 0 (or null) disables that check.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from nep.edits import EDIT_TYPES, compute_chunks, window_lines
+from nep.edits import EDIT_TYPES, diff_chunks, diff_hunks, hunk_window
 from nep.jsonl import flat_counts
-from nep.tokens import DEFAULT_ENCODING, count_tokens_batch
+from nep.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
+
+# Records tokenized together: bounds the filter's working set whatever the input size.
+TOKEN_BATCH_RECORDS = 64
+TOKEN_BATCH_CHARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class FilterConfig:
     max_chunk_lines: int = 5
     max_window_lines: int = 80
     edit_types: tuple[str, ...] = ("add",)
+    hunk_context_lines: int = 3
 
     def __post_init__(self) -> None:
         unknown = set(self.edit_types) - set(EDIT_TYPES)
@@ -47,7 +57,7 @@ def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
         return "too_many_chars"
     if old == new:
         return "no_change"
-    chunks = compute_chunks(old, new)
+    chunks = diff_chunks(old, new)
     if not chunks:
         return "no_change"
     if len(chunks) < config.min_chunks:
@@ -56,9 +66,62 @@ def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
         return "edit_type"
     if config.max_chunk_lines and any(c.changed_lines > config.max_chunk_lines for c in chunks):
         return "chunk_too_long"
-    if config.max_window_lines and max(window_lines(chunks)) > config.max_window_lines:
-        return "window_too_long"
+    if config.max_window_lines:
+        hunks = diff_hunks(chunks, len(old.splitlines()), len(new.splitlines()), config.hunk_context_lines)
+        window = hunk_window(hunks)
+        if window is None or max(window) > config.max_window_lines:
+            return "window_too_long"
     return None
+
+
+def token_reasons(texts: list[str], config: FilterConfig, threads: int = 2) -> list[str | None]:
+    """Per text (old + new): `too_many_tokens`, `special_token` or None (it passes)."""
+    reasons: list[str | None] = [None] * len(texts)
+    if not config.max_tokens or not texts:
+        return reasons
+    specials = special_tokens(config.encoding)
+    unsure = []
+    for i, text in enumerate(texts):
+        if "<|" in text and any(s in text for s in specials):
+            reasons[i] = "special_token"
+        elif 8 * len(text) > config.max_tokens and 2 * len(text.encode("utf-8", "surrogatepass")) > config.max_tokens:
+            unsure.append(i)  # a token is at least one byte: only these could exceed the limit
+    if unsure:
+        counts = count_tokens_batch([texts[i] for i in unsure], config.encoding, threads=threads)
+        for i, n in zip(unsure, counts):
+            if 2 * n > config.max_tokens:
+                reasons[i] = "too_many_tokens"
+    return reasons
+
+
+def filter_stream(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter,
+                  language_in: Counter | None = None, threads: int = 2) -> Iterator[dict[str, Any]]:
+    """The records (validated dicts with `old_contents`, `new_contents`, `lang`) that pass every
+    filter, in input order, tokenizing in bounded batches; the others are counted in `dropped`."""
+    batch: list[dict[str, Any]] = []
+    chars = 0
+    for r in records:
+        if language_in is not None:
+            language_in[r["lang"]] += 1
+        reason = structural_reason(r["old_contents"], r["new_contents"], config)
+        if reason:
+            dropped[reason] += 1
+            continue
+        batch.append(r)
+        chars += len(r["old_contents"]) + len(r["new_contents"])
+        if len(batch) >= TOKEN_BATCH_RECORDS or chars >= TOKEN_BATCH_CHARS:
+            yield from _tokens_checked(batch, config, dropped, threads)
+            batch, chars = [], 0
+    yield from _tokens_checked(batch, config, dropped, threads)
+
+
+def _tokens_checked(batch: list[dict[str, Any]], config: FilterConfig, dropped: Counter, threads: int):
+    reasons = token_reasons([r["old_contents"] + r["new_contents"] for r in batch], config, threads)
+    for r, reason in zip(batch, reasons):
+        if reason:
+            dropped[reason] += 1
+        else:
+            yield r
 
 
 @dataclass
@@ -66,11 +129,12 @@ class FilterResult:
     kept: list[dict[str, Any]]
     dropped: Counter = field(default_factory=Counter)
     language_in: Counter = field(default_factory=Counter)
+    language_out: Counter | None = None
 
     def metrics(self) -> dict[str, int]:
-        metrics = {"records_in": sum(self.language_in.values()), "records_out": len(self.kept)}
+        language_out = self.language_out if self.language_out is not None else Counter(r["lang"] for r in self.kept)
+        metrics = {"records_in": sum(self.language_in.values()), "records_out": sum(language_out.values())}
         metrics.update(flat_counts("dropped", self.dropped))
-        language_out = Counter(r["lang"] for r in self.kept)
         for lang in sorted(self.language_in):
             metrics[f"language.{lang}.in"] = self.language_in[lang]
             metrics[f"language.{lang}.out"] = language_out[lang]
@@ -78,30 +142,11 @@ class FilterResult:
 
 
 def filter_records(records: Iterable[dict[str, Any]], config: FilterConfig, *, progress: bool = False) -> FilterResult:
-    """Keep the records (validated dicts with `old_contents`, `new_contents`, `lang`) that pass
-    every filter, in input order; count the others by reason and language."""
+    """Keep the records that pass every filter, in input order (in memory: the stage streams
+    through nep.batches instead); count the others by reason and language."""
     from tqdm import tqdm
 
     result = FilterResult(kept=[])
-    candidates: list[dict[str, Any]] = []
-    for r in tqdm(records, desc="filter", unit="rec", disable=not progress):
-        result.language_in[r["lang"]] += 1
-        reason = structural_reason(r["old_contents"], r["new_contents"], config)
-        if reason:
-            result.dropped[reason] += 1
-        else:
-            candidates.append(r)
-    keep = [True] * len(candidates)
-    if config.max_tokens:
-        # A token is at least one byte: only records that could exceed the limit are tokenized.
-        unsure = [
-            i for i, r in enumerate(candidates)
-            if 2 * len((r["old_contents"] + r["new_contents"]).encode("utf-8")) > config.max_tokens
-        ]
-        texts = [candidates[i]["old_contents"] + candidates[i]["new_contents"] for i in unsure]
-        for i, n in zip(unsure, count_tokens_batch(texts, config.encoding) if texts else []):
-            if 2 * n > config.max_tokens:
-                keep[i] = False
-                result.dropped["too_many_tokens"] += 1
-    result.kept = [r for r, ok in zip(candidates, keep) if ok]
+    stream = tqdm(records, desc="filter", unit="rec", disable=not progress)
+    result.kept = list(filter_stream(stream, config, result.dropped, result.language_in))
     return result

@@ -1,63 +1,192 @@
-"""JSONL and metrics I/O shared by the stages. Bad lines are counted, never silently lost."""
+"""JSONL and metrics I/O shared by the stages. Bad lines are counted, never silently lost.
+
+Lines are parsed with orjson (json's rules otherwise: a line orjson refuses for a reason json
+accepts, such as NaN or a 30-digit integer, is read by json). A UTF-8 byte order mark at the start of
+a file is skipped. A line that no JSON reader can hold is a bad line with its own reason:
+`lone_surrogate` (an unpaired `\\ud800` escape: not text), `too_deeply_nested` (more than
+MAX_DEPTH nested arrays/objects), `number_too_large` (over Python's 4,300-digit limit),
+`malformed_json`. Invalid UTF-8 is an error naming the file, line and byte offset. Files are
+written atomically: an anonymous temporary file linked into place when complete, so a killed stage
+leaves neither a partial file nor a `*.tmp` behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+import orjson
+
+BOM = b"\xef\xbb\xbf"
+MAX_DEPTH = 512  # nesting deeper than this is a bad line, not a crash later on
 
 
 class InputError(RuntimeError):
     """Input that is unusable as a whole (missing file, no valid records)."""
 
 
+def _depth(line: bytes) -> int:
+    """Maximum nesting of arrays/objects in a JSON text (brackets inside strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def parse_line(line: bytes) -> tuple[Any, str | None]:
+    """(value, None) for a JSON text, else (None, the reason it is a bad line).
+    Raises UnicodeDecodeError (offsets within `line`) when it is not UTF-8."""
+    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+        return None, "too_deeply_nested"
+    try:
+        return orjson.loads(line), None
+    except orjson.JSONDecodeError as e:
+        message = str(e)
+    if "not valid UTF-8" in message:
+        line.decode("utf-8")  # raises with the offending byte's offset
+    if "surrogate" in message:
+        return None, "lone_surrogate"
+    try:
+        return json.loads(line), None
+    except RecursionError:
+        return None, "too_deeply_nested"
+    except json.JSONDecodeError:
+        return None, "malformed_json"
+    except ValueError:  # int over sys.get_int_max_str_digits()
+        return None, "number_too_large"
+
+
+def iter_lines(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line without its newline) of a file's non-blank lines, read in
+    binary from `start` (a line start) to `end`; a leading UTF-8 BOM is skipped."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        offset, lineno = start, 0
+        for raw in f:
+            lineno += 1
+            if offset == 0 and raw.startswith(BOM):
+                raw, offset = raw[3:], 3
+            if end is not None and offset >= end:
+                return
+            line = raw.rstrip(b"\r\n")
+            if line.strip():
+                yield lineno, offset, line
+            offset += len(raw)
+
+
+def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> InputError:
+    """The error for a line that is not UTF-8: file, line and byte offset of the bad byte."""
+    bad = e.object[e.start : e.start + 1].hex()
+    return InputError(f"{path}:{lineno}: not UTF-8 text ({e.reason}: byte 0x{bad} at file offset {offset + e.start}, "
+                      f"column {e.start + 1})")
+
+
 def read_jsonl(path: str | Path, drops: Counter | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the JSON objects of a JSONL file. Malformed lines and non-objects are counted in
-    `drops` (reason → count) when given, else raise naming file and line."""
+    """Yield the JSON objects of a JSONL file. Bad lines and non-objects are counted in `drops`
+    (reason → count) when given, else raise naming file and line. Invalid UTF-8 always raises,
+    naming file, line and byte offset."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    with path.open(encoding="utf-8", errors="strict", newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                if drops is None:
-                    raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg})") from e
-                drops["malformed_json"] += 1
-                continue
-            if not isinstance(obj, dict):
-                if drops is None:
-                    raise InputError(f"{path}:{lineno}: expected a JSON object")
-                drops["not_an_object"] += 1
-                continue
-            yield obj
+    for lineno, offset, line in iter_lines(path):
+        try:
+            obj, reason = parse_line(line)
+        except UnicodeDecodeError as e:
+            raise not_utf8(path, lineno, offset, e) from None
+        if reason is None and not isinstance(obj, dict):
+            reason = "not_an_object"
+        if reason:
+            if drops is None:
+                what = "expected a JSON object" if reason == "not_an_object" else f"bad JSON line ({reason})"
+                raise InputError(f"{path}:{lineno}: {what}")
+            drops[reason] += 1
+            continue
+        yield obj
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a file that appears at `path` (replacing it) only once the block completes.
+
+    On Linux the data goes to an anonymous file (O_TMPFILE) that has no name until it is linked in,
+    so a killed process leaves nothing behind; elsewhere a `*.tmp` sibling is removed on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    binary = "b" in mode
+    fd = -1
+    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if fd < 0:
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+        named = True
+    else:
+        named = False
+    f = os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""}))
+    try:
+        with f:
+            yield f
+            f.flush()
+            if not named:  # give the anonymous file a name, then move it into place
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                directory = os.open(path.parent, os.O_RDONLY)
+                try:  # linkat(AT_SYMLINK_FOLLOW), which os.link uses only with a dir fd
+                    os.link(f"/proc/self/fd/{f.fileno()}", tmp.name, dst_dir_fd=directory, follow_symlinks=True)
+                finally:
+                    os.close(directory)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Write records to `path` atomically (temp file + rename); return how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    """Write records to `path` atomically; return how many."""
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
             n += 1
-    os.replace(tmp, path)
+    return n
+
+
+def write_lines(path: str | Path, lines: Iterable[bytes]) -> int:
+    """Write already serialized JSON lines (bytes, each ending with a newline) atomically; return
+    how many."""
+    n = 0
+    with atomic_file(path, "wb") as f:
+        for line in lines:
+            f.write(line)
+            n += 1
     return n
 
 
 def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
-    """Write a flat metrics JSON (sorted keys, stable diffs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    """Write a flat metrics JSON (sorted keys, stable diffs), atomically."""
+    with atomic_file(path) as f:
+        f.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def flat_counts(prefix: str, counts: Counter | dict[str, int]) -> dict[str, int]:

@@ -1,7 +1,7 @@
-"""Judges: is a predicted next version right? `rules` (offline, deterministic) or `openai` (an LLM).
+"""Judges (`judge.backend`) and the judge stage's work (`judge_file`): is a predicted next version right?
 
-Both give (judgment, reason) per generation record: judgment 1 (yes), 0 (no) or None (failed),
-reason a short explanation. `rules` says yes iff the prediction equals the ground truth exactly,
+`rules` (offline, deterministic) or `openai` (an LLM); both are nep.verdicts backends giving each
+generation record a Verdict: 1 (yes), 0 (no) or None (failed), with a reason. `rules` says yes iff the prediction equals the ground truth exactly,
 ignoring whitespace, or as an equivalent syntax tree (Python's `ast`; tree-sitter for other
 languages, comments and layout ignored). The LLM judge asks whether the predicted edit is a
 reasonable next edit given the edit history, the current version and the true next edit.
@@ -10,20 +10,22 @@ reasonable next edit given the edit history, the current version and the true ne
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Iterator
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from nep.edits import unified_diff
-from nep.llm import (
-    ChatRequest,
-    backend_config,
-    check_failure_metrics,
-    get_backend,
-    in_request_order,
-    yes_no_verdict,
-)
+from nep.jsonl import InputError, flat_counts, read_jsonl, write_jsonl
 from nep.prompts import parse_prompt
+from nep.registry import Registry
+from nep.verdicts import LLMVerdicts, Report, Tally, Verdict, VerdictBackend, build
+
+JUDGES = Registry("judge.backend", {"rules": "nep.judges:RulesJudge", "openai": "nep.judges:LLMJudge"})
+REQUIRED = ("id", "prompt", "output", "ground_truth")  # text fields every generation record needs
 
 # Reasons of the rules judge (also the keys of its metrics).
 EXACT, WHITESPACE, SYNTAX_TREE, DIFFERENT, NOT_EXTRACTED = (
@@ -162,49 +164,70 @@ def judge_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def judge_with_llm(
-    records: Iterable[dict[str, Any]],
-    *,
-    shortcut_exact: bool = True,
-    max_failure_rate: float = 0.0,
-    prices: dict[str, dict[str, float]] | None = None,
-    metrics: dict[str, Any] | None = None,
-    check: bool = True,
-    **params: Any,
-) -> Iterator[tuple[int | None, str, str | None]]:
-    """(judgment, reason, raw answer) per generation record, in input order.
+@dataclass
+class RulesJudge(VerdictBackend):
+    what: ClassVar[str] = "judgments"
 
-    Unextracted outputs are 0 without a request; with `shortcut_exact`, outputs equal to the ground
-    truth (ignoring whitespace) are 1 without a request. `metrics` is filled with the accounting;
-    with `check`, TooManyFailures is raised at the end when null judgments exceed `max_failure_rate`.
-    """
-    records = list(records)
-    decided: dict[int, tuple[int, str]] = {}
-    requests: list[ChatRequest] = []
-    for i, r in enumerate(records):
-        if not r.get("extracted", True):
-            decided[i] = (0, NOT_EXTRACTED)
-        elif shortcut_exact and normalize_whitespace(r["output"], r.get("language", "")) == normalize_whitespace(
-                r["ground_truth"], r.get("language", "")):
-            decided[i] = (1, EXACT)
-        else:
-            try:
-                requests.append(ChatRequest(id=str(i), messages=judge_messages(r)))
-            except ValueError as e:
-                raise ValueError(f"generation record {r.get('id')}: its prompt is not a nep prompt ({e})") from e
-    backend = get_backend("openai", **backend_config(params))
-    answers = in_request_order(backend.complete_many(requests), requests)
-    unparseable = 0
-    for i in range(len(records)):
-        if i in decided:
-            yield (*decided[i], None)
-            continue
-        result = next(answers)
-        verdict, reason = yes_no_verdict(result)
-        unparseable += verdict is None and result.error is None
-        yield verdict, reason, result.text  # text is None when the request failed
-    accounting = {**backend.stats.metrics(prices), "llm.unparseable": unparseable, "llm.shortcuts": len(decided)}
-    if metrics is not None:
-        metrics.update(accounting)
-    if check:
-        check_failure_metrics(accounting, len(records), max_failure_rate, what="judgments")
+    def decide(self, records: list[dict[str, Any]]) -> Iterator[Verdict]:
+        for r in records:
+            judgment, reason = rules_judgment(r["output"], r["ground_truth"], r.get("language", ""),
+                                              r.get("extracted", True))
+            yield Verdict(str(r["id"]), judgment, reason, reason)
+
+
+@dataclass
+class LLMJudge(LLMVerdicts):
+    """The LLM judge. Unextracted outputs are 0 without a request; with `shortcut_exact`, outputs
+    equal to the ground truth (ignoring whitespace) are 1 without a request."""
+
+    shortcut_exact: bool = True
+    what: ClassVar[str] = "judgments"
+
+    def messages(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        return judge_messages(record)
+
+    def shortcut(self, record: dict[str, Any]) -> tuple[int, str] | None:
+        if not record.get("extracted", True):
+            return 0, NOT_EXTRACTED
+        language = record.get("language", "")
+        if self.shortcut_exact and normalize_whitespace(record["output"], language) == normalize_whitespace(
+                record["ground_truth"], language):
+            return 1, EXACT
+        return None
+
+
+def judge_file(input_path: Path, output_path: Path, params: dict[str, Any], desc: str = "judge") -> Report:
+    """Judge the generation records of `input_path` with the judge `params["backend"]`; write one
+    judgment per record, in input order (`id`, `judgment` 1/0/None, `reason`; `answer` for LLM
+    judges). Records lacking a field are kept, judged None (`invalid_generation_record`); the others
+    are joined to their verdicts by id. The caller writes metrics and timing, then `report.check()`."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    drops: Counter = Counter()
+    records = list(read_jsonl(input_path, drops))
+    if not records:
+        raise InputError(f"{input_path}: no generation records to judge")
+    problems = [[k for k in REQUIRED if not isinstance(r.get(k), str)] for r in records]
+    valid = [r for r, missing in zip(records, problems) if not missing]
+    ids = Counter(r["id"] for r in valid)
+    if duplicated := [i for i, n in ids.items() if n > 1]:
+        raise InputError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
+    judge = build(JUDGES, params)
+    verdicts = {v.id: v for v in tqdm(judge.verdicts(valid), total=len(valid), desc=desc, unit="rec")}
+    tally = Tally()
+
+    def judgment(record: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+        if missing:
+            v = tally.add(Verdict(str(record.get("id")), None, "invalid generation record: "
+                                  f"{', '.join(missing)} missing or not text", "invalid_generation_record"))
+            return {"id": record.get("id"), "judgment": None, "reason": v.reason}
+        v = tally.add(verdicts[record["id"]])
+        out = {"id": record["id"], "judgment": v.value, "reason": v.reason}
+        return {**out, "answer": v.answer} if judge.uses_llm else out
+
+    n = write_jsonl(output_path, (judgment(r, m) for r, m in zip(records, problems)))
+    metrics = {"backend": params["backend"], "records": n, **tally.metrics(), **flat_counts("dropped", drops),
+               **judge.metrics()}
+    timing = {"wall_time_s": round(time.perf_counter() - start, 3), **judge.timing()}
+    return Report(metrics, timing, judge)

@@ -1,7 +1,7 @@
-"""Offline relevance labelers for the label stage.
+"""Relevance labelers (`label.backend`) and the label stage's work: `label_file`.
 
-A labeler maps a commit record to `(label, reason)`: label 1 when the record's edits are related
-(so the last one is predictable from the others), 0 when not.
+A labeler gives each commit record a nep.verdicts.Verdict: 1 when the record's edits are related
+(so the last one is predictable from the others), 0 when not, None when an LLM gave no answer.
 
 - `all`: every record is relevant.
 - `heuristic`: relevant when the **last chunk shares an identifier with an earlier chunk**. The
@@ -10,17 +10,30 @@ A labeler maps a commit record to `(label, reason)`: label 1 when the record's e
   `return`...). A commit that renames a variable, threads a new parameter through, or adds a
   field and then uses it shares names across chunks; unrelated touch-ups in one file usually do
   not. Records with fewer than two chunks are labeled 0.
+- `openai`: a chat model says whether the last edit is related to the earlier ones (nep.relevance).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from nep.edits import Chunk, compute_chunks
+from nep.jsonl import flat_counts, read_jsonl, write_jsonl
+from nep.records import valid_records
+from nep.registry import Registry
+from nep.verdicts import Report, Tally, Verdict, VerdictBackend, build, record_id
 
-Labeler = Callable[[dict[str, Any]], tuple[int, str]]
+LABELERS = Registry("label.backend", {
+    "all": "nep.labelers:AllLabeler",
+    "heuristic": "nep.labelers:HeuristicLabeler",
+    "openai": "nep.relevance:LLMRelevance",
+})
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords and ubiquitous names of Python, Java, Go, C, C++, JavaScript and TypeScript.
@@ -47,24 +60,57 @@ def label_all(record: dict[str, Any]) -> tuple[int, str]:
     return 1, "all: every record is taken as relevant"
 
 
-def label_heuristic(record: dict[str, Any]) -> tuple[int, str]:
+def heuristic_verdict(record: dict[str, Any]) -> tuple[int, str, str]:
+    """(label, reason, tag) of the heuristic labeler."""
     chunks = compute_chunks(record["old_contents"], record["new_contents"])
     if len(chunks) < 2:
-        return 0, "heuristic: fewer than two chunks"
+        return 0, "heuristic: fewer than two chunks", "few_chunks"
     earlier: set[str] = set()
     for chunk in chunks[:-1]:
         earlier |= identifiers(chunk)
     shared = sorted(identifiers(chunks[-1]) & earlier)
     if shared:
-        return 1, f"heuristic: last chunk shares {', '.join(shared[:5])} with earlier chunks"
-    return 0, "heuristic: last chunk shares no identifier with earlier chunks"
+        return 1, f"heuristic: last chunk shares {', '.join(shared[:5])} with earlier chunks", "shared_name"
+    return 0, "heuristic: last chunk shares no identifier with earlier chunks", "no_shared_name"
 
 
-LABELERS: dict[str, Labeler] = {"all": label_all, "heuristic": label_heuristic}
+def label_heuristic(record: dict[str, Any]) -> tuple[int, str]:
+    return heuristic_verdict(record)[:2]
 
 
-def get_labeler(name: str, **_unused: Any) -> Labeler:
-    """The offline labeler `name` (other label params, meant for LLM backends, are ignored)."""
-    if name not in LABELERS:
-        raise ValueError(f"label.backend '{name}' is not an offline labeler; choose one of {sorted(LABELERS)} or openai")
-    return LABELERS[name]
+@dataclass
+class AllLabeler(VerdictBackend):
+    what: ClassVar[str] = "labels"
+
+    def decide(self, records: list[dict[str, Any]]) -> Iterator[Verdict]:
+        for i, record in enumerate(records):
+            yield Verdict(record_id(record, i), *label_all(record), "all")
+
+
+@dataclass
+class HeuristicLabeler(VerdictBackend):
+    what: ClassVar[str] = "labels"
+
+    def decide(self, records: list[dict[str, Any]]) -> Iterator[Verdict]:
+        for i, record in enumerate(records):
+            yield Verdict(record_id(record, i), *heuristic_verdict(record))
+
+
+def label_file(input_path: Path, output_path: Path, params: dict[str, Any]) -> Report:
+    """Label the commit records of `input_path` with the labeler `params["backend"]`; write them,
+    in input order, with `label` (1/0/None) and `label_reason`. The caller writes the report's
+    metrics and timing, then calls `report.check()` (the labeler's max_failure_rate)."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    drops: Counter = Counter()
+    records = list(valid_records(read_jsonl(input_path, drops), drops))
+    labeler = build(LABELERS, params)
+    tally = Tally()
+    verdicts = tqdm(labeler.verdicts(records), total=len(records), desc="label", unit="rec")
+    n = write_jsonl(output_path, ({**record, "label": v.value, "label_reason": v.reason}
+                                  for record, v in zip(records, map(tally.add, verdicts), strict=True)))
+    metrics = {"records_in": len(records) + sum(drops.values()), "records_out": n, **tally.metrics(),
+               **flat_counts("dropped", drops), **labeler.metrics()}
+    timing = {"wall_time_s": round(time.perf_counter() - start, 3), **labeler.timing()}
+    return Report(metrics, timing, labeler)

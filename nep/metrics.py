@@ -1,85 +1,160 @@
-"""Scoring next-edit predictions: the paper's four metrics, their agreement with the judge, and more.
+"""Scoring one next-edit prediction: the paper's metrics, exactly, and edit-level similarity.
 
-Every line-level metric compares edit chunks (nep.edits.compute_chunks) taken against the
-*current* version: the true chunks are current → ground truth, the predicted ones current →
-prediction. A missing final newline is not an edit (texts are compared with one added).
+The paper's edits are the *hunks* of a line-level unified diff of the current version against a
+text: `difflib.unified_diff` over `text.splitlines()` (line ends dropped, `lineterm=""`), 3 lines
+of context, so changes less than 7 lines apart share one hunk; a hunk whose `+`/`-` lines are all
+empty or whitespace is dropped. A hunk is kept whole: its `@@ -a,b +c,d @@` header line, then its
+context (` `), removed (`-`) and added (`+`) lines.
 
-- exact_match: prediction == ground truth. exact_match_ws: equal once all whitespace is removed.
-- partial_match: the ground truth's first chunk is among the prediction's chunks (same lines of
-  the current version replaced by the same new lines).
-- position_match: one of the prediction's chunks sits where the ground truth's first chunk does:
-  the `context_lines` unchanged lines before it and after it in the current version are the same.
-- location_match: the prediction's first changed line is the ground truth's first changed line.
-- edit precision/recall/F1: predicted chunks that are true chunks, micro-averaged over examples.
-- reversal: a prediction chunk undoes one of the history chunks (original → current) that the
-  ground truth does not undo.
-- llm_judge: the share of judged examples judged yes; agreement.<metric>: the share of judged
-  examples where the metric (1/0) equals the judgment.
+- exact_match: prediction == ground truth, as strings (a differing final newline is a miss).
+- partial_match: the ground truth's first hunk, header line included, is one of the prediction's.
+- position_match: the context lines of the ground truth's first hunk equal those of one of the
+  prediction's hunks.
+- delta_chrf: chrF (character n-grams 1..6, beta 2) of the prediction's edit text against the
+  ground truth's, where a text's edit text is its changed lines against the current version
+  (see `edit_text`).
+- edit_similarity: 1 - Levenshtein distance / length of the longer text, prediction vs ground truth.
 
-Undefined cases (the paper's scripts crash on them): a prediction with no chunk (it equals the
-current version, or nothing could be extracted) scores 0 on partial, position and location. A
-ground truth with no chunk makes those three undefined: the example is left out of them (and of
-their agreement) and counted in `no_true_chunk`. Rates with an empty denominator are 0.0.
+Where the paper's script raises (the ground truth has no hunk: it equals the current version up to
+blank lines and line ends), partial and position match are undefined (None): the evaluation leaves
+the example out of those two rates and counts it (`no_true_hunk`). A prediction without a hunk
+scores 0 on both. nep's chunk-based variants live in nep/refined.py.
+
+Public API, usable per example (e.g. as a reward): `paper_scores`, `delta_chrf`,
+`edit_similarity`, `score_example`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import difflib
+from collections import Counter
+from dataclasses import asdict, dataclass
 
-from nep.edits import Chunk, compute_chunks, split_lines
+from rapidfuzz.distance import Levenshtein
 
-# Metrics the per-language and per-predictor tables show (besides n).
-MAIN_METRICS = (
-    "exact_match",
-    "partial_match",
-    "position_match",
-    "llm_judge",
-    "edit_f1",
-    "location_accuracy",
-    "reversal_rate",
-)
-AGREEMENT_METRICS = ("exact_match", "partial_match", "position_match")
+from nep.refined import refined_scores
+
+PAPER_CONTEXT = 3  # context lines of the paper's hunks (difflib's default n)
+CHRF_ORDER = 6
+CHRF_BETA = 2.0
+
+Hunk = tuple[str, ...]  # a hunk's lines as difflib writes them, "@@ ... @@" header first
 
 
-def with_final_newline(text: str) -> str:
-    return text if not text or text.endswith("\n") else text + "\n"
+def _blank_change(hunk: Hunk) -> bool:
+    """True when every +/- line of the hunk is empty or whitespace."""
+    return all(not line[1:].strip() for line in hunk if line.startswith(("+", "-")))
 
 
-def squash_whitespace(text: str) -> str:
-    return "".join(text.split())
+def hunks(current: str, text: str) -> list[Hunk]:
+    """The paper's edits of current → text: unified-diff hunks, blank-only ones dropped."""
+    diff = difflib.unified_diff(
+        current.splitlines(), text.splitlines(), lineterm="", n=PAPER_CONTEXT
+    )
+    found: list[list[str]] = []
+    for line in diff:
+        if line.startswith("@@"):
+            found.append([line])
+        elif found:  # lines before the first "@@" are the ---/+++ file header
+            found[-1].append(line)
+    return [h for h in map(tuple, found) if not _blank_change(h)]
 
 
-def chunk_key(chunk: Chunk) -> tuple[int, int, tuple[str, ...]]:
-    """What makes two chunks against the same base the same edit: the base span and the new lines."""
-    return chunk.old_start, chunk.old_end, chunk.new_lines
+def hunk_context(hunk: Hunk) -> tuple[str, ...]:
+    """The hunk's unchanged (context) lines, in order."""
+    return tuple(line for line in hunk if line.startswith(" "))
 
 
-def chunk_context(base_lines: list[str], chunk: Chunk, k: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The k unchanged base lines before and after a chunk (fewer at the file's ends)."""
-    before = tuple(base_lines[max(0, chunk.old_start - k) : chunk.old_start])
-    after = tuple(base_lines[chunk.old_end : chunk.old_end + k])
-    return before, after
+def paper_scores(current: str, ground_truth: str, prediction: str) -> dict[str, bool | None]:
+    """The paper's exact, partial and position match of one prediction (None = undefined)."""
+    true_hunks = hunks(current, ground_truth)
+    partial = position = None
+    if true_hunks:
+        pred_hunks = hunks(current, prediction)
+        first = true_hunks[0]
+        partial = first in pred_hunks
+        position = hunk_context(first) in {hunk_context(h) for h in pred_hunks}
+    return {"exact_match": prediction == ground_truth, "partial_match": partial, "position_match": position}
+
+
+def edit_text(current: str, text: str) -> str:
+    """The change current → text as text: each removed line as "-line", each added line as
+    "+line", in diff order, joined by newlines ("" when the line lists are equal)."""
+    a, b = current.splitlines(), text.splitlines()
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b).get_opcodes():
+        if tag != "equal":
+            out.extend("-" + line for line in a[i1:i2])
+            out.extend("+" + line for line in b[j1:j2])
+    return "\n".join(out)
+
+
+def _ngrams(text: str, n: int) -> Counter[str]:
+    return Counter(text[i : i + n] for i in range(len(text) - n + 1))
+
+
+def chrf(hypothesis: str, reference: str, *, order: int = CHRF_ORDER, beta: float = CHRF_BETA) -> float:
+    """Sentence chrF (Popović 2015) in [0, 1]: whitespace removed, character n-grams n = 1..order;
+    precision and recall averaged over the orders both texts have n-grams of, then F-beta.
+    Two empty texts score 1.0; one empty text scores 0.0."""
+    hyp, ref = "".join(hypothesis.split()), "".join(reference.split())
+    if not hyp or not ref:
+        return float(hyp == ref)
+    precisions, recalls = [], []
+    for n in range(1, order + 1):
+        h, r = _ngrams(hyp, n), _ngrams(ref, n)
+        if not h or not r:
+            continue
+        matched = sum((h & r).values())
+        precisions.append(matched / h.total())
+        recalls.append(matched / r.total())
+    p, r = sum(precisions) / len(precisions), sum(recalls) / len(recalls)
+    if p + r == 0:
+        return 0.0
+    b2 = beta * beta
+    return (1 + b2) * p * r / (b2 * p + r)
+
+
+def delta_chrf(current: str, ground_truth: str, prediction: str) -> float:
+    """chrF of the prediction's edit text against the ground truth's (both against `current`)."""
+    return chrf(edit_text(current, prediction), edit_text(current, ground_truth))
+
+
+def edit_similarity(ground_truth: str, prediction: str) -> float:
+    """1 - Levenshtein(prediction, ground truth) / max(len); 1.0 for two empty texts."""
+    return float(Levenshtein.normalized_similarity(prediction, ground_truth))
 
 
 @dataclass(frozen=True)
 class ExampleScore:
-    """One prediction's scores. None = undefined for this example (see the module docstring)."""
+    """Every per-example score of one prediction. None = undefined for this example."""
 
+    id: str
     language: str
     extracted: bool
+    missing: bool  # no prediction for this example (file predictor); scored 0
+    # the paper's
     exact_match: bool
-    exact_match_ws: bool
     partial_match: bool | None
     position_match: bool | None
+    # new
+    delta_chrf: float
+    edit_similarity: float
+    # nep's refined variants (nep/refined.py)
+    exact_match_eol: bool
+    exact_match_ws: bool
+    partial_match_chunk: bool | None
+    position_match_chunk: bool | None
     location_match: bool | None
-    reversal: bool | None  # None when the history has no chunk
+    reversal: bool | None
     true_chunks: int
     predicted_chunks: int
     matched_chunks: int
     judgment: int | None  # 1/0, None when not judged
-    latency_s: float | None = None
     output_tokens: int | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def score_example(
@@ -89,88 +164,37 @@ def score_example(
     ground_truth: str,
     prediction: str,
     extracted: bool = True,
+    missing: bool = False,
     judgment: int | None = None,
     language: str = "",
+    id: str = "",
     context_lines: int = 3,
-    latency_s: float | None = None,
     output_tokens: int | None = None,
 ) -> ExampleScore:
-    """Score one prediction of the next version against the ground truth."""
-    original, current = with_final_newline(original), with_final_newline(current)
-    truth = with_final_newline(ground_truth)
-    pred = with_final_newline(prediction) if extracted else None
-
-    cur_lines = split_lines(current)
-    true_chunks = compute_chunks(cur_lines, split_lines(truth))
-    pred_chunks = compute_chunks(cur_lines, split_lines(pred)) if pred is not None else []
-    true_keys = {chunk_key(c) for c in true_chunks}
-    pred_keys = {chunk_key(c) for c in pred_chunks}
-
-    partial = position = location = None
-    if true_chunks:
-        first = true_chunks[0]
-        partial = chunk_key(first) in pred_keys
-        target = chunk_context(cur_lines, first, context_lines)
-        position = any(chunk_context(cur_lines, c, context_lines) == target for c in pred_chunks)
-        location = bool(pred_chunks) and pred_chunks[0].old_start == first.old_start
-
-    history = compute_chunks(original, cur_lines)
-    reversal = None
-    if history:
-        undo = {(h.new_start, h.new_end, h.old_lines) for h in history}
-        reversal = bool((pred_keys & undo) - true_keys)
-
+    """Score one prediction of the next version. An unextracted or missing prediction scores 0
+    on every metric (partial/position stay undefined when the ground truth has no hunk)."""
+    usable = extracted and not missing
+    paper = paper_scores(current, ground_truth, prediction if usable else current)
+    if not usable:
+        paper = {k: (None if v is None else False) for k, v in paper.items()}
+    refined = refined_scores(
+        original=original,
+        current=current,
+        ground_truth=ground_truth,
+        prediction=prediction if usable else None,
+        context_lines=context_lines,
+    )
     return ExampleScore(
+        id=id,
         language=language,
         extracted=extracted,
-        exact_match=pred is not None and pred == truth,
-        exact_match_ws=pred is not None and squash_whitespace(pred) == squash_whitespace(truth),
-        partial_match=partial,
-        position_match=position,
-        location_match=location,
-        reversal=reversal,
-        true_chunks=len(true_keys),
-        predicted_chunks=len(pred_keys),
-        matched_chunks=len(true_keys & pred_keys),
+        missing=missing,
+        exact_match=bool(paper["exact_match"]),
+        partial_match=paper["partial_match"],
+        position_match=paper["position_match"],
+        delta_chrf=delta_chrf(current, ground_truth, prediction) if usable else 0.0,
+        edit_similarity=edit_similarity(ground_truth, prediction) if usable else 0.0,
+        **asdict(refined),
         judgment=judgment,
-        latency_s=latency_s,
         output_tokens=output_tokens,
     )
-
-
-def _mean(values: Iterable[float | None]) -> float:
-    """Mean of the defined (non-None) values, so for bools the share of true ones; 0.0 when none is defined."""
-    defined = [v for v in values if v is not None]
-    return float(sum(defined) / len(defined)) if defined else 0.0
-
-
-def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
-    """Aggregate example scores into flat metrics (rates in [0, 1], counts as ints)."""
-    tp = sum(s.matched_chunks for s in scores)
-    n_pred = sum(s.predicted_chunks for s in scores)
-    n_true = sum(s.true_chunks for s in scores)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
-    judged = [s for s in scores if s.judgment is not None]
-    out: dict[str, float | int] = {
-        "n": len(scores),
-        "exact_match": _mean(s.exact_match for s in scores),
-        "exact_match_ws": _mean(s.exact_match_ws for s in scores),
-        "partial_match": _mean(s.partial_match for s in scores),
-        "position_match": _mean(s.position_match for s in scores),
-        "location_accuracy": _mean(s.location_match for s in scores),
-        "no_true_chunk": sum(s.partial_match is None for s in scores),
-        "edit_precision": precision,
-        "edit_recall": recall,
-        "edit_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
-        "reversal_rate": _mean(s.reversal for s in scores),
-        "unextractable_rate": _mean(not s.extracted for s in scores),
-        "llm_judge": _mean(s.judgment == 1 for s in judged),
-        "judged": len(judged),
-        "mean_latency_s": _mean(s.latency_s for s in scores),
-        "mean_output_tokens": _mean(s.output_tokens for s in scores),
-    }
-    for name in AGREEMENT_METRICS:
-        pairs = [(getattr(s, name), s.judgment) for s in judged if getattr(s, name) is not None]
-        out[f"agreement.{name}"] = _mean(bool(m) == bool(j) for m, j in pairs)
-    return out

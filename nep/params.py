@@ -1,4 +1,4 @@
-"""Read a stage's section of params.yaml."""
+"""Read a stage's section of params.yaml, checked against the schema (nep/config.py)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,25 @@ _Loader.add_implicit_resolver(
 )
 
 
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def load_yaml(path: str | Path) -> Any:
-    return yaml.load(Path(path).read_text(), Loader=_Loader)
+    return parse_yaml(Path(path).read_text())
 
 
 def load_params(section: str | None = None, path: str | Path = "params.yaml") -> dict[str, Any]:
-    params = load_yaml(path) or {}
+    """One section of params.yaml (or all of it) as plain data with every default filled in.
+
+    The WHOLE file is checked against the schema (nep/config.py) first, every section and every
+    predictor entry, so any stage stops before doing work on any bad param, with one line per
+    problem naming `section.key` (nep.config.ParamsError: exits 1 without a traceback)."""
+    from nep.config import validate
+
+    params = validate(load_yaml(path), path)
     if section is None:
         return params
     if section not in params:
         raise KeyError(f"{path}: no '{section}:' section")
-    return params[section] or {}
+    return params[section]

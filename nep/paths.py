@@ -22,6 +22,9 @@ PROCESS = DATA / "process/examples.jsonl"
 TRAIN = DATA / "split/train.jsonl"
 TEST = DATA / "split/test.jsonl"
 FINETUNE = MODELS / "finetune"
+FINETUNE_CURVES = METRICS / "finetune/plots/metrics"   # DVCLive's step curves, <name>.tsv
+REPORT = METRICS / "report"                            # the report stage's README.md, CSVs, SVGs
+PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
 
 
 def metrics(stage: str, name: str | None = None) -> Path:

@@ -1,38 +1,48 @@
-"""Next-edit predictors: one small interface, one class per `kind` of `generate.predictors`.
+"""Next-edit predictors: one interface, a registry of kinds, and the check of a params entry.
 
-A predictor maps a batch of processed examples (dicts with at least `prompt`, the training
-prompt, and `path`) to raw outputs; nep.extract turns those into next versions, in the
-predictor's `style`. Kinds (options are the dataclass fields of each class):
+A predictor is handed the whole test set (and the indices still to do) and streams its answers
+back in groups; nep.generation saves each group as it arrives, so a killed run loses at most the
+group in flight. Each kind batches the way its backend wants. Kinds (`generate.predictors.<name>.kind`;
+options are the dataclass fields of each class):
 
 - ``identity``: the current version unchanged (a floor).
 - ``propagate``: repeats the most recent edit at the next place it applies (nep.propagate).
-- ``finetuned``: the finetune stage's LoRA adapter on its base model (nep.training.load_finetuned),
-  given the training prompt, greedy.
-- ``hf``: any causal LM through transformers; base models get the training prompt, instruct models
-  (``chat: true``, or auto when the tokenizer has a chat template) get their chat template with
-  SYSTEM_INSTRUCTION and must answer inside ``<next_version>`` tags.
-- ``vllm``: the offline vLLM engine (GPU), with a LoRA adapter when given.
-- ``openai``: any OpenAI-compatible chat endpoint through nep.llm (API models, ``vllm serve``).
+- ``finetuned`` / ``hf``: transformers, greedy, `batch_size` prompts of similar length at a time
+  (nep.hf_generate).
+- ``vllm``: the offline vLLM engine, every remaining prompt at once (nep.vllm_generate).
+- ``openai``: an OpenAI-compatible endpoint, `concurrency` requests in flight (nep.remote).
+- ``file``: generations made elsewhere, read from a JSONL file and matched to the test set
+  (nep.imported).
 
-Model kinds decode greedily, stop at EOS or `max_new_tokens`, and generate a batch at once (left
-padding). Heavy libraries are imported only by the kind that needs them.
+Classes load lazily through nep.registry: importing this module, or checking an entry with
+`check_predictor`, imports no heavy library.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
-import time
+import difflib
+import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from nep.extract import Style
 from nep.prompts import parse_prompt
 from nep.propagate import propagate
+from nep.registry import Registry
 
-log = logging.getLogger(__name__)
+KINDS: dict[str, str] = {
+    "finetuned": "nep.hf_generate:FinetunedPredictor",
+    "hf": "nep.hf_generate:HFPredictor",
+    "vllm": "nep.vllm_generate:VLLMPredictor",
+    "openai": "nep.remote:OpenAIPredictor",
+    "file": "nep.imported:FilePredictor",
+    "identity": "nep.predictors:IdentityPredictor",
+    "propagate": "nep.predictors:PropagatePredictor",
+}
+# Keys of a predictor's params entry that are not options of its class.
+RESERVED_KEYS = ("kind", "needs")
 
 SYSTEM_INSTRUCTION = """\
 You predict a programmer's next code edit. You are given a source file as it originally was, \
@@ -46,11 +56,16 @@ Answer with the complete file after that edit, every line of it, between <next_v
 fence. Anything outside the tags is ignored."""
 
 
+class PredictorError(RuntimeError):
+    """A known external failure (missing package, model, file or key): one line naming the param
+    and what to do. Stages print it without a traceback."""
+
+
 def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> list[dict[str, str]]:
     """The chat prompt for instruct models: our system instruction, then the example's original
     version, edit history and current version (taken from its training prompt)."""
     sections = parse_prompt(example["prompt"])
-    path = example.get("path") or "(unnamed file)"
+    path = example.get("path") or example.get("new_file") or "(unnamed file)"
     user = (
         f"File: {path}\n\n"
         f"<original_code>\n{sections['original']}</original_code>\n\n"
@@ -63,38 +78,77 @@ def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> 
 
 @dataclass
 class Prediction:
-    """A predictor's answer for one example. `skipped` names why the model was not asked
-    (e.g. the prompt does not fit its context); the raw output is then ""."""
+    """A predictor's answer for one example. `skipped` names why there is no model answer
+    (prompt_too_long, backend_error.<reason>, missing); `raw_output` is then "". `style`
+    overrides the predictor's output style for this answer; `tags` are deterministic facts for
+    the metrics (e.g. {"propagate_rule": "insert"}); `latency_s` is measured and goes only to the
+    timing report."""
 
     raw_output: str
-    output_tokens: int
-    latency_s: float
+    output_tokens: int = 0
     skipped: str | None = None
+    style: Style | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `generate:` params every predictor sees."""
+
+    max_new_tokens: int
+    batch_size: int = 8
+    threads: int = 0  # CPU threads for torch (0: nep.device.auto_threads())
+
+
+Group = list[tuple[int, Prediction]]  # (index into the test set, its prediction)
 
 
 class Predictor:
-    """Base class. `predict` answers a batch of examples in order; `style` says how
-    nep.extract reads the raw outputs. `latency_s` of a model prediction is the wall time of the
-    call that produced it (its whole batch)."""
+    """Base class. `predict` yields groups of (test-set index, Prediction) for the indices in
+    `todo`, in any order, each index exactly once; `style` says how nep.extract reads raw outputs.
+    `report` adds deterministic metrics, `timing` measured ones."""
 
     kind: ClassVar[str]
-    style: ClassVar[Style] = "completion"
+    style: Style = "completion"
+    required: ClassVar[tuple[str, ...]] = ()  # options that must be given (non-empty)
+    name: str = ""  # the params entry, set by build_predictor; named in errors
 
-    def predict(self, examples: list[dict[str, Any]], *, max_new_tokens: int) -> list[Prediction]:
+    def predict(self, examples: Sequence[dict[str, Any]], todo: Sequence[int], settings: Settings) -> Iterator[Group]:
         raise NotImplementedError
 
-    @classmethod
-    def option_names(cls) -> set[str]:
-        """The options a params entry of this kind may set."""
-        return _init_fields(cls)
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def timing(self) -> dict[str, Any]:
+        return {}
+
+    def param(self, key: str) -> str:
+        return f"generate.predictors.{self.name or '<name>'}.{key}"
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> Predictor:
-        return cls(**options)
+    def options(cls) -> dict[str, Any]:
+        """Option name → type hint, for the check of a params entry."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
+        """(option, problem) for a combination of options this kind rejects, else None."""
+        for key in cls.required:
+            if not options.get(key):
+                return key, f"required for kind {cls.kind!r}"
+        return None
 
 
-def _init_fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else set()
+def by_length(examples: Sequence[dict[str, Any]], todo: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """`todo` sorted by prompt length (ties by index) in groups of `batch_size`, so a batch needs
+    little padding."""
+    if batch_size < 1:
+        raise ValueError(f"generate.batch_size must be ≥ 1, got {batch_size}")
+    order = sorted(todo, key=lambda i: (len(examples[i]["prompt"]), i))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,397 +160,77 @@ class IdentityPredictor(Predictor):
     kind: ClassVar[str] = "identity"
     style: ClassVar[Style] = "direct"
 
-    def predict(self, examples, *, max_new_tokens):
-        out = []
-        for ex in examples:
-            start = time.perf_counter()
-            current = parse_prompt(ex["prompt"])["current"]
-            out.append(Prediction(current, 0, time.perf_counter() - start))
-        return out
+    def predict(self, examples, todo, settings):
+        for idx in by_length(examples, todo, settings.batch_size):
+            yield [(i, Prediction(parse_prompt(examples[i]["prompt"])["current"])) for i in idx]
 
 
 @dataclass
 class PropagatePredictor(Predictor):
     kind: ClassVar[str] = "propagate"
     style: ClassVar[Style] = "direct"
-    rules: dict[str, int] = field(default_factory=dict, init=False)  # rule → examples, for metrics
 
-    def predict(self, examples, *, max_new_tokens):
-        out = []
-        for ex in examples:
-            start = time.perf_counter()
-            sections = parse_prompt(ex["prompt"])
-            result = propagate(sections["original"], sections["current"])
-            self.rules[result.rule] = self.rules.get(result.rule, 0) + 1
-            out.append(Prediction(result.text, 0, time.perf_counter() - start))
-        return out
+    def predict(self, examples, todo, settings):
+        for idx in by_length(examples, todo, settings.batch_size):
+            group = []
+            for i in idx:
+                sections = parse_prompt(examples[i]["prompt"])
+                result = propagate(sections["original"], sections["current"])
+                group.append((i, Prediction(result.text, tags={"propagate_rule": result.rule})))
+            yield group
 
 
 # ---------------------------------------------------------------------------------------------
-# transformers
+# Registry and the check of a params entry
 
 
-def resolve_device(device: str | None) -> str:
-    """"auto"/None → cuda when available, else cpu."""
-    if device and device != "auto":
-        return device
-    from nep.training import default_device
-
-    return default_device()
+def registry(name: str = "<name>") -> Registry:
+    return Registry(f"generate.predictors.{name}.kind", KINDS)
 
 
-def resolve_dtype(dtype: str, device: str):
-    """"auto" → bfloat16 on a GPU that supports it, float32 otherwise; else the named torch dtype."""
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
+def _type_name(hint: Any) -> str:
+    name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    return name.replace("None", "null")
 
 
-# transformers fills every generation option left unset from the model's generation_config.json
-# (an instruct model's may hold do_sample, repetition_penalty...): set them all to plain argmax.
-PURE_GREEDY: dict[str, Any] = {
-    "do_sample": False,
-    "num_beams": 1,
-    "temperature": 1.0,
-    "top_k": 50,
-    "top_p": 1.0,
-    "typical_p": 1.0,
-    "min_p": None,
-    "epsilon_cutoff": 0.0,
-    "eta_cutoff": 0.0,
-    "repetition_penalty": 1.0,
-    "encoder_repetition_penalty": 1.0,
-    "length_penalty": 1.0,
-    "no_repeat_ngram_size": 0,
-    "min_length": 0,
-}
+def check_predictor(name: str, entry: dict[str, Any]) -> None:
+    """ValueError with one line naming `generate.predictors.<name>.<key>` when the entry has no
+    or an unknown kind (with a did-you-mean), an unknown option, a value of the wrong type, or a
+    missing required option. Imports no heavy library."""
+    from pydantic import TypeAdapter, ValidationError
+
+    where = f"generate.predictors.{name}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a mapping with a `kind`, got {entry!r}")
+    kinds = registry(name)
+    if "kind" not in entry:
+        raise ValueError(f"{where}.kind: missing (choose one of {', '.join(kinds.names())})")
+    kinds.check(entry["kind"])
+    cls = kinds.get(entry["kind"])
+    known = cls.options()
+    if "needs" in entry and not isinstance(entry["needs"], str):
+        raise ValueError(f"{where}.needs: expected a path (str), got {entry['needs']!r}")
+    options = {k: v for k, v in entry.items() if k not in RESERVED_KEYS}
+    for key, value in options.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{where}.{key}: unknown option for kind {entry['kind']!r} (known: {allowed}){hint}")
+        try:
+            TypeAdapter(known[key]).validate_python(value, strict=True)
+        except ValidationError:
+            raise ValueError(f"{where}.{key}: expected {_type_name(known[key])}, got {value!r}") from None
+    problem = cls.check_options(options)
+    if problem:
+        raise ValueError(f"{where}.{problem[0]}: {problem[1]}")
 
 
-class TransformersGenerator:
-    """Batched greedy generation with a transformers causal LM: left padding, an attention mask,
-    stop at any EOS id, padding after EOS dropped. Prompts longer than the model's context are
-    skipped (reason ``prompt_too_long``); `max_new_tokens` shrinks so a batch fits the context."""
-
-    def __init__(self, model, tokenizer):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if tokenizer.eos_token_id is not None:
-            eos_ids.add(tokenizer.eos_token_id)
-        self.eos_ids = sorted(eos_ids)
-        self.context = getattr(model.config, "max_position_embeddings", None)
-
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    def generate(
-        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True
-    ) -> list[Prediction]:
-        import torch
-        from transformers import GenerationConfig
-
-        encoded = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
-        results: list[Prediction | None] = [None] * len(prompts)
-        todo = []
-        for i, ids in enumerate(encoded):
-            if self.context is not None and len(ids) >= self.context:
-                results[i] = Prediction("", 0, 0.0, skipped="prompt_too_long")
-            else:
-                todo.append(i)
-        if todo:
-            longest = max(len(encoded[i]) for i in todo)
-            budget = max_new_tokens if self.context is None else min(max_new_tokens, self.context - longest)
-            batch = self.tokenizer.pad(
-                {"input_ids": [encoded[i] for i in todo]}, padding=True, return_tensors="pt"
-            ).to(self.device)
-            config = GenerationConfig(
-                max_new_tokens=budget,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.eos_ids,
-                **PURE_GREEDY,
-            )
-            start = time.perf_counter()
-            with torch.inference_mode():
-                generated = self.model.generate(**batch, generation_config=config)
-            elapsed = time.perf_counter() - start
-            new_tokens = generated[:, batch["input_ids"].shape[1] :].tolist()
-            for i, tokens in zip(todo, new_tokens):
-                kept = []
-                for t in tokens:
-                    if t in self.eos_ids:
-                        break
-                    kept.append(t)
-                text = self.tokenizer.decode(kept, skip_special_tokens=False)
-                results[i] = Prediction(text, len(kept), elapsed)
-        return [r for r in results if r is not None]
-
-
-def _load_hf(model: str, *, device: str | None, dtype: str, trust_remote_code: bool = False):
-    from nep.training import load_base_hf
-
-    device = resolve_device(device)
-    lm, tokenizer = load_base_hf(
-        model, device=device, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
-    )
-    return lm.to(device), tokenizer
-
-
-@dataclass
-class HFPredictor(Predictor):
-    """Any causal LM through transformers. `model`: hub id or local path. `chat`: true for an
-    instruct model (chat template + SYSTEM_INSTRUCTION), false for a base model (training
-    prompt), null to decide by whether the tokenizer has a chat template."""
-
-    kind: ClassVar[str] = "hf"
-    model: str = ""
-    chat: bool | None = None
-    system: str = SYSTEM_INSTRUCTION
-    device: str | None = None
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("kind 'hf' needs `model` (a hub id or local path)")
-        self._generator: TransformersGenerator | None = None
-
-    def load(self):
-        return _load_hf(self.model, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
-
-    @property
-    def generator(self) -> TransformersGenerator:
-        if self._generator is None:
-            self._generator = TransformersGenerator(*self.load())
-            if self.chat is None:
-                self.chat = bool(getattr(self._generator.tokenizer, "chat_template", None))
-            log.info("%s: %s prompts", self.kind, "chat" if self.chat else "training")
-        return self._generator
-
-    @property
-    def style(self) -> Style:  # type: ignore[override]
-        _ = self.generator  # resolves chat=None
-        return "chat" if self.chat else "completion"
-
-    def render(self, example: dict[str, Any]) -> str:
-        if not self.chat:
-            return example["prompt"]
-        return self.generator.tokenizer.apply_chat_template(
-            chat_messages(example, self.system), tokenize=False, add_generation_prompt=True
-        )
-
-    def predict(self, examples, *, max_new_tokens):
-        gen = self.generator
-        prompts = [self.render(ex) for ex in examples]
-        # A rendered chat template already holds its special tokens (BOS etc.).
-        return gen.generate(prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat)
-
-
-@dataclass
-class FinetunedPredictor(HFPredictor):
-    """The finetune stage's adapter (`model`: its output directory) on its base model, loaded
-    with nep.training.load_finetuned, given the training prompt."""
-
-    kind: ClassVar[str] = "finetuned"
-    model: str = "models/finetune"
-    chat: bool | None = False
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.chat:
-            raise ValueError("kind 'finetuned' uses the training prompt; `chat` must be false")
-
-    def load(self):
-        from nep.training import load_finetuned
-
-        if not Path(self.model).exists():
-            raise FileNotFoundError(f"{self.model}: no fine-tuned model (run the finetune stage first)")
-        device = resolve_device(self.device)
-        dtype = None if self.dtype == "auto" else resolve_dtype(self.dtype, device)
-        return load_finetuned(self.model, device=device, dtype=dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# vLLM (GPU)
-
-
-@dataclass
-class VLLMPredictor(Predictor):
-    """The offline vLLM engine. `model`: hub id or local path of the base (or merged) model;
-    `adapter`: a LoRA adapter directory (e.g. models/finetune) served with it, its tokenizer used;
-    when `model` is empty it is read from the adapter's adapter_config.json. `chat` as for hf
-    (null → false, the training prompt)."""
-
-    kind: ClassVar[str] = "vllm"
-    model: str = ""
-    adapter: str | None = None
-    chat: bool | None = None
-    system: str = SYSTEM_INSTRUCTION
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    max_lora_rank: int = 64
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    trust_remote_code: bool = False
-
-    def __post_init__(self):
-        if not self.model and self.adapter:
-            config = Path(self.adapter) / "adapter_config.json"
-            if not config.exists():
-                raise FileNotFoundError(f"{config}: not a LoRA adapter directory")
-            self.model = json.loads(config.read_text())["base_model_name_or_path"]
-        if not self.model:
-            raise ValueError("kind 'vllm' needs `model` (or an `adapter` that names its base model)")
-        self._llm = None
-
-    @property
-    def style(self) -> Style:  # type: ignore[override]
-        return "chat" if self.chat else "completion"
-
-    @property
-    def llm(self):
-        if self._llm is None:
-            from vllm import LLM  # GPU only: imported here, never at nep import time
-
-            tokenizer = self.adapter if self.adapter and (Path(self.adapter) / "tokenizer_config.json").exists() else None
-            self._llm = LLM(
-                model=self.model,
-                tokenizer=tokenizer,
-                dtype=self.dtype,
-                max_model_len=self.max_model_len,
-                enable_lora=bool(self.adapter),
-                max_lora_rank=self.max_lora_rank,
-                gpu_memory_utilization=self.gpu_memory_utilization,
-                tensor_parallel_size=self.tensor_parallel_size,
-                trust_remote_code=self.trust_remote_code,
-            )
-        return self._llm
-
-    def predict(self, examples, *, max_new_tokens):
-        from vllm import SamplingParams
-
-        llm = self.llm
-        params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-        lora = None
-        if self.adapter:
-            from vllm.lora.request import LoRARequest
-
-            lora = LoRARequest("nep-adapter", 1, str(Path(self.adapter).resolve()))
-        start = time.perf_counter()
-        if self.chat:
-            convs = [chat_messages(ex, self.system) for ex in examples]
-            outputs = llm.chat(convs, params, lora_request=lora, use_tqdm=False)
-        else:
-            outputs = llm.generate([ex["prompt"] for ex in examples], params, lora_request=lora, use_tqdm=False)
-        elapsed = time.perf_counter() - start
-        return [Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), elapsed) for o in outputs]
-
-
-# ---------------------------------------------------------------------------------------------
-# OpenAI-compatible endpoints
-
-
-@dataclass
-class OpenAIPredictor(Predictor):
-    """Any OpenAI-compatible chat endpoint through nep.llm's `openai` backend, with the chat prompt
-    of instruct models. `api_key_env` names the environment variable holding the key (the key
-    itself never goes in params). Every other option of nep.llm.OpenAIBackend (`base_url`,
-    `concurrency`, `timeout_s`, `max_attempts`, `cache`, ...) may be given too; answers are cached
-    like every LLM call, so a re-run only sends what is missing. A request that fails after the
-    backend's retries is recorded unextracted (reason ``backend_error.<reason>``)."""
-
-    kind: ClassVar[str] = "openai"
-    style: ClassVar[Style] = "chat"
-    model: str = ""
-    system: str = SYSTEM_INSTRUCTION
-    api_key_env: str = "OPENAI_API_KEY"
-    backend: dict[str, Any] = field(default_factory=dict)  # further OpenAIBackend options
-
-    def __post_init__(self):
-        if not self.model:
-            raise ValueError("kind 'openai' needs `model` (the endpoint's model name)")
-        self._backend = None
-
-    @classmethod
-    def option_names(cls) -> set[str]:
-        from nep.llm import OpenAIBackend
-
-        return _init_fields(cls) - {"backend"} | _init_fields(OpenAIBackend)
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> OpenAIPredictor:
-        own = _init_fields(cls) - {"backend"}
-        return cls(
-            **{k: v for k, v in options.items() if k in own},
-            backend={k: v for k, v in options.items() if k not in own},
-        )
-
-    def predict(self, examples, *, max_new_tokens):
-        from nep.llm import ChatRequest, get_backend
-
-        if self._backend is None:
-            self._backend = get_backend(
-                "openai", **{"temperature": 0.0, **self.backend, "model": self.model, "api_key_env": self.api_key_env}
-            )
-        requests = [
-            ChatRequest(id=str(i), messages=chat_messages(ex, self.system), max_tokens=max_new_tokens)
-            for i, ex in enumerate(examples)
-        ]
-        results = {r.id: r for r in self._backend.complete_many(requests)}
-        out = []
-        for req in requests:
-            r = results[req.id]
-            if r.error is not None:
-                out.append(Prediction("", 0, r.latency_s, skipped=f"backend_error.{r.error}"))
-            else:
-                out.append(Prediction(r.text or "", r.tokens_out, r.latency_s))
-        return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Registry
-
-PREDICTOR_KINDS: dict[str, type[Predictor]] = {
-    cls.kind: cls
-    for cls in (
-        IdentityPredictor,
-        PropagatePredictor,
-        FinetunedPredictor,
-        HFPredictor,
-        VLLMPredictor,
-        OpenAIPredictor,
-    )
-}
-# Keys of a predictor's params entry that are not its options.
-RESERVED_KEYS = ("kind", "needs")
-
-
-def build_predictor(name: str, config: dict[str, Any]) -> Predictor:
-    """The predictor `generate.predictors.<name>` describes, or ValueError naming what is wrong.
-    Nothing is loaded until the first `predict` call."""
-    if not isinstance(config, dict) or "kind" not in config:
-        raise ValueError(f"generate.predictors.{name}: needs a `kind` ({', '.join(PREDICTOR_KINDS)})")
-    kind = config["kind"]
-    if kind not in PREDICTOR_KINDS:
-        raise ValueError(f"generate.predictors.{name}: unknown kind {kind!r} ({', '.join(PREDICTOR_KINDS)})")
-    cls = PREDICTOR_KINDS[kind]
-    options = {k: v for k, v in config.items() if k not in RESERVED_KEYS}
-    known = cls.option_names()
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(
-            f"generate.predictors.{name}: unknown option(s) {', '.join(unknown)} for kind {kind!r} "
-            f"(known: {', '.join(sorted(known)) or 'none'})"
-        )
-    try:
-        return cls.from_options(options)
-    except ValueError as e:
-        raise ValueError(f"generate.predictors.{name}: {e}") from e
+def build_predictor(name: str, entry: dict[str, Any]) -> Predictor:
+    """The predictor `generate.predictors.<name>` describes (checked first). Nothing is loaded
+    until it predicts."""
+    check_predictor(name, entry)
+    cls = registry(name).get(entry["kind"])
+    predictor = cls(**{k: v for k, v in entry.items() if k not in RESERVED_KEYS})
+    predictor.name = name
+    return predictor

@@ -1,18 +1,23 @@
-"""Named configurations (presets/<name>.yaml), deep-merged over params.yaml.
+"""Named configurations (presets/<name>.yaml), each applied over the COMMITTED params.yaml.
 
-    python -m nep.presets paper              # merge presets/paper.yaml into params.yaml, then `dvc repro`
+    python -m nep.presets paper              # params.yaml = git HEAD's params.yaml + presets/paper.yaml
+    python -m nep.presets offline            # params.yaml = git HEAD's params.yaml (the default)
     eval "dvc exp run $(python -m nep.presets paper --set-args)"   # the same, as an experiment
-    python -m nep.presets offline            # restore the committed default params.yaml (from git)
     python -m nep.presets --list
 
-A preset holds only the keys it changes. Every key must exist in params.yaml with a value of the
-same type (`check_preset`), except under open maps such as `generate.predictors`, whose entries
-are named by the user. Writing keeps params.yaml's comments (ruamel.yaml round trip).
+A preset is a whole configuration: the committed default with the preset's keys merged in
+(mappings recurse; each `generate.predictors` entry is replaced whole, so options of one kind never
+mix with another's). The workspace's params.yaml plays no part in the result, so a local endpoint
+or any other edit left in it never leaks into a preset. Because applying one replaces the
+workspace's params.yaml, uncommitted edits that the result would not keep stop the command (it
+names them) unless `--force` is given. The result is checked against the schema (nep/config.py)
+before anything is written; writing keeps params.yaml's comments (ruamel.yaml round trip).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import re
@@ -21,16 +26,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from nep.params import load_yaml
+from nep.params import load_yaml, parse_yaml
 
 PRESETS_DIR = Path("presets")
 DEFAULT = "offline"  # the committed params.yaml itself
-# Maps whose keys are names the user picks (each entry still needs `kind` and `needs`).
-OPEN_MAPS = {"generate.predictors": ("kind", "needs")}
+# Maps whose entries are named by the user and replaced whole by a preset.
+OPEN_MAPS = ("generate.predictors",)
 
 
 class PresetError(ValueError):
-    """A preset that does not fit params.yaml."""
+    """A preset that does not fit params.yaml, or one that would discard uncommitted edits."""
 
 
 def available(presets_dir: Path = PRESETS_DIR) -> list[str]:
@@ -38,6 +43,8 @@ def available(presets_dir: Path = PRESETS_DIR) -> list[str]:
 
 
 def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
+    if name == DEFAULT:
+        return {}
     path = presets_dir / f"{name}.yaml"
     if not path.exists():
         raise PresetError(f"{path}: no such preset (available: {', '.join(available(presets_dir))})")
@@ -47,48 +54,15 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
     return data
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _same_type(default: Any, value: Any) -> bool:
-    if default is None:
-        return True  # null defaults ("not set") accept any value
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    return isinstance(value, type(default))
-
-
-def check_preset(preset: dict[str, Any], params: dict[str, Any], prefix: str = "") -> list[str]:
-    """Problems of `preset` against the params schema `params` (empty list: it fits)."""
-    errors: list[str] = []
-    for key, value in preset.items():
-        where = f"{prefix}{key}"
-        if prefix.rstrip(".") in OPEN_MAPS:
-            required = OPEN_MAPS[prefix.rstrip(".")]
-            entry = {**(params.get(key) or {}), **(value or {})} if isinstance(value, dict) else value
-            if not isinstance(entry, dict) or any(k not in entry for k in required):
-                errors.append(f"{where}: needs a mapping with {', '.join(required)}")
-            continue
-        if key not in params:
-            errors.append(f"{where}: not in params.yaml")
-        elif not _same_type(params[key], value):
-            errors.append(f"{where}: {_type_name(value)}, but params.yaml has {_type_name(params[key])}")
-        elif isinstance(value, dict) and isinstance(params[key], dict):
-            errors.extend(check_preset(value, params[key], f"{where}."))
-    return errors
-
-
-def deep_merge(base: Any, overlay: dict[str, Any]) -> Any:
-    """Merge `overlay` into the mapping `base` in place (mappings recurse; anything else replaces
-    a different value). With ruamel.yaml nodes, replaced and added values keep the flow style of
-    the ones they stand for or beside."""
+def deep_merge(base: Any, overlay: dict[str, Any], prefix: str = "") -> Any:
+    """Merge `overlay` into the mapping `base` in place: mappings recurse, except the entries of
+    OPEN_MAPS, which are replaced whole; anything else replaces a different value. With ruamel.yaml
+    nodes, replaced and added values keep the flow style of the ones they stand for or beside."""
     for key, value in overlay.items():
         old = base.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            deep_merge(old, value)
+        where = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(old, dict) and prefix.rstrip(".") not in OPEN_MAPS:
+            deep_merge(old, value, f"{where}.")
         elif key not in base or old != value:
             like = old if key in base else next(iter(base.values()), None)
             base[key] = _styled_like(value, like)
@@ -108,13 +82,127 @@ def _styled_like(value: Any, like: Any) -> Any:
     return node
 
 
-def float_text(value: float) -> str:
+def check_preset(preset: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Problems of the configuration `preset` merged over `base` makes, one line each per the
+    params schema (nep/config.py); an empty list when it fits."""
+    from nep.config import ParamsError, validate
+
+    try:
+        validate(deep_merge(copy.deepcopy(base), preset), "preset")
+    except ParamsError as e:
+        return [line.removeprefix("preset: ") for line in str(e).splitlines()]
+    return []
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two params mappings (lists compare whole)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [prefix.rstrip(".")]
+    keys: list[str] = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key not in old or key not in new:
+            keys.append(f"{prefix}{key}")
+        else:
+            keys.extend(changed_keys(old[key], new[key], f"{prefix}{key}."))
+    return keys
+
+
+def load_yaml_text(text: str) -> dict[str, Any]:
+    return parse_yaml(text) or {}
+
+
+def _get(params: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(params, dict) or part not in params:
+            return "(absent)"
+        params = params[part]
+    return params
+
+
+def committed_text(params_path: Path) -> str:
+    """params.yaml as committed at git HEAD."""
+    result = subprocess.run(
+        ["git", "show", f"HEAD:./{params_path.name}"], cwd=params_path.parent, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise PresetError(f"cannot read the committed {params_path} from git: {result.stderr.strip()}")
+    return result.stdout
+
+
+def _float_text(value: float) -> str:
     """A float as YAML 1.1 readers (PyYAML) parse it back: 1e-05 → 1.0e-05 (1e-05 would be a str)."""
     text = repr(value)
     if text in ("inf", "-inf", "nan"):
         return {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
     mantissa, e, exponent = text.partition("e")
     return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+
+
+def render(name: str, base_text: str, presets_dir: Path = PRESETS_DIR) -> str:
+    """The params.yaml text of preset `name` over `base_text` (comments kept), checked."""
+    preset = load_preset(name, presets_dir)
+    if errors := check_preset(preset, load_yaml_text(base_text)):
+        raise PresetError(f"{presets_dir / name}.yaml does not fit params.yaml:\n  " + "\n  ".join(errors))
+    if not preset:
+        return base_text
+    from ruamel.yaml import YAML
+    from ruamel.yaml.representer import RoundTripRepresenter
+
+    class FloatTextRepresenter(RoundTripRepresenter):
+        """Floats as _float_text; a subclass, since add_representer changes the class it is called on."""
+
+    FloatTextRepresenter.add_representer(
+        float, lambda r, v: r.represent_scalar("tag:yaml.org,2002:float", _float_text(v))
+    )
+    rt = YAML()
+    rt.Representer = FloatTextRepresenter
+    rt.preserve_quotes = True
+    rt.width = 4096
+    params = rt.load(base_text)
+    deep_merge(params, preset)
+    out = io.StringIO()
+    rt.dump(params, out)
+    return out.getvalue()
+
+
+def lost_edits(workspace: dict[str, Any], committed: dict[str, Any], target: dict[str, Any]) -> list[str]:
+    """Uncommitted edits (workspace vs committed) that `target` would not keep, one line each."""
+    lines = []
+    for key in changed_keys(committed, workspace):
+        if _get(workspace, key) != _get(target, key):
+            lines.append(f"{key}: {_get(workspace, key)!r} (uncommitted) → {_get(target, key)!r}")
+    return lines
+
+
+def _guard(params_path: Path, name: str, target_text: str, presets_dir: Path, force: bool) -> None:
+    """Refuse (PresetError naming the keys) when replacing the workspace's params.yaml by
+    `target_text` would lose uncommitted edits; a workspace holding another preset as it is loses
+    nothing (it can be applied again)."""
+    workspace_text = params_path.read_text()
+    base_text = committed_text(params_path)
+    if force or workspace_text in (base_text, target_text):
+        return
+    for other in available(presets_dir):
+        try:
+            if render(other, base_text, presets_dir) == workspace_text:
+                return
+        except PresetError:
+            continue
+    lines = lost_edits(load_yaml_text(workspace_text), load_yaml_text(base_text), load_yaml_text(target_text))
+    lines = lines or ["(comments or layout only)"]
+    raise PresetError(
+        f"{params_path} has uncommitted edits that preset '{name}' would overwrite:\n  " + "\n  ".join(lines)
+        + f"\nCommit them (git commit {params_path.name}) to keep them, or rerun with --force to discard them."
+    )
+
+
+def apply_preset(
+    name: str, params_path: Path = Path("params.yaml"), presets_dir: Path = PRESETS_DIR, *, force: bool = False
+) -> None:
+    """Write params.yaml = the committed params.yaml with preset `name` merged in."""
+    target = render(name, committed_text(params_path), presets_dir)
+    _guard(params_path, name, target, presets_dir, force)
+    params_path.write_text(target)
 
 
 def _hydra_value(value: Any) -> str:
@@ -128,80 +216,45 @@ def _hydra_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, float):
-        return float_text(value)
+        return _float_text(value)
     return json.dumps(value)  # ints, true/false, null
 
 
-def set_args(preset: dict[str, Any], params: dict[str, Any], prefix: str = "") -> list[str]:
-    """`-S` overrides applying `preset` to `params` (`+key=` for keys params.yaml lacks)."""
+def set_args(target: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """`-S` overrides turning params `current` into `target` (`+key=` adds, `~key` removes)."""
     args: list[str] = []
-    for key, value in preset.items():
+    for key, value in target.items():
         where = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(params.get(key), dict):
-            args.extend(set_args(value, params[key], f"{where}."))
-        elif key not in params or params[key] != value:
-            args.append(f"{'' if key in params else '+'}{where}={_hydra_value(value)}")
+        if isinstance(value, dict) and isinstance(current.get(key), dict):
+            args.extend(set_args(value, current[key], f"{where}."))
+        elif key not in current or current[key] != value:
+            args.append(f"{'' if key in current else '+'}{where}={_hydra_value(value)}")
+    args.extend(f"~{prefix}{key}" for key in current if key not in target)
     return args
-
-
-def _represent_float(representer: Any, value: float) -> Any:
-    return representer.represent_scalar("tag:yaml.org,2002:float", float_text(value))
-
-
-def apply_preset(name: str, params_path: Path = Path("params.yaml"), presets_dir: Path = PRESETS_DIR) -> None:
-    """Write params.yaml with the preset merged in (or restored from git for the default)."""
-    if name == DEFAULT:
-        committed = subprocess.run(
-            ["git", "show", f"HEAD:./{params_path.name}"],
-            cwd=params_path.parent, capture_output=True, text=True,
-        )
-        if committed.returncode != 0:
-            raise PresetError(f"cannot restore {params_path} from git: {committed.stderr.strip()}")
-        params_path.write_text(committed.stdout)
-        return
-    from ruamel.yaml import YAML
-    from ruamel.yaml.representer import RoundTripRepresenter
-
-    class FloatTextRepresenter(RoundTripRepresenter):
-        """Floats as float_text; a subclass, since add_representer changes the class it is called on."""
-
-    FloatTextRepresenter.add_representer(float, _represent_float)
-    preset = load_preset(name, presets_dir)
-    rt = YAML()
-    rt.Representer = FloatTextRepresenter
-    rt.preserve_quotes = True
-    rt.width = 4096
-    params = rt.load(params_path.read_text())
-    errors = check_preset(preset, load_yaml(params_path) or {})
-    if errors:
-        raise PresetError(f"{presets_dir / name}.yaml does not fit {params_path}:\n  " + "\n  ".join(errors))
-    deep_merge(params, preset)
-    out = io.StringIO()
-    rt.dump(params, out)
-    params_path.write_text(out.getvalue())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nep.presets", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", nargs="?", help=f"preset name, or '{DEFAULT}' for the committed default")
     parser.add_argument("--set-args", action="store_true", help="print `dvc exp run -S` overrides instead")
+    parser.add_argument("--force", action="store_true", help="discard uncommitted edits of params.yaml")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--list", action="store_true", help="list the presets")
     args = parser.parse_args(argv)
     if args.list or not args.name:
         print("\n".join(available()))
         return
+    try:
+        target = render(args.name, committed_text(args.params))
+        _guard(args.params, args.name, target, PRESETS_DIR, args.force)
+    except PresetError as e:
+        raise SystemExit(str(e)) from None
     if args.set_args:
-        if args.name == DEFAULT:
-            parser.error("--set-args needs a preset file; the default is params.yaml itself")
-        params = load_yaml(args.params) or {}
-        preset = load_preset(args.name)
-        if errors := check_preset(preset, params):
-            raise SystemExit("preset does not fit params.yaml:\n  " + "\n  ".join(errors))
-        print(" ".join(f"-S {shlex.quote(a)}" for a in set_args(preset, params)))
+        overrides = set_args(load_yaml_text(target), load_yaml(args.params) or {})
+        print(" ".join(f"-S {shlex.quote(a)}" for a in overrides))
         return
-    apply_preset(args.name, args.params)
-    print(f"{args.params}: applied preset '{args.name}'; run `dvc repro` (or `dvc exp run`)")
+    args.params.write_text(target)
+    print(f"{args.params}: preset '{args.name}' applied over the committed default; run `dvc repro`")
 
 
 if __name__ == "__main__":

@@ -3,24 +3,17 @@
 A commit becomes an example only if its final edit chunk could be anticipated from the earlier
 ones. We show a chat model the earlier edits (original → current) and the final edit
 (current → new) as diffs, with two related and two unrelated examples, and parse its yes/no.
-Used by stages/label.py when `label.backend: openai`.
+`LLMRelevance` is the `openai` labeler (`label.backend: openai`, nep.labelers.LABELERS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from nep.edits import current_version, unified_diff
-from nep.llm import (
-    ChatRequest,
-    backend_config,
-    check_failure_metrics,
-    get_backend,
-    in_request_order,
-    yes_no_verdict,
-)
+from nep.verdicts import LLMVerdicts
 
 SYSTEM = (
     "You review how programmers edit code. For one file you see the edits made so far, as a diff from "
@@ -111,40 +104,11 @@ def relevance_messages(record: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-def label_with_llm(
-    records: Iterable[dict[str, Any]],
-    *,
-    max_failure_rate: float = 0.0,
-    prices: dict[str, dict[str, float]] | None = None,
-    metrics: dict[str, Any] | None = None,
-    check: bool = True,
-    **params: Any,
-) -> Iterator[dict[str, Any]]:
-    """Yield each record, in input order, with `label` 1/0 from the LLM, or None and the reason in
-    `label_reason` when the request failed or the answer was neither yes nor no.
+@dataclass
+class LLMRelevance(LLMVerdicts):
+    """Relevance labels from a chat model: 1 (yes), 0 (no), None with the reason when it failed."""
 
-    `params` is the stage's params section (keys the backend does not take are ignored). When given,
-    `metrics` is filled with the accounting ("llm.*") at the end. With `check`, raises TooManyFailures
-    after the last record when the share of null labels exceeds `max_failure_rate` (a stage that
-    writes its metrics first passes check=False and calls nep.llm.check_failure_metrics itself).
-    """
-    records = list(records)
-    backend = get_backend("openai", **backend_config(params))
-    requests: list[ChatRequest] = []
-    for i, record in enumerate(records):
-        try:
-            messages = relevance_messages(record)
-        except (KeyError, ValueError) as e:
-            raise ValueError(f"record {i} (commit {record.get('commit')}, {record.get('new_file')}): "
-                             f"cannot build the relevance prompt: {e}") from e
-        requests.append(ChatRequest(id=str(i), messages=messages))
-    unparseable = 0
-    for record, result in zip(records, in_request_order(backend.complete_many(requests), requests)):
-        label, reason = yes_no_verdict(result)
-        unparseable += label is None and result.error is None
-        yield {**record, "label": label, "label_reason": reason}
-    accounting = {**backend.stats.metrics(prices), "llm.unparseable": unparseable}
-    if metrics is not None:
-        metrics.update(accounting)
-    if check:
-        check_failure_metrics(accounting, len(records), max_failure_rate, what="labels")
+    what: ClassVar[str] = "labels"
+
+    def messages(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        return relevance_messages(record)

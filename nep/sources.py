@@ -116,6 +116,53 @@ def jsonl_records(paths: list[str], *, languages: Iterable[str] | None = None, d
 # ------------------------------------------------------------------------------------------- hf
 
 
+def hf_files(*, dataset: str, revision: str, languages: Iterable[str], files: str = COMMITPACKFT_FILES,
+             split: str = "train") -> list[tuple[str, str]]:
+    """(name, local path) of each language config's data file, in `languages` order.
+
+    `dataset` is a hub id, read at `revision` (downloaded once into the Hugging Face cache; a commit
+    sha is served from the cache without network), or a local directory with the same layout; the
+    name is `hf://datasets/<id>@<revision>/<file>` or the local path."""
+    if split != "train":
+        raise InputError(f"ingest.hf.split: CommitPackFT's data files hold only the 'train' split, not {split!r}")
+    local = Path(dataset)
+    out = []
+    for lang in languages:
+        config = lang.lower()
+        file = files.format(config=config)
+        if local.is_dir():
+            path = local / file
+            if not path.is_file():
+                raise InputError(f"{dataset}: no data for language config '{config}' ({path})")
+            out.append((str(path), str(path)))
+            continue
+        out.append((f"hf://datasets/{dataset}@{revision}/{file}", hub_file(dataset, revision, file, config)))
+    return out
+
+
+def hub_file(dataset: str, revision: str, file: str, config: str = "") -> str:
+    """The local copy of one file of a hub dataset (downloaded on first use)."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        return hf_hub_download(dataset, file, repo_type="dataset", revision=revision)
+    except EntryNotFoundError as e:
+        raise InputError(f"{dataset}: no data for language config '{config}' ({file})") from e
+    except Exception as e:  # offline, no such dataset or revision
+        raise InputError(f"ingest.hf: cannot fetch {file} of {dataset}@{revision} ({type(e).__name__}: {e}); "
+                         "check ingest.hf.dataset/revision and the network, or point ingest.hf.dataset at a local copy") from e
+
+
+def local_path(name: str) -> str:
+    """The local file behind a name that `hf_files` or the jsonl source recorded."""
+    if not name.startswith("hf://datasets/"):
+        return name
+    dataset, _, rest = name.removeprefix("hf://datasets/").partition("@")
+    revision, _, file = rest.partition("/")
+    return hub_file(dataset, revision, file)
+
+
 def hf_records(
     *,
     dataset: str,
@@ -126,24 +173,10 @@ def hf_records(
     max_records_per_language: int = 0,
     drops: Counter,
 ) -> Iterator[dict[str, Any]]:
-    """CommitPackFT records, one language config after the other, through `datasets`.
-
-    `dataset` is a hub id (read at `revision` through `hf://datasets/<id>@<revision>/`) or a local
-    directory with the same layout; `files` is the per-config data file pattern within it.
-    """
-    import datasets
-
-    local = Path(dataset)
-    base = str(local.resolve()) if local.is_dir() else f"hf://datasets/{dataset}@{revision}"
-    for lang in languages:
-        config = lang.lower()
-        data_files = f"{base}/{files.format(config=config)}"
-        try:
-            ds = datasets.load_dataset("json", data_files=data_files, split=split)
-        except FileNotFoundError as e:
-            raise InputError(f"{dataset}: no data for language config '{config}' ({data_files})") from e
+    """CommitPackFT records, one language config after the other (see `hf_files`)."""
+    for _, path in hf_files(dataset=dataset, revision=revision, languages=languages, files=files, split=split):
         kept = 0
-        for obj in ds:
+        for obj in read_records_file(path, drops):
             if max_records_per_language and kept >= max_records_per_language:
                 break
             record = checked_record(obj, None, drops)
@@ -209,25 +242,28 @@ class BlobReader:
         self.proc.wait()
 
 
-def _commits(repo: Path, rev: str, max_commits: int) -> list[tuple[str, int, str, str]]:
-    """Non-merge commits of `rev`, newest first: (sha, unix time, subject, message)."""
-    args = ["log", "-z", "--no-merges", "--format=%H%x1f%ct%x1f%s%x1f%B"]
+def _commits(repo: Path, rev: str, max_commits: int, paths: tuple[str, ...] = ()) -> list[tuple[str, int, str, str]]:
+    """Non-merge commits of `rev` (touching `paths` when given), newest first: (sha, unix time,
+    subject, message). Fields are split at newlines, which a subject (%s) never holds."""
+    args = ["log", "-z", "--no-merges", "--format=%H%n%ct%n%s%n%B"]
     if max_commits:
         args.append(f"--max-count={max_commits}")
-    out = _git(repo, *args, rev, "--").decode("utf-8", errors="replace")
+    out = _git(repo, *args, rev, "--", *paths).decode("utf-8", errors="replace")
     commits = []
     for entry in out.split("\0"):
         if not entry.strip():
             continue
-        sha, time, subject, message = entry.lstrip("\n").split("\x1f", 3)
+        sha, time, subject, message = entry.lstrip("\n").split("\n", 3)
         commits.append((sha, int(time), subject, message.strip()))
     return commits
 
 
-def _changes(repo: Path, shas: list[str]) -> dict[str, list[tuple[str, str, str, str, str, str, str]]]:
+def _changes(repo: Path, shas: list[str], paths: tuple[str, ...] = ()) -> dict[str, list[tuple[str, str, str, str, str, str, str]]]:
     """Per commit, its file changes against its parent: (status, old mode, new mode, old blob,
-    new blob, old path, new path), renames detected. Root commits have none."""
-    out = _git(repo, "diff-tree", "--stdin", "-z", "-r", "-M", input="\n".join(shas).encode() + b"\n")
+    new blob, old path, new path), renames detected, limited to `paths` when given. Root commits
+    have none."""
+    out = _git(repo, "diff-tree", "--stdin", "-z", "-r", "-M", "--", *paths,
+               input="\n".join(shas).encode() + b"\n")
     tokens = out.split(b"\0")
     changes: dict[str, list] = {sha: [] for sha in shas}
     current: list | None = None
@@ -270,6 +306,42 @@ def _decode(data: bytes) -> tuple[str | None, str | None]:
         return None, "non_utf8"
 
 
+def repository_prefix(repo: Path) -> str:
+    """The path of `repo` inside its enclosing git repository ("" at its top level); a clear
+    error naming it when it is in no repository."""
+    _git(repo, "rev-parse", "--git-dir")
+    return _git(repo, "rev-parse", "--show-prefix").decode("utf-8", errors="surrogateescape").strip()
+
+
+def repository_names(repos: list[str]) -> list[str]:
+    """The name of each repository (see `repository_name`; a subdirectory is `<name>/<path>`; the
+    path as given when two share a name)."""
+    names = []
+    for arg in repos:
+        repo = Path(arg)
+        if not repo.exists():
+            raise InputError(f"{arg}: repository not found")
+        prefix = repository_prefix(repo).rstrip("/")
+        root = Path(_git(repo, "rev-parse", "--show-toplevel").decode("utf-8", errors="surrogateescape").strip())
+        names.append(f"{repository_name(root)}/{prefix}" if prefix else repository_name(repo))
+    return [arg if names.count(name) > 1 else name for arg, name in zip(repos, names)]
+
+
+def git_state(repos: list[str], rev: str) -> list[dict[str, Any]]:
+    """What mining `repos` at `rev` depends on: per repository its name, path prefix and the commit
+    shas `rev` resolves to (cheap: no history is read). Equal states mine equal records."""
+    if not repos:
+        raise InputError("ingest.git.repos is empty: list the repositories to mine")
+    state = []
+    for arg, name in zip(repos, repository_names(repos)):
+        repo = Path(arg)
+        resolved = _git(repo, "rev-parse", rev, "--").decode().split()
+        shallow = _git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true"
+        state.append({"repo": arg, "name": name, "prefix": repository_prefix(repo), "revs": resolved,
+                      "shallow": shallow})
+    return state
+
+
 def git_records(
     repos: list[str],
     *,
@@ -284,27 +356,23 @@ def git_records(
 
     Order: repositories as listed, commits newest first (git's order), files by path. A repository
     is named by `repository_name` (its path as given when two share a name), so records and example
-    ids are the same in every clone. Added, deleted and
-    non-source files, symlinks, submodules, binary, non-UTF-8 and over-`max_file_bytes` blobs are
-    dropped and counted.
+    ids are the same in every clone. A subdirectory of a repository mines only the commits and files
+    under it (paths stay relative to the repository's top). Added, deleted and non-source files,
+    symlinks, submodules, binary, non-UTF-8 and over-`max_file_bytes` blobs are dropped and counted.
     """
     from tqdm import tqdm
 
     languages = set(languages)
     if not repos:
         raise InputError("ingest.git.repos is empty: list the repositories to mine")
-    names = [repository_name(Path(r)) if Path(r).exists() else r for r in repos]
+    names = repository_names(repos)
     for repo_arg, name in zip(repos, names):
         repo = Path(repo_arg)
-        if not repo.exists():
-            raise InputError(f"{repo_arg}: repository not found")
-        if names.count(name) > 1:
-            name = repo_arg
-        _git(repo, "rev-parse", "--git-dir")  # a clear error when it is not a repository
         if _git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true":
             drops["shallow_repository"] += 1
-        commits = _commits(repo, rev, max_commits)
-        changes = _changes(repo, [c[0] for c in commits]) if commits else {}
+        paths = (".",) if repository_prefix(repo) else ()
+        commits = _commits(repo, rev, max_commits, paths)
+        changes = _changes(repo, [c[0] for c in commits], paths) if commits else {}
         blobs = BlobReader(repo)
         try:
             for sha, time, subject, message in tqdm(commits, desc=f"ingest {name}", unit="commit",

@@ -105,3 +105,10 @@ def count_tokens_batch(texts: list[str], encoding: str = DEFAULT_ENCODING, threa
     if not texts:
         return []
     return [len(t) for t in get_encoding(encoding).encode_ordinary_batch(texts, num_threads=threads)]
+
+
+@lru_cache(maxsize=4)
+def special_tokens(encoding: str = DEFAULT_ENCODING) -> tuple[str, ...]:
+    """The special-token texts of `encoding` (`<|endoftext|>`...), which tiktoken's `encode`
+    refuses to read as ordinary text."""
+    return tuple(sorted(get_encoding(encoding).special_tokens_set))

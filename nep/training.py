@@ -1,358 +1,197 @@
-"""LoRA fine-tuning on next-edit examples: unsloth on a GPU, transformers + peft anywhere.
+"""LoRA supervised fine-tuning through trl's SFTTrainer: transformers + peft anywhere, unsloth on a
+GPU. One training path; the backends differ only in how the model is loaded and wrapped with
+LoRA (nep/lora.py).
 
-The training text is the example's prompt (original code, edit diff, current version, then the
-`<|next_version|>` line) followed by its completion (the next version) and EOS. The four markers
-are special tokens; the loss covers the completion and EOS only. One training loop (accelerate:
-one CPU, one GPU, or several GPUs under `accelerate launch`) serves both backends; they differ in
-how the model is loaded and wrapped with LoRA.
+Each example is a prompt/completion pair (nep/prompts.py): the prompt ends with the
+`<|next_version|>` line, the completion is the next version. SFTTrainer appends EOS, tokenizes,
+masks the prompt (completion-only loss), truncates to `max_seq_length`, pads and trains; the
+pre-pass here (`sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
+or several processes under `accelerate launch` (same global batch: the accumulation is split
+across processes).
 
-`load_finetuned` loads what `finetune` saved, for generation.
+The trainer layer, for other trainers (DPO, GRPO) to build on: nep.lora's `resolve_backend`,
+`check_base_model`, `build_base`, `prepare_model`, save/load; here `trainer_kwargs`
+(TrainingArguments shared by every trl config), `optimizer_cls_and_kwargs` (embedding rows at
+their own lr), `live_steps` (DVCLive curves, no timing), `split_timing`, `fused_loss_available`
+(trl's Triton loss needs CUDA; on the CPU the model's own loss is used).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import math
+import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nep import device as nep_device
+from nep.lora import (  # noqa: F401  (re-exported: the predictors and tests use nep.training)
+    BACKENDS,
+    EMBEDDING_MODULES,
+    MERGED_DIR,
+    METADATA_FILE,
+    TINY_BASE_DIR,
+    FinetuneConfig,
+    FinetuneSetupError,
+    add_markers,
+    base_model_path,
+    build_base,
+    check_base_model,
+    load_base_hf,
+    load_finetuned,
+    prepare_hf,
+    prepare_model,
+    prepare_unsloth,
+    read_metadata,
+    resolve_backend,
+    save_finetuned,
+)
 from nep.prompts import MARKERS, NEXT
-from nep.tiny import SMOKE_WARNING, TINY_MODEL
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "unsloth", "hf")
-METADATA_FILE = "nep_finetune.json"
-TINY_BASE_DIR = "base"  # models/finetune/base: the tiny base model (it cannot be downloaded)
-MERGED_DIR = "merged"  # models/finetune/merged: base + adapter merged, when `merge: true`
-IGNORE_INDEX = -100  # label of tokens the loss ignores
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
-
-
-@dataclass
-class TinyConfig:
-    """Sizes of the `tiny-random` smoke model and its own caps, used only when base_model is
-    tiny-random: `max_seq_length` replaces the main one, `max_steps` caps the run (as does the
-    main `max_steps`). So the offline default stays fast on a CPU while the paper's values remain
-    the defaults for real models."""
-
-    vocab_size: int = 2048
-    hidden_size: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    max_seq_length: int = 4096
-    max_steps: int = 6
-
-
-@dataclass
-class FinetuneConfig:
-    """The `finetune:` params. Defaults are the paper's values (unsloth LoRA SFT)."""
-
-    backend: str = "auto"
-    base_model: str = TINY_MODEL
-    lora_r: int = 16
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    train_embeddings: bool = True  # also train embed_tokens and lm_head (fully), as the paper does
-    learning_rate: float = 1e-4
-    embedding_learning_rate: float = 1e-5
-    epochs: int = 2
-    batch_size: int = 1  # per device
-    gradient_accumulation_steps: int = 4
-    max_seq_length: int = 2048
-    overlong: str = "truncate"  # truncate (cut the completion, as SFTTrainer does) | drop
-    warmup_steps: int = 5
-    weight_decay: float = 0.01
-    lr_scheduler: str = "linear"
-    max_grad_norm: float = 1.0
-    max_steps: int = 0  # 0 = no cap; otherwise stop after this many optimizer steps
-    seed: int = 3407
-    gradient_checkpointing: bool = True  # on a GPU only
-    load_in_4bit: bool = False  # unsloth only (QLoRA)
-    merge: bool = False  # also save base + adapter merged under models/finetune/merged
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
-        """From a `finetune:` params dict; unknown keys and bad values raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(f"finetune: unknown params {unknown}; known: {sorted(known)}")
-        values = dict(params)
-        tiny = values.pop("tiny", None) or {}
-        unknown = sorted(set(tiny) - {f.name for f in fields(TinyConfig)})
-        if unknown:
-            raise ValueError(f"finetune.tiny: unknown params {unknown}")
-        cfg = cls(**values, tiny=TinyConfig(**tiny))
-        if cfg.backend not in BACKENDS:
-            raise ValueError(f"finetune.backend: {cfg.backend!r} is not one of {BACKENDS}")
-        if cfg.overlong not in ("truncate", "drop"):
-            raise ValueError(f"finetune.overlong: {cfg.overlong!r} is not 'truncate' or 'drop'")
-        return cfg
-
-    @property
-    def is_tiny(self) -> bool:
-        return self.base_model == TINY_MODEL
-
-    @property
-    def effective_max_seq_length(self) -> int:
-        return self.tiny.max_seq_length if self.is_tiny else self.max_seq_length
-
-    @property
-    def effective_max_steps(self) -> int:
-        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
-        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
-        return min(caps, default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---------------------------------------------------------------- backend and device
-
-
-def cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def resolve_backend(name: str) -> str:
-    """`auto` → `unsloth` when CUDA and an importable unsloth are present, else `hf`."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown finetune backend {name!r}; choose from {BACKENDS}")
-    if name != "auto":
-        if name == "unsloth" and not cuda_available():
-            raise RuntimeError("finetune.backend 'unsloth' needs a CUDA GPU; use 'hf' (or 'auto') on a CPU")
-        return name
-    if not cuda_available():
-        return "hf"
-    try:
-        import unsloth  # noqa: F401  (must be imported before transformers to patch it)
-    except Exception as e:  # unsloth raises various errors when it cannot run here
-        log.info("unsloth not usable (%s); using the hf backend", e)
-        return "hf"
-    return "unsloth"
-
-
-def default_device() -> str:
-    return "cuda" if cuda_available() else "cpu"
-
-
-def default_dtype(device: str):
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
-
-
-# ---------------------------------------------------------------- tokenizer and embeddings
-
-
-def add_markers(tokenizer, model=None) -> list[int]:
-    """Add the four markers as special tokens (and a pad token if missing); check that each
-    encodes to exactly one id; when `model` is given, grow its embeddings if the vocabulary
-    outgrew them and set the marker rows (input and output) to the mean of the other rows.
-
-    Deterministic, so loading (`load_finetuned`) rebuilds the same embeddings as training did.
-    Returns the marker ids, in MARKERS order.
-    """
-    if tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer of {tokenizer.name_or_path!r} has no EOS token")
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.add_tokens(list(MARKERS), special_tokens=True)
-    ids = []
-    for marker in MARKERS:
-        encoded = tokenizer(marker, add_special_tokens=False)["input_ids"]
-        if len(encoded) != 1:
-            raise ValueError(f"marker {marker!r} encodes to {len(encoded)} tokens, not 1: {encoded}")
-        ids.append(encoded[0])
-    if model is not None:
-        _init_marker_embeddings(model, len(tokenizer), ids)
-    return ids
-
-
-def _init_marker_embeddings(model, vocab_size: int, marker_ids: list[int]) -> None:
-    import torch
-
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    if vocab_size > old_rows:
-        model.resize_token_embeddings(vocab_size, mean_resizing=False)
-    markers = set(marker_ids)
-    keep = [i for i in range(old_rows) if i not in markers]
-    with torch.no_grad():
-        matrices = [model.get_input_embeddings().weight]
-        out = model.get_output_embeddings()
-        if out is not None and out.weight.data_ptr() != matrices[0].data_ptr():
-            matrices.append(out.weight)
-        for w in matrices:
-            mean = w[keep].float().mean(dim=0).to(w.dtype)
-            w[marker_ids] = mean
+# Trainer log keys that are measured times: never in metrics/ or DVCLive's files (see split_timing).
+TIMING_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
+# Per-step Trainer/trl log key → DVCLive curve name (metrics/finetune/plots/metrics/<name>.tsv).
+STEP_CURVES = {
+    "loss": "train_loss",
+    "learning_rate": "learning_rate",
+    "epoch": "epoch",
+    "grad_norm": "grad_norm",
+    "mean_token_accuracy": "mean_token_accuracy",
+}
 
 
 # ---------------------------------------------------------------- examples
 
 
 @dataclass
-class EncodeStats:
+class ExampleStats:
     examples: int = 0
     used: int = 0
     truncated: int = 0
+    prompt_merged: int = 0  # the prompt's last token merges with the completion's first (see README)
     dropped: Counter = field(default_factory=Counter)
     tokens: int = 0
     completion_tokens: int = 0
 
 
-def encode_example(tokenizer, prompt: str, completion: str, max_seq_length: int, overlong: str = "truncate"):
-    """Token ids and labels of prompt + completion + EOS, or a drop reason (str).
-
-    The prompt is tokenized on its own, with the tokenizer's special tokens (a BOS where the model
-    uses one), exactly as at generation time; its labels are IGNORE_INDEX. Longer than
-    `max_seq_length`: `truncate` cuts the completion (losing EOS), `drop` drops the example; an
-    example whose prompt alone fills the window is dropped either way.
-    Returns (dict(input_ids, labels), truncated: bool) or (reason, False).
-    """
-    if not prompt.endswith(f"{NEXT}\n"):
-        return "prompt_without_next_marker", False
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    truncated = False
-    if len(prompt_ids) + len(completion_ids) > max_seq_length:
-        if len(prompt_ids) >= max_seq_length:
-            return "prompt_too_long", False
-        if overlong == "drop":
-            return "too_long", False
-        completion_ids = completion_ids[: max_seq_length - len(prompt_ids)]
-        truncated = True
-    return {
-        "input_ids": prompt_ids + completion_ids,
-        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
-    }, truncated
-
-
-def encode_examples(
+def sft_examples(
     records: Iterable[dict[str, Any]], tokenizer, max_seq_length: int, overlong: str = "truncate"
-) -> tuple[list[dict[str, list[int]]], EncodeStats]:
-    """Encode processed examples (their `prompt` and `completion`); drops are counted by reason."""
-    stats = EncodeStats()
-    encoded = []
+) -> tuple[list[dict[str, str]], ExampleStats]:
+    """The prompt/completion pairs SFTTrainer will train on, with what it will do to them counted
+    (tokenized as it tokenizes: prompt alone, prompt + completion + EOS). Dropped and counted by
+    reason: no prompt/completion, a prompt not ending with the `<|next_version|>` line, a prompt
+    that fills the window alone (`prompt_too_long`), and with `overlong: drop` any example longer
+    than the window (`too_long`). With `truncate`, SFTTrainer cuts the completion (counted)."""
+    stats = ExampleStats()
+    kept: list[dict[str, str]] = []
     for r in records:
         stats.examples += 1
         prompt, completion = r.get("prompt"), r.get("completion")
         if not isinstance(prompt, str) or not isinstance(completion, str):
             stats.dropped["missing_prompt_or_completion"] += 1
             continue
-        result, truncated = encode_example(tokenizer, prompt, completion, max_seq_length, overlong)
-        if isinstance(result, str):
-            stats.dropped[result] += 1
+        if not prompt.endswith(f"{NEXT}\n"):
+            stats.dropped["prompt_without_next_marker"] += 1
             continue
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full_ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+        prefix = len(prompt_ids) if full_ids[: len(prompt_ids)] == prompt_ids else _common_prefix(prompt_ids, full_ids)
+        if prefix >= max_seq_length:
+            stats.dropped["prompt_too_long"] += 1
+            continue
+        if len(full_ids) > max_seq_length:
+            if overlong == "drop":
+                stats.dropped["too_long"] += 1
+                continue
+            stats.truncated += 1
         stats.used += 1
-        stats.truncated += truncated
-        stats.tokens += len(result["input_ids"])
-        stats.completion_tokens += sum(1 for x in result["labels"] if x != IGNORE_INDEX)
-        encoded.append(result)
-    return encoded, stats
+        stats.prompt_merged += prefix < len(prompt_ids)
+        stats.tokens += min(len(full_ids), max_seq_length)
+        stats.completion_tokens += min(len(full_ids), max_seq_length) - prefix
+        kept.append({"prompt": prompt, "completion": completion})
+    return kept, stats
 
 
-def collate(batch: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, Any]:
-    """Right-pad a batch: input_ids with the pad id, labels with IGNORE_INDEX, attention mask 0."""
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------- trainer pieces
+
+
+def world_size() -> int:
+    """Processes of this run (accelerate launch / torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True) -> dict[str, Any]:
+    """TrainingArguments shared by every trl config built on these params (SFTConfig here;
+    DPOConfig, GRPOConfig alike): schedule, seed, precision, logging every step, no checkpoints,
+    no reporting integrations (DVCLive goes through LiveSteps). The global batch is
+    batch_size × gradient_accumulation_steps whatever the number of processes: each of N processes
+    accumulates gradient_accumulation_steps / N micro-batches."""
+    n = world_size()
+    if cfg.gradient_accumulation_steps % n:
+        raise ValueError(
+            f"finetune.gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be divisible by the "
+            f"number of processes ({n}) to keep the global batch"
+        )
+    device = nep_device.resolve_device("auto")
+    precision = nep_device.mixed_precision(device)
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps // n,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.effective_max_steps or -1,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "seed": cfg.seed,
+        "use_cpu": not device.startswith("cuda"),  # several CPU processes: a gloo group
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        # unsloth checkpoints through its own get_peft_model; hf through the Trainer, on a GPU only
+        "gradient_checkpointing": cfg.gradient_checkpointing and backend == "hf" and device.startswith("cuda"),
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": device.startswith("cuda"),
+    }
+
+
+def sft_config(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True):
+    """trl SFTConfig: prompt/completion data, loss on the completion (and EOS) only, no packing,
+    truncation at the effective max_seq_length (the completion is cut)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **trainer_kwargs(cfg, output_dir, backend=backend, progress=progress),
+        max_length=cfg.effective_max_seq_length,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+    )
+
+
+def optimizer_cls_and_kwargs(model, cfg: FinetuneConfig) -> tuple[type, dict[str, Any]]:
+    """AdamW with the trained embedding rows (embed_tokens, lm_head copies) at
+    `embedding_learning_rate` and the LoRA matrices at `learning_rate`, all with weight decay.
+    For the Trainer's `optimizer_cls_and_kwargs` (its schedule then scales both groups)."""
     import torch
 
-    width = max(len(b["input_ids"]) for b in batch)
-    input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, b in enumerate(batch):
-        n = len(b["input_ids"])
-        input_ids[i, :n] = torch.tensor(b["input_ids"])
-        labels[i, :n] = torch.tensor(b["labels"])
-        attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-
-
-# ---------------------------------------------------------------- models
-
-
-def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, trust_remote_code: bool = False):
-    """Base model and tokenizer through transformers (dtype default: default_dtype(device))."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    device = device or default_device()
-    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(
-        base, dtype=dtype or default_dtype(device), trust_remote_code=trust_remote_code
-    )
-    return model, tokenizer
-
-
-def lora_config(cfg: FinetuneConfig):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules),
-        modules_to_save=list(EMBEDDING_MODULES) if cfg.train_embeddings else None,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
-def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str):
-    """transformers + peft: base model, markers, LoRA. Returns (peft model, tokenizer)."""
-    from peft import get_peft_model
-
-    model, tokenizer = load_base_hf(base, device=device)
-    add_markers(tokenizer, model)
-    if cfg.gradient_checkpointing and device.startswith("cuda"):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    return get_peft_model(model, lora_config(cfg)), tokenizer
-
-
-def prepare_unsloth(base: str | Path, cfg: FinetuneConfig):
-    """unsloth (GPU only): FastLanguageModel.from_pretrained + get_peft_model, markers added in
-    between. unsloth is imported here, lazily. Returns (peft model, tokenizer)."""
-    from unsloth import FastLanguageModel
-
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(base),
-        max_seq_length=cfg.effective_max_seq_length,
-        dtype=None,
-        load_in_4bit=cfg.load_in_4bit,
-    )
-    add_markers(tokenizer, model)
-    targets = list(cfg.target_modules) + (list(EMBEDDING_MODULES) if cfg.train_embeddings else [])
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        bias="none",
-        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
-        random_state=cfg.seed,
-        max_seq_length=cfg.effective_max_seq_length,
-    )
-    return model, tokenizer
-
-
-# ---------------------------------------------------------------- training loop
-
-
-def _param_groups(model, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     embedding, other = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -362,254 +201,141 @@ def _param_groups(model, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     groups = [{"params": other, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
     if embedding:
         groups.append({"params": embedding, "lr": cfg.embedding_learning_rate, "weight_decay": cfg.weight_decay})
-    return groups
+    return torch.optim.AdamW, {"params": groups, "lr": cfg.learning_rate}
 
 
-@dataclass
-class TrainResult:
-    steps: int
-    micro_batches: int
-    train_loss: float  # mean loss of the last optimizer step
-    mean_loss: float  # mean over all micro-batches
-    tokens: int  # non-pad tokens processed (all processes)
-    runtime_s: float
+def fused_loss_available() -> bool:
+    """trl's SFT/DPO loss runs the LM head through Triton kernels (trl.kernels), which need a CUDA
+    GPU and the `triton` package (shipped with CUDA torch, not with the CPU build)."""
+    import importlib.util
 
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.runtime_s if self.runtime_s > 0 else 0.0
+    return nep_device.cuda_available() and importlib.util.find_spec("triton") is not None
 
 
-def train(
-    model,
-    examples: list[dict[str, list[int]]],
-    cfg: FinetuneConfig,
-    *,
-    pad_token_id: int,
-    accelerator=None,
-    on_step: Callable[[int, dict[str, float]], None] | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """LoRA training loop: AdamW (embedding rows at their own learning rate), warmup + schedule,
-    gradient accumulation and clipping, through accelerate. `on_step(step, values)` is called
-    after each optimizer step on the main process (values: train_loss, learning_rate, epoch)."""
-    import torch
-    from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-    from transformers import get_scheduler
+def sft_trainer_class():
+    """trl's SFTTrainer, with the model's own causal-LM loss (transformers' Trainer.compute_loss:
+    the same token-averaged cross-entropy over the completion labels, without the fused LM head)
+    where trl's fused kernels cannot run (the CPU)."""
+    from transformers import Trainer
+    from trl import SFTTrainer
 
-    if not examples:
-        raise ValueError("no training examples left to train on (see the drop counts; raise max_seq_length?)")
-    if accelerator is None:
-        accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(
-        examples,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=generator,
-        collate_fn=lambda batch: collate(batch, pad_token_id),
-    )
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg))
-    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / cfg.gradient_accumulation_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.effective_max_steps > 0:
-        total_steps = min(total_steps, cfg.effective_max_steps)
-    scheduler = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=total_steps)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    model.train()
+    class NepSFTTrainer(SFTTrainer):
+        trained_tokens = 0  # non-pad tokens of every process, for the timing report
 
-    step = micro = 0
-    tokens = 0
-    loss_sum = 0.0
-    step_losses: list[float] = []
-    last_loss = float("nan")
-    bar = tqdm(total=total_steps, desc="finetune", unit="step", disable=not (progress and accelerator.is_main_process))
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        for index, batch in enumerate(loader):
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            micro += 1
-            batch_loss = accelerator.gather(loss.detach().float()).mean().item()
-            tokens += int(accelerator.gather(batch["attention_mask"].sum()).sum().item())
-            loss_sum += batch_loss
-            step_losses.append(batch_loss)
-            if accelerator.sync_gradients:
-                lr = scheduler.get_last_lr()[0]
-                scheduler.step()
-                step += 1
-                last_loss = sum(step_losses) / len(step_losses)
-                step_losses = []
-                bar.update(1)
-                bar.set_postfix(loss=f"{last_loss:.3f}")
-                if on_step is not None and accelerator.is_main_process:
-                    on_step(step, {"train_loss": last_loss, "learning_rate": lr, "epoch": epoch + (index + 1) / len(loader)})
-                if step >= total_steps:
-                    break
-        if step >= total_steps:
-            break
-    bar.close()
-    runtime = time.perf_counter() - start
-    return TrainResult(step, micro, last_loss, loss_sum / max(micro, 1), tokens, runtime)
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training and "attention_mask" in inputs:
+                self.trained_tokens += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
+            if fused_loss_available():
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return NepSFTTrainer
 
 
-def make_accelerator(cfg: FinetuneConfig):
-    import torch
-    from accelerate import Accelerator
-
-    mixed = "no"
-    if torch.cuda.is_available():
-        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mixed)
+def split_timing(logs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(deterministic values, measured times) of a Trainer log or TrainOutput.metrics."""
+    timing = {k: v for k, v in logs.items() if k in TIMING_KEYS}
+    return {k: v for k, v in logs.items() if k not in TIMING_KEYS}, timing
 
 
-# ---------------------------------------------------------------- saving and loading
+def live_steps(live, curves: dict[str, str] | None = None):
+    """A TrainerCallback logging each optimizer step's values to the DVCLive `live` (main process
+    only; no timestamps, no timing, no params or artifacts), one row per step in
+    plots/metrics/<name>.tsv. `curves` maps log keys to curve names (default STEP_CURVES)."""
+    from transformers import TrainerCallback
 
+    curves = dict(STEP_CURVES if curves is None else curves)
 
-def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, Any], *, merge: bool = False) -> None:
-    """Adapter (PEFT format), tokenizer (with the markers) and METADATA_FILE into `out_dir`;
-    with `merge`, also the merged model under out_dir/merged."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    _sort_adapter_config(out_dir / "adapter_config.json")
-    tokenizer.save_pretrained(out_dir)
-    if merge:
-        merged = model.merge_and_unload()
-        merged.save_pretrained(out_dir / MERGED_DIR)
-        tokenizer.save_pretrained(out_dir / MERGED_DIR)
-    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    class LiveSteps(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if live is None or not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return  # the final summary log carries timing; the caller reports it
+            logged = False
+            for key, name in curves.items():
+                if isinstance(logs.get(key), int | float):
+                    live.log_metric(name, logs[key])
+                    logged = True
+            if logged:
+                live.next_step()
 
-
-def _sort_adapter_config(path: Path) -> None:
-    """PEFT writes set-valued fields (target_modules...) in hash order, which changes from run to
-    run; sort them so the same training gives byte-identical outputs (and DVC hashes)."""
-    config = json.loads(path.read_text())
-    for key, value in config.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            config[key] = sorted(value)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-
-def read_metadata(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / METADATA_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: not found; is {model_dir} the output of the finetune stage?")
-    return json.loads(path.read_text())
-
-
-def base_model_path(model_dir: str | Path, metadata: dict[str, Any]) -> str:
-    """Where the base model of a finetuned model_dir loads from (tiny-random: model_dir/base)."""
-    if metadata["base_model"] == TINY_MODEL:
-        return str(Path(model_dir) / TINY_BASE_DIR)
-    return metadata["base_model"]
-
-
-def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=None):
-    """Load the finetune stage's output for generation: the base model (from the hub id or path
-    in its metadata, or model_dir/base for tiny-random) with the markers' embeddings rebuilt
-    exactly as in training, and the LoRA adapter on top, in eval mode on `device` (default: cuda
-    when available, else cpu; dtype default: bf16 on GPU, float32 on CPU).
-
-    Returns (model, tokenizer): a `peft.PeftModel` wrapping a transformers causal LM, and the
-    tokenizer saved with the adapter (markers included) with `padding_side="left"` for batched
-    generation. Generate from `tokenizer(prompt)` (special tokens on, as in training); the model
-    ends a prediction with `tokenizer.eos_token_id`.
-    """
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    model_dir = Path(model_dir)
-    metadata = read_metadata(model_dir)
-    device = device or default_device()
-    if metadata["base_model"] == TINY_MODEL:
-        log.warning(SMOKE_WARNING)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    base, _ = load_base_hf(base_model_path(model_dir, metadata), device=device, dtype=dtype)
-    add_markers(tokenizer, base)
-    model = PeftModel.from_pretrained(base, model_dir)
-    model.to(device).eval()
-    tokenizer.padding_side = "left"
-    return model, tokenizer
+    return LiveSteps()
 
 
 # ---------------------------------------------------------------- the whole run
 
 
+def build_sft_trainer(
+    model, tokenizer, examples: list[dict[str, str]], cfg: FinetuneConfig, output_dir: str | Path, *,
+    backend: str = "hf", live=None, progress: bool = True,
+):
+    """The SFTTrainer for prepared LoRA `model` and prompt/completion `examples` (from
+    `sft_examples`): EOS appended, prompt masked, truncated, padded by trl; AdamW with the
+    embedding group; DVCLive curves when `live` is given. `output_dir` is scratch (no checkpoints)."""
+    from datasets import Dataset
+
+    if not examples:
+        raise ValueError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+    return sft_trainer_class()(
+        model=model,
+        args=sft_config(cfg, output_dir, backend=backend, progress=progress),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, cfg),
+        callbacks=[live_steps(live)],
+    )
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict[str, Any]  # deterministic: metrics/finetune/metrics.json
+    timing: dict[str, Any]  # measured: metrics/timing/finetune.json
+
+
 def run_finetune(
     records: list[dict[str, Any]], out_dir: str | Path, cfg: FinetuneConfig, *, live=None, progress: bool = True
-) -> dict[str, Any]:
-    """Fine-tune `cfg.base_model` on processed examples and save to `out_dir`; log each step to
-    the DVCLive `live` when given. Returns flat metrics."""
+) -> FinetuneResult:
+    """Fine-tune `cfg.base_model` on processed examples with SFTTrainer and save to `out_dir`
+    (main process); log each step to the DVCLive `live` when given."""
+    import tempfile
+
+    start = time.perf_counter()
     out_dir = Path(out_dir)
+    if not nep_device.cuda_available():
+        nep_device.configure_threads(cfg.threads)
     backend = resolve_backend(cfg.backend)  # before transformers loads, so unsloth can patch it
-    base: str | Path = cfg.base_model
-    if cfg.is_tiny:
-        from nep.tiny import build_tiny_model  # logs SMOKE_WARNING
-
-        texts = [r["prompt"] + r["completion"] for r in records if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]
-        t = cfg.tiny
-        base = build_tiny_model(
-            texts or [""],
-            out_dir / TINY_BASE_DIR,
-            vocab_size=t.vocab_size,
-            hidden_size=t.hidden_size,
-            num_layers=t.num_layers,
-            num_heads=t.num_heads,
-            max_position_embeddings=max(t.max_seq_length, 128),
-            seed=cfg.seed,
-        )
-    accelerator = make_accelerator(cfg)
-    device = str(accelerator.device)
-    if backend == "unsloth":
-        model, tokenizer = prepare_unsloth(base, cfg)
-    else:
-        model, tokenizer = prepare_hf(base, cfg, device)
-    examples, stats = encode_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
+    check_base_model(cfg.base_model)
+    base = build_base(records, out_dir, cfg)
+    model, tokenizer = prepare_model(base, cfg, backend)
+    examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
     log.info("finetune: %d of %d examples used (%d truncated)", stats.used, stats.examples, stats.truncated)
-
-    def on_step(step: int, values: dict[str, float]) -> None:
-        if live is not None:
-            for name, value in values.items():
-                live.log_metric(name, value)
-            live.next_step()
-
-    result = train(model, examples, cfg, pad_token_id=tokenizer.pad_token_id, accelerator=accelerator, on_step=on_step, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="nep-finetune-") as scratch:
+        trainer = build_sft_trainer(model, tokenizer, examples, cfg, scratch, backend=backend, live=live, progress=progress)
+        output = trainer.train()
+    values, timing = split_timing(output.metrics)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics: dict[str, Any] = {
         "backend": backend,
         "examples": stats.examples,
         "examples_used": stats.used,
         "examples_truncated": stats.truncated,
+        "examples_prompt_merged": stats.prompt_merged,
         "examples_dropped": sum(stats.dropped.values()),
         **{f"dropped.{k}": v for k, v in sorted(stats.dropped.items())},
         "train_tokens": stats.tokens,
         "train_completion_tokens": stats.completion_tokens,
         "max_seq_length": cfg.effective_max_seq_length,
         "smoke_model": cfg.is_tiny,
-        "steps": result.steps,
-        "train_loss": result.train_loss,
-        "mean_loss": result.mean_loss,
-        "runtime_s": round(result.runtime_s, 3),
-        "tokens_per_s": round(result.tokens_per_s, 1),
+        "processes": world_size(),
+        "steps": output.global_step,
+        "train_loss": losses[-1] if losses else float("nan"),
+        "mean_loss": values.get("train_loss", output.training_loss),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        metadata = {
-            "base_model": cfg.base_model,
-            "backend": backend,
-            "params": cfg.to_dict(),
-            "markers": list(MARKERS),
-            "smoke_model": cfg.is_tiny,
-        }
-        with contextlib.suppress(AttributeError):
-            model = accelerator.unwrap_model(model)
-        save_finetuned(model, tokenizer, out_dir, metadata, merge=cfg.merge)
-    return metrics
+    if trainer.is_world_process_zero():
+        metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.to_dict(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
+        save_finetuned(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir, metadata, merge=cfg.merge)
+    trainer.accelerator.wait_for_everyone()
+    timing["wall_s"] = round(time.perf_counter() - start, 3)
+    tokens = timing["train_tokens"] = trainer.trained_tokens
+    timing["train_tokens_per_s"] = round(tokens / timing["train_runtime"], 1) if timing.get("train_runtime") else 0.0
+    return FinetuneResult(metrics, timing)

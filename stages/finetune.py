@@ -1,41 +1,48 @@
-"""finetune: LoRA supervised fine-tuning of `finetune.base_model` on data/split/train.jsonl.
+"""finetune: LoRA supervised fine-tuning (trl SFTTrainer) of `finetune.base_model` on data/split/train.jsonl.
 
-    python -m stages.finetune                          # one CPU or GPU (or via dvc repro)
-    accelerate launch -m stages.finetune               # several GPUs (backend hf)
+    python -m stages.finetune                                      # one CPU or GPU (or via dvc repro)
+    accelerate launch --num_processes 4 -m stages.finetune         # several GPUs, same global batch
+    accelerate launch --cpu --num_processes 2 -m stages.finetune   # several CPU processes (gloo)
 
 Writes the adapter, tokenizer and nep_finetune.json to models/finetune/ (plus base/ for the
-tiny-random smoke model and merged/ with `merge: true`), and DVCLive training curves and final
-values to metrics/finetune/ (metrics.json, plots/metrics/).
+tiny-random smoke model and merged/ with `merge: true`), DVCLive's final values and per-step
+curves to metrics/finetune/ (metrics.json, plots/metrics/), and measured times to
+metrics/timing/finetune.json (not a DVC output).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from nep import paths
 from nep.jsonl import InputError, read_jsonl
 from nep.params import load_params
-from nep.training import FinetuneConfig, run_finetune
+from nep.training import FinetuneConfig, FinetuneSetupError, run_finetune
 
-TRAIN_PATH = "data/split/train.jsonl"
-OUT_DIR = "models/finetune"
-METRICS_DIR = "metrics/finetune"
+METRICS_DIR = paths.METRICS / "finetune"
 
 
 def finetune(
     *,
-    train_path: str | Path = TRAIN_PATH,
-    out_dir: str | Path = OUT_DIR,
+    train_path: str | Path = paths.TRAIN,
+    out_dir: str | Path = paths.FINETUNE,
     metrics_dir: str | Path = METRICS_DIR,
+    timing_path: str | Path | None = None,
     progress: bool = True,
     **params: Any,
 ) -> dict[str, Any]:
-    """Train on the processed examples in `train_path`; save the model to `out_dir` and the
-    DVCLive metrics (metrics.json) and step curves (plots/metrics/) to `metrics_dir`."""
+    """Train on the processed examples in `train_path`; save the model to `out_dir`, DVCLive's
+    metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
+    `timing_path` (default nep.paths.timing("finetune")). Returns the metrics."""
     from dvclive import Live
+
+    from nep.device import distributed_state
 
     cfg = FinetuneConfig.from_params(params)
     drops: Counter = Counter()
@@ -43,23 +50,38 @@ def finetune(
     if not records:
         raise InputError(f"{train_path}: no training examples")
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    # save_dvc_exp=False and no dvc.yaml of its own: DVCLive only writes files, which the
-    # finetune stage declares, so it works the same under `dvc repro` and `dvc exp run`.
-    with Live(dir=str(metrics_dir), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False) as live:
-        metrics = run_finetune(records, out_dir, cfg, live=live, progress=progress)
-        metrics.update({f"dropped.{k}": v for k, v in sorted(drops.items())})
-        metrics["examples"] += sum(drops.values())
-        metrics["examples_dropped"] += sum(drops.values())
+    state = distributed_state()
+    main_process = state.is_main_process
+    if main_process:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    state.wait_for_everyone()
+    live = None
+    if main_process:
+        # save_dvc_exp=False and no dvc.yaml of its own: DVCLive only writes the files the stage
+        # declares, so it works the same under `dvc repro` and `dvc exp run`.
+        live = Live(dir=str(metrics_dir), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
+    result = run_finetune(records, out_dir, cfg, live=live, progress=progress)
+    metrics = result.metrics
+    metrics.update({f"dropped.{k}": v for k, v in sorted(drops.items())})
+    metrics["examples"] += sum(drops.values())
+    metrics["examples_dropped"] += sum(drops.values())
+    if live is not None:
         for name, value in metrics.items():
             live.summary[name] = value
+        live.end()
+        timing = Path(timing_path or paths.timing("finetune"))
+        timing.parent.mkdir(parents=True, exist_ok=True)
+        timing.write_text(json.dumps(result.timing, indent=2, sort_keys=True) + "\n")
     return metrics
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    metrics = finetune(**load_params("finetune"))
+    try:
+        metrics = finetune(**load_params("finetune"))
+    except FinetuneSetupError as e:
+        sys.exit(str(e))
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 
 

@@ -10,7 +10,7 @@ Behaviour is driven by markers in the last message (so it is deterministic under
 - `[[answer:TEXT]]` — the completion is TEXT (default: `default_answer`, "yes").
 - `[[delay:SECONDS]]` — the answer comes after that many seconds.
 - `[[fault:F1,F2,...]]` — attempt n at this exact request gets fault Fn; later attempts succeed.
-  `[[fault:*F]]` — every attempt gets F. Faults: 429 (with Retry-After: `retry_after`), 500, 503,
+  `[[fault:*F]]` — every attempt gets F. Faults: 429, 500, 503 (with Retry-After: `retry_after`),
   400, 401 (echoing the Authorization header), slow (sleeps `slow_s`, then answers), drop (closes the connection without a response),
   malformed (200 with a body that is not JSON), empty (200 with empty content).
 `fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
@@ -162,8 +162,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(429, "rate limited", {"Retry-After": fake.retry_after})
             elif fault == "401":  # echoes the credentials, as some proxies do
                 self._error(401, f"injected 401: bad credentials {self.headers.get('Authorization', '')}")
-            elif fault in ("500", "503", "400"):
-                self._error(int(fault), f"injected {fault}")
+            elif fault in ("500", "503"):  # overloaded servers say when to come back, as OpenAI's do
+                self._error(int(fault), f"injected {fault}", {"Retry-After": fake.retry_after})
+            elif fault == "400":
+                self._error(400, "injected 400")
             elif fault == "drop":
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

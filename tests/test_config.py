@@ -14,8 +14,9 @@ from conftest import REPO_ROOT
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 STAGE_NAMES = list(DVC_YAML["stages"])
-# nep/params.py only reads params.yaml, whose values DVC tracks itself (per declared key).
-NOT_DEPS = {"nep/params.py", "nep/__init__.py"}
+# nep/params.py reads params.yaml, whose values DVC tracks itself (per declared key); nep/config.py
+# only checks them (its defaults are mirrored in params.yaml: test_params_yaml_mirrors_the_schema).
+NOT_DEPS = {"nep/params.py", "nep/config.py", "nep/__init__.py"}
 
 
 @functools.cache
@@ -57,7 +58,7 @@ def transitive_nep_imports(path: Path) -> set[str]:
     while todo:
         for module in nep_imports(todo.pop()) - seen:
             seen.add(module)
-            if (REPO_ROOT / module).exists():
+            if (REPO_ROOT / module).exists() and module not in NOT_DEPS:
                 todo.append(REPO_ROOT / module)
     return seen
 
@@ -130,3 +131,100 @@ def test_stage_declares_the_params_it_reads(name: str):
                 assert section is not None, f"{path.name}: load_params() without a section reads undeclared params"
                 covered = any(p == section or p.startswith(f"{section}.") for p in declared)
                 assert covered, f"{stage.addressing}: reads params '{section}' but dvc.yaml does not declare it"
+
+
+# ---------------------------------------------------------------- the params schema (nep/config.py)
+def test_params_yaml_mirrors_the_schema():
+    """Every key of params.yaml is in the schema, and the schema's defaults are params.yaml's values
+    (one home for each default; params.yaml mirrors it)."""
+    from nep.config import defaults, validate
+
+    assert validate(PARAMS) == PARAMS
+    assert defaults() == PARAMS
+
+
+def check_error(params: dict, expected: str, tmp_path: Path) -> None:
+    """load_params of any section stops with exactly `expected` (one line) for `params`."""
+    from nep.config import ParamsError
+    from nep.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**PARAMS, **params}, sort_keys=False))
+    for section in ("ingest", "evaluate"):
+        with pytest.raises(ParamsError) as info:
+            load_params(section, path)
+        assert str(info.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "expected"),
+    [
+        ("label", {"concurency": 4}, "label.concurency: unknown key (did you mean label.concurrency?)"),
+        ("filter", {"max_chunk_lines": "abc"}, "filter.max_chunk_lines: 'abc' is not an integer"),
+        ("filter", {"max_chunk_lines": 0}, "filter.max_chunk_lines: 0 is out of range (allowed: ≥ 1)"),
+        ("filter", {"edit_types": ["add", "modify"]},
+         "filter.edit_types[1]: 'modify' is not allowed (allowed: 'add', 'delete' or 'replace')"),
+        ("split", {"test_fraction": 1.5}, "split.test_fraction: 1.5 is out of range (allowed: < 1.0)"),
+        ("finetune", {"merge": "yes"}, "finetune.merge: 'yes' is not true or false"),
+        ("finetune", {"tiny": {"vocab": 8}}, "finetune.tiny.vocab: unknown key (did you mean finetune.tiny.vocab_size?)"),
+        ("ingest", {"source": "svn"}, "ingest.source: 'svn' is not allowed (allowed: 'git', 'jsonl' or 'hf')"),
+    ],
+)
+def test_a_bad_param_stops_every_stage_with_one_line(section, change, expected, tmp_path):
+    check_error({section: {**PARAMS[section], **change}}, expected, tmp_path)
+
+
+def test_an_unknown_section_is_named(tmp_path):
+    check_error({"filtre": {}}, "filtre: unknown key (did you mean filter?)", tmp_path)
+
+
+def test_every_predictor_entry_is_checked_by_every_stage(tmp_path):
+    predictors = {**PARAMS["generate"]["predictors"], "bad": {"kind": "nope", "needs": "data/split/test.jsonl"}}
+    from nep.config import ParamsError
+    from nep.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**PARAMS, "generate": {**PARAMS["generate"], "predictors": predictors}}))
+    with pytest.raises(ParamsError, match=r"generate\.predictors\.bad.*'nope'") as info:
+        load_params("ingest", path)
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_are_filled_in(tmp_path):
+    from nep.params import load_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("filter: {max_chars: 100}\n")
+    assert load_params("filter", path) == {**PARAMS["filter"], "max_chars": 100}
+    assert load_params("finetune", path)["tiny"] == PARAMS["finetune"]["tiny"]
+
+
+def test_a_stage_exits_with_the_line_and_no_traceback(tmp_path):
+    """A stage, unchanged, stops on a bad param before doing work: exit 1, one line, no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**PARAMS, "label": {**PARAMS["label"], "concurency": 4}}))
+    result = subprocess.run(
+        [sys.executable, "-c", "from nep.params import load_params; load_params('ingest'); print('ran')"],
+        cwd=tmp_path, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip() == "params.yaml: label.concurency: unknown key (did you mean label.concurrency?)"
+
+
+def test_the_check_command(tmp_path, capsys):
+    from nep.config import main
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(yaml.safe_dump(PARAMS))
+    bad.write_text(yaml.safe_dump({**PARAMS, "filter": {**PARAMS["filter"], "max_chunk_lines": "abc", "min_chunk": 2}}))
+    assert main([str(good)]) == 0
+    assert capsys.readouterr().out.strip() == f"{good}: OK"
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"{bad}: filter.max_chunk_lines: 'abc' is not an integer",
+        f"{bad}: filter.min_chunk: unknown key (did you mean filter.min_chunks?)",
+    ]

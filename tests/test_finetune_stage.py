@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import copy_project, git
 
+from nep.examples import build_examples
 from nep.jsonl import write_jsonl
 from stages.finetune import finetune
-from stages.process import build_examples
 
 FAST = {"tiny": {"vocab_size": 400, "max_seq_length": 256, "max_steps": 3}, "gradient_accumulation_steps": 2}
 

@@ -1,8 +1,10 @@
-"""The generate stage: records, metrics, ordering, batching, bad input, and its dvc wiring."""
+"""The generate stage and nep.generation: records, metrics, timing, ordering, resuming a killed
+run, bad input, and the dvc wiring."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -12,16 +14,25 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO_ROOT, copy_project, git
+from fake_openai import FakeOpenAI
 from test_predictors import examples, make_example
 
+from nep import generation
+from nep.generation import Checkpoint, checkpoint_dir, generate
 from nep.jsonl import InputError, read_jsonl, write_jsonl
+from nep.predictors import IdentityPredictor, Prediction, PredictorError, Settings
 from nep.prompts import parse_prompt
-from stages.generate import generate
 
 RECORD_FIELDS = {
-    "id", "prompt", "output", "ground_truth", "language", "latency_s", "output_tokens",
-    "raw_output", "extracted", "extraction",
+    "id", "prompt", "output", "ground_truth", "language", "output_tokens", "raw_output", "extracted",
+    "extraction", "path",
 }
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -31,30 +42,41 @@ def test_set(tmp_path: Path) -> Path:
     return path
 
 
-def run(tmp_path: Path, test_set: Path, name: str, config: dict, **kw) -> tuple[list[dict], dict]:
+def run(root: Path, test_set: Path, name: str, entry: dict, *, max_new_tokens: int = 8, batch_size: int = 8,
+        **kw) -> tuple[list[dict], dict]:
     metrics = generate(
-        predictor=name,
-        predictors={name: config},
-        test_path=test_set,
-        out_dir=tmp_path / "out",
-        metrics_dir=tmp_path / "metrics",
-        **kw,
+        name, entry, Settings(max_new_tokens, batch_size, threads=1), test_path=test_set,
+        out_path=root / "out" / f"{name}.jsonl", metrics_path=root / "metrics" / f"{name}.json",
+        timing_path=root / "timing" / f"{name}.json", progress=False, **kw,
     )
-    records = list(read_jsonl(tmp_path / "out" / f"{name}.jsonl"))
-    assert json.loads((tmp_path / "metrics" / f"{name}.json").read_text()) == metrics
+    records = list(read_jsonl(root / "out" / f"{name}.jsonl"))
+    assert json.loads((root / "metrics" / f"{name}.json").read_text()) == metrics
     return records, metrics
 
 
-def test_identity_records_and_metrics(tmp_path, test_set):
+def test_identity_records_metrics_and_timing(tmp_path, test_set):
     records, metrics = run(tmp_path, test_set, "identity", {"kind": "identity", "needs": str(test_set)})
     exs = examples()
     assert [r["id"] for r in records] == [e["id"] for e in exs]  # test-set order kept
-    for r, e in zip(records, exs):
-        assert set(r) == RECORD_FIELDS
+    for r, e in zip(records, exs, strict=True):
+        assert set(r) == RECORD_FIELDS  # no timing in a record
         assert r["output"] == r["raw_output"] == e["current"] == parse_prompt(r["prompt"])["current"]
-        assert (r["ground_truth"], r["language"], r["extracted"]) == (e["next"], e["language"], True)
+        assert (r["ground_truth"], r["language"], r["extracted"], r["path"]) == (e["next"], e["language"], True, e["path"])
     assert metrics["examples"] == len(exs) and metrics["extracted_rate"] == 1.0
     assert metrics["extraction.direct"] == len(exs)
+    assert not any("latency" in k or "wall" in k or "per_s" in k for k in metrics)
+    timing = json.loads((tmp_path / "timing" / "identity.json").read_text())
+    assert {"wall_s", "mean_latency_s", "tokens_per_s"} <= set(timing)
+    assert (timing["examples_generated"], timing["examples_resumed"]) == (len(exs), 0)
+    assert not list(checkpoint_dir().glob("identity.*"))  # removed once the records are written
+
+
+def test_same_inputs_give_the_same_bytes(tmp_path, test_set):
+    entry = {"kind": "propagate", "needs": str(test_set)}
+    run(tmp_path / "a", test_set, "propagate", entry)
+    run(tmp_path / "b", test_set, "propagate", entry, batch_size=2)
+    for rel in ("out/propagate.jsonl", "metrics/propagate.json"):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
 def test_propagate_counts_its_rules(tmp_path, test_set):
@@ -63,31 +85,110 @@ def test_propagate_counts_its_rules(tmp_path, test_set):
     assert records[-1]["output"] != records[-1]["raw_output"].replace("value_4: int", "value_4")
 
 
+@pytest.mark.slow  # ~10 s on a loaded 2-core machine; test_predictors checks the same on the predictor
 def test_tiny_model_batched_equals_one_at_a_time(tmp_path, test_set):
     from nep.tiny import build_tiny_model
 
     model = build_tiny_model([e["text"] for e in examples()], tmp_path / "tiny", vocab_size=400, hidden_size=32)
-    config = {"kind": "hf", "model": str(model), "device": "cpu"}
-    one, _ = run(tmp_path / "one", test_set, "tiny", config, batch_size=1, max_new_tokens=8)
-    many, metrics = run(tmp_path / "many", test_set, "tiny", config, batch_size=4, max_new_tokens=8)
-    assert [r["raw_output"] for r in one] == [r["raw_output"] for r in many]
-    assert [r["output"] for r in one] == [r["output"] for r in many]
+    entry = {"kind": "hf", "model": str(model), "device": "cpu"}
+    one, _ = run(tmp_path / "one", test_set, "tiny", entry, batch_size=1)
+    many, metrics = run(tmp_path / "many", test_set, "tiny", entry, batch_size=4)
+    assert one == many
     assert metrics["output_tokens"] == sum(r["output_tokens"] for r in many) > 0
-    assert metrics["tokens_per_s"] > 0 and metrics["mean_latency_s"] > 0
     assert metrics["extracted"] + metrics["unextracted"] == len(many)
+    assert json.loads((tmp_path / "many" / "timing" / "tiny.json").read_text())["tokens_per_s"] > 0
 
 
 def test_unextractable_outputs_are_counted(tmp_path, test_set, monkeypatch):
-    from nep.predictors import OpenAIPredictor, Prediction
+    from nep.remote import OpenAIPredictor
 
-    def fake_predict(self, batch, *, max_new_tokens):
-        return [Prediction("<next_version>\nok\n</next_version>" if i % 2 else "no answer", 3, 0.5) for i in range(len(batch))]
+    def fake_predict(self, exs, todo, settings):
+        yield [(i, Prediction("<next_version>\nok\n</next_version>" if i % 2 else "no answer", 3)) for i in todo]
 
     monkeypatch.setattr(OpenAIPredictor, "predict", fake_predict)
-    records, metrics = run(tmp_path, test_set, "api", {"kind": "openai", "model": "m"}, batch_size=10)
+    records, metrics = run(tmp_path, test_set, "api", {"kind": "openai", "model": "m"})
     assert metrics["unextracted"] == sum(not r["extracted"] for r in records) > 0
     assert all(r["output"] == "" for r in records if not r["extracted"])
     assert metrics["extraction.none"] == metrics["unextracted"]
+
+
+def test_openai_run_reports_llm_accounting_and_no_request_lines(tmp_path, test_set, caplog):
+    answer = "<next_version>\nx = 1\n</next_version>"
+    with FakeOpenAI(default_answer=answer) as server, caplog.at_level(logging.INFO):
+        entry = {"kind": "openai", "model": "m", "base_url": server.url, "api_key_env": "", "concurrency": 3}
+        records, metrics = run(tmp_path, test_set, "api", entry)
+        again, metrics_again = run(tmp_path / "again", test_set, "api", entry)
+    assert all(r["output"] == "x = 1\n" for r in records) and again == records
+    assert metrics["llm.requests"] == len(records) and metrics["llm.failed"] == 0
+    assert metrics_again["llm.cache_hits"] == len(records)  # answers are cached across runs
+    assert not [r for r in caplog.records if r.name.startswith(("httpx", "openai"))]
+    timing = json.loads((tmp_path / "timing" / "api.json").read_text())
+    assert not any(k.startswith("llm.") and not ("time" in k or k.endswith("_s")) for k in timing)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_killed_run_resumes_without_redoing_answers(tmp_path, test_set, monkeypatch):
+    """A predictor that dies after two batches; the rerun answers only what is left and writes the
+    same bytes as an uninterrupted run."""
+    entry = {"kind": "identity", "needs": str(test_set)}
+    full, _ = run(tmp_path / "full", test_set, "identity", entry, batch_size=2)
+    asked: list[list[int]] = []
+    original = IdentityPredictor.predict
+
+    def crashing(self, exs, todo, settings):
+        asked.append(list(todo))
+        for n, group in enumerate(original(self, exs, todo, settings)):
+            if n == 2:
+                raise Crash("killed")
+            yield group
+
+    monkeypatch.setattr(IdentityPredictor, "predict", crashing)
+    with pytest.raises(Crash):
+        run(tmp_path / "crash", test_set, "identity", entry, batch_size=2)
+    assert not (tmp_path / "crash" / "out").exists()
+    saved = list(checkpoint_dir().glob("identity.*.jsonl"))
+    assert len(saved) == 1 and len(saved[0].read_text().splitlines()) == 1 + 4  # header + 2 batches
+    asked.clear()
+
+    def spying(self, exs, todo, settings):
+        asked.append(list(todo))
+        return original(self, exs, todo, settings)
+
+    monkeypatch.setattr(IdentityPredictor, "predict", spying)
+    run(tmp_path / "crash", test_set, "identity", entry, batch_size=2)
+    assert len(asked[0]) == len(examples()) - 4  # the four saved answers are not redone
+    assert (tmp_path / "crash" / "out" / "identity.jsonl").read_bytes() == (tmp_path / "full" / "out" / "identity.jsonl").read_bytes()
+    timing = json.loads((tmp_path / "crash" / "timing" / "identity.json").read_text())
+    assert (timing["examples_resumed"], timing["examples_generated"]) == (4, len(examples()) - 4)
+    assert not saved[0].exists()
+
+
+def test_a_torn_last_line_is_dropped_and_a_changed_input_starts_afresh(tmp_path, test_set):
+    exs = examples()
+    path = tmp_path / "ck.jsonl"
+    ck = Checkpoint(path, "k1", exs)
+    assert ck.load() == {}
+    entries = [generation.answer_entry(i, exs[i], Prediction("x"), "direct") for i in (0, 1)]
+    ck.append(entries)
+    ck.close()
+    with path.open("a") as f:
+        f.write('{"i": 2, "id": "')  # a kill mid-line
+    assert sorted(Checkpoint(path, "k1", exs).load()) == [0, 1]
+    assert path.read_text().endswith("}\n")  # the torn line is gone before appending
+    assert Checkpoint(path, "k2", exs).load() == {}  # another key: nothing reused
+    key = generation.checkpoint_key({"kind": "identity"}, 8, test_set.read_bytes())
+    assert key != generation.checkpoint_key({"kind": "identity"}, 16, test_set.read_bytes())
+    assert key != generation.checkpoint_key({"kind": "identity"}, 8, test_set.read_bytes() + b"\n")
+    assert key == generation.checkpoint_key({"kind": "identity", "needs": "elsewhere"}, 8, test_set.read_bytes())
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"1")
+    before = generation.checkpoint_key({"kind": "hf", "model": str(model)}, 8, b"")
+    (model / "w.bin").write_bytes(b"22")
+    assert generation.checkpoint_key({"kind": "hf", "model": str(model)}, 8, b"") != before
 
 
 def test_bad_input_names_file_and_record(tmp_path):
@@ -95,9 +196,27 @@ def test_bad_input_names_file_and_record(tmp_path):
     good = make_example("a = 1\n", "a = 1\nb = 2\n", "a = 1\nb = 2\nc = 3\n")
     write_jsonl(path, [good, {"id": "broken", "prompt": "x"}])
     with pytest.raises(InputError, match=r"test\.jsonl: record 2 \(id 'broken'\) lacks .*next"):
-        generate(predictor="i", predictors={"i": {"kind": "identity"}}, test_path=path, out_dir=tmp_path)
-    with pytest.raises(KeyError, match="generate.predictors.nope"):
-        generate(predictor="nope", predictors={"i": {"kind": "identity"}}, test_path=path, out_dir=tmp_path)
+        run(tmp_path, path, "i", {"kind": "identity"})
+    with pytest.raises(InputError, match=r"nothing\.jsonl: file not found"):
+        run(tmp_path, tmp_path / "nothing.jsonl", "i", {"kind": "identity"})
+    with pytest.raises(ValueError, match=r"generate\.predictors\.i\.kind"):
+        run(tmp_path, path, "i", {"kind": "identiy"})
+
+
+def test_missing_model_is_one_line_from_the_stage(tmp_path, test_set):
+    project = tmp_path / "p"
+    (project / "data" / "split").mkdir(parents=True)
+    shutil.copy(test_set, project / "data" / "split" / "test.jsonl")
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["generate"]["predictors"] = {"gone": {"kind": "finetuned", "model": "models/none", "needs": "x"}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+    for name, expect in (("gone", "generate.predictors.gone.model: models/none: no fine-tuned model"),
+                         ("missing", "no generate.predictors.missing")):
+        done = subprocess.run([sys.executable, "-m", "stages.generate", "--predictor", name], cwd=project,
+                              env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and expect in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert PredictorError.__mro__[1] is RuntimeError
 
 
 def test_dvc_yaml_wires_one_stage_per_predictor():
@@ -105,11 +224,17 @@ def test_dvc_yaml_wires_one_stage_per_predictor():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["generate"]
     assert dvc["foreach"] == "${generate.predictors}"
     deps = set(dvc["do"]["deps"])
-    imported = {"nep/predictors.py", "nep/extract.py", "nep/propagate.py", "nep/prompts.py", "nep/edits.py",
-                "nep/jsonl.py", "nep/training.py", "nep/tiny.py", "nep/llm.py", "stages/generate.py"}
+    imported = {"nep/generation.py", "nep/predictors.py", "nep/hf_generate.py", "nep/vllm_generate.py",
+                "nep/remote.py", "nep/imported.py", "nep/extract.py", "nep/propagate.py", "nep/prompts.py",
+                "nep/edits.py", "nep/jsonl.py", "nep/device.py", "nep/registry.py", "nep/training.py",
+                "nep/llm.py", "stages/generate.py"}
     assert imported <= deps and "${item.needs}" in deps
+    assert {"generate.max_new_tokens", "generate.batch_size", "generate.threads"} <= set(dvc["do"]["params"])
+    assert dvc["do"]["outs"] == ["data/generate/${key}.jsonl"]  # the checkpoint and timing are not outputs
+    from nep.predictors import check_predictor
+
     for name, config in params["predictors"].items():
-        assert config["kind"] in {"finetuned", "identity", "propagate", "hf", "vllm", "openai"}, name
+        check_predictor(name, config)
         assert config.get("needs"), f"generate.predictors.{name} needs a `needs` path"
 
 
@@ -128,6 +253,4 @@ def test_cli_through_dvc(tmp_path, test_set):
         records = list(read_jsonl(project / "data" / "generate" / f"{name}.jsonl"))
         assert len(records) == len(examples())
         assert json.loads((project / "metrics" / "generate" / f"{name}.json").read_text())["examples"] == len(records)
-    result = subprocess.run([sys.executable, "-m", "stages.generate", "--predictor", "missing"], cwd=project,
-                            env=env, capture_output=True, text=True)
-    assert result.returncode != 0 and "generate.predictors.missing" in result.stderr
+        assert (project / "metrics" / "timing" / "generate" / f"{name}.json").exists()

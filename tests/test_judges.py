@@ -8,7 +8,7 @@ import pytest
 
 from nep.jsonl import read_jsonl, write_jsonl
 from nep.judges import judge_messages, rules_judgment, tree_sitter_parser
-from nep.llm import TooManyFailures
+from nep.verdicts import TooManyFailures
 from nep.prompts import build_prompt
 from stages import judge as judge_stage
 
@@ -64,7 +64,7 @@ def test_judge_stage_rules(tmp_path):
                generation(2, CURRENT), generation(3, "", extracted=False)]
     write_jsonl(tmp_path / "gen.jsonl", records)
     metrics = judge_stage.run(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
-                              metrics_path=tmp_path / "m.json", backend="rules")
+                              metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json", backend="rules")
     out = list(read_jsonl(tmp_path / "j.jsonl"))
     assert [(j["id"], j["judgment"], j["reason"].split(":")[0]) for j in out] == [
         ("ex0", 1, "exact"), ("ex1", 1, "syntax_tree"), ("broken", None, "invalid generation record"),
@@ -91,19 +91,23 @@ def test_judge_stage_llm(tmp_path, fake_openai, monkeypatch):
                generation(5, CURRENT + "x()  # [[fault:*500]]\n")]
     write_jsonl(tmp_path / "gen.jsonl", records)
     params = dict(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
-                  metrics_path=tmp_path / "m.json", backend="openai", base_url=fake_openai.url, model="judge-m",
-                  api_key_env="NEP_TEST_KEY", max_attempts=2, backoff_base_s=0.01, timeout_s=5,
-                  shortcut_exact=True, prices={"judge-m": {"input": 1.0, "output": 1.0}})
+                  metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json", backend="openai",
+                  base_url=fake_openai.url, model="judge-m", api_key_env="NEP_TEST_KEY", max_attempts=2,
+                  timeout_s=5, shortcut_exact=True, prices={"judge-m": {"input": 1.0, "output": 1.0}})
     with pytest.raises(TooManyFailures, match="2 of 6 judgments failed"):
         judge_stage.run(max_failure_rate=0.1, **params)
     # written before failing, so the reasons can be read
     out = list(read_jsonl(tmp_path / "j.jsonl"))
     assert [j["judgment"] for j in out] == [1, 0, 1, 0, None, None]
     assert out[0]["reason"] == "exact" and out[1]["reason"] == "not_extracted" and out[2]["reason"] == "llm: yes"
+    assert [j["answer"] for j in out][:4] == [None, None, "Yes, it is.", "no"]
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert metrics["llm.shortcuts"] == 2 and metrics["llm.requests"] == 4 and metrics["llm.unparseable"] == 1
-    assert metrics["llm.failures.server_error"] == 1 and metrics["llm.cost_usd"] > 0
+    assert metrics["reason.exact"] + metrics["reason.not_extracted"] == 2  # decided without a request
+    assert metrics["llm.requests"] == 4 and metrics["reason.unparseable"] == 1
+    assert metrics["llm.failed.server_error"] == 1 and metrics["llm.cost_usd"] > 0
     assert fake_openai.requests == 3 + 2
+    timing = json.loads((tmp_path / "t.json").read_text())  # measured, apart from the metrics
+    assert timing["llm.wall_time_s"] > 0 and not any("time" in k for k in metrics)
 
     fake_openai.reset_counts()
     metrics = judge_stage.run(max_failure_rate=0.5, **params)

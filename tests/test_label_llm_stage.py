@@ -18,7 +18,8 @@ import yaml
 from conftest import REPO_ROOT, project_on_history, run_dvc
 
 from nep.jsonl import read_jsonl, write_jsonl
-from nep.llm import TooManyFailures, cache_path
+from nep.llmcache import cache_path
+from nep.verdicts import TooManyFailures
 from stages import label as label_stage
 
 SECRET = f"sk-{uuid.uuid4().hex}"  # made at run time: not even the sources hold it
@@ -41,7 +42,7 @@ def assert_no_secret(*roots: Path) -> None:
 
 def llm_params(server) -> dict:
     return {"backend": "openai", "base_url": server.url, "model": "fake-model", "api_key_env": "NEP_TEST_KEY",
-            "concurrency": 4, "timeout_s": 5, "max_attempts": 2, "backoff_base_s": 0.01, "max_tokens": 5,
+            "concurrency": 4, "timeout_s": 5, "max_attempts": 2, "max_tokens": 5,
             "max_failure_rate": 0.2, "prices": {"fake-model": {"input": 0.15, "output": 0.6}}}
 
 
@@ -49,11 +50,12 @@ def test_label_stage_openai(tmp_path, fake_openai, monkeypatch):
     monkeypatch.setenv("NEP_TEST_KEY", SECRET)
     records = [commit(i, m) for i, m in enumerate(["", "[[answer:No]]", "[[answer:?]]", "[[fault:*503]]", "", ""])]
     write_jsonl(tmp_path / "in.jsonl", records)
-    paths = dict(input_path=tmp_path / "in.jsonl", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json")
+    paths = dict(input_path=tmp_path / "in.jsonl", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json",
+                 timing_path=tmp_path / "t.json")
     with pytest.raises(TooManyFailures, match=r"2 of 6 labels failed"):
         label_stage.run(**paths, **llm_params(fake_openai))
     metrics = json.loads((tmp_path / "m.json").read_text())  # written before failing
-    assert metrics["llm.failures.server_error"] == 1 and metrics["llm.unparseable"] == 1
+    assert metrics["llm.failed.server_error"] == 1 and metrics["reason.unparseable"] == 1
 
     fake_openai.reset_counts()
     metrics = label_stage.run(**paths, **{**llm_params(fake_openai), "max_failure_rate": 0.5})
@@ -61,9 +63,13 @@ def test_label_stage_openai(tmp_path, fake_openai, monkeypatch):
     assert [r["label"] for r in out] == [1, 0, None, None, 1, 1] and [r["commit"] for r in out] == [
         r["commit"] for r in records]
     assert all(r["label_reason"] for r in out)
+    assert all(r["old_contents"] == s["old_contents"] for r, s in zip(out, records))
     assert fake_openai.requests == 2  # only the failing request was sent again
     assert metrics["yes"] == 3 and metrics["null"] == 2 and metrics["llm.cache_hits"] == 5
-    assert {"llm.tokens_in", "llm.tokens_out", "llm.cost_usd", "llm.wall_time_s", "llm.requests_sent"} <= set(metrics)
+    assert metrics["llm.requests"] == 6 and metrics["llm.retries"] == 1
+    assert {"llm.input_tokens", "llm.output_tokens", "llm.cost_usd", "llm.failed"} <= set(metrics)
+    assert not any("time" in k for k in metrics)
+    assert set(json.loads((tmp_path / "t.json").read_text())) == {"wall_time_s", "llm.wall_time_s"}
     assert_no_secret(tmp_path, cache_path().parent)
 
 
@@ -94,6 +100,19 @@ def test_killed_label_stage_resumes_without_resending(tmp_path, fake_openai, mon
     assert_no_secret(tmp_path, cache_path().parent)
 
 
+def test_label_stage_without_key_says_one_line(tmp_path, fake_openai):
+    write_jsonl(tmp_path / "data/filter/commits.jsonl", [commit(0)])
+    params = {**llm_params(fake_openai), "api_key_env": "NEP_TEST_KEY_UNSET"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": params}))
+    env = {k: v for k, v in os.environ.items() if k != "NEP_TEST_KEY_UNSET"}
+    proc = subprocess.run([sys.executable, "-m", "stages.label"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 1 and fake_openai.requests == 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "label:" not in line[:7]]
+    assert lines[-1].startswith("label.api_key_env: environment variable NEP_TEST_KEY_UNSET is not set")
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_dvc_exp_run_labels_through_a_local_server(tmp_path, fake_openai, monkeypatch):
     monkeypatch.setenv("NEP_E2E_KEY", SECRET)
@@ -109,7 +128,7 @@ def test_dvc_exp_run_labels_through_a_local_server(tmp_path, fake_openai, monkey
     labeled = list(read_jsonl(project / "data/label/commits.jsonl"))
     metrics = json.loads((project / "metrics/label.json").read_text())
     assert labeled and all(r["label"] == 1 and r["label_reason"] == "llm: yes" for r in labeled)
-    assert metrics["llm.requests_sent"] == fake_openai.requests == len(labeled) == metrics["records_out"]
+    assert metrics["llm.requests"] == fake_openai.requests == len(labeled) == metrics["records_out"]
     assert "NEP_E2E_KEY" in (project / "dvc.lock").read_text()  # the name is a param; the key is not
     assert_no_secret(project, cache_path().parent)
 

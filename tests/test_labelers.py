@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from nep.labelers import get_labeler, label_all, label_heuristic
+from nep.labelers import LABELERS, AllLabeler, HeuristicLabeler, label_all, label_heuristic
+from nep.verdicts import build
 
 BASE = "".join(f"row_{i} = {i}\n" for i in range(30))
 
@@ -36,9 +37,11 @@ def test_heuristic_ignores_keywords_and_unrelated_names():
 
 def test_all_and_unknown_labelers():
     assert label_all(rec(BASE))[0] == 1
-    assert get_labeler("all", model="ignored") is label_all
-    with pytest.raises(ValueError, match="heuristic"):
-        get_labeler("nope")
+    labeler = build(LABELERS, {"backend": "all", "model": "ignored", "max_failure_rate": 0.0})
+    assert isinstance(labeler, AllLabeler) and [v.value for v in labeler.verdicts([rec(BASE)] * 2)] == [1, 1]
+    assert isinstance(build(LABELERS, {"backend": "heuristic"}), HeuristicLabeler)
+    with pytest.raises(ValueError, match=r"label.backend: unknown 'heurstic'.*did you mean 'heuristic'"):
+        build(LABELERS, {"backend": "heurstic"})
 
 
 def test_label_stage_counts(tmp_path):
@@ -48,10 +51,14 @@ def test_label_stage_counts(tmp_path):
     rows = [rec(insert({3: "a_b = 1\n", 9: "c_d = a_b\n"})), rec(insert({3: "a_b = 1\n", 9: "c_d = 2\n"}))]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n" + json.dumps({"lang": "C"}) + "\n")
     out = tmp_path / "out.jsonl"
-    metrics = run(input_path=src, output_path=out, metrics_path=tmp_path / "m.json", backend="heuristic")
+    files = dict(input_path=src, output_path=out, metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json")
+    metrics = run(**files, backend="heuristic")
     assert metrics["yes"] == 1 and metrics["no"] == 1 and metrics["yes_rate"] == 0.5
+    assert metrics["reason.shared_name"] == 1 and metrics["reason.no_shared_name"] == 1
+    assert json.loads((tmp_path / "m.json").read_text()) == metrics
+    assert set(json.loads((tmp_path / "t.json").read_text())) == {"wall_time_s"}
     assert metrics["records_in"] == 4 and metrics["dropped.malformed_json"] == 1
     assert metrics["dropped.missing_commit"] == 1
     labeled = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["label"] for r in labeled] == [1, 0] and all(r["label_reason"] for r in labeled)
-    assert run(input_path=src, output_path=out, metrics_path=tmp_path / "m.json", backend="all")["yes"] == 2
+    assert run(**files, backend="all")["yes"] == 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import email.utils
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -13,24 +13,15 @@ import time
 import pytest
 from conftest import REPO_ROOT
 
-from nep.llm import (
-    ChatRequest,
-    OpenAIBackend,
-    TooManyFailures,
-    backend_config,
-    cache_path,
-    check_failure_rate,
-    get_backend,
-    in_request_order,
-    retry_after_s,
-)
+from nep.llm import ChatRequest, LLMUnavailable, OpenAIBackend, backend_config, get_backend, in_request_order
+from nep.llmcache import CachedBackend, cache_path
 
 KEY = "sk-nep-test-SECRET-0123456789"
 
 
 def backend(server, **overrides) -> OpenAIBackend:
     config = dict(base_url=server.url, model="fake-model", api_key_env="NEP_TEST_KEY", concurrency=4,
-                  timeout_s=0.5, max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.05, max_tokens=5)
+                  timeout_s=0.5, max_attempts=3, max_tokens=5)
     return get_backend("openai", **{**config, **overrides})
 
 
@@ -45,18 +36,19 @@ def api_key(monkeypatch):
 
 
 # One request per fault; transient faults (first attempt only) are retried into an answer,
-# persistent ones (`*`) end failed with their reason after max_attempts.
+# persistent ones (`*`) end failed with their reason after max_attempts. A malformed 200 is not
+# retried (the openai client's retries are for 408/409/429/5xx, timeouts and connection errors).
 FAULTS = [
     ("429", None, 2), ("500", None, 2), ("503", None, 2), ("slow", None, 2), ("drop", None, 2),
-    ("malformed", None, 2), ("429,503,500", "server_error", 3), ("*500", "server_error", 3),
+    ("malformed", "bad_response", 1), ("429,503,500", "server_error", 3), ("*500", "server_error", 3),
     ("*503", "server_error", 3), ("*slow", "timeout", 3), ("*drop", "connection", 3),
-    ("*malformed", "bad_response", 3), ("empty", "empty_content", 1), ("400", "client_error", 1),
+    ("*malformed", "bad_response", 1), ("empty", "empty_content", 1), ("400", "client_error", 1),
     ("401", "client_error", 1), ("", None, 1),
 ]
 
 
 def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
-    llm = backend(fake_openai)
+    llm = backend(fake_openai, concurrency=len(FAULTS))
     requests = [request(i, f"[[fault:{f}]]" if f else "") for i, (f, _, _) in enumerate(FAULTS)]
     results = {r.id: r for r in llm.complete_many(requests)}
     assert sorted(results, key=int) == [r.id for r in requests]  # nothing lost, nothing twice
@@ -68,11 +60,13 @@ def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
             assert r.text == "yes" and r.tokens_in > 0
         else:
             assert r.text is None and r.detail
-    assert fake_openai.requests == sum(a for _, _, a in FAULTS) == llm.stats.requests_sent
-    m = llm.stats.metrics()
-    assert m["llm.requests"] == len(FAULTS) and m["llm.answered"] == 7 and m["llm.failed"] == 9
-    assert m["llm.failures.server_error"] == 3 and m["llm.failures.client_error"] == 2
+    assert fake_openai.requests == sum(a for _, _, a in FAULTS) == llm.accounting.attempts
+    m = llm.accounting.metrics()
+    assert m["llm.requests"] == len(FAULTS) and m["llm.failed"] == 10 and m["llm.cache_hits"] == 0
+    assert m["llm.failed.server_error"] == 3 and m["llm.failed.client_error"] == 2
+    assert m["llm.failed.bad_response"] == 2 and m["llm.failed.timeout"] == 1
     assert m["llm.retries"] == fake_openai.requests - len(FAULTS)
+    assert m["llm.input_tokens"] > 0 and m["llm.output_tokens"] > 0
     assert fake_openai.authorization == {f"Bearer {KEY}"}
     echoed = results[str(next(i for i, f in enumerate(FAULTS) if f[0] == "401"))]
     assert "bad credentials" in echoed.detail and KEY not in echoed.detail
@@ -86,17 +80,17 @@ def test_retry_after_is_honoured(fake_openai):
     assert time.perf_counter() - start >= 0.6
 
 
-def test_retry_after_parsing_and_backoff():
-    assert retry_after_s({"retry-after": "2"}) == 2.0
-    assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
-    date = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 25 < retry_after_s({"retry-after": date}) <= 30
-    assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
-    llm = OpenAIBackend(model="m", backoff_base_s=1.0, backoff_max_s=8.0)
-    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (10, 8.0)]:
-        delays = [llm.backoff_s(attempt) for _ in range(50)]
-        assert all(ceiling / 2 <= d <= ceiling for d in delays) and len(set(delays)) > 1  # jittered
-    assert llm.backoff_s(1, retry_after=3.0) == 3.0
+def test_accounting_names_times_apart_and_no_request_logs(fake_openai, caplog):
+    caplog.set_level(logging.INFO)
+    llm = backend(fake_openai, model="gpt-x")
+    list(llm.complete_many([request(0, "[[fault:429]] [[delay:0.2]]"), request(1, "[[delay:0.2]]")]))
+    m = llm.accounting.metrics({"gpt-x": {"input": 0.5, "output": 2.0}})
+    assert set(m) == {"llm.requests", "llm.cache_hits", "llm.retries", "llm.failed", "llm.input_tokens",
+                      "llm.output_tokens", "llm.cost_usd"}
+    assert m["llm.retries"] == 1 and m["llm.cost_usd"] > 0
+    assert "llm.cost_usd" not in llm.accounting.metrics({})
+    assert llm.accounting.timing()["llm.wall_time_s"] >= 0.4  # measured; never in the metrics
+    assert not [r for r in caplog.records if r.name.split(".")[0] in ("httpx", "httpx2", "openai")]
 
 
 def test_concurrency_is_bounded_and_results_stream(fake_openai):
@@ -124,7 +118,7 @@ def test_cache_resends_only_missing_requests(fake_openai, monkeypatch):
     second = backend(fake_openai)
     again = {r.id: r for r in second.complete_many(requests)}
     assert fake_openai.requests == 3  # only the failed request is tried again
-    assert second.stats.cache_hits == 8 and again["3"].cached and again["3"].text == "yes"
+    assert second.accounting.cache_hits == 8 and again["3"].cached and again["3"].text == "yes"
     assert again["3"].latency_s == results["3"].latency_s  # the first measurement is kept
 
     fake_openai.reset_counts()
@@ -139,9 +133,9 @@ def test_cache_resends_only_missing_requests(fake_openai, monkeypatch):
 def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch):
     monkeypatch.delenv("NEP_TEST_KEY")
     llm = backend(fake_openai)
-    with pytest.raises(RuntimeError, match="NEP_TEST_KEY"):
+    with pytest.raises(LLMUnavailable, match="NEP_TEST_KEY is not set") as error:
         list(llm.complete_many([request(1)]))
-    assert fake_openai.requests == 0
+    assert error.value.param == "api_key_env" and fake_openai.requests == 0
     monkeypatch.setenv("NEP_TEST_KEY", KEY)
     list(backend(fake_openai).complete_many([request(1)]))
     monkeypatch.delenv("NEP_TEST_KEY")
@@ -151,20 +145,24 @@ def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch
     assert "Bearer EMPTY" in fake_openai.authorization
 
 
-def test_registry_config_and_failure_rate():
-    with pytest.raises(ValueError, match="unknown LLM backend"):
+def test_unreachable_endpoint_stops_with_the_param(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path))
+    llm = get_backend("openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NEP_TEST_KEY",
+                      max_attempts=1)
+    with pytest.raises(LLMUnavailable, match="cannot connect to http://127.0.0.1:9/v1") as error:
+        list(llm.complete_many([request(1)]))
+    assert error.value.param == "base_url"
+
+
+def test_registry_and_config():
+    with pytest.raises(ValueError, match="unknown 'nope'"):
         get_backend("nope")
     with pytest.raises(TypeError, match="bogus"):
         get_backend("openai", model="m", bogus=1)
-    assert backend_config({"backend": "openai", "model": "m", "prices": {}, "concurrency": 2}) == {
-        "model": "m", "concurrency": 2}
-    check_failure_rate({"timeout": 1}, 100, 0.01)
-    with pytest.raises(TooManyFailures, match=r"2 of 100 labels failed \(timeout: 2\)"):
-        check_failure_rate({"timeout": 2}, 100, 0.01, "labels")
-    llm = OpenAIBackend(model="gpt-x")
-    llm.stats.tokens_in, llm.stats.tokens_out = 2_000_000, 1_000_000
-    assert llm.stats.metrics({"gpt-x": {"input": 0.5, "output": 2.0}})["llm.cost_usd"] == 3.0
-    assert "llm.cost_usd" not in llm.stats.metrics({})
+    assert isinstance(get_backend("openai", model="m"), CachedBackend)
+    assert isinstance(get_backend("openai", model="m", cache=False), OpenAIBackend)
+    assert backend_config({"backend": "openai", "model": "m", "prices": {}, "concurrency": 2, "cache": False}) == {
+        "model": "m", "concurrency": 2, "cache": False}
 
 
 KILLED_RUN = textwrap.dedent("""
@@ -195,4 +193,4 @@ def test_sigkilled_run_resumes_without_resending_answers(fake_openai, tmp_path):
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
     results = list(llm.complete_many(requests))
     assert len(results) == 60 and all(r.text == "yes" for r in results)
-    assert fake_openai.requests == 60 - answered and llm.stats.cache_hits == answered
+    assert fake_openai.requests == 60 - answered and llm.accounting.cache_hits == answered

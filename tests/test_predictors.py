@@ -13,13 +13,15 @@ from conftest import REPO_ROOT
 from fake_openai import FakeOpenAI
 
 from nep.extract import extract_next_version
+from nep.hf_generate import FinetunedPredictor, HFPredictor
 from nep.predictors import (
     SYSTEM_INSTRUCTION,
-    FinetunedPredictor,
-    HFPredictor,
-    OpenAIPredictor,
+    Prediction,
+    PredictorError,
+    Settings,
     build_predictor,
     chat_messages,
+    check_predictor,
 )
 from nep.prompts import build_training_text, example_id, parse_prompt
 from nep.propagate import propagate, similar, skeleton, substitution
@@ -58,6 +60,16 @@ def examples() -> list[dict]:
     long = "".join(f"value_{i} = {i}\n" for i in range(30))
     out.append(make_example(long, long.replace("value_3 =", "value_3: int ="), long, path="long.py"))
     return out
+
+
+def predict_all(predictor, exs: list[dict], max_new_tokens: int = 8, batch_size: int = 8) -> list[Prediction]:
+    """Every example's prediction, in order, checking each is answered exactly once."""
+    out: dict[int, Prediction] = {}
+    for group in predictor.predict(exs, list(range(len(exs))), Settings(max_new_tokens, batch_size)):
+        for i, p in group:
+            assert i not in out
+            out[i] = p
+    return [out[i] for i in range(len(exs))]
 
 
 @pytest.fixture(scope="module")
@@ -145,44 +157,100 @@ def test_propagate_is_deterministic():
 def test_identity_and_propagate_predictors():
     exs = examples()
     identity = build_predictor("identity", {"kind": "identity", "needs": "data/split/test.jsonl"})
-    preds = identity.predict(exs, max_new_tokens=8)
-    assert [p.raw_output for p in preds] == [e["current"] for e in exs]
+    assert [p.raw_output for p in predict_all(identity, exs)] == [e["current"] for e in exs]
     prop = build_predictor("propagate", {"kind": "propagate"})
-    preds = prop.predict(exs, max_new_tokens=8)
+    preds = predict_all(prop, exs, batch_size=2)
     assert preds[-1].raw_output == exs[-1]["current"].replace("value_4 =", "value_4: int =")
-    assert sum(prop.rules.values()) == len(exs)
+    assert all(p.tags["propagate_rule"] in {"transform", "insert", "delete", "identity"} for p in preds)
+
+
+def test_predictors_answer_only_what_is_left():
+    exs = examples()
+    groups = list(build_predictor("i", {"kind": "identity"}).predict(exs, [3, 0], Settings(8, batch_size=1)))
+    assert sorted(i for g in groups for i, _ in g) == [0, 3] and all(len(g) == 1 for g in groups)
 
 
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"needs": "x"}, "needs a `kind`"),
-        ({"kind": "magic"}, "unknown kind 'magic'"),
-        ({"kind": "identity", "model": "m"}, "unknown option"),
-        ({"kind": "hf"}, "needs `model`"),
-        ({"kind": "hf", "model": "m", "temperature": 0.7}, "unknown option.*temperature"),
-        ({"kind": "openai"}, "needs `model`"),
-        ({"kind": "openai", "model": "m", "api_key": "sk-secret"}, "unknown option.*api_key"),
-        ({"kind": "finetuned", "chat": True}, "chat"),
-        ({"kind": "vllm"}, "needs `model`"),
+        ({"needs": "x"}, r"mine\.kind: missing"),
+        ({"kind": "magic"}, r"mine\.kind: unknown 'magic'"),
+        ({"kind": "idenity"}, r"mine\.kind: .*did you mean 'identity'"),
+        ({"kind": "identity", "model": "m"}, r"mine\.model: unknown option"),
+        ({"kind": "hf"}, r"mine\.model: required"),
+        ({"kind": "hf", "model": "m", "temperature": 0.7}, r"mine\.temperature: unknown option"),
+        ({"kind": "hf", "model": "m", "chatt": True}, r"mine\.chatt: .*did you mean 'chat'"),
+        ({"kind": "hf", "model": "m", "chat": "yes"}, r"mine\.chat: expected bool \| null, got 'yes'"),
+        ({"kind": "hf", "model": 7}, r"mine\.model: expected str"),
+        ({"kind": "openai"}, r"mine\.model: required"),
+        ({"kind": "openai", "model": "m", "api_key": "sk-secret"}, r"mine\.api_key: unknown option"),
+        ({"kind": "openai", "model": "m", "concurrency": "4"}, r"mine\.concurrency: expected int"),
+        ({"kind": "openai", "model": "m", "concurrency": 0}, r"mine\.concurrency: must be ≥ 1"),
+        ({"kind": "finetuned", "chat": True}, r"mine\.chat: must be false"),
+        ({"kind": "vllm"}, r"mine\.model: required"),
+        ({"kind": "vllm", "model": "m", "chunk_size": 0}, r"mine\.chunk_size"),
+        ({"kind": "file"}, r"mine\.path: required"),
+        ({"kind": "identity", "needs": 3}, r"mine\.needs: expected a path"),
     ],
 )
-def test_build_predictor_rejects_bad_configs(config, message):
+def test_check_predictor_names_the_key(config, message):
     with pytest.raises(ValueError, match=message) as info:
+        check_predictor("mine", config)
+    assert str(info.value).startswith("generate.predictors.mine") and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=message):
         build_predictor("mine", config)
-    assert "generate.predictors.mine" in str(info.value)
+
+
+def test_check_predictor_accepts_every_kind():
+    for entry in (
+        {"kind": "identity", "needs": "t"},
+        {"kind": "finetuned", "model": "models/finetune", "device": "cpu", "dtype": "auto"},
+        {"kind": "hf", "model": "m", "chat": None, "trust_remote_code": False},
+        {"kind": "vllm", "model": "m", "max_model_len": 4096, "gpu_memory_utilization": 0.5, "chunk_size": 64},
+        {"kind": "openai", "model": "m", "base_url": "http://x/v1", "api_key_env": "", "concurrency": 32,
+         "timeout_s": 30, "prices": {"m": {"input": 1, "output": 2.5}}},
+        {"kind": "file", "path": "runs/x.jsonl", "needs": "runs/x.jsonl"},
+    ):
+        check_predictor("ok", entry)
 
 
 def test_heavy_libraries_load_lazily():
     code = (
-        "import sys, nep.predictors, nep.extract, stages.generate\n"
+        "import sys, nep.predictors, nep.generation, nep.extract, stages.generate\n"
+        "options = {'vllm': {'model': 'm'}, 'hf': {'model': 'm'}, 'openai': {'model': 'm'}, 'file': {'path': 'f'}}\n"
+        "for kind in nep.predictors.KINDS:\n"
+        "    nep.predictors.check_predictor(kind, {'kind': kind, **options.get(kind, {})})\n"
         "p = nep.predictors.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
         "p = nep.predictors.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
         "p = nep.predictors.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
-        "heavy = {'torch', 'transformers', 'peft', 'vllm', 'openai', 'unsloth'} & set(sys.modules)\n"
+        "heavy = {'torch', 'transformers', 'peft', 'vllm', 'openai', 'unsloth', 'datasets'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_missing_vllm_names_the_param_and_the_requirements(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_vllm(name, *args, **kwargs):
+        if name == "vllm" or name.startswith("vllm."):
+            raise ImportError("No module named 'vllm'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_vllm)
+    predictor = build_predictor("fast", {"kind": "vllm", "model": "m"})
+    with pytest.raises(PredictorError, match=r"generate\.predictors\.fast\.kind: .*requirements-gpu\.txt"):
+        predict_all(predictor, examples())
+
+
+def test_missing_hub_model_names_the_param(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
+    with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load") as info:
+        predict_all(predictor, examples()[:1])
+    assert "\n" not in str(info.value)
 
 
 def test_chat_messages_hold_the_sections_and_require_the_tag():
@@ -203,17 +271,26 @@ def test_hf_base_model_batched_equals_one_at_a_time(tiny_dir):
     exs = examples()
     predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
     assert predictor.style == "completion"  # no chat template: the training prompt
-    batched = predictor.predict(exs, max_new_tokens=12)
-    single = [predictor.predict([e], max_new_tokens=12)[0] for e in exs]
+    batched = predict_all(predictor, exs, max_new_tokens=12, batch_size=4)
+    single = predict_all(predictor, exs, max_new_tokens=12, batch_size=1)
     assert [p.raw_output for p in batched] == [p.raw_output for p in single]
     assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]
     assert all(0 < p.output_tokens <= 12 and p.latency_s > 0 for p in batched)
 
 
+def test_hf_batches_by_prompt_length(tiny_dir):
+    exs = examples()
+    predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
+    groups = list(predictor.predict(exs, list(range(len(exs))), Settings(2, batch_size=2)))
+    assert [len(g) for g in groups] == [2, 2, 1]
+    lengths = [len(exs[i]["prompt"]) for g in groups for i, _ in g]
+    assert lengths == sorted(lengths)
+
+
 def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nep.predictors import TransformersGenerator
+    from nep.hf_generate import TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -229,7 +306,7 @@ def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
 def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nep.predictors import TransformersGenerator
+    from nep.hf_generate import TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -268,7 +345,7 @@ def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
     rendered = predictor.render(ex)
     assert rendered.startswith(f"<|system|>\n{SYSTEM_INSTRUCTION}") and rendered.endswith("<|assistant|>\n")
     assert ex["prompt"] not in rendered  # not the training format
-    preds = predictor.predict([ex], max_new_tokens=6)
+    preds = predict_all(predictor, [ex], max_new_tokens=6)
     assert preds[0].output_tokens > 0
     forced_base = build_predictor("b", {"kind": "hf", "model": str(chat_dir), "chat": False, "device": "cpu"})
     assert forced_base.style == "completion" and forced_base.render(ex) == ex["prompt"]
@@ -277,16 +354,13 @@ def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_dir(tmp_path_factory) -> Path:
     """The finetune helper's real run on the tiny model: two optimizer steps."""
-    from nep.training import FinetuneConfig, TinyConfig, run_finetune
+    from nep.training import FinetuneConfig, run_finetune
 
-    cfg = FinetuneConfig(
-        base_model="tiny-random",
-        backend="hf",
-        max_steps=2,
-        gradient_accumulation_steps=1,
-        warmup_steps=0,
-        tiny=TinyConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, max_seq_length=512),
-    )
+    cfg = FinetuneConfig.from_params({
+        "base_model": "tiny-random", "backend": "hf", "max_steps": 2, "gradient_accumulation_steps": 1,
+        "warmup_steps": 0,
+        "tiny": {"vocab_size": 400, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_seq_length": 512},
+    })
     out = tmp_path_factory.mktemp("finetune")
     run_finetune(examples(), out, cfg, progress=False)
     return out
@@ -296,8 +370,8 @@ def test_finetuned_adapter_generates_batched_like_one_at_a_time(finetuned_dir):
     predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(finetuned_dir), "needs": "x"})
     assert isinstance(predictor, FinetunedPredictor) and predictor.style == "completion"
     exs = examples()
-    batched = predictor.predict(exs, max_new_tokens=10)
-    single = [predictor.predict([e], max_new_tokens=10)[0] for e in exs]
+    batched = predict_all(predictor, exs, max_new_tokens=10, batch_size=8)
+    single = predict_all(predictor, exs, max_new_tokens=10, batch_size=1)
     assert [p.raw_output for p in batched] == [p.raw_output for p in single]
     assert all(p.output_tokens <= 10 for p in batched)
     # the adapter is really applied: the model is a PEFT model whose tokenizer has the markers
@@ -308,34 +382,62 @@ def test_finetuned_adapter_generates_batched_like_one_at_a_time(finetuned_dir):
 
 def test_finetuned_without_a_model_dir_says_so(tmp_path):
     predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(tmp_path / "none")})
-    with pytest.raises(FileNotFoundError, match="run the finetune stage"):
-        predictor.predict(examples()[:1], max_new_tokens=4)
+    with pytest.raises(PredictorError, match=r"generate\.predictors\.finetuned\.model: .*run the finetune stage"):
+        predict_all(predictor, examples()[:1], max_new_tokens=4)
 
 
 # --------------------------------------------------------------------------------------------- openai
 
 
 def test_openai_predictor_against_a_local_server(tmp_path, monkeypatch):
+    from nep.remote import OpenAIPredictor
+
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NEP_TEST_KEY", "sk-local-test")
     answer = "Here it is:\n<next_version>\nx = 2\n</next_version>"
     good = make_example(f"# [[answer:{answer}]]\nx = 1\n", f"# [[answer:{answer}]]\nx = 1\ny = 1\n", "x\n")
     bad = make_example("# [[fault:*400]]\na = 1\n", "# [[fault:*400]]\na = 1\nb = 1\n", "a\n")
     plain = make_example("p = 1\n", "p = 1\nq = 1\n", "p\n")
+    entry = {"kind": "openai", "model": "gpt-test", "api_key_env": "NEP_TEST_KEY", "max_attempts": 1,
+             "prices": {"gpt-test": {"input": 1.0, "output": 2.0}}, "needs": "data/split/test.jsonl"}
     with FakeOpenAI(default_answer="no tags here") as server:
-        predictor = build_predictor(
-            "api",
-            {"kind": "openai", "model": "gpt-test", "base_url": server.url, "api_key_env": "NEP_TEST_KEY",
-             "max_attempts": 1, "needs": "data/split/test.jsonl"},
-        )
+        predictor = build_predictor("api", {**entry, "base_url": server.url})
         assert isinstance(predictor, OpenAIPredictor) and predictor.style == "chat"
-        preds = predictor.predict([good, bad, plain], max_new_tokens=64)
+        preds = predict_all(predictor, [good, bad, plain], max_new_tokens=64)
         assert server.authorization == {"Bearer sk-local-test"}
     assert preds[0].raw_output == answer and preds[0].output_tokens > 0 and preds[0].skipped is None
     assert extract_next_version(preds[0].raw_output, "chat").text == "x = 2\n"
     assert preds[1].raw_output == "" and preds[1].skipped == "backend_error.client_error"
     assert preds[2].raw_output == "no tags here"
     assert not extract_next_version(preds[2].raw_output, "chat").ok
+    report = predictor.report()
+    assert report["llm.requests"] == 3 and report["llm.failed"] == 1 and report["llm.cache_hits"] == 0
+    assert report["llm.cost_usd"] > 0
+    assert not any("time" in k or k.endswith("_s") for k in report)  # measured values go to timing
+    assert "sk-local-test" not in repr(report) + repr(predictor.timing())
+
+
+def test_openai_keeps_concurrency_requests_in_flight_with_one_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    exs = [make_example(f"# [[delay:0.2]] {i}\nx = 1\n", f"# [[delay:0.2]] {i}\nx = 2\n", "x\n", path=f"{i}.py")
+           for i in range(12)]
+    with FakeOpenAI(default_answer="<next_version>\nx = 3\n</next_version>") as server:
+        predictor = build_predictor("api", {"kind": "openai", "model": "m", "base_url": server.url,
+                                            "api_key_env": "", "concurrency": 6})
+        groups = list(predictor.predict(exs, list(range(len(exs))), Settings(16, batch_size=2)))
+        assert server.max_in_flight == 6  # not capped by generate.batch_size
+    assert sorted(i for g in groups for i, _ in g) == list(range(12)) and all(len(g) == 1 for g in groups)
+    backend = predictor.backend()
+    assert predictor.backend() is backend  # one backend (one cache, one event loop) for the run
+
+
+def test_openai_without_its_key_names_the_param(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("NEP_ABSENT_KEY", raising=False)
+    predictor = build_predictor("api", {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                        "api_key_env": "NEP_ABSENT_KEY"})
+    with pytest.raises(PredictorError, match=r"generate\.predictors\.api\.api_key_env: .*NEP_ABSENT_KEY"):
+        predict_all(predictor, examples()[:1])
 
 
 # --------------------------------------------------------------------------------------------- GPU
@@ -348,15 +450,15 @@ def test_vllm_predictor_on_the_tiny_model(tiny_dir):
         "vllm", {"kind": "vllm", "model": str(tiny_dir), "gpu_memory_utilization": 0.3, "max_model_len": 2048}
     )
     exs = examples()
-    preds = predictor.predict(exs, max_new_tokens=8)
+    preds = predict_all(predictor, exs)
     assert len(preds) == len(exs) and all(0 < p.output_tokens <= 8 for p in preds)
-    assert [p.raw_output for p in predictor.predict(exs, max_new_tokens=8)] == [p.raw_output for p in preds]
+    assert [p.raw_output for p in predict_all(predictor, exs)] == [p.raw_output for p in preds]
 
 
 @pytest.mark.gpu
 def test_hf_on_gpu_matches_batched_and_single(tiny_dir):
     predictor = HFPredictor(model=str(tiny_dir), device="cuda", dtype="float32")
     exs = examples()
-    batched = predictor.predict(exs, max_new_tokens=8)
-    single = [predictor.predict([e], max_new_tokens=8)[0] for e in exs]
+    batched = predict_all(predictor, exs, batch_size=8)
+    single = predict_all(predictor, exs, batch_size=1)
     assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]

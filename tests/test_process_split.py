@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 
 from nep.edits import current_version
+from nep.examples import build_examples
 from nep.jsonl import InputError
 from nep.prompts import example_id, parse_prompt
 from nep.splits import SplitError, split_examples
-from stages.process import build_examples
 
 OLD = "".join(f"v{i} = {i}\n" for i in range(20))
 NEW = OLD.replace("v3 = 3\n", "v3 = 3\nw = 1\n").replace("v9 = 9\n", "v9 = 9\nz = w\n")
@@ -30,12 +30,13 @@ def test_process_builds_examples_and_counts_drops():
     rows = [labeled(1), labeled(0), labeled(None), {k: v for k, v in labeled(1).items() if k != "label"},
             labeled(1, new_contents=OLD), labeled(1, new_contents=OLD + "tail = 1\n"), labeled(1),
             labeled(1, old_contents=None)]
-    examples = list(build_examples(rows, drops))
+    examples = list(build_examples(rows, drops, context_lines=0))
     assert drops == Counter({"not_relevant": 1, "label_null": 1, "missing_label": 1, "no_chunk": 1,
                              "no_edit_history": 1, "duplicate": 1, "missing_old_contents": 1})
     [e] = examples
     assert e["id"] == example_id("r", "abc", "a.py", "b.py")
-    assert e["path"] == "b.py" and e["language"] == "Python" and e["timestamp"] == 10
+    assert e["path"] == e["new_file"] == "b.py" and e["old_file"] == "a.py"
+    assert e["language"] == "Python" and e["timestamp"] == 10 and e["repos"] == "r" and e["commit"] == "abc"
     assert e["current"] == current_version(OLD, NEW) and e["next"] == NEW and e["original"] == OLD
     assert e["text"] == e["prompt"] + e["completion"] and e["completion"] == NEW
     assert parse_prompt(e["prompt"])["current"] == e["current"]
@@ -67,7 +68,7 @@ def test_repo_split_keeps_each_repository_on_one_side():
     assert len(split.train) + len(split.test) == len(data) and split.test
     again = split_examples(data, strategy="repo", test_fraction=0.3, seed=1)
     assert again.test == split.test  # deterministic under a seed
-    other_seeds = {tuple(sorted({e["repos"] for e in split_examples(data, strategy="repo", seed=s).test}))
+    other_seeds = {tuple(sorted({e["repos"] for e in split_examples(data, strategy="repo", test_fraction=0.2, seed=s).test}))
                    for s in range(8)}
     assert len(other_seeds) > 1
 
@@ -83,20 +84,24 @@ def test_time_split_sends_newest_commits_to_test_and_keeps_commits_whole():
 
 def test_time_split_without_timestamps_is_seeded():
     data = [{**e, "timestamp": None} for e in examples(repos=1, commits=10)]
-    a = split_examples(data, strategy="time", seed=3)
-    assert a.test == split_examples(data, strategy="time", seed=3).test
+    a = split_examples(data, strategy="time", test_fraction=0.2, seed=3)
+    assert a.test == split_examples(data, strategy="time", test_fraction=0.2, seed=3).test
     assert not {e["commit"] for e in a.train} & {e["commit"] for e in a.test}
 
 
 def test_external_split_removes_leaking_training_examples():
     data = examples(repos=2, commits=4)
     external = [e for e in data if e["commit"] == "0c1"][:1]
-    split = split_examples(data, strategy="external", external=external)
+    split = split_examples(data, strategy="external", test_fraction=0.2, seed=0, external=external)
     assert split.test == external and split.leaked == 2
     with pytest.raises(SplitError):
-        split_examples(data, strategy="external", external=[])
+        split_examples(data, strategy="external", test_fraction=0.2, seed=0, external=[])
     with pytest.raises(SplitError):
-        split_examples(data, strategy="random")
+        split_examples(data, strategy="random", test_fraction=0.2, seed=0)
+
+
+SPLIT_PARAMS = {"strategy": "auto", "test_fraction": 0.2, "seed": 42, "external_test": "", "external_train": "",
+                "external_revision": "main"}
 
 
 def test_split_stage_errors_and_metrics(tmp_path):
@@ -107,11 +112,11 @@ def test_split_stage_errors_and_metrics(tmp_path):
     kwargs = {"input_path": src, "train_path": tmp_path / "train.jsonl", "test_path": tmp_path / "test.jsonl",
               "metrics_path": tmp_path / "split.json"}
     with pytest.raises(InputError, match="shallow clone"):
-        run(**kwargs)
+        run(**kwargs, **SPLIT_PARAMS)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=1, commits=1)))
     with pytest.raises(InputError, match="test set empty"):
-        run(**kwargs)
+        run(**kwargs, **SPLIT_PARAMS)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=3, commits=3)) + "{bad\n")
-    metrics = run(**kwargs, strategy="repo", test_fraction=0.3, seed=0)
+    metrics = run(**kwargs, **{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0})
     assert metrics["train"] + metrics["test"] == 18 and metrics["dropped.malformed_json"] == 1
     assert metrics["repos.train"] + metrics["repos.test"] == 3

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nep.llm import TooManyFailures, parse_yes_no
-from nep.relevance import EXAMPLES, SYSTEM, label_with_llm, relevance_messages
+from nep.labelers import LABELERS
+from nep.llm import parse_yes_no
+from nep.relevance import EXAMPLES, SYSTEM, LLMRelevance, relevance_messages
+from nep.verdicts import TooManyFailures, build
 
 
 def commit(i: int, last_line: str = "") -> dict:
@@ -45,23 +47,22 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
     answers = ["yes", "No.", "```\nyes\n```", "Maybe?", "Answer: no"]
     records = [commit(i, f"# [[answer:{a}]]") for i, a in enumerate(answers)]
     records.append(commit(9, "# [[fault:*503]]"))
-    params = dict(base_url=fake_openai.url, model="m", api_key_env="NEP_TEST_KEY", max_attempts=2,
-                  backoff_base_s=0.01, timeout_s=5, heuristic_param="ignored")
-    metrics: dict = {}
-    with pytest.raises(TooManyFailures, match=r"2 of 6 labels failed \((server_error: 1, unparseable_answer: 1|"
-                                              r"unparseable_answer: 1, server_error: 1)\)"):
-        out = []
-        for r in label_with_llm(records, metrics=metrics, max_failure_rate=0.2, **params):
-            out.append(r)
-    assert [r["commit"] for r in out] == [r["commit"] for r in records]  # all, in input order
-    assert [r["label"] for r in out] == [1, 0, 1, None, 0, None]
-    assert out[0]["label_reason"] == "llm: yes" and "Maybe?" in out[3]["label_reason"]
-    assert out[5]["label_reason"].startswith("llm failed: server_error: after 2 attempts: HTTP 503")
-    assert all(r["old_contents"] == s["old_contents"] for r, s in zip(out, records))
-    assert metrics["llm.unparseable"] == 1 and metrics["llm.failures.server_error"] == 1
-    assert metrics["llm.requests_sent"] == 5 + 2
+    params = dict(backend="openai", base_url=fake_openai.url, model="m", api_key_env="NEP_TEST_KEY",
+                  max_attempts=2, timeout_s=5, heuristic_param="ignored", max_failure_rate=0.2)
+    labeler = build(LABELERS, params)
+    assert isinstance(labeler, LLMRelevance)
+    out = list(labeler.verdicts(records))
+    assert [v.id for v in out] == [str(i) for i in range(6)]  # all, in input order
+    assert [v.value for v in out] == [1, 0, 1, None, 0, None]
+    assert out[0].reason == "llm: yes" and "Maybe?" in out[3].reason and out[3].tag == "unparseable"
+    assert out[5].reason.startswith("llm failed: server_error: after 2 attempts: HTTP 503")
+    assert labeler.metrics()["llm.failed.server_error"] == 1 and labeler.metrics()["llm.requests"] == 6
+    assert labeler.metrics()["llm.retries"] == 1
+    with pytest.raises(TooManyFailures, match=r"2 of 6 labels failed \(server_error: 1, unparseable: 1\)"):
+        labeler.check()
 
     fake_openai.reset_counts()
-    again = list(label_with_llm(records, max_failure_rate=0.5, **params))  # under the limit: no error
-    assert [r["label"] for r in again] == [1, 0, 1, None, 0, None]
+    again = build(LABELERS, {**params, "max_failure_rate": 0.5})
+    assert [v.value for v in again.verdicts(records)] == [1, 0, 1, None, 0, None]
+    again.check()  # under the limit: no error
     assert fake_openai.requests == 2  # only the failed request is sent again

@@ -76,6 +76,7 @@ stages:
 """
 
 
+@pytest.mark.slow
 def test_push_wipe_pull_roundtrip(tmp_path: Path, s3_endpoint: str):
     project = tmp_path / "project"
     project.mkdir()
@@ -117,3 +118,24 @@ def test_push_wipe_pull_roundtrip(tmp_path: Path, s3_endpoint: str):
     assert "endpointurl" in config and f"s3://{BUCKET}" in config
     assert ACCESS_KEY not in config and SECRET_KEY not in config
     assert not (project / ".dvc/config.local").exists()
+
+
+def test_preflight_checks_each_s3_remotes_bucket(tmp_path: Path, s3_endpoint: str):
+    """`python -m nep.preflight` finds the bucket of each S3 remote, and says how to create a
+    missing one (a first `dvc push` to a new bucket fails until it exists)."""
+    from nep.preflight import bucket_check, s3_remotes
+
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / ".dvc/config").write_text(  # as `dvc remote add` / `dvc remote modify` write it
+        f"[core]\n    no_scm = True\n    remote = s3\n"
+        f"['remote \"s3\"']\n    url = s3://{BUCKET}/nep\n    endpointurl = {s3_endpoint}\n"
+        f"['remote \"new\"']\n    url = s3://nep-not-created-yet/nep\n    endpointurl = {s3_endpoint}\n"
+        f"['remote \"local\"']\n    url = {tmp_path / 'elsewhere'}\n"
+    )
+    remotes = s3_remotes(project)
+    assert sorted(remotes) == ["new", "s3"]
+    assert bucket_check("s3", remotes["s3"]).status == "pass"
+    missing = bucket_check("new", remotes["new"])
+    assert missing.status == "fail"
+    assert missing.note == f"no such bucket: create it (aws --endpoint-url {s3_endpoint} s3 mb s3://nep-not-created-yet)"

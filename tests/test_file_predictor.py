@@ -1,0 +1,129 @@
+"""The `file` predictor: generations made elsewhere, matched to the test set by id, commit + file
+or a unique ground truth (never by position), with every row's fate and every miss counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_predictors import make_example
+
+from nep.generation import generate
+from nep.jsonl import read_jsonl, write_jsonl
+from nep.predictors import PredictorError, Settings, build_predictor
+from nep.prompts import NEXT
+
+
+def nep_example(n: int, *, commit: str | None = None, new_file: str | None = None, nxt: str | None = None) -> dict:
+    """A test example as the NEP-dataset split gives it: commit, old_file and new_file fields."""
+    path = new_file or f"src/f{n}.py"
+    ex = make_example(f"a = {n}\n", f"a = {n}\nb = {n}\n", nxt or f"a = {n}\nb = {n}\nc = {n}\n", path=path)
+    ex.update(id=f"ex{n}", commit=commit or f"c{n}", new_file=path, old_file=path)
+    return ex
+
+
+@pytest.fixture
+def test_set(tmp_path: Path) -> list[dict]:
+    exs = [nep_example(n) for n in range(6)]
+    write_jsonl(tmp_path / "test.jsonl", exs)
+    return exs
+
+
+def run(tmp_path: Path, rows: list, entry_extra: dict | None = None) -> tuple[list[dict], dict]:
+    path = tmp_path / "theirs.jsonl"
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    metrics = generate(
+        "theirs", {"kind": "file", "path": str(path), "needs": str(path), **(entry_extra or {})}, Settings(16),
+        test_path=tmp_path / "test.jsonl", out_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json",
+        timing_path=tmp_path / "t.json", progress=False,
+    )
+    return list(read_jsonl(tmp_path / "out.jsonl")), metrics
+
+
+def test_rows_match_by_id_then_commit_and_file_then_unique_ground_truth(tmp_path, test_set, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    exs = test_set
+    rows = [
+        {"output": "by ground truth\n", "ground_truth": exs[4]["next"]},  # file order ≠ test order
+        {"id": "ex0", "output": "by id\n"},
+        {"commit": "c1", "new_file": "src/f1.py", "model_output": "by commit + new_file\n"},
+        {"commit": "c2", "old_file": "src/f2.py", "output": "by commit + old_file\n"},
+        {"commit": "c3", "path": "src/f3.py", "output": "by commit + path\n"},
+        {"id": "not-ours", "commit": "c5", "new_file": "src/f5.py", "output": "id misses, commit finds\n"},
+    ]
+    records, metrics = run(tmp_path, rows)
+    assert [r["output"] for r in records] == [
+        "by id\n", "by commit + new_file\n", "by commit + old_file\n", "by commit + path\n", "by ground truth\n",
+        "id misses, commit finds\n",
+    ]
+    assert all(r["extracted"] and r["extraction"] == "direct" for r in records)
+    assert [r["commit"] for r in records] == [e["commit"] for e in exs]
+    assert metrics["file.matched"] == 6 and metrics["file.missing"] == 0
+    assert (metrics["file.matched_by.id"], metrics["file.matched_by.commit_file"],
+            metrics["file.matched_by.ground_truth"]) == (1, 4, 1)
+
+
+def test_unmatched_ambiguous_duplicate_bad_and_missing_are_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    same_truth = "shared = 1\n"
+    exs = [nep_example(0), nep_example(1, nxt=same_truth), nep_example(2, nxt=same_truth), nep_example(3)]
+    write_jsonl(tmp_path / "test.jsonl", exs)
+    rows = [
+        {"id": "ex0", "output": "first\n"},
+        {"id": "ex0", "output": "second\n"},  # duplicate: the first row counts
+        {"output": "which?\n", "ground_truth": same_truth},  # two examples have it: ambiguous
+        {"output": "nobody's\n", "ground_truth": "no such truth\n"},  # unmatched
+        {"output": "nothing to match on\n"},  # unmatched (no key at all)
+        {"id": "ex3", "output": 5},  # no string output
+        "{not json",
+        "[1, 2]",
+    ]
+    records, metrics = run(tmp_path, rows)
+    assert records[0]["output"] == "first\n"
+    for r in records[1:]:
+        assert (r["output"], r["extracted"], r["extraction"], r["raw_output"]) == ("", False, "missing", "")
+    assert metrics == {**metrics, "file.rows": 8, "file.matched": 1, "file.duplicate": 1, "file.ambiguous": 1,
+                       "file.unmatched": 2, "file.bad_rows.no_output": 1, "file.bad_rows.malformed_json": 1,
+                       "file.bad_rows.not_an_object": 1, "file.missing": 3, "extraction.missing": 3,
+                       "unextracted": 3}
+
+
+def test_commit_alone_or_position_never_matches(tmp_path, test_set, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    rows = [{"commit": "c0", "output": "no file name\n"}, {"output": "row two\n"}, {"output": "row three\n"}]
+    records, metrics = run(tmp_path, rows)
+    assert all(r["extraction"] == "missing" for r in records)
+    assert metrics["file.unmatched"] == 3 and metrics["file.missing"] == len(test_set)
+
+
+def test_identical_duplicate_examples_are_filled_in_turn(tmp_path, monkeypatch):
+    """The benchmark keeps exact duplicates: rows matching several identical examples fill them."""
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    twin = nep_example(7)
+    exs = [twin, {**twin, "id": "ex7-dup"}, nep_example(8)]
+    write_jsonl(tmp_path / "test.jsonl", exs)
+    rows = [{"commit": "c7", "new_file": "src/f7.py", "output": "x\n"}] * 3
+    records, metrics = run(tmp_path, rows)
+    assert [r["output"] for r in records] == ["x\n", "x\n", ""]
+    assert (metrics["file.matched"], metrics["file.duplicate"], metrics["file.missing"]) == (2, 1, 1)
+
+
+def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    rows = [
+        {"id": "ex0", "output": f"{test_set[0]['prompt']}a = 9\n"},  # the model echoed the prompt
+        {"id": "ex1", "output": "Sure:\n<next_version>\nb = 9\n</next_version>"},
+        {"id": "ex2", "output": "I cannot help with that."},  # as is: no markers, no tags
+    ]
+    records, _ = run(tmp_path, rows)
+    assert NEXT in records[0]["raw_output"]
+    assert (records[0]["output"], records[0]["extraction"]) == ("a = 9\n", "marker")
+    assert (records[1]["output"], records[1]["extraction"]) == ("b = 9\n", "closed_tag")
+    assert (records[2]["output"], records[2]["extraction"]) == ("I cannot help with that.", "direct")
+
+
+def test_a_missing_file_names_the_param(tmp_path, test_set):
+    predictor = build_predictor("theirs", {"kind": "file", "path": str(tmp_path / "none.jsonl")})
+    with pytest.raises(PredictorError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
+        list(predictor.predict(test_set, [0], Settings(8)))

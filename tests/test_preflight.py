@@ -1,0 +1,141 @@
+"""Preflight (nep/preflight.py) against local stand-ins: environment variables set and unset, a
+local directory as model, a closed port as the hub, a fake hub cache, moto's S3 server."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, git
+
+from nep import preflight
+from nep.config import validate
+
+PARAMS = validate(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+SECRET = "sk-test-never-printed"
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """The hub is a closed port on loopback; the hub cache an empty directory; no GPU."""
+    env = {"HF_ENDPOINT": closed_port_url(), "HF_HUB_CACHE": str(tmp_path / "hub-cache")}
+    monkeypatch.setattr("nep.device.cuda_available", lambda: False)
+    return env
+
+
+def run(params: dict, env: dict, root: Path = REPO_ROOT) -> dict[str, preflight.Check]:
+    return {c.param: c for c in preflight.checks(params, root=root, env=env)}
+
+
+def with_(**changes) -> dict:
+    params = copy.deepcopy(PARAMS)
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = params
+        for name in parents:
+            node = node[name]
+        node[key] = value
+    return params
+
+
+def test_the_offline_default_needs_nothing(offline_hub):
+    rows = run(PARAMS, offline_hub)
+    assert [r for r in rows.values() if r.status == "fail"] == []
+
+
+def test_api_keys_are_checked_where_an_llm_backend_is_chosen(offline_hub):
+    params = with_(label__backend="openai", judge__backend="openai", judge__api_key_env="JUDGE_KEY")
+    rows = run(params, offline_hub)
+    assert rows["label.api_key_env"].status == "fail" and "export OPENAI_API_KEY" in rows["label.api_key_env"].note
+    assert rows["judge.api_key_env"].status == "fail" and "JUDGE_KEY" in rows["judge.api_key_env"].note
+    rows = run(params, {**offline_hub, "OPENAI_API_KEY": SECRET, "JUDGE_KEY": SECRET})
+    assert rows["label.api_key_env"].status == rows["judge.api_key_env"].status == "pass"
+    assert SECRET not in preflight.table(list(rows.values()))
+    assert run(with_(label__backend="openai", label__api_key_env=""), offline_hub)["label.api_key_env"].status == "skip"
+
+
+def test_openai_predictor_key(offline_hub):
+    predictors = {**PARAMS["generate"]["predictors"],
+                  "served": {"kind": "openai", "model": "m", "api_key_env": "SERVED_KEY", "needs": "x"}}
+    row = run(with_(generate__predictors=predictors), offline_hub)["generate.predictors.served.api_key_env"]
+    assert row.status == "fail" and "SERVED_KEY" in row.note
+
+
+def test_a_local_directory_stands_in_for_a_hub_model(offline_hub, tmp_path):
+    (tmp_path / "model").mkdir()
+    row = run(with_(finetune__base_model=str(tmp_path / "model")), offline_hub)["finetune.base_model"]
+    assert row.status == "pass"
+
+
+def test_an_unreachable_hub_is_named_with_its_param(offline_hub):
+    row = run(with_(finetune__base_model="someone/some-model"), offline_hub)["finetune.base_model"]
+    assert row.status == "fail" and "hub unreachable" in row.note and "HF_HUB_OFFLINE" in row.note
+
+
+def test_hf_hub_offline_uses_the_cache(offline_hub, tmp_path):
+    env = {**offline_hub, "HF_HUB_OFFLINE": "1"}
+    params = with_(ingest__source="hf", ingest__languages=["Python"])
+    row = run(params, env)["ingest.hf.dataset"]
+    assert row.status == "fail" and "HF_HUB_OFFLINE is set" in row.note
+    # the hub cache's layout: refs/<revision> → snapshots/<commit>/<file>
+    hf = params["ingest"]["hf"]
+    repo = Path(env["HF_HUB_CACHE"]) / f"datasets--{hf['dataset'].replace('/', '--')}"
+    snapshot = repo / "snapshots" / hf["revision"] / "data" / "python"
+    snapshot.mkdir(parents=True)
+    (snapshot / "data.jsonl").write_text("{}\n")
+    row = run(params, env)["ingest.hf.dataset"]
+    assert row.status == "pass" and "cached" in row.note
+
+
+def test_gpu_and_gpu_packages_where_chosen(offline_hub, monkeypatch):
+    params = with_(finetune__backend="unsloth")
+    rows = run(params, offline_hub)
+    assert rows["finetune.backend"].status == "fail"  # no CUDA here (and the package row shares the param)
+    checks = [c for c in preflight.checks(params, root=REPO_ROOT, env=offline_hub) if c.param == "finetune.backend"]
+    assert {c.what for c in checks} == {"CUDA GPU for finetune (unsloth)", "package unsloth"}
+    assert "no CUDA GPU" in checks[0].note
+    assert preflight.package_check("surely_not_installed_pkg", "p").note.startswith("not installed: pip install -r requirements-gpu.txt")
+    assert preflight.package_check("yaml", "p").status == "pass"
+
+
+def test_the_paper_preset_reports_hub_and_gpu(offline_hub, tmp_path, monkeypatch, capsys):
+    """`python -m nep.preflight --preset paper` on this machine: hub and GPU missing, exit 1."""
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    shutil.copytree(REPO_ROOT / "presets", tmp_path / "presets")
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "init")
+    monkeypatch.chdir(tmp_path)
+    for key, value in offline_hub.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert preflight.main(["--preset", "paper"]) == 1
+    out = capsys.readouterr().out
+    for param in ("ingest.hf.dataset", "finetune.base_model", "finetune.backend", "label.api_key_env",
+                  "judge.api_key_env", "generate.predictors.finetuned.kind"):
+        assert re.search(rf"^FAIL .*  {re.escape(param)}  ", out, re.M), param
+    assert "CUDA GPU" in out and "hub unreachable" in out
+    assert "check(s) failed" in out
+
+
+def test_a_bad_param_is_a_failed_check(tmp_path, capsys):
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump({"label": {"concurency": 4}}))
+    assert preflight.main(["--params", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "label.concurency: unknown key (did you mean label.concurrency?)" in out
