@@ -4,8 +4,9 @@
 
 Builds the `tiny-random` model (nep.tiny, the finetune stage's default sizes) from synthetic
 next-edit examples, then generates greedily with nep.predictors.HFPredictor at each batch size
-and prints output tokens per second (fastest of `--repeats` interleaved runs). Goal: batched ≥ 4× one-at-a-time. Batched and
-one-at-a-time outputs are checked to be identical.
+and prints output tokens per second (fastest of `--repeats` interleaved runs), each batch size
+going through the predictor's own batching (`generate.batch_size`, by prompt length). Goal:
+batched ≥ 4× one-at-a-time. Batched and one-at-a-time outputs are checked to be identical.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import argparse
 import tempfile
 import time
 
-from nep.predictors import HFPredictor
+from nep.hf_generate import HFPredictor
+from nep.predictors import Settings
 from nep.prompts import build_training_text
 
 
@@ -37,36 +39,33 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch size; the fastest counts")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: nep.device's auto)")
     args = parser.parse_args()
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
+    from nep.config import FinetuneTiny
     from nep.tiny import build_tiny_model
-    from nep.training import TinyConfig
 
     examples = synthetic_examples(args.examples)
-    t = TinyConfig()
+    t = FinetuneTiny()  # the finetune stage's default tiny-random sizes
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(
             [e["text"] for e in examples], tmp, vocab_size=t.vocab_size, hidden_size=t.hidden_size,
             num_layers=t.num_layers, num_heads=t.num_heads,
         )
         predictor = HFPredictor(model=str(model_dir), device="cpu", chat=False)
-        predictor.predict(examples[:2], max_new_tokens=4)  # warm-up
+        todo = list(range(len(examples)))
+        list(predictor.predict(examples, todo[:2], Settings(4, threads=args.threads)))  # warm-up
         outputs: dict[int, list[str]] = {}
-        ordered = sorted(examples, key=lambda e: len(e["prompt"]))  # as the stage batches them
         best: dict[int, float] = {}
         tokens: dict[int, int] = {}
         for _ in range(args.repeats):  # interleaved, so load changes hit every batch size alike
             for bs in args.batch_sizes:
                 start = time.perf_counter()
-                preds = []
-                for i in range(0, len(ordered), bs):
-                    preds += predictor.predict(ordered[i : i + bs], max_new_tokens=args.max_new_tokens)
+                settings = Settings(args.max_new_tokens, batch_size=bs, threads=args.threads)
+                answers = dict(pair for group in predictor.predict(examples, todo, settings) for pair in group)
+                preds = [answers[i] for i in todo]
                 best[bs] = min(best.get(bs, float("inf")), time.perf_counter() - start)
                 outputs[bs] = [p.raw_output for p in preds]
                 tokens[bs] = sum(p.output_tokens for p in preds)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,24 @@ def reference_filter(path: str | Path, **config: Any) -> Iterator[dict[str, Any]
             r = json.loads(line)
             if keep(r, enc, **config):
                 yield r
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The paper's filters, serially, over a JSONL file of records.")
+    parser.add_argument("path")
+    parser.add_argument("--edit-types", default="add")
+    parser.add_argument("--out", default=None, help="write the survivors here (JSONL)")
+    args = parser.parse_args()
+    kept = reference_filter(args.path, edit_types=tuple(args.edit_types.split(",")))
+    n = 0
+    with open(args.out or os.devnull, "w", encoding="utf-8") as f:
+        for r in kept:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    print(n)
+
+
+if __name__ == "__main__":
+    main()

@@ -65,6 +65,7 @@ class Ingest(Section):
     git: IngestGit = _default(IngestGit)
     jsonl: IngestJsonl = _default(IngestJsonl)
     hf: IngestHf = _default(IngestHf)
+    workers: int = Field(0, ge=0)
 
 
 # ---------------------------------------------------------------- filter
@@ -76,6 +77,8 @@ class Filter(Section):
     max_chunk_lines: int = Field(5, ge=1)
     max_window_lines: int = Field(80, ge=1)
     edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
+    hunk_context_lines: int = Field(3, ge=0)
+    workers: int = Field(0, ge=0)
 
 
 # ---------------------------------------------------------------- label / judge (LLM backends)

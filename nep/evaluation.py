@@ -22,7 +22,15 @@ from nep import paths
 from nep.jsonl import InputError, flat_counts, read_jsonl
 from nep.metrics import ExampleScore, score_example
 from nep.prompts import parse_prompt
-from nep.stats import bootstrap_ci, bootstrap_means, mcnemar_p, nan_mean, paired_permutation_p
+from nep.stats import (
+    bootstrap_ci,
+    bootstrap_totals,
+    mcnemar_p,
+    means,
+    nan_mean,
+    paired_permutation_p,
+    ratio,
+)
 
 GENERATION_FIELDS = ("id", "prompt", "output", "ground_truth")
 
@@ -44,7 +52,7 @@ PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
 # The headline file's metrics (with intervals and paired p-values); all but delta_chrf are 0/1.
 HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
 BINARY = ("exact_match", "partial_match", "position_match", "llm_judge")
-# The columns of the predictor and language tables (each per-example one with _lo/_hi).
+# The columns of the predictor and language tables (each with _lo/_hi).
 MAIN_METRICS = (
     *HEADLINE,
     "edit_similarity",
@@ -192,10 +200,20 @@ def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
 
 
 def intervals(scores: list[ExampleScore], *, samples: int, seed: int) -> dict[str, float]:
-    """`<m>_lo` and `<m>_hi` (95% percentile bootstrap) of every per-example metric."""
-    means = bootstrap_means(values(scores, list(PER_EXAMPLE)), samples, seed)
+    """`<m>_lo` and `<m>_hi` (95% percentile bootstrap) of every per-example metric and of edit
+    precision, recall and F1 (ratios of chunk counts summed over the same resamples)."""
+    chunks = np.array(
+        [(s.matched_chunks, s.predicted_chunks, s.true_chunks) for s in scores], dtype=float
+    ).reshape(len(scores), 3)
+    matrix = np.vstack([values(scores, list(PER_EXAMPLE)), chunks.T])
+    sums, counts = bootstrap_totals(matrix, samples, seed)  # one set of resamples for all
     out: dict[str, float] = {}
-    for name, row in zip(PER_EXAMPLE, means, strict=True):
+    for k, name in enumerate(PER_EXAMPLE):
+        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(means(sums[k], counts[k]))
+    tp, n_pred, n_true = sums[-3:]
+    precision, recall = ratio(tp, n_pred), ratio(tp, n_true)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    for name, row in (("edit_precision", precision), ("edit_recall", recall), ("edit_f1", f1)):
         out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(row)
     return out
 
@@ -223,8 +241,7 @@ def _row(summary: dict, cis: dict, **keys: str) -> dict:
     row: dict = {**keys, "n": summary["n"]}
     for m in MAIN_METRICS:
         row[m] = summary[m]
-        if m in PER_EXAMPLE:
-            row[f"{m}_lo"], row[f"{m}_hi"] = cis[f"{m}_lo"], cis[f"{m}_hi"]
+        row[f"{m}_lo"], row[f"{m}_hi"] = cis[f"{m}_lo"], cis[f"{m}_hi"]
     return row
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nep.edits import EDIT_TYPES, diff_chunks, diff_hunks, hunk_window
@@ -79,10 +80,9 @@ def token_reasons(texts: list[str], config: FilterConfig, threads: int = 2) -> l
     reasons: list[str | None] = [None] * len(texts)
     if not config.max_tokens or not texts:
         return reasons
-    specials = special_tokens(config.encoding)
     unsure = []
     for i, text in enumerate(texts):
-        if "<|" in text and any(s in text for s in specials):
+        if "<|" in text and any(s in text for s in special_tokens(config.encoding)):
             reasons[i] = "special_token"
         elif 8 * len(text) > config.max_tokens and 2 * len(text.encode("utf-8", "surrogatepass")) > config.max_tokens:
             unsure.append(i)  # a token is at least one byte: only these could exceed the limit
@@ -150,3 +150,175 @@ def filter_records(records: Iterable[dict[str, Any]], config: FilterConfig, *, p
     stream = tqdm(records, desc="filter", unit="rec", disable=not progress)
     result.kept = list(filter_stream(stream, config, result.dropped, result.language_in))
     return result
+
+
+# ------------------------------------------------------------------ the stage: parallel, streaming
+
+# A worker's share: consecutive records of one file, up to this many or this many bytes.
+TASK_RECORDS = 64
+TASK_BYTES = 4 << 20
+
+
+def dump_line(record: dict[str, Any]) -> bytes | None:
+    """One JSONL line (orjson; json for what orjson cannot write, e.g. a 30-digit integer), or None
+    when no JSON writer can hold the record."""
+    import orjson
+
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        import json
+
+        try:
+            return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except (ValueError, RecursionError, UnicodeEncodeError):
+            return None
+
+
+def _survivors(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter, language_in: Counter | None,
+               threads: int) -> tuple[list[bytes], Counter]:
+    lines: list[bytes] = []
+    language_out: Counter = Counter()
+    for r in filter_stream(records, config, dropped, language_in, threads):
+        line = dump_line(r)
+        if line is None:
+            dropped["unserializable"] += 1
+            continue
+        lines.append(line)
+        language_out[r["lang"]] += 1
+    return lines, language_out
+
+
+def filter_rows(task: tuple[str, list[tuple[int, int]], FilterConfig, int]) -> tuple[list[bytes], Counter, Counter]:
+    """Worker: read the indexed records at (offset, length) in a file, filter them; return the
+    survivors' lines, drops by reason and survivors by language."""
+    from nep.batches import read_ranges
+    from nep.jsonl import parse_line
+    from nep.sources import checked_record
+
+    path, ranges, config, threads = task
+    dropped: Counter = Counter()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for data in read_ranges(path, ranges):
+            try:
+                obj, reason = parse_line(data)
+            except UnicodeDecodeError:
+                obj, reason = None, "source_changed"
+            if reason is None and not isinstance(obj, dict):
+                reason = "source_changed"  # the index points elsewhere than at a record
+            if reason:
+                dropped[reason] += 1
+                continue
+            record = checked_record(obj, None, dropped)
+            if record is not None:
+                yield record
+
+    lines, language_out = _survivors(records(), config, dropped, None, threads)
+    return lines, dropped, language_out
+
+
+def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[bytes], Counter, Counter, Counter]:
+    """Worker: filter the records of one block of a JSONL file of records (all fields kept);
+    return survivors' lines, drops (bad lines and invalid records included), records by language
+    in and out."""
+    from nep.index import split_lines
+    from nep.jsonl import not_utf8, parse_line
+    from nep.records import valid_records
+
+    path, start, end, config, threads = task
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    dropped: Counter = Counter()
+    language_in: Counter = Counter()
+
+    def objects() -> Iterator[dict[str, Any]]:
+        for lineno, offset, line in split_lines(data, start):
+            if not line.strip():
+                continue
+            try:
+                obj, reason = parse_line(line)
+            except UnicodeDecodeError as e:
+                raise not_utf8(path, lineno, offset, e) from None
+            if reason is None and not isinstance(obj, dict):
+                reason = "not_an_object"
+            if reason:
+                dropped[reason] += 1
+            else:
+                yield obj
+
+    lines, language_out = _survivors(valid_records(objects(), dropped), config, dropped, language_in, threads)
+    return lines, dropped, language_in, language_out
+
+
+def run_filter(input_path: str | Path, output_path: str | Path, config: FilterConfig, workers: int = 0) -> dict[str, int]:
+    """Filter the records of ingest's output directory (its index: records too large for
+    `max_chars` are counted without being read) or of a JSONL file of records; write the survivors
+    in input order to `output_path`; return the metrics. Work is spread over `workers` processes
+    (0 = every usable core) in bounded batches: memory does not grow with the input."""
+    from nep.batches import line_blocks, ordered_map, worker_count
+    from nep.jsonl import write_lines
+
+    input_path, workers = Path(input_path), worker_count(workers)
+    threads = 1 if workers > 1 else 2
+    result = FilterResult(kept=[], language_out=Counter())
+
+    def collect(results) -> Iterator[bytes]:
+        for lines, dropped, *languages in results:
+            result.dropped.update(dropped)
+            if len(languages) == 2:
+                result.language_in.update(languages[0])
+            result.language_out.update(languages[-1])
+            yield from lines
+
+    if input_path.is_dir():
+        tasks = _index_tasks(input_path, config, threads, result)
+        write_lines(output_path, collect(ordered_map(filter_rows, tasks, workers)))
+    else:
+        if not input_path.is_file():
+            from nep.jsonl import InputError
+
+            raise InputError(f"{input_path}: file not found")
+        tasks = ((str(input_path), s, e, config, threads) for s, e in line_blocks(input_path))
+        write_lines(output_path, collect(ordered_map(filter_block, tasks, workers)))
+    metrics = result.metrics()
+    invalid = sum(v for k, v in result.dropped.items() if k not in STRUCTURAL_REASONS)
+    if not input_path.is_dir():  # bad lines and invalid records are records in, too
+        metrics["records_in"] += invalid
+    return metrics
+
+
+STRUCTURAL_REASONS = {"too_many_chars", "no_change", "too_few_chunks", "edit_type", "chunk_too_long",
+                      "window_too_long", "too_many_tokens", "special_token", "unserializable"}
+
+
+def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: FilterResult) -> Iterator[tuple]:
+    """Worker tasks from ingest's index; records over `max_chars` are counted here, unread."""
+    import os
+
+    from nep.index import read_index
+    from nep.jsonl import InputError
+    from nep.sources import local_path
+
+    files, rows = read_index(in_dir)
+    paths = []
+    for f in files:
+        path = local_path(f["path"])
+        if not os.path.isfile(path) or os.path.getsize(path) != f["bytes"]:
+            raise InputError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
+        paths.append(path)
+    batch: list[tuple[int, int]] = []
+    batch_file, batch_bytes = -1, 0
+    for file, offset, length, _line, lang, chars in rows:
+        result.language_in[lang] += 1
+        if config.max_chars and chars > config.max_chars:
+            result.dropped["too_many_chars"] += 1
+            continue
+        if batch and (file != batch_file or len(batch) >= TASK_RECORDS or batch_bytes >= TASK_BYTES):
+            yield paths[batch_file], batch, config, threads
+            batch, batch_bytes = [], 0
+        batch.append((offset, length))
+        batch_file, batch_bytes = file, batch_bytes + length
+    if batch:
+        yield paths[batch_file], batch, config, threads

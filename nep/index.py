@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import xxhash
 
-from nep.batches import line_blocks, ordered_map
+from nep.batches import BLOCK_BYTES, line_blocks, ordered_map
 from nep.jsonl import BOM, InputError, atomic_file, not_utf8, parse_line
 
 INDEX = "index.jsonl"
@@ -94,15 +94,20 @@ def _index_task(task: tuple[str, int, int, tuple[str, ...] | None]) -> Block:
 
 
 class IndexWriter:
-    """Collects index rows in order, dropping duplicates and capping languages; writes index.jsonl."""
+    """Collects index rows in order, dropping duplicates and capping languages; writes index.jsonl,
+    and commits.jsonl for the records ingest materializes (mined from git, read from Parquet)."""
 
     def __init__(self, out_dir: Path, drops: Counter, cap_per_language: int = 0):
         self.out_dir, self.drops, self.cap = out_dir, drops, cap_per_language
-        self.files: list[dict[str, Any]] = []
+        self.files: list[dict[str, Any]] = []  # the files index rows point into
+        self.sources: list[dict[str, Any]] = []  # the source files read, in order
         self.per_language: Counter = Counter()
         self.seen: set[int] = set()
         self._ctx = atomic_file(out_dir / INDEX, "wb")
         self._f = self._ctx.__enter__()
+        self._mined: tuple[int, Any, Any] | None = None  # (file id, context, file)
+        self._mined_bytes, self._mined_lines = 0, 0
+        self._mined_digest = xxhash.xxh3_128()
 
     def add_file(self, path: str) -> int:
         self.files.append({"path": path})
@@ -119,21 +124,52 @@ class IndexWriter:
         self._f.write(orjson.dumps([file, offset, length, line, lang, chars], option=orjson.OPT_APPEND_NEWLINE))
         return True
 
+    def add_record(self, record: dict[str, Any]) -> bool:
+        """Write a checked record to commits.jsonl and index it."""
+        key = record_key(record)
+        if key in self.seen:
+            self.drops["duplicate"] += 1
+            return False
+        if self._mined is None:
+            ctx = atomic_file(self.out_dir / MINED, "wb")
+            self._mined = (self.add_file(str(self.out_dir / MINED)), ctx, ctx.__enter__())
+        file, _, f = self._mined
+        line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+        if not self.add(file, key, self._mined_lines + 1, self._mined_bytes, len(line) - 1, record["lang"],
+                        len(record["old_contents"]) + len(record["new_contents"])):
+            return False
+        f.write(line)
+        self._mined_digest.update(line)
+        self._mined_bytes += len(line)
+        self._mined_lines += 1
+        return True
+
     def close(self, error: BaseException | None = None) -> None:
-        if error is None:
-            self._ctx.__exit__(None, None, None)
-        else:
-            self._ctx.__exit__(type(error), error, error.__traceback__)
+        exc = (None, None, None) if error is None else (type(error), error, error.__traceback__)
+        if self._mined is not None:
+            file, ctx, _ = self._mined
+            ctx.__exit__(*exc)
+            self.files[file].update(bytes=self._mined_bytes, xxh3=self._mined_digest.hexdigest())
+        self._ctx.__exit__(*exc)
 
 
 def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, languages: Iterable[str] | None,
                 workers: int = 1, require_records: bool = True) -> None:
     """Index JSONL files, (name recorded in sources.json, local path) each, in parallel blocks.
     A file without one valid record is an error naming it (when `require_records`)."""
+    from nep.sources import checked_record, read_records_file
+
     langs = tuple(languages) if languages is not None else None
     for name, local in paths:
         if not os.path.isfile(local):
             raise InputError(f"{local}: file not found")
+        if local.endswith(".parquet"):  # no line offsets: its records are materialized
+            kept = sum(writer.add_record(r) for obj in read_records_file(local, writer.drops)
+                       if (r := checked_record(obj, langs, writer.drops)) is not None)
+            writer.sources.append({"path": name, "bytes": os.path.getsize(local), "xxh3": _file_hash(local)})
+            if require_records and not kept:
+                raise InputError(f"{local}: no valid commit record")
+            continue
         file = writer.add_file(name)
         tasks = [(local, start, end, langs) for start, end in line_blocks(local)]
         line_base, kept, digests = 0, 0, []
@@ -147,24 +183,17 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
             line_base += block.lines
             digests.append(block.digest)
         writer.files[file].update(bytes=os.path.getsize(local), xxh3=xxhash.xxh3_128_hexdigest(b"".join(digests)))
+        writer.sources.append({"path": name, **{k: writer.files[file][k] for k in ("bytes", "xxh3")}})
         if require_records and not kept:
             raise InputError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
 
 
-def index_records(records: Iterable[dict[str, Any]], writer: IndexWriter, out_dir: Path) -> None:
-    """Write mined records (already checked) to `out_dir`/commits.jsonl and index them."""
-    file = writer.add_file(str(out_dir / MINED))
-    offset = 0
-    digest = xxhash.xxh3_128()
-    with atomic_file(out_dir / MINED, "wb") as f:
-        for lineno, record in enumerate(records, 1):
-            line = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-            f.write(line)
-            digest.update(line)
-            chars = len(record["old_contents"]) + len(record["new_contents"])
-            writer.add(file, record_key(record), lineno, offset, len(line) - 1, record["lang"], chars)
-            offset += len(line)
-    writer.files[file].update(bytes=offset, xxh3=digest.hexdigest())
+def _file_hash(path: str) -> str:
+    digests = []
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK_BYTES):
+            digests.append(xxhash.xxh3_128_digest(block))
+    return xxhash.xxh3_128_hexdigest(b"".join(digests))
 
 
 def read_index(out_dir: Path) -> tuple[list[dict[str, Any]], Iterator[list[Any]]]:
@@ -177,3 +206,99 @@ def read_index(out_dir: Path) -> tuple[list[dict[str, Any]], Iterator[list[Any]]
                 yield orjson.loads(line)
 
     return sources["files"], rows()
+
+
+# ------------------------------------------------------------------------------- the stage's work
+
+
+def _stamp(path: str) -> list[int]:
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+class Stamps:
+    """A local cache (not a pipeline output): file path → (size, mtime, inode, device) and the
+    content hash they last had, so an unchanged source file is never re-read to know it is."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.data: dict[str, Any] = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            self.data = {}
+
+    def known(self, local: str) -> dict[str, Any] | None:
+        entry = self.data.get(os.path.realpath(local))
+        if entry and os.path.isfile(local) and entry["stamp"] == _stamp(local):
+            return {"bytes": entry["bytes"], "xxh3": entry["xxh3"]}
+        return None
+
+    def save(self, pairs: list[tuple[str, dict[str, Any]]]) -> None:
+        for local, file in pairs:
+            self.data[os.path.realpath(local)] = {"stamp": _stamp(local), "bytes": file["bytes"], "xxh3": file["xxh3"]}
+        with atomic_file(self.path, "wb") as f:
+            f.write(orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS))
+
+
+def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dict[str, Any], hf: dict[str, Any],
+           workers: int, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
+    """Index the records of `source` into `out_dir` (index.jsonl, sources.json, and commits.jsonl
+    for git); return the metrics. When the source is the same as at the last run (git: the same
+    resolved commits; files: the same size, time and inode as when last hashed) and the outputs are
+    there, nothing is read or written again."""
+    from nep.batches import worker_count
+    from nep.sources import dedupe, git_records, git_state, hf_files, local_path
+
+    params = {"git": git, "jsonl": jsonl, "hf": hf}[source]
+    manifest: dict[str, Any] = {"source": source, "languages": list(languages), "params": params}
+    known = Stamps(stamps)
+    locals_: list[tuple[str, str]] = []
+    if source == "git":
+        manifest["git"] = git_state(git["repos"], git["rev"])
+    else:
+        if source == "jsonl":
+            if not jsonl["paths"]:
+                raise InputError("ingest.jsonl.paths is empty: list the JSONL files to read")
+            locals_ = [(p, p) for p in jsonl["paths"]]
+        else:
+            locals_ = hf_files(dataset=hf["dataset"], revision=hf["revision"], languages=languages,
+                               files=hf["files"], split=hf["split"])
+        manifest["files"] = [{"path": name, **(known.known(local) or {})} for name, local in locals_]
+    previous = _load(out_dir / SOURCES)
+    if previous and previous.get("manifest") == manifest and (out_dir / INDEX).exists() and all(
+        os.path.isfile(local_path(f["path"])) for f in previous["files"]
+    ):
+        return previous["metrics"]
+
+    drops: Counter = Counter()
+    writer = IndexWriter(out_dir, drops, hf["max_records_per_language"] if source == "hf" else 0)
+    try:
+        if source == "git":
+            for record in dedupe(git_records(languages=languages, drops=drops, progress=progress, **git), drops):
+                writer.add_record(record)
+        else:
+            index_files(locals_, writer, languages=languages if source == "jsonl" else None,
+                        workers=worker_count(workers), require_records=source == "jsonl")
+    except BaseException as e:
+        writer.close(e)
+        raise
+    writer.close()
+    if not any(f["path"] == str(out_dir / MINED) for f in writer.files):
+        (out_dir / MINED).unlink(missing_ok=True)  # an earlier run's, kept by `persist`
+    if source != "git":
+        manifest["files"] = writer.sources
+        known.save([(local, f) for (_, local), f in zip(locals_, writer.sources)])
+    metrics = {"source": source, "records_out": sum(writer.per_language.values()),
+               **{f"dropped.{k}": v for k, v in sorted(drops.items())},
+               **{f"language.{k}": v for k, v in sorted(writer.per_language.items())}}
+    with atomic_file(out_dir / SOURCES, "wb") as f:
+        f.write(orjson.dumps({"manifest": manifest, "files": writer.files, "metrics": metrics},
+                             option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
+    return metrics
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None

@@ -30,43 +30,39 @@ class InputError(RuntimeError):
     """Input that is unusable as a whole (missing file, no valid records)."""
 
 
-def _depth(line: bytes) -> int:
-    """Maximum nesting of arrays/objects in a JSON text (brackets inside strings skipped)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in line:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays/objects nest deeper than `limit` (iterative: a record of strings costs a
+    look at each field)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def parse_line(line: bytes) -> tuple[Any, str | None]:
     """(value, None) for a JSON text, else (None, the reason it is a bad line).
     Raises UnicodeDecodeError (offsets within `line`) when it is not UTF-8."""
-    if line.count(b"[") + line.count(b"{") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
-        return None, "too_deeply_nested"
     try:
-        return orjson.loads(line), None
+        value = orjson.loads(line)
     except orjson.JSONDecodeError as e:
         message = str(e)
+    else:
+        if isinstance(value, (dict, list)) and _too_deep(value):
+            return None, "too_deeply_nested"
+        return value, None
     if "not valid UTF-8" in message:
         line.decode("utf-8")  # raises with the offending byte's offset
     if "surrogate" in message:
         return None, "lone_surrogate"
     try:
-        return json.loads(line), None
+        value = json.loads(line)
+        if isinstance(value, (dict, list)) and _too_deep(value):
+            return None, "too_deeply_nested"
+        return value, None
     except RecursionError:
         return None, "too_deeply_nested"
     except json.JSONDecodeError:
@@ -80,9 +76,8 @@ def iter_lines(path: str | Path, start: int = 0, end: int | None = None) -> Iter
     binary from `start` (a line start) to `end`; a leading UTF-8 BOM is skipped."""
     with open(path, "rb") as f:
         f.seek(start)
-        offset, lineno = start, 0
-        for raw in f:
-            lineno += 1
+        offset = start
+        for lineno, raw in enumerate(f, 1):
             if offset == 0 and raw.startswith(BOM):
                 raw, offset = raw[3:], 3
             if end is not None and offset >= end:

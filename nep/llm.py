@@ -205,9 +205,9 @@ class OpenAIBackend:
         for name in ("openai", "httpx", "httpx2", "httpcore"):  # no log line per request or retry
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
+        http_client = getattr(openai, "DefaultHttpx2Client", None) or openai.DefaultHttpxClient  # openai 3 / 1
         return openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=self.max_attempts - 1,
-                             timeout=self.timeout_s,
-                             http_client=openai.DefaultHttpx2Client(event_hooks={"request": [_count_attempt]}))
+                             timeout=self.timeout_s, http_client=http_client(event_hooks={"request": [_count_attempt]}))
 
     def complete_many(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
         """One result per request, as answers arrive; see the module docstring."""
@@ -232,8 +232,9 @@ class OpenAIBackend:
                 self.accounting.add(result)
                 self.accounting.wall_time_s = before + time.perf_counter() - start
                 yield result
-        finally:
+        finally:  # stopped early: queued requests are dropped, those in flight end with the client
             pool.shutdown(wait=False, cancel_futures=True)
+            client.close()
 
     def _send(self, client: Any, api_key: str, request: ChatRequest) -> ChatResult:
         import openai

@@ -120,11 +120,14 @@ def check_base_model(name: str) -> None:
         ) from None
 
 
-def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig) -> str | Path:
+def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig, *, write: bool = True) -> str | Path:
     """The base model to load: the hub id/path, or for tiny-random the smoke model built under
-    out_dir/base from the training texts."""
+    out_dir/base from the training texts (only its path when `write` is false: another process
+    of the same run builds it)."""
     if not cfg.is_tiny:
         return cfg.base_model
+    if not write:
+        return Path(out_dir) / TINY_BASE_DIR
     from nep.tiny import build_tiny_model  # logs SMOKE_WARNING
 
     texts = [r["prompt"] + r["completion"] for r in records if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]

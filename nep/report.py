@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,14 @@ def render_svg(spec: dict[str, Any]) -> str:
         import vl_convert
     except ImportError:
         raise InputError("the report needs vl-convert-python: pip install -r requirements.txt") from None
-    return vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE)
+    return _stable_clip_ids(vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE))
+
+
+def _stable_clip_ids(svg: str) -> str:
+    """Vega numbers clip paths with a counter that lives as long as the process: renumber them in
+    order of appearance, so one chart gives the same bytes whatever was drawn before it."""
+    numbers: dict[str, str] = {}
+    return re.sub(r"\bclip(\d+)\b", lambda m: "clip" + numbers.setdefault(m[1], str(len(numbers) + 1)), svg)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -231,8 +239,10 @@ def build_report(
     languages_path: Path = LANGUAGES_TABLE,
     curves_dir: Path = paths.FINETUNE_CURVES,
     template_dir: Path = paths.PLOT_TEMPLATES,
+    charts: tuple[Chart, ...] = CHARTS,
 ) -> dict[str, Any]:
-    """Write the report into `out_dir` (README.md, CSVs, SVGs); return flat counts."""
+    """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
+    exists); return flat counts."""
     predictors = read_rows(predictors_path)
     languages = read_rows(languages_path)
     for name, frame, needed in (("predictor", predictors, "predictor"), ("language", languages, "language")):
@@ -246,7 +256,7 @@ def build_report(
 
     sources = {PREDICTORS_TABLE: predictors, LANGUAGES_TABLE: languages}
     drawn: list[Chart] = []
-    for chart in CHARTS:
+    for chart in charts:
         frame = sources.get(chart.source)
         if frame is None:  # a curve: read from curves_dir under its own name
             frame = read_curve(curves_dir / chart.source.name)
@@ -284,5 +294,5 @@ def build_report(
         "predictors": int(len(predictors)),
         "languages": int(languages["language"].nunique()),
         "charts": len(drawn),
-        "charts_skipped": len(CHARTS) - len(drawn),
+        "charts_skipped": len(charts) - len(drawn),
     }

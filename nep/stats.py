@@ -4,8 +4,9 @@ Per-example values are float arrays with NaN where a metric is undefined for an 
 leaves NaNs out (0.0 when nothing is defined). Resampling is seeded, so the same inputs and seed
 give the same intervals and p-values on every run.
 
-- `bootstrap_means`: means of B resamples (examples drawn with replacement) for several metrics
-  at once, each resample as multinomial counts, so a block of resamples is one matrix product.
+- `bootstrap_totals`/`bootstrap_means`: sums/means of B resamples (examples drawn with
+  replacement) for several metrics at once, each resample as the count of each example in it, so
+  a block of resamples is one matrix product.
 - `bootstrap_ci`: the percentile interval of those means.
 - `mcnemar_p`: exact two-sided McNemar test for paired 0/1 outcomes (binomial test on the
   discordant pairs).
@@ -28,26 +29,45 @@ def nan_mean(values: np.ndarray) -> float:
     return float(defined.mean()) if defined.size else 0.0
 
 
-def bootstrap_means(values: np.ndarray, samples: int, seed: int) -> np.ndarray:
-    """values: (metrics, n) → (metrics, samples) resampled means (NaN where a resample holds no
-    defined value). Every metric sees the same resamples."""
+def bootstrap_totals(values: np.ndarray, samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """values: (metrics, n) → the (metrics, samples) sums of the defined values of each resample,
+    and how many defined values each holds. Every metric sees the same resamples."""
     values = np.atleast_2d(np.asarray(values, dtype=float))
     n = values.shape[1]
     if n == 0 or samples <= 0:
-        return np.full((values.shape[0], max(samples, 0)), np.nan)
+        empty = np.zeros((values.shape[0], max(samples, 0)))
+        return empty, empty.copy()
     defined = ~np.isnan(values)
-    filled = np.where(defined, values, 0.0)
+    filled, ones = np.where(defined, values, 0.0), defined.astype(float)
     rng = np.random.default_rng(seed)
-    probs = np.full(n, 1.0 / n)
     block = max(1, _BLOCK_CELLS // n)
     sums, counts = [], []
     for start in range(0, samples, block):
-        weights = rng.multinomial(n, probs, size=min(block, samples - start)).T  # (n, b)
+        b = min(block, samples - start)
+        drawn = rng.integers(0, n, size=(b, n))  # each resample: n examples drawn with replacement
+        # how often each example was drawn, per resample: (n, b)
+        weights = np.bincount((np.arange(b)[:, None] * n + drawn).ravel(), minlength=b * n).reshape(b, n).T
         sums.append(filled @ weights)
-        counts.append(defined.astype(float) @ weights)
-    total, count = np.concatenate(sums, axis=1), np.concatenate(counts, axis=1)
+        counts.append(ones @ weights)
+    return np.concatenate(sums, axis=1), np.concatenate(counts, axis=1)
+
+
+def bootstrap_means(values: np.ndarray, samples: int, seed: int) -> np.ndarray:
+    """values: (metrics, n) → (metrics, samples) resampled means (NaN where a resample holds no
+    defined value)."""
+    return means(*bootstrap_totals(values, samples, seed))
+
+
+def means(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """total / count elementwise, NaN where count is 0 (a resample without a defined value)."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+        return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den elementwise, 0.0 where den is 0 (a rate with an empty denominator)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
 
 
 def bootstrap_ci(means: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -304,7 +304,9 @@ def run_finetune(
         nep_device.configure_threads(cfg.threads)
     backend = resolve_backend(cfg.backend)  # before transformers loads, so unsloth can patch it
     check_base_model(cfg.base_model)
-    base = build_base(records, out_dir, cfg)
+    state = nep_device.distributed_state()
+    with state.main_process_first():  # under accelerate launch the main process builds tiny-random
+        base = build_base(records, out_dir, cfg, write=state.is_main_process)
     model, tokenizer = prepare_model(base, cfg, backend)
     examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
     log.info("finetune: %d of %d examples used (%d truncated)", stats.used, stats.examples, stats.truncated)

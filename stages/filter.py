@@ -1,42 +1,41 @@
 """Stage filter: keep the commit records that pass the paper's filters (nep.filters).
 
 Run: `python -m stages.filter` (reads `params.yaml: filter:`), or `dvc repro filter`.
-Reads data/ingest/commits.jsonl; writes the survivors, all fields kept, to data/filter/commits.jsonl
-and metrics/filter.json (records in/out, drops per reason, in/out per language).
+Reads ingest's output, data/ingest/ (its index: records over `filter.max_chars` are counted without
+being read; the others are read where they lie, in parallel batches of `filter.workers` processes);
+writes the survivors, all fields kept, in input order, to data/filter/commits.jsonl and
+metrics/filter.json (records in/out, drops per reason, in/out per language).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.filters import FilterConfig, filter_records
-from nep.jsonl import read_jsonl, write_jsonl, write_metrics
+from nep import paths
+from nep.filters import FilterConfig, run_filter
+from nep.jsonl import InputError, write_metrics
 from nep.params import load_params
-from nep.records import valid_records
 
-INPUT = Path("data/ingest/commits.jsonl")
-OUTPUT = Path("data/filter/commits.jsonl")
-METRICS = Path("metrics/filter.json")
+INPUT = paths.DATA / "ingest"
+OUTPUT = paths.FILTER
+METRICS = paths.metrics("filter")
 
 
-def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS,
+def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS, workers: int = 0,
         **params: Any) -> dict[str, Any]:
-    """Filter `input_path` with the filter params; write survivors and metrics; return the metrics."""
-    config = FilterConfig(**params)
-    invalid: Counter = Counter()
-    result = filter_records(valid_records(read_jsonl(input_path, invalid), invalid), config, progress=True)
-    write_jsonl(output_path, result.kept)
-    result.dropped.update(invalid)
-    metrics = result.metrics()
-    metrics["records_in"] += sum(invalid.values())
+    """Filter `input_path` (ingest's directory, or a JSONL file of records) with the filter params;
+    write survivors and metrics; return the metrics."""
+    metrics = run_filter(input_path, output_path, FilterConfig(**params), workers)
     write_metrics(metrics_path, metrics)
     return metrics
 
 
 def main() -> None:
-    print(run(**load_params("filter")))
+    try:
+        print(run(**load_params("filter")))
+    except InputError as e:
+        raise SystemExit(f"filter: {e}") from None
 
 
 if __name__ == "__main__":

@@ -1,66 +1,56 @@
-"""Stage ingest: collect commit records (CommitPackFT schema) from the source `ingest.source` picks.
+"""Stage ingest: index the commit records (CommitPackFT schema) of the source `ingest.source` picks.
 
 Run: `python -m stages.ingest` (reads `params.yaml: ingest:`), or `dvc repro ingest`.
-Sources: `git` (mine local repositories, nep.sources.git_records), `jsonl` (local JSONL/Parquet
-files), `hf` (bigcode/commitpackft through `datasets`). Writes data/ingest/commits.jsonl in a
-deterministic order and metrics/ingest.json (records, drops by reason, records per language).
+Sources: `git` (mine local repositories, nep.sources.git_records), `jsonl` (local JSONL files),
+`hf` (bigcode/commitpackft's data files, or a local copy). Every record is validated once, in
+parallel blocks; data/ingest/ gets index.jsonl (where each kept record lies, and its size),
+sources.json (the source files with their content hash, the resolved git commits) and, for git,
+commits.jsonl (the mined records). File sources are not copied: filter reads the records it needs
+where they lie. metrics/ingest.json: records, drops by reason, records per language.
+
+DVC runs this stage every time (`always_changed`: git repositories cannot be DVC dependencies), and
+it returns at once when nothing changed: the same resolved commits (git), the same size, time and
+inode as when each file was last hashed (files; `.cache/nep/ingest/stamps.json`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.jsonl import InputError, flat_counts, write_jsonl, write_metrics
+from nep import paths
+from nep.index import ingest
+from nep.jsonl import InputError, write_metrics
 from nep.params import load_params
-from nep.sources import DEFAULT_LANGUAGES, dedupe, git_records, hf_records, jsonl_records
 
-OUTPUT = Path("data/ingest/commits.jsonl")
-METRICS = Path("metrics/ingest.json")
+OUTPUT = paths.DATA / "ingest"
+METRICS = paths.metrics("ingest")
+STAMPS = paths.CACHE / "ingest" / "stamps.json"
 
 
-def run(*, source: str = "git", languages: list[str] | tuple[str, ...] = DEFAULT_LANGUAGES, git: dict | None = None,
-        jsonl: dict | None = None, hf: dict | None = None, output_path: Path = OUTPUT,
-        metrics_path: Path = METRICS) -> dict[str, Any]:
-    """Ingest from `source` with its params section; write records and metrics; return the metrics."""
-    drops: Counter = Counter()
-    if source == "git":
-        records = git_records(languages=languages, drops=drops, **(git or {}))
-    elif source == "jsonl":
-        records = jsonl_records(languages=languages, drops=drops, **(jsonl or {}))
-    elif source == "hf":
-        records = hf_records(languages=languages, drops=drops, **(hf or {}))
-    else:
-        raise ValueError(f"ingest.source must be git, jsonl or hf, not {source!r}")
-    per_language: Counter = Counter()
-
-    def counted(rs):
-        for r in dedupe(rs, drops):
-            per_language[r["lang"]] += 1
-            yield r
-
-    n = write_jsonl(output_path, counted(records))
-    metrics = {
-        "source": source,
-        "records_out": n,
-        **flat_counts("dropped", drops),
-        **flat_counts("language", per_language),
-    }
+def run(*, source: str, languages: list[str], git: dict, jsonl: dict, hf: dict, workers: int = 0,
+        output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS) -> dict[str, Any]:
+    """Ingest from `source` with its params section; write the index and metrics; return the metrics."""
+    metrics = ingest(source=source, languages=languages, git=git, jsonl=jsonl, hf=hf, workers=workers,
+                     out_dir=output_dir, stamps=stamps)
     write_metrics(metrics_path, metrics)
-    if n == 0:
+    if metrics["records_out"] == 0:
         hint = {
             "git": "a shallow clone (git fetch --unshallow), a rev range without modified source files, "
             "or ingest.languages not matching the repository",
             "jsonl": "files in another schema or languages outside ingest.languages",
             "hf": "language configs that do not exist, or max_records_per_language",
         }[source]
-        raise InputError(f"ingest ({source}) produced no record: likely {hint}; drops: {dict(drops)}")
+        drops = {k: v for k, v in metrics.items() if k.startswith("dropped.")}
+        raise InputError(f"ingest ({source}) produced no record: likely {hint}; drops: {drops}")
     return metrics
 
 
 def main() -> None:
-    print(run(**load_params("ingest")))
+    try:
+        print(run(**load_params("ingest")))
+    except InputError as e:
+        raise SystemExit(f"ingest: {e}") from None
 
 
 if __name__ == "__main__":

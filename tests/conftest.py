@@ -21,6 +21,12 @@ def has_cuda() -> bool:
         return False
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """A run that selects no test (e.g. `pytest -m slow` where none is slow) passes: exit 0, not 5."""
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK
+
+
 def pytest_collection_modifyitems(config, items):
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if not gpu_items or has_cuda():
@@ -93,8 +99,8 @@ def fake_openai(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def run_dvc(project: Path, *args: str, env: dict[str, str] | None = None, with_stderr: bool = False) -> str:
-    """Run `dvc ARGS` in `project`; fail the test with dvc's output if it fails; return stdout
-    (followed by stderr when `with_stderr`)."""
+    """Run `dvc ARGS` in `project` (the one way tests call dvc); fail the test with dvc's output if
+    it fails; return stdout (followed by stderr when `with_stderr`)."""
     result = subprocess.run(
         ["dvc", *args], cwd=project, capture_output=True, text=True, env={**os.environ, **(env or {})}
     )
@@ -124,3 +130,67 @@ def project_on_history(root: Path, *, repos: int = 2, commits_per_repo: int = 20
     git(project, "add", "-A")
     git(project, "commit", "-q", "-m", "baseline params")
     return project
+
+
+# ---------------------------------------------------------------- shared factories
+def commit_record(old: str, new: str, *, sha: str = "c", path: str = "f.py", lang: str = "Python", **extra) -> dict:
+    """A commit record in ingest's schema (nep/records.py: COMMIT_FIELDS) changing `path` from
+    `old` to `new`; `extra` adds or overrides fields."""
+    return {"commit": sha, "old_file": path, "new_file": path, "old_contents": old, "new_contents": new,
+            "subject": "s", "message": "m", "lang": lang, "repos": "r", **extra}
+
+
+def two_chunk_commit(i: int, marker: str = "", *, path: str = "a.py") -> dict:
+    """A commit record that passes the default filter: it adds `size_i = i` among ten lines and,
+    five lines later, a use of it (two added one-line chunks); `marker` ends the second one."""
+    old = "".join(f"item_{k} = load({k})\n" for k in range(10))
+    lines = old.splitlines(keepends=True)
+    new = "".join(lines[:3] + [f"size_{i} = {i}\n"] + lines[3:8] + [f"use(size_{i})  # {marker}\n"] + lines[8:])
+    return commit_record(old, new, sha=f"{i:040x}", path=path)
+
+
+def make_example(original: str, current: str, nxt: str, path: str = "a.py", language: str = "Python") -> dict:
+    """A processed example (process stage's schema): the three versions and the training text."""
+    from nep.prompts import build_training_text, example_id
+
+    t = build_training_text(original, current, nxt, path=path)
+    return {
+        "id": example_id("repo", "sha", path, original),
+        "path": path,
+        "language": language,
+        "original": original,
+        "current": current,
+        "next": nxt,
+        "prompt": t.prompt,
+        "completion": t.completion,
+        "text": t.text,
+    }
+
+
+# (original, current, next) triples: small edits whose training texts train the shared tiny model
+TINY_EDITS = [
+    ("total = 0\nfor x in xs:\n    total += x\n", "total = 0\ncount = 0\nfor x in xs:\n    total += x\n",
+     "total = 0\ncount = 0\nfor x in xs:\n    total += x\n    count += 1\n"),
+    ("def area(width, height):\n    return width * height\n",
+     "def area(width, height, depth):\n    return width * height\n",
+     "def area(width, height, depth):\n    return width * height * depth\n"),
+    ("class Stack:\n    def __init__(self):\n        self.items = []\n",
+     "class Stack:\n    def __init__(self):\n        self.items = []\n        self.size = 0\n",
+     "class Stack:\n    def __init__(self):\n        self.items = []\n        self.size = 0\n\n"
+     "    def push(self, x):\n        self.items.append(x)\n"),
+]
+
+
+def tiny_model(directory: Path, texts: list[str] | None = None, vocab_size: int = 400) -> Path:
+    """The tiny-random smoke model (nep/tiny.py) with a tokenizer trained on `texts` (default: the
+    training texts of TINY_EDITS), in `directory`."""
+    from nep.tiny import build_tiny_model
+
+    texts = texts or [make_example(*edit)["text"] for edit in TINY_EDITS]
+    return build_tiny_model(texts, directory, vocab_size=vocab_size)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """One tiny model for the whole session (a test module needing its own texts calls tiny_model)."""
+    return tiny_model(tmp_path_factory.mktemp("tiny"))

@@ -111,7 +111,10 @@ def test_tables_have_every_main_metric_with_intervals(two_predictors: Path):
     assert [r["predictor"] for r in rows] == ["finetuned", "identity"]
     for m in MAIN_METRICS:
         assert m in rows[0]
-    assert rows[0]["exact_match_lo"] <= rows[0]["exact_match"] <= rows[0]["exact_match_hi"]
+    for m in MAIN_METRICS:
+        assert rows[0][f"{m}_lo"] <= rows[0][m] + 1e-12 and rows[0][m] <= rows[0][f"{m}_hi"] + 1e-12, m
+    # chunks: 2 of 3 predicted are true (a, b; not c), 2 of 5 true are found: F1 = 2PR / (P + R) = 0.5
+    assert rows[0]["edit_f1"] == pytest.approx(0.5) and rows[0]["edit_f1_lo"] < 0.5 < rows[0]["edit_f1_hi"]
     by_key = {(r["predictor"], r["language"]): r for r in ev.language_rows}
     assert set(by_key) == {(p, lang) for p in ("finetuned", "identity") for lang in ("Go", "Python")}
     assert by_key["finetuned", "Go"]["n"] == 2 and by_key["finetuned", "Go"]["exact_match"] == 0.5

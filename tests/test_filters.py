@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 
 import pytest
 
 import nep.filters as filters
-from nep.edits import compute_chunks, window_lines
+from nep.edits import compute_chunks, diff_chunks, diff_hunks, hunk_window, window_lines
 from nep.filters import FilterConfig, filter_records, structural_reason
 from nep.tokens import count_tokens
 
@@ -42,13 +44,70 @@ def test_chunk_lines_boundary_5_passes_6_fails():
     assert structural_reason(old, "".join(new_lines), config) == "chunk_too_long"
 
 
+def hunk_headers(old: str, new: str) -> list[tuple[int, ...]]:
+    """The (a, b, c, d) of difflib's `@@ -a,b +c,d @@` headers, as the paper's script reads them."""
+    diff = difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="")
+    return [tuple(map(int, m)) for m in re.findall(r"@@ -(\d+),(\d+) \+(\d+),(\d+) @@", "\n".join(diff))]
+
+
 def test_window_boundary_80_passes_81_fails():
+    # the window runs over the diff's hunks, their 3 context lines included, as in the paper
+    old, new = with_inserts({10: 1, 82: 1})
+    (a1, _, c1, _), (a2, b2, c2, d2) = hunk_headers(old, new)
+    assert (a2 + b2 - a1, c2 + d2 - c1) == (78, 80)
+    assert hunk_window(diff_hunks(diff_chunks(old, new), 200, 202)) == (78, 80)
+    assert structural_reason(old, new, DEFAULT) is None
+    old, new = with_inserts({10: 1, 83: 1})
+    assert hunk_window(diff_hunks(diff_chunks(old, new), 200, 202)) == (79, 81)
+    assert structural_reason(old, new, DEFAULT) == "window_too_long"
+
+
+def test_window_between_changed_lines_is_not_the_papers():
+    # 80 lines from the first to the last changed line: 86 with the hunks' context, dropped
     old, new = with_inserts({10: 1, 88: 1})
     assert max(window_lines(compute_chunks(old, new))) == 80
-    assert structural_reason(old, new, DEFAULT) is None
-    old, new = with_inserts({10: 1, 89: 1})
-    assert max(window_lines(compute_chunks(old, new))) == 81
     assert structural_reason(old, new, DEFAULT) == "window_too_long"
+    # the context stops at the file's ends: an edit on line 0 has none before it
+    old, new = with_inserts({0: 1, 75: 1})
+    (a1, _, c1, _), (a2, b2, c2, d2) = hunk_headers(old, new)
+    assert (a1, c1) == (1, 1) and (a2 + b2 - a1, c2 + d2 - c1) == (78, 80)
+    assert hunk_window(diff_hunks(diff_chunks(old, new), 200, 202)) == (78, 80)
+    assert structural_reason(old, new, DEFAULT) is None
+    # fewer context lines (a param) narrow the window
+    old, new = with_inserts({10: 1, 85: 1})
+    assert structural_reason(old, new, DEFAULT) == "window_too_long"
+    assert structural_reason(old, new, FilterConfig(max_chars=0, max_tokens=0, hunk_context_lines=1)) is None
+
+
+def test_a_final_newline_change_is_not_a_chunk():
+    old, new = with_inserts({10: 1, 20: 1})
+    every = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
+    # two insertions plus a final newline removed: two add chunks for the paper, kept add-only
+    assert [c.type for c in compute_chunks(old, new[:-1])] == ["add", "add", "replace"]
+    assert [c.type for c in diff_chunks(old, new[:-1])] == ["add", "add"]
+    assert structural_reason(old, new[:-1], DEFAULT) is None
+    # one insertion plus the final newline: one chunk, too few under every edit type setting
+    one = with_inserts({10: 1})[1]
+    assert len(compute_chunks(old, one[:-1])) == 2
+    assert structural_reason(old, one[:-1], every) == "too_few_chunks"
+    # only the final newline: no change at all
+    assert structural_reason(old, old[:-1], every) == "no_change"
+
+
+def test_a_one_line_hunk_range_has_no_count_and_no_window():
+    # difflib writes `@@ -1 +1,3 @@` for a one-line file: the paper's pattern finds no header, drops it
+    old, new = "b\n", "a\nb\nc\n"
+    assert hunk_headers(old, new) == []
+    assert [c.type for c in diff_chunks(old, new)] == ["add", "add"]
+    assert structural_reason(old, new, DEFAULT) == "window_too_long"
+    assert structural_reason("b\nd\n", "a\nb\nd\nc\n", DEFAULT) is None
+
+
+def test_special_token_text_is_dropped_like_the_papers_encode():
+    old, new = with_inserts({10: 1, 20: 1}, ["<|endoftext|>\n", *BASE])
+    result = filter_records([record(old, new)], FilterConfig(max_chars=0))
+    assert not result.kept and result.dropped == {"special_token": 1}
+    assert len(filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=0)).kept) == 1
 
 
 def test_one_chunk_is_too_few():

@@ -42,13 +42,18 @@ def processed_examples(n: int) -> list[dict]:
     return examples
 
 
-def test_stage_trains_saves_and_logs(tmp_path: Path):
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_stage_trains_saves_logs_and_reruns_to_the_same_bytes(tmp_path: Path):
     train_path = tmp_path / "train.jsonl"
     write_jsonl(train_path, processed_examples(12))
     with train_path.open("a") as f:
         f.write("{not json\n")
-    out, metrics_dir = tmp_path / "models", tmp_path / "metrics"
-    metrics = finetune(train_path=train_path, out_dir=out, metrics_dir=metrics_dir, progress=False, **FAST)
+    out, metrics_dir, timing = tmp_path / "models", tmp_path / "metrics", tmp_path / "timing.json"
+    run = {"train_path": train_path, "out_dir": out, "metrics_dir": metrics_dir, "timing_path": timing, "progress": False, **FAST}
+    metrics = finetune(**run)
 
     assert metrics["backend"] == "hf" and metrics["smoke_model"] is True
     assert metrics["examples"] == 13 and metrics["examples_used"] == 12
@@ -66,6 +71,32 @@ def test_stage_trains_saves_and_logs(tmp_path: Path):
     curve = (metrics_dir / "plots" / "metrics" / "train_loss.tsv").read_text().splitlines()
     assert curve[0] == "step\ttrain_loss" and len(curve) == 1 + 3
     assert not (metrics_dir / "dvc.yaml").exists()  # DVCLive must not write a pipeline of its own
+    # measured times go to the timing file only: none in the metrics, the curves or the model
+    measured = json.loads(timing.read_text())
+    assert measured["train_runtime"] > 0 and measured["train_tokens_per_s"] > 0 and measured["wall_s"] > 0
+    tracked = {**_tree(out), **{f"metrics/{k}": v for k, v in _tree(metrics_dir).items()}}
+    for name, data in tracked.items():
+        if name.endswith((".json", ".tsv", ".md")):
+            text = data.decode()
+            assert not any(word in text for word in ("runtime", "per_second", "timestamp", "wall_s", "tokens_per_s")), name
+    # the same inputs and params give the same bytes
+    finetune(**run)
+    assert {**_tree(out), **{f"metrics/{k}": v for k, v in _tree(metrics_dir).items()}} == tracked
+
+
+def test_stage_fails_before_paying_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import nep.device
+    import stages.finetune as stage
+
+    if nep.device.cuda_available():
+        pytest.skip("checks the CPU message")
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "data/split/train.jsonl", processed_examples(1))
+    monkeypatch.setattr(stage, "load_params", lambda section: {"backend": "unsloth"})
+    with pytest.raises(SystemExit) as e:
+        stage.main()
+    assert str(e.value.code).startswith("finetune.backend: unsloth needs a CUDA GPU") and "\n" not in str(e.value.code)
+    assert not (tmp_path / "models").exists()
 
 
 def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
@@ -77,7 +108,7 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
     train_path = tmp_path / "train.jsonl"
     write_jsonl(train_path, processed_examples(4))
     out = tmp_path / "models"
-    finetune(train_path=train_path, out_dir=out, metrics_dir=tmp_path / "m", progress=False, merge=True, **FAST)
+    finetune(train_path=train_path, out_dir=out, metrics_dir=tmp_path / "m", timing_path=tmp_path / "t.json", progress=False, merge=True, **FAST)
     model, tokenizer = load_finetuned(out, device="cpu")
     merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
     enc = tokenizer(processed_examples(1)[0]["prompt"], return_tensors="pt")
@@ -93,7 +124,7 @@ def test_stage_rejects_bad_input(tmp_path: Path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(InputError, match="no training examples"):
         finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
-    with pytest.raises(ValueError, match="unknown params"):
+    with pytest.raises(ValueError, match=r"finetune\.epoch: unknown key \(did you mean finetune\.epochs"):
         finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m", epoch=3)
 
 

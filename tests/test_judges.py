@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from nep.jsonl import read_jsonl, write_jsonl
+from nep.jsonl import InputError, read_jsonl, write_jsonl
 from nep.judges import judge_messages, rules_judgment, tree_sitter_parser
-from nep.verdicts import TooManyFailures
 from nep.prompts import build_prompt
+from nep.verdicts import TooManyFailures
 from stages import judge as judge_stage
 
 CASES = [
@@ -72,6 +72,19 @@ def test_judge_stage_rules(tmp_path):
     assert metrics["yes"] == 2 and metrics["no"] == 2 and metrics["null"] == 1 and metrics["yes_rate"] == 0.5
     assert metrics["reason.exact"] == 1 and metrics["reason.invalid_generation_record"] == 1
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
+
+
+def test_judge_stage_joins_by_id_and_refuses_duplicate_ids(tmp_path):
+    records = [{"prompt": "no id"}, generation(0, TRUTH), {"id": "ex9", "output": 3}, generation(1, CURRENT)]
+    write_jsonl(tmp_path / "gen.jsonl", records)
+    files = dict(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
+                 metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json")
+    judge_stage.run(**files, backend="rules")
+    assert [(j["id"], j["judgment"]) for j in read_jsonl(tmp_path / "j.jsonl")] == [
+        (None, None), ("ex0", 1), ("ex9", None), ("ex1", 0)]
+    write_jsonl(tmp_path / "gen.jsonl", [generation(0, TRUTH), generation(0, CURRENT)])
+    with pytest.raises(InputError, match=r"gen.jsonl: duplicate generation ids \['ex0'\]"):
+        judge_stage.run(**files, backend="rules")
 
 
 def test_llm_judge_prompt():

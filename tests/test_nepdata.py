@@ -58,7 +58,7 @@ def test_nep_records_become_examples_as_given():
     assert len(examples) == 4 and stats["duplicates_kept"] == 1  # the exact duplicate is kept, and counted
     assert len({e["id"] for e in examples}) == 4
     e = examples[0]
-    assert CURRENT != current_version(OLD, NEW)
+    assert current_version(OLD, NEW) != CURRENT  # nep would compute another current version
     assert e["current"] == CURRENT and e["original"] == OLD  # the hand-made version, as given
     assert e["next"] == NEW + "\n"  # what the paper's scripts score: text after <|next_version|>\n
     assert e["completion"] == e["next"] and e["text"] == e["prompt"] + e["completion"]
@@ -172,3 +172,24 @@ def test_missing_hub_is_one_line_naming_the_param(tmp_path):
     assert "Traceback" not in result.stderr
     assert last.startswith(f"split: split.external_train: cannot read split 'train' of {HUB_ID}")
     assert "HF_HUB_OFFLINE=1" in last and "local JSONL/Parquet file" in last
+
+
+@pytest.mark.slow
+def test_paper_benchmark_preset_through_dvc_on_a_hub_standin(tmp_path):
+    """presets/paper-benchmark.yaml, its hub id swapped for a local stand-in, through `dvc exp run split`."""
+    from conftest import project_on_history, run_dvc
+
+    train = [nep_record(commit=f"{i:040x}") for i in range(5)]
+    test = [nep_record(commit=f"{i:040x}", new_file="t.go") for i in (4, 9)] + [nep_record(commit=f"{9:040x}", new_file="t.go")]
+    hub = hub_standin(tmp_path / "hub", train, test)
+    project = project_on_history(tmp_path, repos=1, commits_per_repo=8)
+    subprocess.run([sys.executable, "-m", "nep.presets", "paper-benchmark"], cwd=project, check=True,
+                   capture_output=True)
+    run_dvc(project, "exp", "run", "split", "-S", f"split.external_test={hub}", "-S", f"split.external_train={hub}")
+    metrics = json.loads((project / "metrics/split.json").read_text())
+    assert metrics["strategy"] == "external" and metrics["format.train"] == metrics["format.test"] == "nep"
+    assert (metrics["train"], metrics["test"], metrics["dropped.leaked"]) == (4, 3, 1)
+    assert metrics["external_test.duplicates_kept"] == 1
+    rows = [json.loads(line) for line in (project / "data/split/test.jsonl").read_text().splitlines()]
+    assert [r["commit"] for r in rows] == [r["commit"] for r in test] and len({r["id"] for r in rows}) == 3
+    assert all(r["next"] == NEW + "\n" and r["current"] == CURRENT for r in rows)

@@ -178,3 +178,146 @@ def test_repository_name_is_the_same_in_every_clone(git_repo, tmp_path):
                       ("https://gitlab.example.com/group/sub/proj/", "sub/proj"), ("file:///srv/git/proj.git", "proj")]:
         git(clone, "remote", "set-url", "origin", url)
         assert repository_name(clone) == name, url
+
+
+# ------------------------------------------------------------- bad input: counted, or named errors
+
+
+def test_lines_no_reader_can_hold_are_counted_drops(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    lines = [
+        b"\xef\xbb\xbf" + json.dumps(commitpack(1)).encode(),  # a BOM before the first record
+        json.dumps(commitpack(2)).encode().replace(b'"s"', b'"\\ud800"'),  # a lone surrogate
+        b"[" * 100_000 + b"]" * 100_000,  # 100,000 arrays deep
+        json.dumps(commitpack(3)).encode()[:-1] + b', "timestamp": ' + b"9" * 5000 + b"}",  # 5,000 digits
+        json.dumps(commitpack(4)).encode(),
+    ]
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    drops: Counter = Counter()
+    records = list(jsonl_records([str(src)], drops=drops))
+    assert [r["commit"] for r in records] == ["c1", "c4"]
+    assert drops == Counter({"lone_surrogate": 1, "too_deeply_nested": 1, "number_too_large": 1})
+    # the same through ingest's parallel index
+    from stages.ingest import run
+
+    metrics = run(source="jsonl", languages=["Python"], git={}, jsonl={"paths": [str(src)]}, hf={}, workers=2,
+                  output_dir=tmp_path / "ingest", metrics_path=tmp_path / "m.json", stamps=tmp_path / "stamps.json")
+    assert metrics["records_out"] == 2
+    assert metrics["dropped.lone_surrogate"] == metrics["dropped.too_deeply_nested"] == metrics["dropped.number_too_large"] == 1
+
+
+def test_invalid_utf8_is_reported_at_its_line_and_offset(tmp_path):
+    src = tmp_path / "latin.jsonl"
+    good = json.dumps(commitpack(1)).encode() + b"\n"
+    src.write_bytes(good + good.replace(b'"s"', b'"caf\xe9"'))
+    offset = len(good) + good.index(b'"s"') + 4
+    with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
+        list(jsonl_records([str(src)], drops=Counter()))
+    from nep.index import IndexWriter, index_files
+
+    writer = IndexWriter(tmp_path, Counter())
+    with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
+        index_files([(str(src), str(src))], writer, languages=None, workers=1)
+    writer.close(RuntimeError())
+
+
+def test_git_subject_with_a_unit_separator(git_repo):
+    repo, commit = git_repo
+    commit({"a.py": PY})
+    commit({"a.py": PY + "y = 1\n"}, message="Odd \x1f subject\n\nBody \x1f text")
+    records, _ = mine(repo)
+    assert records[0]["subject"] == "Odd \x1f subject"
+    assert records[0]["message"] == "Odd \x1f subject\n\nBody \x1f text"
+
+
+def test_a_subdirectory_mines_only_its_own_files(git_repo):
+    repo, commit = git_repo
+    commit({"sub/a.py": PY, "b.py": PY})
+    commit({"sub/a.py": PY + "y = 1\n", "b.py": PY + "z = 1\n"})
+    commit({"b.py": PY + "z = 2\n"})
+    records, _ = mine(repo / "sub")
+    assert [(r["new_file"], r["repos"]) for r in records] == [("sub/a.py", "repo/sub")]
+    assert len(mine(repo)[0]) == 3
+
+
+def test_a_killed_writer_leaves_no_temporary_file(tmp_path):
+    import subprocess
+    import sys
+
+    script = ("import itertools, time\nfrom nep.jsonl import write_jsonl\n"
+              "def slow():\n    for i in itertools.count():\n        yield {'i': i}\n        time.sleep(0.001)\n"
+              f"write_jsonl({str(tmp_path / 'out.jsonl')!r}, slow())\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
+    import time
+
+    time.sleep(1.5)
+    proc.kill()
+    proc.wait()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------- ingest: no needless re-reads
+
+
+def ingest(tmp_path: Path, source: str, **section) -> dict:
+    from stages.ingest import run
+
+    sections = {"git": {}, "jsonl": {}, "hf": {}}
+    sections[source] = section
+    return run(source=source, languages=["Python"], workers=1, output_dir=tmp_path / "ingest",
+               metrics_path=tmp_path / "metrics.json", stamps=tmp_path / "stamps.json", **sections)
+
+
+def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
+    import nep.index
+
+    src = tmp_path / "a.jsonl"
+    src.write_text("".join(json.dumps(commitpack(i)) + "\n" for i in range(3)))
+    first = ingest(tmp_path, "jsonl", paths=[str(src)])
+    assert first["records_out"] == 3
+    index = (tmp_path / "ingest/index.jsonl").read_bytes()
+    monkeypatch.setattr(nep.index, "index_block", lambda *a: pytest.fail("re-read"))
+    assert ingest(tmp_path, "jsonl", paths=[str(src)]) == first
+    assert (tmp_path / "ingest/index.jsonl").read_bytes() == index
+    monkeypatch.undo()
+    src.write_text(src.read_text() + json.dumps(commitpack(7)) + "\n")
+    assert ingest(tmp_path, "jsonl", paths=[str(src)])["records_out"] == 4
+
+
+def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, monkeypatch):
+    import nep.sources
+
+    repo, commit = git_repo
+    commit({"a.py": PY})
+    commit({"a.py": PY + "y = 1\n"})
+    first = ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6)
+    mined = (tmp_path / "ingest/commits.jsonl").read_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(nep.sources, "git_records", lambda *a, **k: pytest.fail("re-mined"))
+        assert ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6) == first
+    assert (tmp_path / "ingest/commits.jsonl").read_bytes() == mined
+    commit({"a.py": PY + "y = 2\n"})
+    assert ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6)["records_out"] == 2
+
+
+def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
+    import nep.batches
+    from stages.filter import run
+
+    old = "".join(f"v{i} = {i}\n" for i in range(30))
+    new = old.replace("v5 = 5\n", "v5 = 5\nw = 1\n").replace("v20 = 20\n", "v20 = 20\nw = 2\n")
+    src = tmp_path / "a.jsonl"
+    rows = [commitpack(1, old_contents=old, new_contents=new), commitpack(2, old_contents=old * 50, new_contents=new * 50),
+            commitpack(3, old_contents=old, new_contents=new, new_file="g.py")]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest(tmp_path, "jsonl", paths=[str(src)])
+    read: list[int] = []
+    real = nep.batches.read_ranges
+    monkeypatch.setattr(nep.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
+    metrics = run(input_path=tmp_path / "ingest", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json",
+                  workers=1, max_chars=5000)
+    lines = src.read_bytes().splitlines(keepends=True)
+    assert read == [0, len(lines[0]) + len(lines[1])]
+    assert metrics["records_in"] == 3 and metrics["records_out"] == 2 and metrics["dropped.too_many_chars"] == 1
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["commit"] for r in out] == ["c1", "c3"] and out[0]["new_contents"] == new

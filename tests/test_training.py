@@ -1,32 +1,38 @@
-"""LoRA fine-tuning on the tiny model: markers, completion-only labels, training, save and load."""
+"""LoRA fine-tuning through trl's SFTTrainer on the tiny model: markers, completion-only labels,
+training, save and load, fail-before-paying checks, and (slow) two processes under accelerate."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from nep.prompts import MARKERS, NEXT, build_training_text
 from nep.tiny import build_tiny_model
 from nep.training import (
-    IGNORE_INDEX,
     FinetuneConfig,
+    FinetuneSetupError,
     add_markers,
-    collate,
-    encode_example,
-    encode_examples,
+    build_sft_trainer,
+    check_base_model,
     load_base_hf,
     load_finetuned,
     prepare_hf,
     resolve_backend,
     save_finetuned,
-    train,
+    sft_examples,
+    trainer_kwargs,
 )
 
+IGNORE = -100
 ORIGINAL = "total = 0\nfor x in xs:\n    total += x\n"
 CURRENT = "total = 0\ncount = 0\nfor x in xs:\n    total += x\n"
 NEXT_VERSION = "total = 0\ncount = 0\nfor x in xs:\n    total += x\n    count += 1\n"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def example(i: int) -> dict[str, str]:
@@ -46,17 +52,24 @@ def tiny_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_dir, tmp_path_factory):
-    """A few LoRA steps on the tiny model, saved; returns (peft model, tokenizer, base state, out dir)."""
+def trainer(tiny_dir, tmp_path_factory):
+    """An SFTTrainer over 8 examples of the tiny model (not trained yet)."""
+    model, tokenizer = prepare_hf(tiny_dir, SMALL)
+    examples, _ = sft_examples(map(example, range(8)), tokenizer, 512)
+    return build_sft_trainer(model, tokenizer, examples, SMALL, tmp_path_factory.mktemp("scratch"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(trainer, tiny_dir, tmp_path_factory):
+    """A few LoRA steps, saved; returns (peft model, tokenizer, base state, params before, out dir)."""
     import torch
 
-    torch.manual_seed(0)
     base_state = {k: v.clone() for k, v in load_base_hf(tiny_dir, device="cpu")[0].state_dict().items()}
-    model, tokenizer = prepare_hf(tiny_dir, SMALL, "cpu")
+    model, tokenizer = trainer.model, trainer.processing_class
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    examples, _ = encode_examples(map(example, range(8)), tokenizer, 512)
-    result = train(model, examples, SMALL, pad_token_id=tokenizer.pad_token_id, progress=False)
-    assert result.steps == 3 and result.micro_batches == 6
+    output = trainer.train()
+    assert output.global_step == 3
+    assert torch.isfinite(torch.tensor(output.training_loss))
     out = tmp_path_factory.mktemp("finetuned")
     save_finetuned(model, tokenizer, out, {"base_model": str(tiny_dir), "backend": "hf", "params": SMALL.to_dict()})
     return model, tokenizer, base_state, before, out
@@ -77,41 +90,49 @@ def test_markers_are_single_tokens_and_embeddings_grow(tiny_dir):
     assert add_markers(tokenizer, model) == ids and model.get_input_embeddings().weight.shape[0] == n + 4
 
 
-def test_loss_masked_on_prompt(tiny_dir):
-    _, tokenizer = load_base_hf(tiny_dir, device="cpu")
-    add_markers(tokenizer)
+def test_loss_masked_on_prompt_through_the_next_version_line(trainer):
+    """SFTTrainer's prepared data: every prompt token (up to and including the `<|next_version|>`
+    line) is labelled -100; the completion and the appended EOS are the labels."""
+    tokenizer = trainer.processing_class
     e = example(0)
-    encoded, truncated = encode_example(tokenizer, e["prompt"], e["completion"], 512)
-    assert not truncated
-    ids, labels = encoded["input_ids"], encoded["labels"]
+    row = trainer.train_dataset[0]
+    ids, labels = row["input_ids"], row["labels"]
     n_prompt = len(tokenizer(e["prompt"])["input_ids"])
-    assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert ids[:n_prompt] == tokenizer(e["prompt"])["input_ids"]  # the prompt as generation sees it
+    assert labels[:n_prompt] == [IGNORE] * n_prompt
     assert ids[n_prompt - 2] == tokenizer.convert_tokens_to_ids(NEXT)  # ...<|next_version|>, "\n" | completion
     assert labels[n_prompt:] == ids[n_prompt:]
-    assert labels[-1] == tokenizer.eos_token_id
+    assert labels[-1] == tokenizer.eos_token_id and labels.count(tokenizer.eos_token_id) == 1
     assert tokenizer.decode(labels[n_prompt:-1]) == e["completion"]
 
 
-def test_overlong_examples_truncated_or_dropped_and_counted(tiny_dir):
+def test_collator_pads_labels_with_ignore_index(trainer):
+    batch = trainer.data_collator([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    pad = trainer.processing_class.pad_token_id
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_overlong_examples_truncated_or_dropped_and_counted(tiny_dir, tmp_path):
     _, tokenizer = load_base_hf(tiny_dir, device="cpu")
     add_markers(tokenizer)
     e = example(0)
     n_prompt = len(tokenizer(e["prompt"])["input_ids"])
-    cut, truncated = encode_example(tokenizer, e["prompt"], e["completion"], n_prompt + 3)
-    assert truncated and len(cut["input_ids"]) == n_prompt + 3 and cut["labels"][-1] != tokenizer.eos_token_id
-    assert encode_example(tokenizer, e["prompt"], e["completion"], n_prompt + 3, "drop") == ("too_long", False)
-    assert encode_example(tokenizer, e["prompt"], e["completion"], n_prompt) == ("prompt_too_long", False)
+    kept, stats = sft_examples([e], tokenizer, n_prompt + 3)
+    assert kept == [e] and stats.truncated == 1 and stats.tokens == n_prompt + 3 and stats.completion_tokens == 3
+    assert sft_examples([e], tokenizer, n_prompt + 3, "drop")[1].dropped == {"too_long": 1}
+    assert sft_examples([e], tokenizer, n_prompt)[1].dropped == {"prompt_too_long": 1}
     records = [e, {"prompt": "no marker", "completion": "x"}, {"prompt": e["prompt"]}]
-    encoded, stats = encode_examples(records, tokenizer, n_prompt + 3)
-    assert len(encoded) == stats.used == 1 and stats.truncated == 1 and stats.examples == 3
+    kept, stats = sft_examples(records, tokenizer, n_prompt + 3)
+    assert len(kept) == stats.used == 1 and stats.truncated == 1 and stats.examples == 3
     assert stats.dropped == {"prompt_without_next_marker": 1, "missing_prompt_or_completion": 1}
-
-
-def test_collate_pads_labels_with_ignore_index():
-    batch = collate([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}], pad_token_id=0)
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    # and SFTTrainer cuts the truncated example's completion at the window, losing EOS
+    cfg = FinetuneConfig.from_params({"base_model": str(tiny_dir), "max_seq_length": n_prompt + 3})
+    model, tokenizer = prepare_hf(tiny_dir, cfg)
+    row = build_sft_trainer(model, tokenizer, kept, cfg, tmp_path, progress=False).train_dataset[0]
+    assert len(row["input_ids"]) == n_prompt + 3 and row["labels"][-1] != tokenizer.eos_token_id
+    assert sum(label != IGNORE for label in row["labels"]) == 3
 
 
 def test_lora_moves_adapter_not_base(trained):
@@ -136,6 +157,14 @@ def test_lora_moves_adapter_not_base(trained):
             assert torch.equal(p.detach(), ref), name
 
 
+def test_embeddings_train_at_their_own_learning_rate(trainer):
+    groups = trainer.optimizer.param_groups
+    assert [g["initial_lr"] for g in groups] == [SMALL.learning_rate, SMALL.embedding_learning_rate]
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    assert all("lora_" in names[id(p)] for p in groups[0]["params"])
+    assert all("modules_to_save" in names[id(p)] for p in groups[1]["params"])
+
+
 def test_adapter_saves_and_loads_to_same_outputs(trained, tiny_dir):
     import torch
 
@@ -154,47 +183,120 @@ def test_adapter_saves_and_loads_to_same_outputs(trained, tiny_dir):
     add_markers(tokenizer, base)
     with torch.no_grad():
         assert not torch.allclose(base(**enc).logits, got, atol=1e-3)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["target_modules"] == sorted(config["target_modules"])  # not PEFT's hash order
 
 
 def test_config_defaults_are_the_papers_and_params_parse():
-    from nep.params import load_params
+    from nep.params import load_yaml
 
     cfg = FinetuneConfig()
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 16, 0.0)
     assert cfg.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (cfg.learning_rate, cfg.embedding_learning_rate, cfg.epochs) == (1e-4, 1e-5, 2)
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.max_seq_length) == (1, 4, 2048)
-    assert (cfg.warmup_steps, cfg.weight_decay, cfg.lr_scheduler, cfg.seed) == (5, 0.01, "linear", 3407)
-    FinetuneConfig.from_params(load_params("finetune"))
+    assert (cfg.warmup_steps, cfg.weight_decay, cfg.lr_scheduler, cfg.seed, cfg.threads) == (5, 0.01, "linear", 3407, 0)
+    assert FinetuneConfig.from_params(load_yaml(REPO_ROOT / "params.yaml")["finetune"]) == FinetuneConfig()  # params.yaml mirrors
     # tiny-random's own caps apply to it alone; the main max_steps caps every model
     assert (cfg.effective_max_seq_length, cfg.effective_max_steps) == (cfg.tiny.max_seq_length, cfg.tiny.max_steps)
     real = FinetuneConfig(base_model="Qwen/Qwen2.5-Coder-7B")
     assert (real.effective_max_seq_length, real.effective_max_steps) == (2048, 0)
     assert FinetuneConfig(max_steps=2).effective_max_steps == 2
-    with pytest.raises(ValueError, match="unknown params"):
+    with pytest.raises(ValueError, match=r"finetune\.lora_rank: unknown key \(did you mean finetune\.lora_r"):
         FinetuneConfig.from_params({"lora_rank": 8})
-    with pytest.raises(ValueError, match="backend"):
+    with pytest.raises(ValueError, match="finetune.backend"):
         FinetuneConfig.from_params({"backend": "tpu"})
 
 
-def test_backend_resolution_without_gpu():
-    import torch
+def test_trainer_args_are_the_params_and_keep_the_global_batch(monkeypatch, tmp_path):
+    args = trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)
+    assert (args["learning_rate"], args["lr_scheduler_type"], args["warmup_steps"], args["weight_decay"]) == (1e-4, "linear", 5, 0.01)
+    assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"], args["num_train_epochs"]) == (1, 4, 2)
+    assert (args["seed"], args["max_steps"], args["save_strategy"], args["report_to"]) == (3407, -1, "no", "none")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)["gradient_accumulation_steps"] == 2
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ValueError, match="finetune.gradient_accumulation_steps"):
+        trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)
 
-    if torch.cuda.is_available():
+
+def test_backend_fails_before_paying(monkeypatch):
+    import nep.device
+
+    if nep.device.cuda_available():
         pytest.skip("checks the CPU fallback")
     assert resolve_backend("auto") == "hf"
     assert resolve_backend("hf") == "hf"
-    with pytest.raises(RuntimeError, match="CUDA"):
+    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
         resolve_backend("unsloth")
+    # a GPU but no unsloth: auto falls back, an explicit unsloth names the requirements file
+    monkeypatch.setattr(nep.device, "cuda_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth → ImportError
+    assert resolve_backend("auto") == "hf"
+    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
+        resolve_backend("unsloth")
+
+
+def test_missing_base_model_is_one_line_naming_the_param(monkeypatch, tmp_path):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    check_base_model("tiny-random")
+    check_base_model(str(tmp_path))  # a local directory is taken as it is
+    with pytest.raises(FinetuneSetupError, match=r"^finetune\.base_model: 'nep-test/no-such-model' ") as e:
+        check_base_model("nep-test/no-such-model")
+    assert "\n" not in str(e.value)
 
 
 def test_heavy_imports_are_lazy():
     code = (
-        "import sys, nep.training, nep.tiny, stages.finetune; "
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'unsloth', 'dvclive', 'accelerate') if m in sys.modules]; "
+        "import sys, nep.training, nep.lora, nep.tiny, stages.finetune; "
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'unsloth', 'dvclive', 'accelerate', 'datasets') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def _stage_run(project: Path, launcher: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([*launcher, "-m", "stages.finetune"], cwd=project, env=env, check=True, capture_output=True, text=True)
+    return json.loads((project / "metrics/finetune/metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): the same global batch (each process
+    accumulates half), the same loss curve and the same adapter as one process, within float noise."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from nep.jsonl import write_jsonl
+
+    runs = {}
+    for name, launcher in {
+        "one": [sys.executable],
+        "two": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533"],
+    }.items():
+        project = tmp_path / name
+        write_jsonl(project / "data/split/train.jsonl", [example(i) for i in range(16)])
+        params = {"tiny": {"vocab_size": 400, "max_seq_length": 256, "max_steps": 3}, "learning_rate": 1e-2, "embedding_learning_rate": 1e-2}
+        (project / "params.yaml").write_text(yaml.safe_dump({"finetune": params}))
+        runs[name] = (_stage_run(project, launcher), project)
+    (one, p1), (two, p2) = runs["one"], runs["two"]
+    assert (one["processes"], two["processes"]) == (1, 2)
+    assert one["steps"] == two["steps"] == 3 and one["examples_used"] == two["examples_used"] == 16
+    curves = [(p / "metrics/finetune/plots/metrics/train_loss.tsv").read_text().splitlines() for p in (p1, p2)]
+    assert len(curves[0]) == len(curves[1]) == 1 + 3  # one row per optimizer step, written once
+    for a, b in zip(curves[0][1:], curves[1][1:]):
+        assert float(a.split("\t")[1]) == pytest.approx(float(b.split("\t")[1]), abs=1e-4)
+    a, b = (load_file(p / "models/finetune/adapter_model.safetensors") for p in (p1, p2))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert any(not torch.allclose(a[k], torch.zeros_like(a[k])) for k in a if "lora_B" in k)  # it did train
 
 
 @pytest.mark.gpu
@@ -207,7 +309,7 @@ def test_unsloth_backend_trains_and_loads(tmp_path):
 
     records = [example(i) for i in range(8)]
     cfg = FinetuneConfig.from_params({"backend": "unsloth", "tiny": {"max_steps": 2, "max_seq_length": 512, "vocab_size": 400}})
-    metrics = run_finetune(records, tmp_path, cfg, progress=False)
+    metrics = run_finetune(records, tmp_path, cfg, progress=False).metrics
     assert metrics["backend"] == "unsloth" and metrics["steps"] == 2
     model, tokenizer = load_finetuned(tmp_path, device="cuda")
     enc = tokenizer(records[0]["prompt"], return_tensors="pt").to("cuda")

@@ -1,0 +1,190 @@
+"""The report stage (nep.report) and the offline `dvc plots` page and templates."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, copy_project, git, run_dvc
+
+from nep import paths
+from nep.jsonl import InputError
+from nep.report import CHARTS, HEADLINE, build_report, chart_spec, reference_predictor, render_svg
+
+TEMPLATES = REPO_ROOT / paths.PLOT_TEMPLATES
+# one chart of each template (drawing all of them takes seconds: the slow test does)
+SOME_CHARTS = tuple({chart.template: chart for chart in reversed(CHARTS)}.values())
+# exact, partial, position, judge, delta chrF per predictor; None: not computed
+VALUES = {
+    "finetuned": (0.31, 0.42, 0.55, 0.38, 0.12),
+    "identity": (0.0, 0.0, 0.05, 0.0, 0.0),
+    "propagate": (0.08, 0.15, 0.21, None, -0.03),
+}
+
+
+def evaluate_tables(root: Path) -> None:
+    """metrics/evaluate/{predictors,languages}.json under `root`, in evaluate's shape: every row
+    has the same keys (DVC reads rows with differing keys as no data), null where absent."""
+    rows, lang_rows = [], []
+    for name, values in VALUES.items():
+        row = {"predictor": name, "n": 30}
+        for metric, v in zip(HEADLINE, values, strict=True):
+            row[metric] = v
+            row[f"{metric}_lo"] = None if v is None else round(v - 0.05, 3)
+            row[f"{metric}_hi"] = None if v is None else round(v + 0.05, 3)
+            row[f"{metric}_p"] = None if name == "finetuned" else (0.0004 if name == "identity" else 0.03)
+        rows.append(row)
+        for language, n in (("Python", 20), ("Go", 10)):
+            lang_rows.append({"predictor": name, "language": language, "n": n,
+                              **{m: row[m] for m in HEADLINE}})
+    out = root / "metrics/evaluate"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictors.json").write_text(json.dumps({"rows": rows}, indent=2))
+    (out / "languages.json").write_text(json.dumps({"rows": lang_rows}, indent=2))
+
+
+def loss_curve(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "train_loss.tsv").write_text("step\ttrain_loss\n0\t2.5\n1\t2.25\n2\t1.75\n")
+
+
+# ---------------------------------------------------------------- the page and the templates
+
+
+def test_plots_page_inlines_vega_and_is_the_configured_template():
+    page = (TEMPLATES / "page.html").read_text(encoding="utf-8")
+    assert page.count("{plot_divs}") == 1
+    assert "{scripts}" not in page  # DVC's CDN <script src=...> tags are never inserted
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    for library in ("vega 5.", "vega-lite 5.", "vega-embed 6."):
+        assert f"/* {library}" in page
+    config = configparser.ConfigParser()
+    config.read(REPO_ROOT / ".dvc/config")
+    template = config["plots"]["html_template"].strip()
+    assert (REPO_ROOT / ".dvc" / template).resolve() == (TEMPLATES / "page.html").resolve()
+
+
+def test_charts_are_dvc_yamls_top_level_plots():
+    dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+    declared = {title: spec for entry in dvc_yaml["plots"] for title, spec in entry.items()}
+    assert declared == {chart.title: chart.dvc_definition() for chart in CHARTS}
+    for chart in CHARTS:
+        assert (TEMPLATES / f"{chart.template}.json").is_file()
+
+
+def test_finetune_curves_are_not_a_stage_plot():
+    """A stage-level plot draws every DVCLive file (epoch, learning rate): only the loss is drawn."""
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    assert not any("plots" in stage for stage in stages.values())
+
+
+def test_bar_chart_labels_values_missing_and_intervals(tmp_path):
+    evaluate_tables(tmp_path)
+    rows = json.loads((tmp_path / "metrics/evaluate/predictors.json").read_text())["rows"]
+    judge = next(c for c in CHARTS if c.x == "llm_judge" and c.template == "nep_bars")
+    svg = render_svg(chart_spec(judge, rows, TEMPLATES))
+    assert ">missing<" in svg  # propagate has no judge value: said, not drawn as 0
+    assert ">0.380 [0.330, 0.430]<" in svg and ">0.000 [-0.050, 0.050]<".replace("-", "−") in svg
+    assert "LLM judge (share judged correct)" in svg and "metrics/" not in svg
+    exact = next(c for c in CHARTS if c.x == "exact_match" and c.template == "nep_bars")
+    svg = render_svg(chart_spec(exact, rows, TEMPLATES))
+    # sorted by value, best first (the axis draws its labels top to bottom)
+    assert re.findall(r">(finetuned|identity|propagate)<", svg)[:3] == ["finetuned", "propagate", "identity"]
+
+
+def test_language_chart_names_the_predictor_on_each_bar(tmp_path):
+    evaluate_tables(tmp_path)
+    rows = json.loads((tmp_path / "metrics/evaluate/languages.json").read_text())["rows"]
+    chart = next(c for c in CHARTS if c.x == "exact_match" and c.template == "nep_language_bars")
+    svg = render_svg(chart_spec(chart, rows, TEMPLATES))
+    assert ">finetuned: 0.310<" in svg and ">identity: 0.000<" in svg
+    assert " / " not in svg  # no "Python / finetuned" group labels
+
+
+# ---------------------------------------------------------------- the report
+
+
+def test_report_tables_charts_and_same_bytes_on_rerun(tmp_path):
+    evaluate_tables(tmp_path)
+    loss_curve(tmp_path / "curves")
+    out = tmp_path / "report"
+    kwargs = dict(
+        predictors_path=tmp_path / "metrics/evaluate/predictors.json",
+        languages_path=tmp_path / "metrics/evaluate/languages.json",
+        curves_dir=tmp_path / "curves", template_dir=TEMPLATES, charts=SOME_CHARTS,
+    )
+    counts = build_report(out, **kwargs)
+    assert counts == {"predictors": 3, "languages": 2, "charts": 3, "charts_skipped": 0}
+    readme = (out / "README.md").read_text()
+    assert "| finetuned   |  30 | 0.310 [0.260, 0.360]" in readme
+    assert "against `finetuned`" in readme and "< 0.001" in readme
+    assert "| propagate   | 0.030" in readme
+    judge_column = [line.split("|")[6].strip() for line in readme.splitlines() if line.startswith("| propagate ")]
+    assert judge_column[0] == "–"  # missing, not 0 or nan
+    assert "nan" not in readme
+    for chart in SOME_CHARTS:
+        assert f"]({chart.file_name})" in readme
+        assert (out / chart.file_name).read_text().startswith("<svg")
+    assert (out / "predictors.csv").read_text().splitlines()[0].startswith("predictor,n,exact_match,")
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    build_report(out, **kwargs)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+
+
+def test_report_without_loss_curve_skips_that_chart(tmp_path):
+    evaluate_tables(tmp_path)
+    counts = build_report(
+        tmp_path / "report",
+        predictors_path=tmp_path / "metrics/evaluate/predictors.json",
+        languages_path=tmp_path / "metrics/evaluate/languages.json",
+        curves_dir=tmp_path / "no-curves", template_dir=TEMPLATES, charts=SOME_CHARTS,
+    )
+    assert counts["charts_skipped"] == 1
+    assert "training_loss.svg" not in (tmp_path / "report/README.md").read_text()
+
+
+def test_report_names_a_missing_or_malformed_table(tmp_path):
+    with pytest.raises(InputError, match="predictors.json: not found"):
+        build_report(tmp_path / "r", predictors_path=tmp_path / "predictors.json")
+    bad = tmp_path / "predictors.json"
+    bad.write_text('[{"predictor": "x"}]')
+    with pytest.raises(InputError, match=r'predictors.json: expected a JSON object \{"rows"'):
+        build_report(tmp_path / "r", predictors_path=bad)
+
+
+def test_reference_predictor_is_the_row_without_p_values(tmp_path):
+    evaluate_tables(tmp_path)
+    import pandas as pd
+
+    rows = json.loads((tmp_path / "metrics/evaluate/predictors.json").read_text())["rows"]
+    assert reference_predictor(pd.DataFrame(rows)) == "finetuned"
+    assert reference_predictor(pd.DataFrame([{"predictor": "a", "exact_match": 0.1}])) is None
+
+
+# ---------------------------------------------------------------- end to end with dvc
+
+
+@pytest.mark.slow
+def test_dvc_plots_show_writes_an_offline_page_with_every_chart(tmp_path):
+    project = copy_project(tmp_path / "project")
+    evaluate_tables(project)
+    loss_curve(project / paths.FINETUNE_CURVES)
+    git(project, "init", "-q", "-b", "main")
+    output = run_dvc(project, "plots", "show", with_stderr=True)
+    assert "WARNING" not in output and "ERROR" not in output, output
+    page = (project / "dvc_plots/index.html").read_text(encoding="utf-8")
+    assert "cdn.jsdelivr" not in page and not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
+    assert page.count("vegaEmbed('#") == len(CHARTS)
+    ids = re.findall(r'<div id = "([^"]+)"', page)
+    assert not any("epoch" in i or "learning_rate" in i for i in ids)
+    # the report stage draws the same charts, every one of them
+    result = subprocess.run([sys.executable, "-m", "stages.report"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((project / "metrics/report.json").read_text())["charts"] == len(CHARTS)
+    assert len(list((project / paths.REPORT).glob("*.svg"))) == len(CHARTS)
