@@ -82,6 +82,7 @@ def dataset(size: int) -> Path:
     from nep.sources import git_records
 
     one = BENCH / "commits-1x.jsonl"
+    BENCH.mkdir(parents=True, exist_ok=True)
     if not one.exists():
         drops: Counter = Counter()
         tmp = one.with_suffix(".part")

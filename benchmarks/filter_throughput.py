@@ -9,14 +9,13 @@ real file's change between two Python releases. Pass `--repo` to mine any other 
 
 The baseline does what the paper's scripts do: one `datasets.Dataset.filter` pass per check, tokens
 counted for every record that passes the character check, and the difflib diff recomputed (and
-parsed into chunks) in every diff-based check. Both must keep exactly the same records.
+parsed into chunks) in every diff-based check. Both must keep exactly the same records. The end to
+end measurement (ingest + filter through `dvc repro`) is benchmarks/data_path.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,6 @@ from nep.sources import git_records
 from nep.tokens import get_encoding
 
 BENCH_DIR = Path(".cache/nep/bench")
-HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
 def stdlib_history(dest: Path) -> Path:
@@ -56,66 +54,30 @@ def stdlib_history(dest: Path) -> Path:
     return dest
 
 
-def diff_chunks(old: str, new: str) -> list[tuple[int, int, int, int]]:
-    """Chunks (runs of -/+ lines) parsed from difflib.unified_diff: (old_start, removed, new_start, added)."""
-    chunks: list[tuple[int, int, int, int]] = []
-    run: list[int] | None = None
-    o = n = 0
-    lines = difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), n=3)
-    for i, line in enumerate(lines):
-        if i < 2:  # the ---/+++ file header
-            continue
-        m = HUNK.match(line) if line.startswith("@@") else None
-        if m or line[:1] not in "+-":
-            if run is not None:
-                chunks.append((run[0], run[1], run[2], run[3]))
-                run = None
-            if m:  # 1-based starts; an empty range names the line before it
-                o = int(m.group(1)) - (0 if m.group(2) == "0" else 1)
-                n = int(m.group(3)) - (0 if m.group(4) == "0" else 1)
-            else:
-                o, n = o + 1, n + 1
-            continue
-        if run is None:
-            run = [o, 0, n, 0]
-        if line[0] == "-":
-            run[1] += 1
-            o += 1
-        else:
-            run[3] += 1
-            n += 1
-    if run is not None:
-        chunks.append((run[0], run[1], run[2], run[3]))
-    return chunks
-
-
 def baseline(records: list[dict], config: FilterConfig) -> list[dict]:
-    """The paper scripts' way: a datasets.filter pass per check, the diff recomputed in each."""
+    """The paper scripts' way: a datasets.filter pass per check, the diff text computed once and
+    parsed again in each check (benchmarks/paper_reference.py has the checks)."""
     import datasets
 
+    from benchmarks.paper_reference import chunk_type, diff_runs, paper_diff, window_ok
+
     enc = get_encoding(config.encoding)
+
+    def tokens_ok(r):
+        try:
+            return 2 * len(enc.encode(r["old_contents"] + r["new_contents"])) <= config.max_tokens
+        except ValueError:  # special-token text: the paper's encode refuses it
+            return False
+
     ds = datasets.Dataset.from_list(records)
     ds = ds.filter(lambda r: len(r["old_contents"]) + len(r["new_contents"]) <= config.max_chars)
-    ds = ds.filter(lambda r: 2 * len(enc.encode_ordinary(r["old_contents"] + r["new_contents"])) <= config.max_tokens)
-    ds = ds.filter(lambda r: len(diff_chunks(r["old_contents"], r["new_contents"])) >= config.min_chunks)
-
-    def types_ok(r):
-        types = {"add" if c[1] == 0 else "delete" if c[3] == 0 else "replace"
-                 for c in diff_chunks(r["old_contents"], r["new_contents"])}
-        return types <= set(config.edit_types)
-
-    ds = ds.filter(types_ok)
-    ds = ds.filter(lambda r: all(c[1] + c[3] <= config.max_chunk_lines
-                                 for c in diff_chunks(r["old_contents"], r["new_contents"])))
-
-    def window_ok(r):
-        cs = diff_chunks(r["old_contents"], r["new_contents"])
-        old_window = cs[-1][0] + cs[-1][1] - cs[0][0]
-        new_window = cs[-1][2] + cs[-1][3] - cs[0][2]
-        return max(old_window, new_window) <= config.max_window_lines
-
-    ds = ds.filter(window_ok)
-    return ds.to_list()
+    ds = ds.filter(tokens_ok)
+    ds = ds.map(lambda r: {"diff": paper_diff(r)})
+    ds = ds.filter(lambda r: len(diff_runs(r["diff"])) != 1)
+    ds = ds.filter(lambda r: all(a + b <= config.max_chunk_lines for a, b in diff_runs(r["diff"])))
+    ds = ds.filter(lambda r: window_ok(r["diff"], config.max_window_lines))
+    ds = ds.filter(lambda r: all(chunk_type(*run) in config.edit_types for run in diff_runs(r["diff"])))
+    return ds.remove_columns("diff").to_list()
 
 
 def main() -> None:

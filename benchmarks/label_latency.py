@@ -6,7 +6,7 @@ A local OpenAI-compatible server (tests/fake_openai.py) answers each request aft
 delay (median 0.2 s, p99 3 s; fixed per prompt, so every method sees the same latencies). We label
 `--n` synthetic commits with nep's relevance prompt, at the same cap of requests in flight:
 - batch-of-50 `asyncio.gather`: the paper's pattern, each batch waits for its slowest request;
-- nep (`nep.relevance.label_with_llm`): a bounded pool, a new request as soon as one finishes;
+- nep (the `openai` labeler, `nep.labelers.LABELERS`): a bounded pool, a new request as soon as one finishes;
 - nep again: everything is answered from the on-disk cache, no request is sent.
 Prints a table and writes benchmarks/results/label_latency.json.
 """
@@ -24,7 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nep.relevance import label_with_llm, relevance_messages
+from nep.labelers import LABELERS
+from nep.relevance import relevance_messages
+from nep.verdicts import build
 from tests.fake_openai import FakeOpenAI  # the fake server lives with the tests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,11 +91,11 @@ def main() -> None:
 
         for name in ("nep (cold cache)", "nep (re-run, cached)"):
             server.reset_counts()
-            metrics: dict = {}
+            labeler = build(LABELERS, dict(backend="openai", base_url=server.url, model=model,
+                                           api_key_env="NEP_BENCH_KEY", concurrency=args.concurrency,
+                                           timeout_s=60, max_tokens=5))
             t0 = time.perf_counter()
-            labels = [r["label"] for r in label_with_llm(
-                recs, base_url=server.url, model=model, api_key_env="NEP_BENCH_KEY", concurrency=args.concurrency,
-                timeout_s=60, max_tokens=5, metrics=metrics)]
+            labels = [v.value for v in labeler.verdicts(recs)]
             rows.append((name, time.perf_counter() - t0, server.requests, sum(x is not None for x in labels)))
 
     base = rows[0][1]

@@ -153,9 +153,6 @@ class ExampleScore:
     judgment: int | None  # 1/0, None when not judged
     output_tokens: int | None = None
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def score_example(
     *,

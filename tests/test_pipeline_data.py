@@ -47,3 +47,32 @@ def test_data_stages_through_dvc(tmp_path):
     assert lock["stages"]["ingest"]["outs"][0]["md5"] == ingest_md5
     assert metrics(project, "filter")["records_out"] < filtered["records_out"]
     assert metrics(project, "ingest") == ingest
+
+
+def test_a_file_source_through_dvc_is_read_once(tmp_path):
+    """A JSONL source: filter reads it through ingest's index; a no-op repro re-reads nothing, a
+    changed file re-runs both; no stage leaves a temporary file behind."""
+    project = project_on_history(tmp_path, repos=1, commits_per_repo=12)
+    dvc(project, "repro", "ingest")
+    records = (project / "data/ingest/commits.jsonl").read_text().splitlines()
+    source = tmp_path / "commits.jsonl"
+    source.write_text("\n".join(records[:-1]) + "\n")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["ingest"]["source"] = "jsonl"
+    params["ingest"]["jsonl"]["paths"] = [str(source)]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    dvc(project, "repro", "filter")
+    assert not (project / "data/ingest/commits.jsonl").exists()  # the source is not copied
+    assert metrics(project, "ingest")["records_out"] == len(records) - 1
+    assert metrics(project, "filter")["records_in"] == len(records) - 1
+    lock = (project / "dvc.lock").read_text()
+    out = dvc(project, "repro", "filter")
+    assert "Running stage 'filter'" not in out and (project / "dvc.lock").read_text() == lock
+
+    with source.open("a") as f:
+        f.write(records[-1] + "\n")
+    out = dvc(project, "repro", "filter")
+    assert "Running stage 'filter'" in out
+    assert metrics(project, "filter")["records_in"] == len(records)
+    assert not list(project.rglob("*.tmp"))

@@ -245,6 +245,20 @@ def test_missing_vllm_names_the_param_and_the_requirements(monkeypatch):
         predict_all(predictor, examples())
 
 
+def test_a_model_that_does_not_load_is_one_line_naming_the_param(monkeypatch):
+    import nep.training
+
+    def not_found(model, **kw):
+        raise OSError(f"{model} is not a local folder and is not a valid model identifier\nmore text")
+
+    monkeypatch.setattr(nep.training, "load_base_hf", not_found)
+    predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
+    with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load .*not a valid") as info:
+        predict_all(predictor, examples()[:1])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow  # imports transformers and asks the (offline) hub: ~10 s on a loaded machine
 def test_missing_hub_model_names_the_param(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
