@@ -105,10 +105,14 @@ def dataset(size: int) -> Path:
     return path
 
 
-def measured(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
-    """(seconds, peak MiB of the process tree, stdout) of a command."""
+def measured(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak MiB of the process tree, stdout) of a command."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(ROOT / ".cache/nep/tiktoken")}  # one vocabulary copy for all
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     peak = 0
     out: list[str] = []
     import threading
@@ -125,9 +129,11 @@ def measured(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
         time.sleep(0.02)
     reader.join()
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{''.join(out)[-3000:]}")
-    return seconds, peak / 2**20, "".join(out)
+    return seconds, cpu, peak / 2**20, "".join(out)
 
 
 def project(tmp: Path, source: Path, filter_params: dict) -> Path:
@@ -156,27 +162,29 @@ def main() -> None:
     filter_params = {"edit_types": edit_types, **CONFIGS[args.config]}
     compare = args.config == "paper" and not args.no_reference
     print(f"config: {args.config}  edit_types: {edit_types}  cores: {psutil.cpu_count()}")
-    print(f"{'size':>5}{'records':>9}{'MB':>7}{'survivors':>10}{'nep s':>8}{'nep MiB':>9}{'no-op s':>9}"
-          f"{'paper s':>9}{'paper MiB':>10}{'speed-up':>9}")
+    print(f"load average before: {os.getloadavg()[0]:.1f}  (wall s / CPU s)")
+    print(f"{'size':>5}{'records':>9}{'MB':>7}{'survivors':>10}{'nep s':>13}{'nep MiB':>9}{'no-op s':>12}"
+          f"{'paper s':>13}{'paper MiB':>10}{'speed-up':>9}")
     for size in [int(s) for s in args.sizes.split(",")]:
         source = dataset(size)
         with tempfile.TemporaryDirectory() as tmp:
             dest = project(Path(tmp), source, filter_params)
-            nep_s, nep_mib, _ = measured(["dvc", "repro", "filter"], dest)
-            noop_s, _, out = measured(["dvc", "repro", "filter"], dest)
+            nep_s, nep_cpu, nep_mib, _ = measured(["dvc", "repro", "filter"], dest)
+            noop_s, noop_cpu, _, out = measured(["dvc", "repro", "filter"], dest)
             assert "Running stage 'filter'" not in out, out
             survivors = (dest / "data/filter/commits.jsonl").read_text(encoding="utf-8").splitlines()
             records = json.loads((dest / "metrics/ingest.json").read_text())["records_out"]
-            paper_s = paper_mib = float("nan")
+            paper_s = paper_cpu = paper_mib = float("nan")
             if compare:
                 cmd = [sys.executable, "-m", "benchmarks.paper_reference", str(source), "--edit-types", ",".join(edit_types),
                        "--out", str(Path(tmp) / "paper.jsonl")]
-                paper_s, paper_mib, _ = measured(cmd, ROOT)
+                paper_s, paper_cpu, paper_mib, _ = measured(cmd, ROOT)
                 theirs = (Path(tmp) / "paper.jsonl").read_text(encoding="utf-8").splitlines()
                 key = lambda line: tuple(json.loads(line)[k] for k in ("repos", "commit", "new_file"))  # noqa: E731
                 assert [key(x) for x in survivors] == [key(x) for x in theirs], "different survivors"
-        print(f"{size:>4}x{records:>9}{source.stat().st_size / 1e6:>7.0f}{len(survivors):>10}{nep_s:>8.1f}{nep_mib:>9.0f}"
-              f"{noop_s:>9.1f}{paper_s:>9.1f}{paper_mib:>10.0f}{paper_s / nep_s:>8.1f}x", flush=True)
+        print(f"{size:>4}x{records:>9}{source.stat().st_size / 1e6:>7.0f}{len(survivors):>10}"
+              f"{nep_s:>7.1f}/{nep_cpu:<5.1f}{nep_mib:>9.0f}{noop_s:>6.1f}/{noop_cpu:<5.1f}"
+              f"{paper_s:>7.1f}/{paper_cpu:<5.1f}{paper_mib:>10.0f}{paper_s / nep_s:>8.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python -m benchmarks.generate_throughput [--examples 16] [--max-new-tokens 64] [--batch-sizes 1 4 8 16]
 
 Builds the `tiny-random` model (nep.tiny, the finetune stage's default sizes) from synthetic
-next-edit examples, then generates greedily with nep.predictors.HFPredictor at each batch size
+next-edit examples, then generates greedily with nep.hf_generate.HFPredictor at each batch size
 and prints output tokens per second (fastest of `--repeats` interleaved runs), each batch size
 going through the predictor's own batching (`generate.batch_size`, by prompt length). Goal:
 batched ≥ 4× one-at-a-time. Batched and one-at-a-time outputs are checked to be identical.

@@ -168,9 +168,46 @@ class Finetune(Section):
     tiny: FinetuneTiny = _default(FinetuneTiny)
 
 
+# ---------------------------------------------------------------- posttrain
+class PosttrainReward(Section):
+    """Weights of nep.rewards' reward; the last two are penalties (subtracted)."""
+
+    exact_match: float = Field(1.0, ge=0)
+    partial_match: float = Field(0.5, ge=0)
+    position_match: float = Field(0.25, ge=0)
+    delta_chrf: float = Field(0.5, ge=0)
+    reversal: float = Field(0.5, ge=0)
+    unextractable: float = Field(1.0, ge=0)
+
+
+class Posttrain(Section):
+    method: Literal["none", "dpo", "grpo"] = "none"
+    max_prompts: int = Field(8, ge=1)
+    k: int = Field(4, ge=2)  # samples per prompt (GRPO: its group size)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    max_seq_length: int = Field(2048, ge=2)
+    seed: int = 0
+    reward: PosttrainReward = _default(PosttrainReward)
+    margin: float = Field(0.0, ge=0)
+    add_ground_truth: bool = True
+    beta: float = Field(0.1, ge=0)
+    sft_weight: float = Field(0.0, ge=0)  # DPO: + this x the chosen side's NLL (RPO); 0 = plain DPO
+    learning_rate: float = Field(1.0e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(0, ge=0)
+    rescore: bool = True
+    threads: int = Field(0, ge=0)
+
+
 # ---------------------------------------------------------------- generate
 DEFAULT_PREDICTORS: dict[str, dict[str, Any]] = {
     "finetuned": {"kind": "finetuned", "needs": "models/finetune"},
+    "posttrained": {"kind": "finetuned", "model": "models/posttrain", "needs": "models/posttrain"},
     "identity": {"kind": "identity", "needs": "data/split/test.jsonl"},
     "propagate": {"kind": "propagate", "needs": "data/split/test.jsonl"},
 }
@@ -219,6 +256,7 @@ class Params(Section):
     process: Process = _default(Process)
     split: Split = _default(Split)
     finetune: Finetune = _default(Finetune)
+    posttrain: Posttrain = _default(Posttrain)
     generate: Generate = _default(Generate)
     judge: Judge = _default(Judge)
     evaluate: Evaluate = _default(Evaluate)

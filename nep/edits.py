@@ -128,19 +128,37 @@ def trim_to_window(old: str, new: str, context_lines: int, chunks: list[Chunk] |
 # ------------------------------------------------------------------ the paper's diff view
 
 
+def diff_spans(old: str, new: str) -> tuple[list[tuple[int, int, int, int]], int, int]:
+    """The paper's edit chunks as bare (old_start, old_end, new_start, new_end) spans, and the
+    line counts of old and new (see `diff_chunks`, which builds Chunks from them)."""
+    a, b = old.splitlines(), new.splitlines()
+    spans = [(i1, i2, j1, j2) for tag, i1, i2, j1, j2 in _sequence_matcher()(None, a, b).get_opcodes() if tag != "equal"]
+    return spans, len(a), len(b)
+
+
 def diff_chunks(old: str, new: str) -> list[Chunk]:
     """Edit chunks as the paper's unified diff shows them: lines are compared without their line
-    endings (`str.splitlines()`), so a change of only the file's final newline is no chunk.
+    endings (`str.splitlines()`), so a change of only the file's final newline is no chunk. The
+    matching is difflib's (autojunk included), through cydifflib when installed.
 
     Line numbers index `split_lines` of old and new (the same lines, endings kept), so the chunks
     work with `revert_chunk`/`apply_chunks` like those of `compute_chunks`."""
-    a, b = old.splitlines(), new.splitlines()
-    matcher = difflib.SequenceMatcher(None, a, b)
-    opcodes = [op for op in matcher.get_opcodes() if op[0] != "equal"]
-    if not opcodes:
+    spans, _, _ = diff_spans(old, new)
+    if not spans:
         return []
     a_full, b_full = split_lines(old), split_lines(new)
-    return [Chunk(i1, i2, j1, j2, tuple(a_full[i1:i2]), tuple(b_full[j1:j2])) for _, i1, i2, j1, j2 in opcodes]
+    return [Chunk(i1, i2, j1, j2, tuple(a_full[i1:i2]), tuple(b_full[j1:j2])) for i1, i2, j1, j2 in spans]
+
+
+def _sequence_matcher():
+    """cydifflib's SequenceMatcher (a C++ port of difflib's, same results, several times faster),
+    else difflib's."""
+    try:
+        import cydifflib
+
+        return cydifflib.SequenceMatcher
+    except ImportError:
+        return difflib.SequenceMatcher
 
 
 @dataclass(frozen=True)
@@ -160,27 +178,30 @@ class Hunk:
         return self.old_start + (1 if b else 0), b, self.new_start + (1 if d else 0), d
 
 
-def diff_hunks(chunks: list[Chunk], old_lines: int, new_lines: int, context: int = 3) -> list[Hunk]:
+def diff_hunks(chunks: list[Chunk] | list[tuple[int, int, int, int]], old_lines: int, new_lines: int,
+               context: int = 3) -> list[Hunk]:
     """The hunks of a unified diff with `context` lines (difflib's grouping: two chunks share a
-    hunk when at most 2 × context unchanged lines separate them). `old_lines`/`new_lines` are the
-    files' line counts."""
+    hunk when at most 2 × context unchanged lines separate them). `chunks` are Chunks or
+    `diff_spans`; `old_lines`/`new_lines` are the files' line counts."""
+    spans = [(c.old_start, c.old_end, c.new_start, c.new_end) if isinstance(c, Chunk) else c for c in chunks]
     hunks: list[Hunk] = []
-    group: list[Chunk] = []
-    for chunk in chunks:
-        if group and chunk.old_start - group[-1].old_end > 2 * context:
-            hunks.append(_hunk(group, old_lines, new_lines, context))
-            group = []
-        group.append(chunk)
-    if group:
-        hunks.append(_hunk(group, old_lines, new_lines, context))
+    first = last = None
+    for span in spans:
+        if last is not None and span[0] - last[1] > 2 * context:
+            hunks.append(_hunk(first, last, old_lines, new_lines, context))
+            first = None
+        first = first or span
+        last = span
+    if last is not None:
+        hunks.append(_hunk(first, last, old_lines, new_lines, context))
     return hunks
 
 
-def _hunk(group: list[Chunk], old_lines: int, new_lines: int, context: int) -> Hunk:
-    first, last = group[0], group[-1]
-    before = min(context, first.old_start, first.new_start)
-    after = min(context, old_lines - last.old_end, new_lines - last.new_end)
-    return Hunk(first.old_start - before, last.old_end + after, first.new_start - before, last.new_end + after)
+def _hunk(first: tuple[int, int, int, int], last: tuple[int, int, int, int], old_lines: int, new_lines: int,
+          context: int) -> Hunk:
+    before = min(context, first[0], first[2])
+    after = min(context, old_lines - last[1], new_lines - last[3])
+    return Hunk(first[0] - before, last[1] + after, first[2] - before, last[3] + after)
 
 
 def hunk_window(hunks: list[Hunk]) -> tuple[int, int] | None:

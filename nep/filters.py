@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nep.edits import EDIT_TYPES, diff_chunks, diff_hunks, hunk_window
+from nep.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
 from nep.jsonl import flat_counts
 from nep.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
 
@@ -58,18 +58,18 @@ def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
         return "too_many_chars"
     if old == new:
         return "no_change"
-    chunks = diff_chunks(old, new)
-    if not chunks:
+    spans, old_lines, new_lines = diff_spans(old, new)
+    if not spans:
         return "no_change"
-    if len(chunks) < config.min_chunks:
+    if len(spans) < config.min_chunks:
         return "too_few_chunks"
-    if any(c.type not in config.edit_types for c in chunks):
+    types = {"add" if i1 == i2 else "delete" if j1 == j2 else "replace" for i1, i2, j1, j2 in spans}
+    if not types <= set(config.edit_types):
         return "edit_type"
-    if config.max_chunk_lines and any(c.changed_lines > config.max_chunk_lines for c in chunks):
+    if config.max_chunk_lines and any(i2 - i1 + j2 - j1 > config.max_chunk_lines for i1, i2, j1, j2 in spans):
         return "chunk_too_long"
     if config.max_window_lines:
-        hunks = diff_hunks(chunks, len(old.splitlines()), len(new.splitlines()), config.hunk_context_lines)
-        window = hunk_window(hunks)
+        window = hunk_window(diff_hunks(spans, old_lines, new_lines, config.hunk_context_lines))
         if window is None or max(window) > config.max_window_lines:
             return "window_too_long"
     return None
@@ -262,6 +262,10 @@ def run_filter(input_path: str | Path, output_path: str | Path, config: FilterCo
 
     input_path, workers = Path(input_path), worker_count(workers)
     threads = 1 if workers > 1 else 2
+    if workers > 1 and config.max_tokens:
+        from nep.tokens import get_encoding
+
+        get_encoding(config.encoding)  # once, before the workers fork, rather than in each of them
     result = FilterResult(kept=[], language_out=Counter())
 
     def collect(results) -> Iterator[bytes]:

@@ -38,6 +38,8 @@ REQUIRED_FIELDS = ("id", "prompt", "next")
 # Fields of a test example copied into its record when present (for joins and re-imports).
 CARRIED_FIELDS = ("commit", "path", "new_file", "old_file")
 SMALL_FILE = 64 << 20  # files up to this size are fingerprinted by content, larger ones by size and time
+# Entry keys that cannot change an answer: a killed run resumes after they are changed.
+NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size"})
 
 
 def load_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -64,9 +66,11 @@ def fingerprint(path: Path) -> Any:
 
 
 def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes) -> str:
-    local = {v: fingerprint(Path(v)) for v in entry.values() if isinstance(v, str) and v and Path(v).exists()}
+    # every local path the entry names, `needs` included (a finetuned entry may name its model there only)
+    local = {v: fingerprint(Path(v)) for k, v in entry.items()
+             if (k == "needs" or k not in NOT_IN_KEY) and isinstance(v, str) and v and Path(v).exists()}
     blob = json.dumps(
-        {"entry": {k: v for k, v in entry.items() if k != "needs"}, "local": local,
+        {"entry": {k: v for k, v in entry.items() if k not in NOT_IN_KEY}, "local": local,
          "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest()},
         sort_keys=True, ensure_ascii=False, default=str,
     )
@@ -195,8 +199,9 @@ def generate(
     examples = load_examples(test_path)
     key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes())
     folder = checkpoint_dir()
-    for stale in folder.glob(f"{name}.*.jsonl"):
-        if stale.name != f"{name}.{key}.jsonl":
+    for stale in folder.glob(f"{name}.*.jsonl"):  # an older run's answers for changed inputs
+        old_key = stale.name[len(name) + 1 : -len(".jsonl")]
+        if len(old_key) == len(key) and old_key != key and all(c in "0123456789abcdef" for c in old_key):
             stale.unlink()
     checkpoint = Checkpoint(folder / f"{name}.{key}.jsonl", key, examples)
     done = checkpoint.load()

@@ -2,9 +2,9 @@
 
 Ingest reads its source once (file sources in parallel, line-aligned blocks), validates every
 record, and writes `data/ingest/index.jsonl`: one row per kept record, `[file, offset, length, line,
-lang, chars]`, `chars` being `len(old) + len(new)` after normalization. The source files are not
-copied: a JSONL/Parquet-free file source is read where it lies (git mining writes its records to
-`data/ingest/commits.jsonl`, which the index then points into). `data/ingest/sources.json` names the
+lang, chars]`, `chars` being `len(old) + len(new)` after normalization. JSONL source files are not
+copied: filter reads their records where they lie. Records ingest materializes (mined from git,
+read from Parquet) go to `data/ingest/commits.jsonl`, which the index then points into. `data/ingest/sources.json` names the
 files with their size and content hash (xxh3-128), so any change to a source changes ingest's
 output and re-runs filter; filter reads only the rows that pass its cheap checks.
 """

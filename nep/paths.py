@@ -15,7 +15,7 @@ METRICS = Path("metrics")
 TIMING = METRICS / "timing"
 CACHE = Path(".cache/nep")
 
-INGEST = DATA / "ingest/commits.jsonl"
+INGEST = DATA / "ingest"  # a directory: index.jsonl, sources.json (+ git's commits.jsonl), see nep/index.py
 FILTER = DATA / "filter/commits.jsonl"
 LABEL = DATA / "label/commits.jsonl"
 PROCESS = DATA / "process/examples.jsonl"
@@ -23,6 +23,9 @@ TRAIN = DATA / "split/train.jsonl"
 TEST = DATA / "split/test.jsonl"
 FINETUNE = MODELS / "finetune"
 FINETUNE_CURVES = METRICS / "finetune/plots/metrics"   # DVCLive's step curves, <name>.tsv
+POSTTRAIN = MODELS / "posttrain"                       # the post-trained adapter (posttrain stage)
+POSTTRAIN_DATA = DATA / "posttrain"                    # candidates.jsonl, pairs.jsonl
+POSTTRAIN_CURVES = METRICS / "posttrain/plots/metrics" # DVCLive's step curves (reward, kl, loss...)
 REPORT = METRICS / "report"                            # the report stage's README.md, CSVs, SVGs
 PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
 

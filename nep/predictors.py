@@ -194,9 +194,17 @@ def _type_name(hint: Any) -> str:
 
 
 def check_predictor(name: str, entry: dict[str, Any]) -> None:
-    """ValueError with one line naming `generate.predictors.<name>.<key>` when the entry has no
-    or an unknown kind (with a did-you-mean), an unknown option, a value of the wrong type, or a
-    missing required option. Imports no heavy library."""
+    """ValueError with one line naming `generate.predictors.<name>.<key>` when the params entry has
+    no or an unknown kind (with a did-you-mean), no `needs` path (dvc.yaml's deps use it), an
+    unknown option, a value of the wrong type, or a missing required option. Imports no heavy
+    library."""
+    _check(name, entry)
+    if not entry.get("needs"):
+        raise ValueError(f"generate.predictors.{name}.needs: missing (the one path this predictor depends on: "
+                         "its model directory or file, else data/split/test.jsonl)")
+
+
+def _check(name: str, entry: dict[str, Any]) -> None:
     from pydantic import TypeAdapter, ValidationError
 
     where = f"generate.predictors.{name}"
@@ -227,9 +235,9 @@ def check_predictor(name: str, entry: dict[str, Any]) -> None:
 
 
 def build_predictor(name: str, entry: dict[str, Any]) -> Predictor:
-    """The predictor `generate.predictors.<name>` describes (checked first). Nothing is loaded
-    until it predicts."""
-    check_predictor(name, entry)
+    """The predictor `generate.predictors.<name>` describes (checked first, `needs` aside). Nothing
+    is loaded until it predicts."""
+    _check(name, entry)
     cls = registry(name).get(entry["kind"])
     predictor = cls(**{k: v for k, v in entry.items() if k not in RESERVED_KEYS})
     predictor.name = name

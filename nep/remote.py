@@ -22,10 +22,6 @@ from nep.predictors import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorE
 BACKEND_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_attempts", "cache")
 
 
-def is_timing(key: str) -> bool:
-    """A measured (not reproducible) key of the backend's accounting: for the timing report."""
-    return "time" in key or "latency" in key or key.endswith("_s")
-
 
 @dataclass
 class OpenAIPredictor(Predictor):
@@ -80,25 +76,21 @@ class OpenAIPredictor(Predictor):
             ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens)
             for i in todo
         ]
+        from nep.llm import ParamError
+
         try:
             for r in self.backend().complete_many(requests):
                 if r.error is not None:
                     prediction = Prediction("", skipped=f"backend_error.{r.error}", latency_s=r.latency_s)
                 else:
-                    prediction = Prediction(r.text or "", r.tokens_out, latency_s=r.latency_s)
+                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
                 yield [(int(r.id), prediction)]
-        except RuntimeError as e:
-            if "api_key_env" in str(e) or "environment variable" in str(e):
-                raise PredictorError(f"{self.param('api_key_env')}: {e}") from e
-            raise
-
-    def _accounting(self) -> dict[str, Any]:
-        backend = self.backend()  # built (no request sent) even when every answer was resumed
-        accounting = getattr(backend, "accounting", None) or backend.stats
-        return accounting.metrics(self.prices)
+        except ParamError as e:  # no key, endpoint unreachable: one line naming our param
+            raise PredictorError(f"{self.param(e.param)}: {e}") from e
 
     def report(self):
-        return {k: v for k, v in self._accounting().items() if not is_timing(k)}
+        # built (no request sent) even when every answer was resumed, so the keys are always there
+        return self.backend().accounting.metrics(self.prices)
 
     def timing(self):
-        return {k: v for k, v in self._accounting().items() if is_timing(k)}
+        return self.backend().accounting.timing()

@@ -1,9 +1,10 @@
 """The results report: evaluate's tables as Markdown and CSV, and nep's charts as SVG images.
 
-`build_report` reads metrics/evaluate.json's tables (metrics/evaluate/predictors.json,
-languages.json) and DVCLive's training loss, and writes a directory a reader opens without DVC:
-README.md (predictor × metric with 95% confidence intervals, paired p-values against the reference
-predictor, the per-language table, the charts), predictors.csv, languages.csv and one SVG per chart.
+`build_report` reads metrics/evaluate.json (p-values), its tables (metrics/evaluate/
+predictors.json, languages.json) and DVCLive's training loss, and writes a directory that a reader
+opens without DVC: README.md (predictor × metric with 95% confidence intervals, paired p-values
+against the reference predictor, the per-language table, the charts), predictors.csv,
+languages.csv and one SVG per chart.
 
 The charts are `dvc plots show`'s: CHARTS repeats dvc.yaml's top-level `plots:` (a test keeps them
 equal), and each is filled from the same Vega-Lite template in .dvc/plots/ by dvc-render, then
@@ -40,16 +41,9 @@ AXIS_LABELS = {
     "llm_judge": "LLM judge (share judged correct)",
     "delta_chrf": "delta chrF (refined metric)",
 }
-TITLES = {
-    "exact_match": "Exact match",
-    "partial_match": "Partial match",
-    "position_match": "Position match",
-    "llm_judge": "LLM judge",
-    "delta_chrf": "Delta chrF",
-}
+TITLES = {m: label[0].upper() + label[1:] for m, label in LABELS.items()}  # "Exact match"...
 REVISION = "workspace"  # the `rev` DVC gives the working tree's rows; the report draws only it
 VEGA_LITE = "5.21"  # vl-convert's newest Vega-Lite 5 (the page inlines 5.23; the specs use neither's news)
-TEMPLATE_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -75,6 +69,7 @@ class Chart:
                 "y_label": self.y_label, "y": {self.source.as_posix(): self.y}}
 
 
+HEADLINE_METRICS = paths.metrics("evaluate")
 PREDICTORS_TABLE = paths.metrics("evaluate", "predictors")
 LANGUAGES_TABLE = paths.metrics("evaluate", "languages")
 
@@ -91,8 +86,8 @@ CHARTS: tuple[Chart, ...] = (
 # ---------------------------------------------------------------- reading
 
 
-def read_rows(path: Path) -> pd.DataFrame:
-    """A `{"rows": [...]}` table written by evaluate, as a DataFrame."""
+def read_rows(path: Path, key: str) -> pd.DataFrame:
+    """A `{"rows": [...]}` table written by evaluate, as a DataFrame; every row names its `key`."""
     if not path.exists():
         raise InputError(f"{path}: not found (run `dvc repro evaluate` first)")
     try:
@@ -101,7 +96,27 @@ def read_rows(path: Path) -> pd.DataFrame:
         raise InputError(f'{path}: expected a JSON object {{"rows": [...]}} ({e})') from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError(f"{path}: `rows` must be a list of objects")
+    if missing := sum(1 for r in rows if not isinstance(r.get(key), str)):
+        raise InputError(f"{path}: {missing} of {len(rows)} rows have no `{key}` name")
     return pd.DataFrame(rows)
+
+
+def with_p_values(table: pd.DataFrame, headline_path: Path) -> pd.DataFrame:
+    """`table` with `<metric>_p` columns taken from evaluate's headline (`<predictor>.<metric>_p`)
+    where the rows do not carry them (empty for the reference predictor)."""
+    if not headline_path.exists():
+        raise InputError(f"{headline_path}: not found (run `dvc repro evaluate` first)")
+    try:
+        headline = json.loads(headline_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InputError(f"{headline_path}: not JSON ({e})") from None
+    if not isinstance(headline, dict):
+        raise InputError(f"{headline_path}: expected a flat JSON object")
+    table = table.copy()
+    for m in HEADLINE:
+        if f"{m}_p" not in table:
+            table[f"{m}_p"] = [headline.get(f"{name}.{m}_p") for name in table["predictor"]]
+    return table
 
 
 def read_curve(path: Path) -> pd.DataFrame | None:
@@ -193,7 +208,7 @@ def chart_spec(chart: Chart, rows: list[dict[str, Any]], template_dir: Path) -> 
     template), for one revision."""
     from dvc_render import VegaRenderer
 
-    datapoints = [{**row, "rev": REVISION, "filename": chart.source.name, "field": chart.y}
+    datapoints = [{"rev": REVISION, "filename": chart.source.name, "field": chart.y, **row}
                   for row in rows]
     renderer = VegaRenderer(
         datapoints, chart.title, template=chart.template, template_dir=str(template_dir),
@@ -235,6 +250,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 def build_report(
     out_dir: Path = paths.REPORT,
     *,
+    headline_path: Path = HEADLINE_METRICS,
     predictors_path: Path = PREDICTORS_TABLE,
     languages_path: Path = LANGUAGES_TABLE,
     curves_dir: Path = paths.FINETUNE_CURVES,
@@ -243,11 +259,8 @@ def build_report(
 ) -> dict[str, Any]:
     """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
     exists); return flat counts."""
-    predictors = read_rows(predictors_path)
-    languages = read_rows(languages_path)
-    for name, frame, needed in (("predictor", predictors, "predictor"), ("language", languages, "language")):
-        if needed not in frame:
-            raise InputError(f"{predictors_path if name == 'predictor' else languages_path}: rows have no `{needed}` field")
+    predictors = with_p_values(read_rows(predictors_path, "predictor"), headline_path)
+    languages = read_rows(languages_path, "language")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.svg"):
         stale.unlink()

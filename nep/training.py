@@ -135,7 +135,7 @@ def world_size() -> int:
 def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True) -> dict[str, Any]:
     """TrainingArguments shared by every trl config built on these params (SFTConfig here;
     DPOConfig, GRPOConfig alike): schedule, seed, precision, logging every step, no checkpoints,
-    no reporting integrations (DVCLive goes through LiveSteps). The global batch is
+    no reporting integrations (DVCLive goes through live_steps). The global batch is
     batch_size × gradient_accumulation_steps whatever the number of processes: each of N processes
     accumulates gradient_accumulation_steps / N micro-batches."""
     n = world_size()
@@ -272,10 +272,11 @@ def build_sft_trainer(
     `sft_examples`): EOS appended, prompt masked, truncated, padded by trl; AdamW with the
     embedding group; DVCLive curves when `live` is given. `output_dir` is scratch (no checkpoints)."""
     from datasets import Dataset
+    from transformers import PrinterCallback
 
     if not examples:
         raise ValueError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
-    return sft_trainer_class()(
+    trainer = sft_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, backend=backend, progress=progress),
         train_dataset=Dataset.from_list(examples),
@@ -283,6 +284,9 @@ def build_sft_trainer(
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, cfg),
         callbacks=[live_steps(live)],
     )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # no per-step log lines either
+    return trainer
 
 
 @dataclass

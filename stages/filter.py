@@ -17,7 +17,7 @@ from nep.filters import FilterConfig, run_filter
 from nep.jsonl import InputError, write_metrics
 from nep.params import load_params
 
-INPUT = paths.DATA / "ingest"
+INPUT = paths.INGEST
 OUTPUT = paths.FILTER
 METRICS = paths.metrics("filter")
 

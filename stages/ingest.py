@@ -23,7 +23,7 @@ from nep.index import ingest
 from nep.jsonl import InputError, write_metrics
 from nep.params import load_params
 
-OUTPUT = paths.DATA / "ingest"
+OUTPUT = paths.INGEST
 METRICS = paths.metrics("ingest")
 STAMPS = paths.CACHE / "ingest" / "stamps.json"
 

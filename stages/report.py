@@ -1,7 +1,7 @@
 """Stage report: a human-readable summary of the evaluation (nep.report).
 
-Run: `python -m stages.report` (or `dvc repro report`), after evaluate. Reads
-metrics/evaluate/predictors.json, metrics/evaluate/languages.json and DVCLive's training loss
+Run: `python -m stages.report` (or `dvc repro report`), after evaluate. Reads metrics/evaluate.json
+(p-values), metrics/evaluate/predictors.json, languages.json and DVCLive's training loss
 (metrics/finetune/plots/metrics/train_loss.tsv); writes metrics/report/ (README.md with the
 predictor × metric table, 95% CIs, p-values, the per-language table and the charts; predictors.csv,
 languages.csv; one SVG per chart, the same Vega-Lite charts as `dvc plots show`) and

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,49 @@ def test_experiment_reruns_only_dependents_and_diffs(project):
     assert "ctx0" in names or "ctx0" in json.dumps(shown)
     dvc(project, "plots", "diff", "-o", "plots_out")
     assert (project / "plots_out" / "index.html").stat().st_size > 0
+
+
+def test_a_second_clone_reproduces_the_same_bytes(project, tmp_path):
+    """Identical reruns: a fresh clone of the same commit, `dvc repro`: the same dvc.lock and
+    metrics/ (measured times live only under metrics/timing/, which no stage declares)."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(project), str(clone))
+    (clone / "dvc.lock").unlink()  # rebuilt from nothing, not checked out
+    shutil.rmtree(clone / "metrics")
+    dvc(clone, "repro")
+
+    def tracked(root: Path) -> dict[str, bytes]:
+        files = {"dvc.lock": (root / "dvc.lock").read_bytes()}
+        for path in sorted((root / "metrics").rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and "timing" not in rel.parts:
+                files[str(rel)] = path.read_bytes()
+        return files
+
+    ours, theirs = tracked(project), tracked(clone)
+    assert sorted(ours) == sorted(theirs)
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    assert json.loads(dvc(clone, "status", "--json")) == {"ingest": ["always changed"]}
+    dvc(clone, "repro")
+    assert json.loads(dvc(clone, "status", "--json")) == {"ingest": ["always changed"]}
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("+label.concurency=4", "label.concurency: unknown key (did you mean label.concurrency?)"),
+        ("filter.max_chunk_lines=abc", "filter.max_chunk_lines: 'abc' is not an integer"),
+    ],
+)
+def test_a_bad_override_fails_at_once_naming_the_key(tmp_path, override, line):
+    """`dvc exp run -S` with a misspelt or mistyped param stops in the first stage, before any work."""
+    import subprocess
+
+    project = project_on_history(tmp_path, repos=1, commits_per_repo=3)
+    done = subprocess.run(["dvc", "exp", "run", "-S", override], cwd=project, capture_output=True, text=True)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert f"params.yaml: {line}" in output
+    assert "Traceback" not in output
+    assert ran(output) <= {"ingest"}  # the first stage stopped: nothing ran after it
+    assert not (project / "data").exists()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_predictors import make_example
+from conftest import make_example
 
 from nep.generation import generate
 from nep.jsonl import read_jsonl, write_jsonl

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, copy_project, git
+from conftest import REPO_ROOT, copy_project, git, make_example
 from fake_openai import FakeOpenAI
-from test_predictors import examples, make_example
+from test_predictors import examples
 
 from nep import generation
 from nep.generation import Checkpoint, checkpoint_dir, generate
@@ -183,12 +183,14 @@ def test_a_torn_last_line_is_dropped_and_a_changed_input_starts_afresh(tmp_path,
     assert key != generation.checkpoint_key({"kind": "identity"}, 16, test_set.read_bytes())
     assert key != generation.checkpoint_key({"kind": "identity"}, 8, test_set.read_bytes() + b"\n")
     assert key == generation.checkpoint_key({"kind": "identity", "needs": "elsewhere"}, 8, test_set.read_bytes())
+    assert key == generation.checkpoint_key({"kind": "identity", "concurrency": 9}, 8, test_set.read_bytes())
     model = tmp_path / "model"
     model.mkdir()
     (model / "w.bin").write_bytes(b"1")
-    before = generation.checkpoint_key({"kind": "hf", "model": str(model)}, 8, b"")
-    (model / "w.bin").write_bytes(b"22")
-    assert generation.checkpoint_key({"kind": "hf", "model": str(model)}, 8, b"") != before
+    for entry in ({"kind": "hf", "model": str(model)}, {"kind": "finetuned", "needs": str(model)}):
+        before = generation.checkpoint_key(entry, 8, b"")
+        (model / "w.bin").write_bytes(before.encode())  # a retrained model never resumes old answers
+        assert generation.checkpoint_key(entry, 8, b"") != before
 
 
 def test_bad_input_names_file_and_record(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import json
 import re
 import subprocess
@@ -11,11 +10,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from configobj import ConfigObj
 from conftest import REPO_ROOT, copy_project, git, run_dvc
 
 from nep import paths
 from nep.jsonl import InputError
-from nep.report import CHARTS, HEADLINE, build_report, chart_spec, reference_predictor, render_svg
+from nep.report import (
+    CHARTS,
+    HEADLINE,
+    build_report,
+    chart_spec,
+    reference_predictor,
+    render_svg,
+    with_p_values,
+)
 
 TEMPLATES = REPO_ROOT / paths.PLOT_TEMPLATES
 # one chart of each template (drawing all of them takes seconds: the slow test does)
@@ -29,16 +37,19 @@ VALUES = {
 
 
 def evaluate_tables(root: Path) -> None:
-    """metrics/evaluate/{predictors,languages}.json under `root`, in evaluate's shape: every row
-    has the same keys (DVC reads rows with differing keys as no data), null where absent."""
-    rows, lang_rows = [], []
+    """metrics/evaluate.json and metrics/evaluate/{predictors,languages}.json under `root`, in
+    evaluate's shape: p-values (against finetuned) in the headline only; every row has the same
+    keys (DVC reads rows with differing keys as no data), null where absent."""
+    rows, lang_rows, headline = [], [], {}
     for name, values in VALUES.items():
         row = {"predictor": name, "n": 30}
         for metric, v in zip(HEADLINE, values, strict=True):
             row[metric] = v
             row[f"{metric}_lo"] = None if v is None else round(v - 0.05, 3)
             row[f"{metric}_hi"] = None if v is None else round(v + 0.05, 3)
-            row[f"{metric}_p"] = None if name == "finetuned" else (0.0004 if name == "identity" else 0.03)
+            headline |= {f"{name}.{k}": row[k] for k in (metric, f"{metric}_lo", f"{metric}_hi") if row[k] is not None}
+            if name != "finetuned":
+                headline[f"{name}.{metric}_p"] = 0.0004 if name == "identity" else 0.03
         rows.append(row)
         for language, n in (("Python", 20), ("Go", 10)):
             lang_rows.append({"predictor": name, "language": language, "n": n,
@@ -47,6 +58,7 @@ def evaluate_tables(root: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictors.json").write_text(json.dumps({"rows": rows}, indent=2))
     (out / "languages.json").write_text(json.dumps({"rows": lang_rows}, indent=2))
+    (root / "metrics/evaluate.json").write_text(json.dumps(headline, indent=2))
 
 
 def loss_curve(directory: Path) -> None:
@@ -64,9 +76,7 @@ def test_plots_page_inlines_vega_and_is_the_configured_template():
     assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
     for library in ("vega 5.", "vega-lite 5.", "vega-embed 6."):
         assert f"/* {library}" in page
-    config = configparser.ConfigParser()
-    config.read(REPO_ROOT / ".dvc/config")
-    template = config["plots"]["html_template"].strip()
+    template = ConfigObj(str(REPO_ROOT / ".dvc/config"))["plots"]["html_template"]  # DVC's reader
     assert (REPO_ROOT / ".dvc" / template).resolve() == (TEMPLATES / "page.html").resolve()
 
 
@@ -107,6 +117,15 @@ def test_language_chart_names_the_predictor_on_each_bar(tmp_path):
     assert " / " not in svg  # no "Python / finetuned" group labels
 
 
+def test_loss_chart_draws_training_and_evaluation_loss_in_one_chart():
+    loss = next(c for c in CHARTS if c.template == "nep_loss")
+    rows = [{"step": s, loss.y: 2.0 - s / 4, "filename": "train_loss.tsv"} for s in range(3)]
+    rows += [{"step": 2, loss.y: 1.9, "filename": "eval_loss.tsv"}]
+    svg = render_svg(chart_spec(loss, rows, TEMPLATES))
+    assert ">training loss<" in svg and ">evaluation loss<" in svg
+    assert ">optimizer step<" in svg and ".tsv" not in svg
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -115,6 +134,7 @@ def test_report_tables_charts_and_same_bytes_on_rerun(tmp_path):
     loss_curve(tmp_path / "curves")
     out = tmp_path / "report"
     kwargs = dict(
+        headline_path=tmp_path / "metrics/evaluate.json",
         predictors_path=tmp_path / "metrics/evaluate/predictors.json",
         languages_path=tmp_path / "metrics/evaluate/languages.json",
         curves_dir=tmp_path / "curves", template_dir=TEMPLATES, charts=SOME_CHARTS,
@@ -141,6 +161,7 @@ def test_report_without_loss_curve_skips_that_chart(tmp_path):
     evaluate_tables(tmp_path)
     counts = build_report(
         tmp_path / "report",
+        headline_path=tmp_path / "metrics/evaluate.json",
         predictors_path=tmp_path / "metrics/evaluate/predictors.json",
         languages_path=tmp_path / "metrics/evaluate/languages.json",
         curves_dir=tmp_path / "no-curves", template_dir=TEMPLATES, charts=SOME_CHARTS,
@@ -156,14 +177,20 @@ def test_report_names_a_missing_or_malformed_table(tmp_path):
     bad.write_text('[{"predictor": "x"}]')
     with pytest.raises(InputError, match=r'predictors.json: expected a JSON object \{"rows"'):
         build_report(tmp_path / "r", predictors_path=bad)
+    bad.write_text('{"rows": [{"predictor": "x"}, {"n": 3}]}')
+    with pytest.raises(InputError, match="predictors.json: 1 of 2 rows have no `predictor` name"):
+        build_report(tmp_path / "r", predictors_path=bad)
 
 
-def test_reference_predictor_is_the_row_without_p_values(tmp_path):
+def test_reference_predictor_is_the_one_without_p_values(tmp_path):
     evaluate_tables(tmp_path)
     import pandas as pd
 
     rows = json.loads((tmp_path / "metrics/evaluate/predictors.json").read_text())["rows"]
-    assert reference_predictor(pd.DataFrame(rows)) == "finetuned"
+    table = with_p_values(pd.DataFrame(rows), tmp_path / "metrics/evaluate.json")
+    p_values = table.set_index("predictor")["exact_match_p"]
+    assert p_values.isna()["finetuned"] and p_values[["identity", "propagate"]].tolist() == [0.0004, 0.03]
+    assert reference_predictor(table) == "finetuned"
     assert reference_predictor(pd.DataFrame([{"predictor": "a", "exact_match": 0.1}])) is None
 
 

@@ -1,0 +1,93 @@
+"""posttrain: DPO or GRPO (trl) on top of the SFT adapter, rewarded by nep's own metrics.
+
+    python -m stages.posttrain                      # or via dvc repro
+    dvc exp run -S posttrain.method=dpo             # re-runs posttrain and what follows (generate@posttrained...)
+
+Reads data/split/train.jsonl and models/finetune/; writes the adapter to models/posttrain/
+(`method: none`: a copy of models/finetune/), the scored candidates and DPO pairs to
+data/posttrain/{candidates,pairs}.jsonl, counts and mean rewards to metrics/posttrain.json,
+DVCLive's step curves (loss, reward, kl, reward margin...) to metrics/posttrain/plots/metrics/,
+and measured times to metrics/timing/posttrain.json (not a DVC output).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from nep import paths
+from nep.jsonl import InputError, read_jsonl, write_jsonl, write_metrics
+from nep.params import load_params
+
+CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
+
+
+def posttrain(
+    *,
+    train_path: str | Path = paths.TRAIN,
+    sft_dir: str | Path = paths.FINETUNE,
+    out_dir: str | Path = paths.POSTTRAIN,
+    data_dir: str | Path = paths.POSTTRAIN_DATA,
+    curves_dir: str | Path = paths.POSTTRAIN_CURVES,
+    metrics_path: str | Path | None = None,
+    timing_path: str | Path | None = None,
+    progress: bool = True,
+    **params: Any,
+) -> dict[str, Any]:
+    """Post-train the adapter in `sft_dir` on the examples in `train_path`; returns the metrics."""
+    from nep.posttrain import PosttrainConfig, run_posttrain
+
+    cfg = PosttrainConfig.from_params(params)
+    drops: Counter = Counter()
+    records = list(read_jsonl(train_path, drops))
+    if not records:
+        raise InputError(f"{train_path}: no training examples")
+    if not (Path(sft_dir) / "adapter_config.json").exists():
+        raise InputError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
+    out_dir, data_dir, curves_dir = Path(out_dir), Path(data_dir), Path(curves_dir)
+    for d in (out_dir, data_dir, curves_dir):
+        shutil.rmtree(d, ignore_errors=True)
+    live = None
+    if cfg.method != "none":
+        from dvclive import Live
+
+        # DVCLive writes only the step curves: no dvc.yaml, report, experiment or summary of its own.
+        live = Live(dir=str(curves_dir.parent.parent), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
+    result = run_posttrain(records, sft_dir, out_dir, cfg, live=live, progress=progress)
+    if live is not None:
+        live.end()
+    curves_dir.mkdir(parents=True, exist_ok=True)
+    for name in CURVES_HEADER:  # a declared output must exist even when a curve got no row
+        path = curves_dir / f"{name}.tsv"
+        if not path.exists():
+            path.write_text(f"step\t{name}\n")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(data_dir / "candidates.jsonl", result.candidates)
+    write_jsonl(data_dir / "pairs.jsonl", result.pairs)
+    metrics = {**result.metrics, "train_examples": len(records) + sum(drops.values())}
+    metrics.update({f"dropped.{k}": v for k, v in sorted(drops.items())})
+    write_metrics(metrics_path or paths.metrics("posttrain"), metrics)
+    timing = Path(timing_path or paths.timing("posttrain"))
+    timing.parent.mkdir(parents=True, exist_ok=True)
+    timing.write_text(json.dumps(result.timing, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from nep.training import FinetuneSetupError
+
+    try:
+        metrics = posttrain(**load_params("posttrain"))
+    except (FinetuneSetupError, InputError) as e:
+        sys.exit(str(e))
+    logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
+
+
+if __name__ == "__main__":
+    main()
