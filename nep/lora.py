@@ -111,7 +111,7 @@ def check_base_model(name: str) -> None:
 
     try:
         AutoConfig.from_pretrained(name)
-    except (OSError, ValueError) as e:
+    except OSError as e:  # not found, offline, gated: transformers raises OSError
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FinetuneSetupError(
             f"finetune.base_model: {name!r} is not a local directory and cannot be fetched from the "

@@ -1,8 +1,8 @@
 """finetune: LoRA supervised fine-tuning (trl SFTTrainer) of `finetune.base_model` on data/split/train.jsonl.
 
-    python -m stages.finetune                                      # one CPU or GPU (or via dvc repro)
-    accelerate launch --num_processes 4 -m stages.finetune         # several GPUs, same global batch
-    accelerate launch --cpu --num_processes 2 -m stages.finetune   # several CPU processes (gloo)
+    python -m stages.finetune                                          # one CPU or GPU (or via dvc repro)
+    accelerate launch --multi_gpu --num_processes 4 -m stages.finetune # 4 GPUs (or, without CUDA, 4 CPU
+                                                                       # processes over gloo); same global batch
 
 Writes the adapter, tokenizer and nep_finetune.json to models/finetune/ (plus base/ for the
 tiny-random smoke model and merged/ with `merge: true`), DVCLive's final values and per-step

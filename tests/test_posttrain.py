@@ -45,7 +45,9 @@ def config(**kw) -> PosttrainConfig:
 def sft_dir(tmp_path_factory):
     """A tiny SFT adapter (one step) trained on the toy records."""
     out = tmp_path_factory.mktemp("sft")
-    cfg = FinetuneConfig.from_params({"tiny": {"max_steps": 1, "vocab_size": 300}, "gradient_accumulation_steps": 1})
+    cfg = FinetuneConfig.from_params(
+        {"tiny": {"max_steps": 1, "vocab_size": 300}, "gradient_accumulation_steps": 1, "embedding_learning_rate": 1e-4}
+    )
     run_finetune(records(), out, cfg, progress=False)
     return out
 
@@ -139,11 +141,13 @@ def test_none_copies_the_sft_adapter(sft_dir, tmp_path):
 
 @pytest.mark.slow
 def test_reward_rises_on_a_toy_task(sft_dir, tmp_path):
-    """DPO towards the ground truth on two short edits: the mean reward of k seeded samples on the
-    same prompts goes up within a few dozen steps."""
-    cfg = config(method="dpo", max_prompts=4, k=4, max_steps=30, learning_rate=5e-3, rescore=True, beta=0.5)
+    """DPO (with the chosen side's NLL, RPO-style) towards the ground truth on two short edits: the
+    mean reward of k seeded samples on the same prompts goes up within a few dozen steps (measured:
+    0.036 → 0.32 after 40 steps, 0.56 after 60)."""
+    cfg = config(method="dpo", max_prompts=4, k=4, max_steps=40, learning_rate=1e-2, sft_weight=1.0,
+                 temperature=0.5, rescore=True)
     m = run_posttrain(records(4), sft_dir, tmp_path / "out", cfg, progress=False).metrics
-    assert m["steps"] == 30
+    assert m["steps"] == 40
     assert m["mean_reward_after"] > m["mean_reward"] + 0.2, m
 
 
@@ -151,10 +155,8 @@ def test_reward_rises_on_a_toy_task(sft_dir, tmp_path):
 def test_exp_run_dpo_reruns_only_posttrain_and_what_follows(tmp_path):
     from conftest import project_on_history, run_dvc
 
-    project = project_on_history(tmp_path, repos=2, commits_per_repo=12)
-    params = project / "params.yaml"
-    text = params.read_text().replace("max_prompts: 8 ", "max_prompts: 2 ").replace("max_new_tokens: 256 ", "max_new_tokens: 16 ")
-    params.write_text(text.replace("  k: 4 ", "  k: 2 "))
+    small = {"posttrain.max_prompts": 2, "posttrain.k": 2, "posttrain.max_new_tokens": 16, "posttrain.max_steps": 2}
+    project = project_on_history(tmp_path, repos=2, commits_per_repo=12, **small)
     run_dvc(project, "repro")
     assert json.loads((project / "metrics/posttrain.json").read_text())["method"] == "none"
     out = run_dvc(project, "exp", "run", "-S", "posttrain.method=dpo", with_stderr=True)
