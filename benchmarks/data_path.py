@@ -136,6 +136,12 @@ def measured(cmd: list[str], cwd: Path) -> tuple[float, float, float, str]:
     return seconds, cpu, peak / 2**20, "".join(out)
 
 
+def keys(path: Path) -> list[tuple[str, str, str]]:
+    """(repos, commit, new_file) of each record of a JSONL file, in order (streamed)."""
+    with path.open(encoding="utf-8") as f:
+        return [(r["repos"], r["commit"], r["new_file"]) for r in map(json.loads, f)]
+
+
 def project(tmp: Path, source: Path, filter_params: dict) -> Path:
     dest = tmp / "project"
     ignore = shutil.ignore_patterns(".git", "data", "models", ".cache", "__pycache__", ".pytest_cache", "dvc.lock",
@@ -172,17 +178,15 @@ def main() -> None:
             nep_s, nep_cpu, nep_mib, _ = measured(["dvc", "repro", "filter"], dest)
             noop_s, noop_cpu, _, out = measured(["dvc", "repro", "filter"], dest)
             assert "Running stage 'filter'" not in out, out
-            survivors = (dest / "data/filter/commits.jsonl").read_text(encoding="utf-8").splitlines()
+            survivors = json.loads((dest / "metrics/filter.json").read_text())["records_out"]
             records = json.loads((dest / "metrics/ingest.json").read_text())["records_out"]
             paper_s = paper_cpu = paper_mib = float("nan")
             if compare:
                 cmd = [sys.executable, "-m", "benchmarks.paper_reference", str(source), "--edit-types", ",".join(edit_types),
                        "--out", str(Path(tmp) / "paper.jsonl")]
                 paper_s, paper_cpu, paper_mib, _ = measured(cmd, ROOT)
-                theirs = (Path(tmp) / "paper.jsonl").read_text(encoding="utf-8").splitlines()
-                key = lambda line: tuple(json.loads(line)[k] for k in ("repos", "commit", "new_file"))  # noqa: E731
-                assert [key(x) for x in survivors] == [key(x) for x in theirs], "different survivors"
-        print(f"{size:>4}x{records:>9}{source.stat().st_size / 1e6:>7.0f}{len(survivors):>10}"
+                assert keys(dest / "data/filter/commits.jsonl") == keys(Path(tmp) / "paper.jsonl"), "different survivors"
+        print(f"{size:>4}x{records:>9}{source.stat().st_size / 1e6:>7.0f}{survivors:>10}"
               f"{nep_s:>7.1f}/{nep_cpu:<5.1f}{nep_mib:>9.0f}{noop_s:>6.1f}/{noop_cpu:<5.1f}"
               f"{paper_s:>7.1f}/{paper_cpu:<5.1f}{paper_mib:>10.0f}{paper_s / nep_s:>8.1f}x", flush=True)
 

@@ -7,7 +7,7 @@
 
 A preset is a whole configuration: the committed default with the preset's keys merged in
 (mappings recurse; each `generate.predictors` entry is replaced whole, so options of one kind never
-mix with another's). The workspace's params.yaml plays no part in the result, so a local endpoint
+mix with another's, and an entry set to null is removed). The workspace's params.yaml plays no part in the result, so a local endpoint
 or any other edit left in it never leaks into a preset. Because applying one replaces the
 workspace's params.yaml, uncommitted edits that the result would not keep stop the command (it
 names them) unless `--force` is given. The result is checked against the schema (nep/config.py)
@@ -61,7 +61,9 @@ def deep_merge(base: Any, overlay: dict[str, Any], prefix: str = "") -> Any:
     for key, value in overlay.items():
         old = base.get(key)
         where = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(old, dict) and prefix.rstrip(".") not in OPEN_MAPS:
+        if value is None and prefix.rstrip(".") in OPEN_MAPS:
+            base.pop(key, None)  # `name: null` removes an entry (e.g. a predictor the preset does not run)
+        elif isinstance(value, dict) and isinstance(old, dict) and prefix.rstrip(".") not in OPEN_MAPS:
             deep_merge(old, value, f"{where}.")
         elif key not in base or old != value:
             like = old if key in base else next(iter(base.values()), None)

@@ -61,6 +61,8 @@ def posttrain(
     result = run_posttrain(records, sft_dir, out_dir, cfg, live=live, progress=progress)
     if live is not None:
         live.end()
+        # DVCLive's own last-step values: the stage's metrics are metrics/posttrain.json
+        (curves_dir.parent.parent / "metrics.json").unlink(missing_ok=True)
     curves_dir.mkdir(parents=True, exist_ok=True)
     for name in CURVES_HEADER:  # a declared output must exist even when a curve got no row
         path = curves_dir / f"{name}.tsv"

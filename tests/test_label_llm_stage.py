@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, project_on_history, run_dvc
+from conftest import REPO_ROOT, project_on_history, run_dvc, two_chunk_commit
 
 from nep.jsonl import read_jsonl, write_jsonl
 from nep.llmcache import cache_path
@@ -25,12 +25,7 @@ from stages import label as label_stage
 SECRET = f"sk-{uuid.uuid4().hex}"  # made at run time: not even the sources hold it
 
 
-def commit(i: int, marker: str = "") -> dict:
-    old = "".join(f"item_{k} = load({k})\n" for k in range(10))
-    lines = old.splitlines(keepends=True)
-    new = "".join(lines[:3] + [f"size_{i} = {i}\n"] + lines[3:8] + [f"use(size_{i})  # {marker}\n"] + lines[8:])
-    return {"commit": f"{i:040x}", "old_file": "a.py", "new_file": "a.py", "old_contents": old,
-            "new_contents": new, "subject": "s", "message": "m", "lang": "Python", "repos": "r"}
+commit = two_chunk_commit  # conftest's shared record factory
 
 
 def assert_no_secret(*roots: Path) -> None:

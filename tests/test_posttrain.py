@@ -170,3 +170,38 @@ def test_exp_run_dpo_reruns_only_posttrain_and_what_follows(tmp_path):
     headline = json.loads((project / "metrics/evaluate.json").read_text())
     assert any("posttrained" in k for k in headline), sorted(headline)[:20]
     shutil.rmtree(project / ".dvc/tmp", ignore_errors=True)
+
+
+def _stage(sft_dir, tmp_path, **params):
+    from nep.jsonl import write_jsonl
+    from stages.posttrain import posttrain
+
+    write_jsonl(tmp_path / "train.jsonl", records())
+    out = {k: tmp_path / v for k, v in [("out_dir", "models/posttrain"), ("data_dir", "data/posttrain"),
+                                          ("curves_dir", "metrics/posttrain/plots/metrics")]}
+    metrics = posttrain(train_path=tmp_path / "train.jsonl", sft_dir=sft_dir, metrics_path=tmp_path / "metrics/posttrain.json",
+                        timing_path=tmp_path / "timing.json", progress=False, **out, **params)
+    return metrics, out
+
+
+def test_stage_none_writes_every_declared_output(sft_dir, tmp_path):
+    metrics, out = _stage(sft_dir, tmp_path, method="none")
+    assert metrics == json.loads((tmp_path / "metrics/posttrain.json").read_text())
+    assert metrics["method"] == "none" and metrics["train_examples"] == 4
+    assert (out["data_dir"] / "candidates.jsonl").read_text() == (out["data_dir"] / "pairs.jsonl").read_text() == ""
+    assert (out["curves_dir"] / "loss.tsv").read_text() == "step\tloss\n"
+    assert (out["out_dir"] / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_stage_dpo_writes_curves_and_jsonl(sft_dir, tmp_path):
+    params = config(method="dpo", max_steps=2).model_dump()
+    metrics, out = _stage(sft_dir, tmp_path, **params)
+    rows = (out["curves_dir"] / "loss.tsv").read_text().splitlines()
+    assert rows[0] == "step\tloss" and len(rows) == 3
+    assert (out["curves_dir"] / "reward_margin.tsv").is_file()
+    assert not (tmp_path / "metrics/posttrain/metrics.json").exists()  # only metrics/posttrain.json
+    lines = (out["data_dir"] / "candidates.jsonl").read_text().splitlines()
+    assert len(lines) == metrics["candidates"] == 4
+    assert {"raw", "reward", "exact_match", "reversal", "unextractable"} <= set(json.loads(lines[0]))
+    assert "train_runtime" not in metrics and "train_runtime" in json.loads((tmp_path / "timing.json").read_text())

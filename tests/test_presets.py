@@ -195,3 +195,9 @@ def test_dvc_resolves_the_pipeline_under_each_preset(project: Path):
         out = run_dvc(project, "stage", "list")
         for predictor in merged(name)["generate"]["predictors"]:
             assert f"generate@{predictor}" in out and f"judge@{predictor}" in out
+
+
+def test_a_preset_removes_a_predictor_with_null():
+    out = deep_merge(copy.deepcopy(PARAMS), {"generate": {"predictors": {"identity": None}}})
+    assert "identity" not in out["generate"]["predictors"]
+    assert set(out["generate"]["predictors"]) == set(PARAMS["generate"]["predictors"]) - {"identity"}

@@ -13,12 +13,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_model(TEXTS, tmp_path_factory.mktemp("tiny"), vocab_size=300)
-
-
-def test_builds_a_loadable_qwen2_model(tiny_dir):
+def test_builds_a_loadable_qwen2_model(tiny_dir):  # conftest's shared tiny model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
