@@ -99,7 +99,6 @@ def _step(method, sft_dir, tmp_path, data):
     return trainer
 
 
-@pytest.mark.slow
 def test_a_dpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
     r = records(2)
     data = [{"prompt": x["prompt"], "chosen": x["completion"], "rejected": "nonsense\n"} for x in r]
@@ -107,7 +106,6 @@ def test_a_dpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
     assert "rewards/margins" in trainer.state.log_history[0]
 
 
-@pytest.mark.slow
 def test_a_grpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
     from nep.rewards import prompt_sections
 
@@ -139,7 +137,6 @@ def test_none_copies_the_sft_adapter(sft_dir, tmp_path):
     assert (tmp_path / "out/adapter_model.safetensors").read_bytes() == (sft_dir / "adapter_model.safetensors").read_bytes()
 
 
-@pytest.mark.slow
 def test_reward_rises_on_a_toy_task(sft_dir, tmp_path):
     """DPO (with the chosen side's NLL, RPO-style) towards the ground truth on two short edits: the
     mean reward of k seeded samples on the same prompts goes up within a few dozen steps (measured:
