@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.edits import compute_chunks, current_version, trim_to_window
-from nep.jsonl import read_jsonl
+from nep.jsonl import InputError, read_jsonl
 from nep.prompts import build_training_text, example_id
 from nep.records import RecordError, validate_commit
 
@@ -127,3 +127,12 @@ def valid_examples(objs: Iterable[dict[str, Any]], drops: Counter) -> list[dict[
 def read_examples(path: str | Path, drops: Counter) -> list[dict[str, Any]]:
     """Processed examples of a JSONL file (malformed lines and bad examples counted in `drops`)."""
     return valid_examples(read_jsonl(path, drops), drops)
+
+
+def read_training_set(path: str | Path, drops: Counter) -> list[dict[str, Any]]:
+    """Every object of a training file (malformed lines counted in `drops`; the trainer counts
+    unusable examples itself). InputError when there is none."""
+    records = list(read_jsonl(path, drops))
+    if not records:
+        raise InputError(f"{path}: no training examples")
+    return records

@@ -85,14 +85,6 @@ class ChatResult:
     attempts: int = 0  # HTTP attempts made in this run (0 for a cache hit)
     cached: bool = False
 
-    @property
-    def tokens_in(self) -> int:  # older name, kept for callers written against it
-        return self.input_tokens
-
-    @property
-    def tokens_out(self) -> int:
-        return self.output_tokens
-
 
 @dataclass
 class Accounting:
@@ -175,10 +167,6 @@ class OpenAIBackend:
         if self.concurrency < 1 or self.max_attempts < 1:
             raise ValueError("concurrency and max_attempts must be >= 1")
         self.accounting.model = self.model
-
-    @property
-    def stats(self) -> Accounting:  # older name of `accounting`
-        return self.accounting
 
     def sampling(self, request: ChatRequest) -> dict[str, Any]:
         params = {"temperature": self.temperature, "top_p": self.top_p,

@@ -69,10 +69,6 @@ class CachedBackend:
         self.path = path
         self.accounting = backend.accounting
 
-    @property
-    def stats(self) -> Any:  # older name of `accounting`
-        return self.accounting
-
     def key(self, request: ChatRequest) -> str:
         blob = json.dumps(self.backend.identity(request), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nep import device as nep_device
 from nep.config import Finetune, ParamsError, format_errors
@@ -27,6 +27,7 @@ TINY_BASE_DIR = "base"  # models/finetune/base: the tiny base model (it cannot b
 MERGED_DIR = "merged"  # models/finetune/merged: base + adapter merged, when `merge: true`
 EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
 BACKENDS = ("auto", "unsloth", "hf")
+S = TypeVar("S")
 
 
 class FinetuneSetupError(RuntimeError):
@@ -34,25 +35,30 @@ class FinetuneSetupError(RuntimeError):
     naming the param and what to do. The stage prints it without a traceback."""
 
 
+def validate_section(model: type[S], section: str, params: dict[str, Any]) -> S:
+    """`model` (a nep.config section schema, or a subclass) from a params dict; unknown keys and
+    bad values raise ValueError (nep.config.ParamsError) naming `<section>.<key>`."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(params)
+    except ValidationError:
+        from nep.config import Params  # the whole schema, so messages name `<section>.<key>`
+
+        try:
+            Params.model_validate({section: params})
+        except ValidationError as e:
+            raise ParamsError(format_errors(e)) from None
+        raise
+
+
 class FinetuneConfig(Finetune):
     """The `finetune:` params (schema and defaults: nep.config.Finetune, the paper's values)."""
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
-        """From a `finetune:` params dict; unknown keys and bad values raise ValueError
-        (nep.config.ParamsError) naming `finetune.<key>`."""
-        from pydantic import ValidationError
-
-        try:
-            return cls.model_validate(params)
-        except ValidationError:
-            from nep.config import Params  # the whole schema, so messages name `finetune.<key>`
-
-            try:
-                Params.model_validate({"finetune": params})
-            except ValidationError as e:
-                raise ParamsError(format_errors(e)) from None
-            raise
+        """From a `finetune:` params dict (see `validate_section`)."""
+        return validate_section(cls, "finetune", params)
 
     @property
     def is_tiny(self) -> bool:
@@ -141,8 +147,6 @@ def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig
 def prepare_model(base: str | Path, cfg: FinetuneConfig, backend: str):
     """(peft model with markers and LoRA, tokenizer) for the resolved backend."""
     return prepare_unsloth(base, cfg) if backend == "unsloth" else prepare_hf(base, cfg)
-
-
 
 
 # ---------------------------------------------------------------- tokenizer and embeddings

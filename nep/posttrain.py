@@ -24,8 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from nep import device as nep_device
-from nep.config import ParamsError, Posttrain, format_errors
-from nep.lora import FinetuneConfig, add_markers, base_model_path, load_base_hf, read_metadata, save_finetuned
+from nep.config import Posttrain
+from nep.jsonl import InputError
+from nep.lora import (
+    FinetuneConfig,
+    add_markers,
+    base_model_path,
+    load_base_hf,
+    read_metadata,
+    save_finetuned,
+    validate_section,
+)
 from nep.rewards import RewardWeights, make_pair, prompt_sections, reward_function, score_candidate
 
 log = logging.getLogger(__name__)
@@ -51,18 +60,8 @@ class PosttrainConfig(Posttrain):
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> PosttrainConfig:
-        from pydantic import ValidationError
-
-        try:
-            return cls.model_validate(params)
-        except ValidationError:
-            from nep.config import Params
-
-            try:
-                Params.model_validate({"posttrain": params})
-            except ValidationError as e:
-                raise ParamsError(format_errors(e)) from None
-            raise
+        """From a `posttrain:` params dict (see nep.lora.validate_section)."""
+        return validate_section(cls, "posttrain", params)
 
     @property
     def weights(self) -> RewardWeights:
@@ -299,12 +298,12 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
         metrics.update({"pairs": len(pairs), **{f"pairs.{k}": v for k, v in sorted(outcomes.items())}})
         data = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
         if not data:
-            raise ValueError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
+            raise InputError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
         data = [{"prompt": r["prompt"], **prompt_sections(r)} for r, _ in sampled.groups]
         if not data:
-            raise ValueError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
+            raise InputError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:
         trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress)
         output = trainer.train()

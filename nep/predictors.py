@@ -155,29 +155,36 @@ def by_length(examples: Sequence[dict[str, Any]], todo: Sequence[int], batch_siz
 # Non-learned baselines
 
 
+class OneByOne(Predictor):
+    """A cheap predictor answering each example on its own (`predict_one`), in groups of
+    `batch_size` so progress is saved as it goes."""
+
+    def predict_one(self, example: dict[str, Any]) -> Prediction:
+        raise NotImplementedError
+
+    def predict(self, examples, todo, settings):
+        for idx in by_length(examples, todo, settings.batch_size):
+            yield [(i, self.predict_one(examples[i])) for i in idx]
+
+
 @dataclass
-class IdentityPredictor(Predictor):
+class IdentityPredictor(OneByOne):
     kind: ClassVar[str] = "identity"
     style: ClassVar[Style] = "direct"
 
-    def predict(self, examples, todo, settings):
-        for idx in by_length(examples, todo, settings.batch_size):
-            yield [(i, Prediction(parse_prompt(examples[i]["prompt"])["current"])) for i in idx]
+    def predict_one(self, example):
+        return Prediction(parse_prompt(example["prompt"])["current"])
 
 
 @dataclass
-class PropagatePredictor(Predictor):
+class PropagatePredictor(OneByOne):
     kind: ClassVar[str] = "propagate"
     style: ClassVar[Style] = "direct"
 
-    def predict(self, examples, todo, settings):
-        for idx in by_length(examples, todo, settings.batch_size):
-            group = []
-            for i in idx:
-                sections = parse_prompt(examples[i]["prompt"])
-                result = propagate(sections["original"], sections["current"])
-                group.append((i, Prediction(result.text, tags={"propagate_rule": result.rule})))
-            yield group
+    def predict_one(self, example):
+        sections = parse_prompt(example["prompt"])
+        result = propagate(sections["original"], sections["current"])
+        return Prediction(result.text, tags={"propagate_rule": result.rule})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from nep.predictors import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorE
 BACKEND_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_attempts", "cache")
 
 
-
 @dataclass
 class OpenAIPredictor(Predictor):
     """`model`: the endpoint's model name. `api_key_env` names the environment variable holding

@@ -33,14 +33,15 @@ COMPONENTS = ("exact_match", "partial_match", "position_match", "delta_chrf", "r
 
 @dataclass(frozen=True)
 class RewardWeights:
-    """The reward's weights (`posttrain.reward:` in params.yaml); penalties are subtracted."""
+    """The reward's weights (`posttrain.reward:` in params.yaml; defaults: nep.config.PosttrainReward);
+    penalties are subtracted."""
 
-    exact_match: float = 1.0
-    partial_match: float = 0.5
-    position_match: float = 0.25
-    delta_chrf: float = 0.5
-    reversal: float = 0.5
-    unextractable: float = 1.0
+    exact_match: float
+    partial_match: float
+    position_match: float
+    delta_chrf: float
+    reversal: float
+    unextractable: float
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RewardWeights:

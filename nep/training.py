@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from nep import device as nep_device
+from nep.config import ParamsError
+from nep.jsonl import InputError
 from nep.lora import (  # noqa: F401  (re-exported: the predictors and tests use nep.training)
     BACKENDS,
     EMBEDDING_MODULES,
@@ -140,7 +142,7 @@ def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str 
     accumulates gradient_accumulation_steps / N micro-batches."""
     n = world_size()
     if cfg.gradient_accumulation_steps % n:
-        raise ValueError(
+        raise ParamsError(
             f"finetune.gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be divisible by the "
             f"number of processes ({n}) to keep the global batch"
         )
@@ -275,7 +277,7 @@ def build_sft_trainer(
     from transformers import PrinterCallback
 
     if not examples:
-        raise ValueError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+        raise InputError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
     trainer = sft_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, backend=backend, progress=progress),

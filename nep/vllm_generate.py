@@ -54,14 +54,20 @@ class VLLMPredictor(Predictor):
         return None
 
     def __post_init__(self):
-        if not self.model and self.adapter:
-            config = Path(self.adapter) / "adapter_config.json"
-            if not config.exists():
-                raise FileNotFoundError(f"{config}: not a LoRA adapter directory")
-            self.model = json.loads(config.read_text())["base_model_name_or_path"]
-        if not self.model:
+        if not self.model and not self.adapter:
             raise ValueError("kind 'vllm' needs `model` (or an `adapter` that names its base model)")
         self._llm = None
+
+    def base_model(self) -> str:
+        """`model`, else the base model named in the adapter's adapter_config.json."""
+        if self.model:
+            return self.model
+        config = Path(self.adapter) / "adapter_config.json"
+        if not config.exists():
+            raise PredictorError(f"{self.param('adapter')}: {config}: not found; is {self.adapter} a LoRA adapter "
+                                 "directory (the finetune stage's output)?")
+        self.model = json.loads(config.read_text())["base_model_name_or_path"]
+        return self.model
 
     @property
     def style(self) -> Style:  # type: ignore[override]
@@ -71,11 +77,12 @@ class VLLMPredictor(Predictor):
     def llm(self):
         if self._llm is None:
             vllm = import_vllm(self.param("kind"))
+            model = self.base_model()
             adapter = Path(self.adapter) if self.adapter else None
             tokenizer = str(adapter) if adapter and (adapter / "tokenizer_config.json").exists() else None
             try:
                 self._llm = vllm.LLM(
-                    model=self.model,
+                    model=model,
                     tokenizer=tokenizer,
                     dtype=self.dtype,
                     max_model_len=self.max_model_len,

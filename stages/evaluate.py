@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from nep import paths
 from nep.evaluation import HEADLINE, Evaluation, evaluate
-from nep.jsonl import write_metrics
+from nep.jsonl import InputError, write_metrics
 from nep.params import load_params
 
 
@@ -29,13 +29,16 @@ def write(ev: Evaluation) -> None:
 def main() -> None:
     params = load_params("evaluate")
     predictors = list(load_params("generate")["predictors"])
-    ev = evaluate(
-        predictors,
-        reference=params["reference"],
-        context_lines=params["context_lines"],
-        bootstrap_samples=params["bootstrap_samples"],
-        seed=params["seed"],
-    )
+    try:
+        ev = evaluate(
+            predictors,
+            reference=params["reference"],
+            context_lines=params["context_lines"],
+            bootstrap_samples=params["bootstrap_samples"],
+            seed=params["seed"],
+        )
+    except InputError as e:  # a missing or unusable generation/judgment file: one line
+        raise SystemExit(f"evaluate: {e}") from None
     write(ev)
     for row in ev.predictor_rows:
         shown = " ".join(f"{m}={row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" for m in HEADLINE)

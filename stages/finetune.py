@@ -12,7 +12,6 @@ metrics/timing/finetune.json (not a DVC output).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -21,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from nep import paths
-from nep.jsonl import InputError, read_jsonl
+from nep.examples import read_training_set
+from nep.jsonl import InputError, flat_counts, write_metrics
+from nep.lora import FinetuneConfig, FinetuneSetupError
 from nep.params import load_params
-from nep.training import FinetuneConfig, FinetuneSetupError, run_finetune
+from nep.training import run_finetune
 
 METRICS_DIR = paths.METRICS / "finetune"
 
@@ -46,9 +47,7 @@ def finetune(
 
     cfg = FinetuneConfig.from_params(params)
     drops: Counter = Counter()
-    records = list(read_jsonl(train_path, drops))
-    if not records:
-        raise InputError(f"{train_path}: no training examples")
+    records = read_training_set(train_path, drops)
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
     state = distributed_state()
     main_process = state.is_main_process
@@ -63,16 +62,14 @@ def finetune(
         live = Live(dir=str(metrics_dir), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
     result = run_finetune(records, out_dir, cfg, live=live, progress=progress)
     metrics = result.metrics
-    metrics.update({f"dropped.{k}": v for k, v in sorted(drops.items())})
+    metrics.update(flat_counts("dropped", drops))
     metrics["examples"] += sum(drops.values())
     metrics["examples_dropped"] += sum(drops.values())
     if live is not None:
         for name, value in metrics.items():
             live.summary[name] = value
         live.end()
-        timing = Path(timing_path or paths.timing("finetune"))
-        timing.parent.mkdir(parents=True, exist_ok=True)
-        timing.write_text(json.dumps(result.timing, indent=2, sort_keys=True) + "\n")
+        write_metrics(timing_path or paths.timing("finetune"), result.timing)
     return metrics
 
 
@@ -80,7 +77,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         metrics = finetune(**load_params("finetune"))
-    except FinetuneSetupError as e:
+    except (FinetuneSetupError, InputError) as e:  # no GPU/package/base model, no training set: one line
         sys.exit(str(e))
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 

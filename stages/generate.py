@@ -15,6 +15,7 @@ import logging
 import sys
 
 from nep.generation import generate
+from nep.jsonl import InputError
 from nep.params import load_params
 from nep.predictors import PredictorError, Settings
 
@@ -33,7 +34,7 @@ def main() -> None:
     )
     try:
         metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except PredictorError as e:  # a known external failure: one line, no traceback
+    except (PredictorError, InputError) as e:  # a known external failure or missing input: one line
         sys.exit(f"generate@{args.predictor}: {e}")
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nep import paths
-from nep.jsonl import write_metrics
+from nep.jsonl import InputError, write_metrics
 from nep.judges import judge_file
 from nep.llm import ParamError
 from nep.params import load_params
@@ -43,6 +43,8 @@ def main() -> None:
         print(run(predictor=args.predictor, **load_params("judge")))
     except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
         sys.exit(f"judge.{e.param}: {e}")
+    except InputError as e:  # a missing or unusable input file: one line
+        sys.exit(f"judge: {e}")
 
 
 if __name__ == "__main__":

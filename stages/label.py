@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nep import paths
-from nep.jsonl import write_metrics
+from nep.jsonl import InputError, write_metrics
 from nep.labelers import label_file
 from nep.llm import ParamError
 from nep.params import load_params
@@ -38,6 +38,8 @@ def main() -> None:
         print(run(**load_params("label")))
     except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
         sys.exit(f"label.{e.param}: {e}")
+    except InputError as e:  # a missing or unusable input file: one line
+        sys.exit(f"label: {e}")
 
 
 if __name__ == "__main__":

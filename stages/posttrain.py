@@ -12,7 +12,6 @@ and measured times to metrics/timing/posttrain.json (not a DVC output).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sys
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from nep import paths
-from nep.jsonl import InputError, read_jsonl, write_jsonl, write_metrics
+from nep.examples import read_training_set
+from nep.jsonl import InputError, flat_counts, write_jsonl, write_metrics
 from nep.params import load_params
 
 CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
@@ -44,9 +44,7 @@ def posttrain(
 
     cfg = PosttrainConfig.from_params(params)
     drops: Counter = Counter()
-    records = list(read_jsonl(train_path, drops))
-    if not records:
-        raise InputError(f"{train_path}: no training examples")
+    records = read_training_set(train_path, drops)
     if not (Path(sft_dir) / "adapter_config.json").exists():
         raise InputError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
     out_dir, data_dir, curves_dir = Path(out_dir), Path(data_dir), Path(curves_dir)
@@ -71,18 +69,15 @@ def posttrain(
     data_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(data_dir / "candidates.jsonl", result.candidates)
     write_jsonl(data_dir / "pairs.jsonl", result.pairs)
-    metrics = {**result.metrics, "train_examples": len(records) + sum(drops.values())}
-    metrics.update({f"dropped.{k}": v for k, v in sorted(drops.items())})
+    metrics = {**result.metrics, "train_examples": len(records) + sum(drops.values()), **flat_counts("dropped", drops)}
     write_metrics(metrics_path or paths.metrics("posttrain"), metrics)
-    timing = Path(timing_path or paths.timing("posttrain"))
-    timing.parent.mkdir(parents=True, exist_ok=True)
-    timing.write_text(json.dumps(result.timing, indent=2, sort_keys=True) + "\n")
+    write_metrics(timing_path or paths.timing("posttrain"), result.timing)
     return metrics
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from nep.training import FinetuneSetupError
+    from nep.lora import FinetuneSetupError
 
     try:
         metrics = posttrain(**load_params("posttrain"))

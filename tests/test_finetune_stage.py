@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import copy_project, git
+from conftest import copy_project, git, run_dvc
 
 from nep.examples import build_examples
 from nep.jsonl import write_jsonl
@@ -128,8 +127,7 @@ def test_stage_rejects_bad_input(tmp_path: Path):
         finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m", epoch=3)
 
 
-def _dvc(cwd: Path, *args: str) -> str:
-    return subprocess.run(["dvc", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+_dvc = run_dvc  # conftest's one way of running dvc
 
 
 @pytest.mark.slow

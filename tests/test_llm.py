@@ -57,7 +57,7 @@ def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
         assert r.error == reason, (fault, r)
         assert r.attempts == attempts, (fault, r)
         if reason is None:
-            assert r.text == "yes" and r.tokens_in > 0
+            assert r.text == "yes" and r.input_tokens > 0
         else:
             assert r.text is None and r.detail
     assert fake_openai.requests == sum(a for _, _, a in FAULTS) == llm.accounting.attempts

@@ -139,3 +139,41 @@ def test_a_bad_param_is_a_failed_check(tmp_path, capsys):
     assert preflight.main(["--params", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "label.concurency: unknown key (did you mean label.concurrency?)" in out
+
+
+@pytest.fixture
+def fake_hub():
+    """A local HTTP server answering the hub's repo-info API for `someone/*` (404 otherwise)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hub(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            kind, _, rest = self.path.removeprefix("/api/").partition("/")
+            repo = "/".join(rest.split("/")[:2]).split("?")[0]
+            found = kind in ("models", "datasets") and repo.startswith("someone/")
+            body = json.dumps({"id": repo, "sha": "0" * 40} if found else {"error": "Repository not found"}).encode()
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            if not found:
+                self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_reachable_hub_passes_and_a_missing_repo_is_named(fake_hub, tmp_path, monkeypatch):
+    monkeypatch.setattr("nep.device.cuda_available", lambda: False)
+    env = {"HF_ENDPOINT": fake_hub, "HF_HUB_CACHE": str(tmp_path / "cache")}
+    assert run(with_(finetune__base_model="someone/model"), env)["finetune.base_model"].status == "pass"
+    row = run(with_(finetune__base_model="nobody/model"), env)["finetune.base_model"]
+    assert row.status == "fail" and "RepositoryNotFoundError" in row.note and "HF_TOKEN" in row.note

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, run_dvc
 
 ACCESS_KEY = "AKIAFAKEFORNEPTESTS01"
 SECRET_KEY = "fake-secret-for-nep-tests-only"
@@ -50,17 +50,7 @@ def s3_endpoint(monkeypatch):
         server.stop()
 
 
-def dvc(cwd: Path, *args: str) -> None:
-    """Run a dvc command in-process (the CLI's own entry point, minus the interpreter start-up)."""
-    from dvc.cli import main
-
-    old = Path.cwd()
-    try:
-        os.chdir(cwd)
-        code = main(list(args))
-    finally:
-        os.chdir(old)
-    assert code == 0, f"dvc {' '.join(args)} failed with exit code {code} (its log is above)"
+dvc = run_dvc  # conftest's one way of running dvc
 
 
 PIPELINE = """\
