@@ -240,7 +240,11 @@ def test_a_model_that_does_not_load_is_one_line_naming_the_param(monkeypatch):
 
 @pytest.mark.slow  # imports transformers and asks the (offline) hub: ~10 s on a loaded machine
 def test_missing_hub_model_names_the_param(monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # the hub library reads the variable once, at import: set its constant too, or it goes online
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
     with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load") as info:
         predict_all(predictor, examples()[:1])
