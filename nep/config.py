@@ -40,7 +40,7 @@ def _default(model: type[BaseModel]) -> Any:
 # ---------------------------------------------------------------- ingest
 class IngestGit(Section):
     repos: list[str] = ["."]
-    rev: str = "HEAD"
+    rev: str = "f19d35db8f82419e1a9b66f801f6b96218ee4912"  # the offline default's pinned history
     max_commits: int = Field(0, ge=0)
     max_file_bytes: int = Field(1_000_000, ge=1)
 
