@@ -119,6 +119,7 @@ def project_on_history(root: Path, *, repos: int = 2, commits_per_repo: int = 20
     project = copy_project(root / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["ingest"]["git"]["repos"] = [str(p) for p in paths]
+    params["ingest"]["git"]["rev"] = "HEAD"  # the default's pinned revision is one of this repository's
     for dotted, value in params_overrides.items():
         *parents, key = dotted.split(".")
         node = params

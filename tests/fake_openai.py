@@ -1,6 +1,11 @@
 """A real OpenAI-compatible chat-completions server on 127.0.0.1, with injectable faults.
 
-Used by the tests (fixture `fake_openai` in conftest.py) and by benchmarks/label_latency.py:
+Used by the tests (fixture `fake_openai` in conftest.py) and by benchmarks/label_latency.py, and
+runnable by hand as a local endpoint for `label`, `judge` or the `openai` predictor:
+
+    python tests/fake_openai.py --port 8000 --answer yes     # serves http://127.0.0.1:8000/v1
+
+In code:
 
     with FakeOpenAI() as server:          # server.url == "http://127.0.0.1:PORT/v1"
         ...
@@ -19,6 +24,7 @@ Behaviour is driven by markers in the last message (so it is deterministic under
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -41,7 +47,8 @@ class _Server(ThreadingHTTPServer):
 
 class FakeOpenAI:
     def __init__(self, *, default_answer: str = "yes", latency: Callable[[str], float] | None = None,
-                 retry_after: str = "0.05", slow_s: float = 1.5):
+                 retry_after: str = "0.05", slow_s: float = 1.5, port: int = 0):
+        self.port = port  # 0: any free port
         self.default_answer = default_answer
         self.latency = latency
         self.retry_after = retry_after
@@ -75,7 +82,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", self.port), handler)
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
@@ -198,3 +205,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with fake.lock:
                 fake.in_flight -= 1
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="A local OpenAI-compatible chat server for trying nep offline.")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--answer", default="yes", help="what every request is answered (unless it asks otherwise)")
+    args = parser.parse_args()
+    with FakeOpenAI(default_answer=args.answer, port=args.port) as server:
+        print(f"serving {server.url} (Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
