@@ -36,6 +36,10 @@ TOKEN_BATCH_CHARS = 1 << 20
 
 @dataclass(frozen=True)
 class FilterConfig:
+    """The filter's thresholds. The field defaults are the PAPER's filter (add-only), what the
+    benchmarks and tests compare against; the pipeline always passes every field from params.yaml,
+    whose defaults live in nep/config.py."""
+
     max_chars: int = 32768
     max_tokens: int = 8192
     encoding: str = DEFAULT_ENCODING
