@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
-from nep.jsonl import flat_counts
+from nep.jsonl import flat_counts, parse_object
 from nep.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
 
 # Records tokenized together: bounds the filter's working set whatever the input size.
@@ -227,7 +227,6 @@ def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[by
     return survivors' lines, drops (bad lines and invalid records included), records by language
     in and out."""
     from nep.index import split_lines
-    from nep.jsonl import not_utf8, parse_line
     from nep.records import valid_records
 
     path, start, end, config, threads = task
@@ -241,12 +240,7 @@ def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[by
         for lineno, offset, line in split_lines(data, start):
             if not line.strip():
                 continue
-            try:
-                obj, reason = parse_line(line)
-            except UnicodeDecodeError as e:
-                raise not_utf8(path, lineno, offset, e) from None
-            if reason is None and not isinstance(obj, dict):
-                reason = "not_an_object"
+            obj, reason = parse_object(path, lineno, offset, line)
             if reason:
                 dropped[reason] += 1
             else:

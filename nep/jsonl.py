@@ -95,6 +95,18 @@ def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) 
                       f"column {e.start + 1})")
 
 
+def parse_object(path: Path, lineno: int, offset: int, line: bytes) -> tuple[Any, str | None]:
+    """One JSONL line parsed as a JSON object: (object, None), or (None/value, drop reason).
+    Invalid UTF-8 raises, naming file, line and byte offset."""
+    try:
+        obj, reason = parse_line(line)
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, lineno, offset, e) from None
+    if reason is None and not isinstance(obj, dict):
+        reason = "not_an_object"
+    return obj, reason
+
+
 def read_jsonl(path: str | Path, drops: Counter | None = None) -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of a JSONL file. Bad lines and non-objects are counted in `drops`
     (reason → count) when given, else raise naming file and line. Invalid UTF-8 always raises,
@@ -103,12 +115,7 @@ def read_jsonl(path: str | Path, drops: Counter | None = None) -> Iterator[dict[
     if not path.exists():
         raise InputError(f"{path}: file not found")
     for lineno, offset, line in iter_lines(path):
-        try:
-            obj, reason = parse_line(line)
-        except UnicodeDecodeError as e:
-            raise not_utf8(path, lineno, offset, e) from None
-        if reason is None and not isinstance(obj, dict):
-            reason = "not_an_object"
+        obj, reason = parse_object(path, lineno, offset, line)
         if reason:
             if drops is None:
                 what = "expected a JSON object" if reason == "not_an_object" else f"bad JSON line ({reason})"
