@@ -98,9 +98,12 @@ def keep(r: dict[str, Any], enc, *, max_chars: int = 32768, max_tokens: int = 81
 
 def reference_filter(path: str | Path, **config: Any) -> Iterator[dict[str, Any]]:
     """The records of a JSONL file that the paper's filters keep, one after the other."""
-    from nep.tokens import get_encoding
+    import tiktoken
 
-    enc = get_encoding("o200k_base")
+    from nep.tokens import ensure_bpe_file
+
+    ensure_bpe_file("o200k_base")  # tiktoken's own file, offline; loaded as the paper's code loads it
+    enc = tiktoken.get_encoding("o200k_base")
     with open(path, encoding="utf-8") as f:
         for line in f:
             r = json.loads(line)

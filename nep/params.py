@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-
-class _Loader(yaml.SafeLoader):
+@lru_cache(maxsize=1)
+def _loader() -> type:
     """SafeLoader that also reads YAML 1.2 floats such as `1e-05` (dvc writes them), which
-    PyYAML's YAML 1.1 resolver would return as strings."""
+    PyYAML's YAML 1.1 resolver would return as strings. (PyYAML is imported on first use.)"""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+    return Loader
 
 
 def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    import yaml
+
+    return yaml.load(text, Loader=_loader())
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -41,12 +47,72 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
 
     The WHOLE file is checked against the schema (nep/config.py) first, every section and every
     predictor entry, so any stage stops before doing work on any bad param, with one line per
-    problem naming `section.key` (nep.config.ParamsError: exits 1 without a traceback)."""
-    from nep.config import validate
+    problem naming `section.key` (nep.config.ParamsError: exits 1 without a traceback).
 
-    params = validate(load_yaml(path), path)
+    A file that passed is remembered (`checked_copy`): the next stage that reads the same bytes
+    with the same nep code skips the schema and pydantic's import (about 0.2 s per stage)."""
+    raw = Path(path).read_bytes()
+    key = _check_key(raw)
+    params = _read_checked(key)
+    if params is None:
+        from nep.config import validate
+
+        params = validate(parse_yaml(raw.decode("utf-8")), path)
+        _write_checked(key, params)
     if section is None:
         return params
     if section not in params:
         raise KeyError(f"{path}: no '{section}:' section")
     return params[section]
+
+
+def _checked_path() -> Path:
+    import os
+
+    return Path(os.environ.get("NEP_CACHE_DIR") or ".cache/nep") / "params.checked.json"
+
+
+def _check_key(raw: bytes) -> str:
+    """What a check of params.yaml depends on: its bytes, nep's code (the schema, the predictor
+    kinds and their options), pydantic's and Python's versions."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    h = hashlib.sha256(raw)
+    h.update(sys.version.encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(source.name.encode() + b"\0" + source.read_bytes())
+    spec = importlib.util.find_spec("pydantic")
+    if spec is not None and spec.origin:
+        version = Path(spec.origin).with_name("version.py")
+        h.update(version.read_bytes() if version.exists() else spec.origin.encode())
+    return h.hexdigest()
+
+
+def _read_checked(key: str) -> dict[str, Any] | None:
+    import json
+
+    try:
+        kept = json.loads(_checked_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return kept.get("params") if isinstance(kept, dict) and kept.get("key") == key else None
+
+
+def _write_checked(key: str, params: dict[str, Any]) -> None:
+    """Remember the checked params when they survive a JSON round trip unchanged."""
+    import json
+    import os
+
+    text = json.dumps({"key": key, "params": params}, sort_keys=True)
+    if json.loads(text)["params"] != params:
+        return
+    path = _checked_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache: every stage checks the file itself

@@ -228,3 +228,27 @@ def test_the_check_command(tmp_path, capsys):
         f"{bad}: filter.max_chunk_lines: 'abc' is not an integer",
         f"{bad}: filter.min_chunk: unknown key (did you mean filter.min_chunks?)",
     ]
+
+
+def test_a_checked_file_is_remembered_until_its_bytes_change(tmp_path, monkeypatch):
+    """The next stage reading the same bytes skips the schema; any change is checked again."""
+    import nep.config
+    from nep.config import ParamsError
+    from nep.params import load_params
+
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    first = load_params(None, path)
+    assert (tmp_path / "cache/params.checked.json").exists()
+
+    def no_schema(*args, **kwargs):
+        raise AssertionError("the schema ran for bytes already checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(nep.config, "validate", no_schema)
+        assert load_params(None, path) == first
+        assert load_params("filter", path) == first["filter"]
+    path.write_text(yaml.safe_dump({**PARAMS, "label": {**PARAMS["label"], "concurency": 4}}))
+    with pytest.raises(ParamsError, match="label.concurency: unknown key"):
+        load_params("ingest", path)
