@@ -3,14 +3,20 @@
 - device "auto": cuda when available, else cpu.
 - dtype "auto": bfloat16 on a CUDA GPU that supports it, float16 on an older CUDA GPU, float32 on
   the CPU.
-- threads: torch's default (one OpenMP thread per core, spinning while it waits) collapses when
-  other work shares a small machine; `configure_threads` picks a count and a passive wait policy.
+- threads: torch's default team (one OpenMP thread per core) spins while it waits for a core, and
+  collapses when other work shares a small machine. OpenMP (libgomp) reads its wait policy once,
+  when torch loads it, so importing this module sets `OMP_WAIT_POLICY=PASSIVE` (unless the
+  environment sets a policy); `nep/__init__.py` imports it, so it is set before nep loads torch.
+  `configure_threads` then sets the count (0 = auto: torch's own count, within the usable cores).
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+# Before any torch import in this process: a waiting OpenMP thread sleeps instead of spinning.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cuda_available() -> bool:
@@ -68,17 +74,19 @@ def usable_cores() -> int:
 
 
 def auto_threads() -> int:
-    """Half the usable cores (at least 1, at most 8): leaves room for DVC, data loading and the
-    other work on a shared machine, where a full-width OpenMP team stalls on every busy core."""
-    return max(1, min(8, usable_cores() // 2))
+    """torch's own thread count (its physical cores, or OMP_NUM_THREADS) within the usable cores.
+    With passive waiting the full team is as fast as one thread on an idle machine or faster, and
+    faster under load (benchmarks/threads_under_load.py)."""
+    import torch
+
+    return max(1, min(torch.get_num_threads(), usable_cores()))
 
 
 def configure_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads (0 = auto_threads()) and a passive OpenMP wait policy (unless
-    the environment sets one). Call before the first torch operation. Returns the count used."""
-    n = threads if threads > 0 else auto_threads()
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Set torch's intra-op threads (0 = auto_threads()); returns the count used. The passive
+    wait policy is set when this module is imported (see the module docstring)."""
     import torch
 
+    n = threads if threads > 0 else auto_threads()
     torch.set_num_threads(n)
     return n
