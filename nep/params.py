@@ -105,7 +105,7 @@ def _write_checked(key: str, params: dict[str, Any]) -> None:
     import json
     import os
 
-    text = json.dumps({"key": key, "params": params}, sort_keys=True)
+    text = json.dumps({"key": key, "params": params})  # key order kept: predictors run in file order
     if json.loads(text)["params"] != params:
         return
     path = _checked_path()

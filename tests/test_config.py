@@ -248,6 +248,8 @@ def test_a_checked_file_is_remembered_until_its_bytes_change(tmp_path, monkeypat
     with monkeypatch.context() as m:
         m.setattr(nep.config, "validate", no_schema)
         assert load_params(None, path) == first
+        order = list(PARAMS["generate"]["predictors"])  # the file's order, which evaluate and report keep
+        assert list(load_params("generate", path)["predictors"]) == order != sorted(order)
         assert load_params("filter", path) == first["filter"]
     path.write_text(yaml.safe_dump({**PARAMS, "label": {**PARAMS["label"], "concurency": 4}}))
     with pytest.raises(ParamsError, match="label.concurency: unknown key"):
