@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -188,23 +189,17 @@ def main() -> None:
                            ",".join(edit_types), "--out", str(Path(tmp) / "paper.jsonl")]
                     paper_runs.append(measured(cmd, ROOT))
                     assert keys(dest / "data/filter/commits.jsonl") == keys(Path(tmp) / "paper.jsonl"), "different survivors"
-        nep_s, nep_cpu, nep_mib = (median(r[i] for r in nep_runs) for i in range(3))
-        noop_s, noop_cpu = (median(r[i] for r in noop_runs) for i in range(2))
+        nep_s, nep_cpu, nep_mib = (statistics.median(r[i] for r in nep_runs) for i in range(3))
+        noop_s, noop_cpu = (statistics.median(r[i] for r in noop_runs) for i in range(2))
         paper_s = paper_cpu = paper_mib = float("nan")
         if paper_runs:
-            paper_s, paper_cpu, paper_mib = (median(r[i] for r in paper_runs) for i in range(3))
+            paper_s, paper_cpu, paper_mib = (statistics.median(r[i] for r in paper_runs) for i in range(3))
         print(f"{size:>4}x{records:>9}{source.stat().st_size / 1e6:>7.0f}{survivors:>10}"
               f"{nep_s:>7.1f}/{nep_cpu:<5.1f}{nep_mib:>9.0f}{noop_s:>6.1f}/{noop_cpu:<5.1f}"
               f"{paper_s:>7.1f}/{paper_cpu:<5.1f}{paper_mib:>10.0f}{paper_s / nep_s:>8.1f}x", flush=True)
         if args.repeat > 1:
             each = ", ".join(f"{p[0] / n[0]:.1f}x" for n, p in zip(nep_runs, paper_runs))
             print(f"      each run's speed-up: {each}", flush=True)
-
-
-def median(values) -> float:
-    import statistics
-
-    return statistics.median(list(values))
 
 if __name__ == "__main__":
     main()

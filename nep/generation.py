@@ -78,7 +78,7 @@ def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes
 
 
 def checkpoint_dir() -> Path:
-    return Path(os.environ.get("NEP_CACHE_DIR") or paths.CACHE) / "generate"
+    return paths.cache_root() / "generate"
 
 
 class Checkpoint:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,7 @@ from nep.llm import ChatRequest, ChatResult
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get("NEP_CACHE_DIR") or paths.CACHE) / "llm" / "responses.sqlite"
+    return paths.cache_root() / "llm" / "responses.sqlite"
 
 
 class ResponseCache:

@@ -7,6 +7,7 @@ re-running a stage on the same inputs gives the same bytes in `dvc.lock` and `me
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 DATA = Path("data")
@@ -28,6 +29,11 @@ POSTTRAIN_DATA = DATA / "posttrain"                    # candidates.jsonl, pairs
 POSTTRAIN_CURVES = METRICS / "posttrain/plots/metrics" # DVCLive's step curves (reward, kl, loss...)
 REPORT = METRICS / "report"                            # the report stage's README.md, CSVs, SVGs
 PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
+
+
+def cache_root() -> Path:
+    """nep's cache directory, outside every DVC output: $NEP_CACHE_DIR, else .cache/nep."""
+    return Path(os.environ.get("NEP_CACHE_DIR") or CACHE)
 
 
 def metrics(stage: str, name: str | None = None) -> Path:

@@ -14,9 +14,13 @@ import base64
 import hashlib
 import os
 import struct
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from nep.jsonl import atomic_file
+from nep.paths import cache_root
 
 if TYPE_CHECKING:
     import tiktoken
@@ -42,8 +46,7 @@ BPE_FILES["o200k_harmony"] = BPE_FILES["o200k_base"]
 def cache_dir() -> Path:
     """tiktoken's cache directory; set TIKTOKEN_CACHE_DIR to nep's cache when the user set none."""
     if "TIKTOKEN_CACHE_DIR" not in os.environ and "DATA_GYM_CACHE_DIR" not in os.environ:
-        nep_cache = Path(os.environ.get("NEP_CACHE_DIR", ".cache/nep"))
-        os.environ["TIKTOKEN_CACHE_DIR"] = str((nep_cache / "tiktoken").resolve())
+        os.environ["TIKTOKEN_CACHE_DIR"] = str((cache_root() / "tiktoken").resolve())
     return Path(os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ["DATA_GYM_CACHE_DIR"])
 
 
@@ -79,10 +82,8 @@ def ensure_bpe_file(encoding: str) -> Path | None:
     data = convert_quicktok_vocab(vocab)
     if hashlib.sha256(data).hexdigest() != sha256:
         raise RuntimeError(f"quicktok's {vocab} vocabulary does not convert to tiktoken's {encoding} file")
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as f:
+        f.write(data)
     return path
 
 
@@ -93,27 +94,25 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     Built by tiktoken's own constructor for `name` (its pattern and special tokens), with the BPE
     ranks read from a marshal copy that `_cached_ranks` keeps beside tiktoken's file: parsing the
     200,000 base64 lines of o200k takes 0.3-0.5 s in every process that counts tokens, reading the
-    copy 0.07 s. Encodings tiktoken does not construct itself (plugins) go through
+    copy 0.07 s. Other encodings (plugins, or no offline file: see `ensure_bpe_file`) go through
     `tiktoken.get_encoding`."""
     import tiktoken
-
-    ensure_bpe_file(name)
     from tiktoken_ext import openai_public
 
     constructor = getattr(openai_public, "ENCODING_CONSTRUCTORS", {}).get(name)
-    if constructor is None or not _cache_enabled():
+    if ensure_bpe_file(name) is None or constructor is None:
         return tiktoken.get_encoding(name)
-    real = openai_public.load_tiktoken_bpe
-    openai_public.load_tiktoken_bpe = lambda url, expected_hash=None: _cached_ranks(url, expected_hash, real)
-    try:
-        kwargs = constructor()
-    finally:
-        openai_public.load_tiktoken_bpe = real
+    with _LOADER_SWAP:  # the constructor reads the module's loader: swap it for this call only
+        real = openai_public.load_tiktoken_bpe
+        openai_public.load_tiktoken_bpe = lambda url, expected_hash=None: _cached_ranks(url, expected_hash, real)
+        try:
+            kwargs = constructor()
+        finally:
+            openai_public.load_tiktoken_bpe = real
     return tiktoken.Encoding(**kwargs)
 
 
-def _cache_enabled() -> bool:
-    return str(cache_dir()) != ""
+_LOADER_SWAP = threading.Lock()
 
 
 def _cached_ranks(url: str, expected_hash: str | None, load) -> dict[bytes, int]:
@@ -135,10 +134,8 @@ def _cached_ranks(url: str, expected_hash: str | None, load) -> dict[bytes, int]
         pass
     ranks = load(url, expected_hash=expected_hash)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(marshal.dumps(ranks))
-        os.replace(tmp, path)
+        with atomic_file(path, "wb") as f:
+            f.write(marshal.dumps(ranks))
     except OSError:
         pass  # a read-only cache: tiktoken's own loading next time
     return ranks
