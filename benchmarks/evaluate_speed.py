@@ -3,7 +3,7 @@
 Run: `python -m benchmarks.evaluate_speed [--examples 210] [--predictors 3] [--samples 10000]`.
 
 Builds synthetic whole-file examples (50 to 600 lines; the ground truth adds one line, each
-predictor gets half of them right) in a temporary directory and times nep.evaluation's two parts:
+predictor gets half of them right) in a temporary directory and times nep.evaluate.evaluation's two parts:
 `score_predictor` (the diffs, hunks, chunks, chrF and Levenshtein of every example) and the
 statistics (intervals per predictor and per language, paired tests against the first predictor).
 """
@@ -16,9 +16,9 @@ import random
 import tempfile
 import time
 
-from nep import evaluation
-from nep.jsonl import write_jsonl
-from nep.prompts import build_prompt
+from nep.core.prompts import build_prompt
+from nep.evaluate import evaluation
+from nep.util.jsonl import write_jsonl
 
 LANGUAGES = ("Python", "Java", "Go", "C", "C++", "JavaScript", "TypeScript")
 

@@ -1,4 +1,4 @@
-"""Filter throughput: nep.filters against the paper scripts' straightforward approach.
+"""Filter throughput: nep.data.filter against the paper scripts' straightforward approach.
 
 Run: `python -m benchmarks.filter_throughput [--records 3000] [--repo PATH]`.
 
@@ -23,9 +23,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nep.filters import FilterConfig, filter_records
-from nep.sources import git_records
-from nep.tokens import get_encoding
+from nep.data.filter import FilterConfig, filter_records
+from nep.data.sources import git_records
+from nep.data.tokens import get_encoding
 
 BENCH_DIR = Path(".cache/nep/bench")
 
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"repository: {repo}  records: {len(records)}  survivors: {len(ours)}  edit_types: {args.edit_types}")
     print(f"{'implementation':<34}{'seconds':>10}{'records/s':>12}")
     print(f"{'baseline (datasets.filter/check)':<34}{base_s:>10.2f}{len(records) / base_s:>12.0f}")
-    print(f"{'nep.filters':<34}{ours_s:>10.2f}{len(records) / ours_s:>12.0f}")
+    print(f"{'nep.data.filter':<34}{ours_s:>10.2f}{len(records) / ours_s:>12.0f}")
     print(f"speed-up: {base_s / ours_s:.1f}x, same {len(ours)} survivors")
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.generate_throughput import synthetic_examples
-from nep.jsonl import write_jsonl
+from nep.util.jsonl import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def main() -> None:
         tmp = Path(tmp)
         server = None
         if args.predictor == "hf":
-            from nep.tiny import build_tiny_model
+            from nep.train.tiny import build_tiny_model
 
             model = build_tiny_model([e["text"] for e in synthetic_examples(args.examples)], tmp / "tiny", vocab_size=2048)
             entry = {"kind": "hf", "model": str(model), "device": "cpu"}

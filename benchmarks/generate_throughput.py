@@ -2,8 +2,8 @@
 
     python -m benchmarks.generate_throughput [--examples 16] [--max-new-tokens 64] [--batch-sizes 1 4 8 16]
 
-Builds the `tiny-random` model (nep.tiny, the finetune stage's default sizes) from synthetic
-next-edit examples, then generates greedily with nep.hf_generate.HFPredictor at each batch size
+Builds the `tiny-random` model (nep.train.tiny, the finetune stage's default sizes) from synthetic
+next-edit examples, then generates greedily with nep.predictors.hf.HFPredictor at each batch size
 and prints output tokens per second (fastest of `--repeats` interleaved runs), each batch size
 going through the predictor's own batching (`generate.batch_size`, by prompt length). Goal:
 batched ≥ 4× one-at-a-time. Batched and one-at-a-time outputs are checked to be identical.
@@ -15,9 +15,9 @@ import argparse
 import tempfile
 import time
 
-from nep.hf_generate import HFPredictor
-from nep.predictors import Settings
-from nep.prompts import build_training_text
+from nep.core.prompts import build_training_text
+from nep.predictors.base import Settings
+from nep.predictors.hf import HFPredictor
 
 
 def synthetic_examples(n: int) -> list[dict]:
@@ -39,13 +39,13 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--repeats", type=int, default=3, help="runs per batch size; the fastest counts")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: nep.device's auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: nep.util.device's auto)")
     args = parser.parse_args()
 
     import torch
 
-    from nep.config import FinetuneTiny
-    from nep.tiny import build_tiny_model
+    from nep.config.schema import FinetuneTiny
+    from nep.train.tiny import build_tiny_model
 
     examples = synthetic_examples(args.examples)
     t = FinetuneTiny()  # the finetune stage's default tiny-random sizes

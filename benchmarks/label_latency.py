@@ -6,7 +6,7 @@ A local OpenAI-compatible server (tests/fake_openai.py) answers each request aft
 delay (median 0.2 s, p99 3 s; fixed per prompt, so every method sees the same latencies). We label
 `--n` synthetic commits with nep's relevance prompt, at the same cap of requests in flight:
 - batch-of-50 `asyncio.gather`: the paper's pattern, each batch waits for its slowest request;
-- nep (the `openai` labeler, `nep.labelers.LABELERS`): a bounded pool, a new request as soon as one finishes;
+- nep (the `openai` labeler, `nep.data.label.LABELERS`): a bounded pool, a new request as soon as one finishes;
 - nep again: everything is answered from the on-disk cache, no request is sent.
 Prints a table and writes benchmarks/results/label_latency.json.
 """
@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nep.labelers import LABELERS
-from nep.relevance import relevance_messages
-from nep.verdicts import build
+from nep.data.label import LABELERS
+from nep.data.relevance import relevance_messages
+from nep.llm.verdicts import build
 from tests.fake_openai import FakeOpenAI  # the fake server lives with the tests
 
 ROOT = Path(__file__).resolve().parents[1]

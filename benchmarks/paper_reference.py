@@ -1,5 +1,5 @@
 """A serial reference of the paper's commit filters, written from the paper's definitions, for the
-benchmarks only (nep's own implementation is nep.filters).
+benchmarks only (nep's own implementation is nep.data.filter).
 
 The paper (arXiv 2508.10074; its `data_processing.py`) filters each CommitPackFT record by:
 - characters: `len(old + new) <= 32768`;
@@ -100,7 +100,7 @@ def reference_filter(path: str | Path, **config: Any) -> Iterator[dict[str, Any]
     """The records of a JSONL file that the paper's filters keep, one after the other."""
     import tiktoken
 
-    from nep.tokens import ensure_bpe_file
+    from nep.data.tokens import ensure_bpe_file
 
     ensure_bpe_file("o200k_base")  # tiktoken's own file, offline; loaded as the paper's code loads it
     enc = tiktoken.get_encoding("o200k_base")

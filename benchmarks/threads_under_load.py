@@ -1,5 +1,5 @@
 """The offline default's torch stages, idle and under a synthetic CPU load, with torch's default
-threads versus nep's thread policy (nep.device.configure_threads).
+threads versus nep's thread policy (nep.util.device.configure_threads).
 
 Run: `python -m benchmarks.threads_under_load [--loads 0,1,2] [--repeat 1] [--limit 300] [--whole]`.
 
@@ -12,7 +12,7 @@ Each load of `--loads` is that many processes spinning on the CPU for the whole 
           OMP_WAIT_POLICY="" (an invalid value: libgomp warns and keeps its default spin-then-sleep);
 - one:    one thread, passive waiting (nep's earlier policy);
 - nep:    threads 0 (auto: torch's count within the usable cores), OMP_WAIT_POLICY=PASSIVE as
-          nep.device sets it when nep is imported.
+          nep.util.device sets it when nep is imported.
 
 Each command is bounded by `--limit` seconds (reported as ">LIMIT"). Prints one row per policy:
 seconds under each load, and each loaded time over the idle one.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from nep.device import usable_cores
+from nep.util.device import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SKIP = {"data", "models", "metrics", "dvc.lock", "__pycache__", ".git", ".pytest_cache", ".ruff_cache", "results"}

@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from nep.config import FinetuneTiny
-from nep.device import configure_threads
-from nep.prompts import NEXT
-from nep.tiny import build_tiny_model
-from nep.training import FinetuneConfig, build_sft_trainer, prepare_hf
+from nep.config.schema import FinetuneTiny
+from nep.core.prompts import NEXT
+from nep.train.model import FinetuneConfig, prepare_hf
+from nep.train.sft import build_sft_trainer
+from nep.train.tiny import build_tiny_model
+from nep.util.device import configure_threads
 
 
 def source_texts() -> list[str]:
@@ -32,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: nep.device's auto policy)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: nep.util.device's auto policy)")
     args = parser.parse_args()
 
     import torch

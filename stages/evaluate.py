@@ -1,4 +1,4 @@
-"""Stage evaluate: score every predictor's generations and judgments (nep.evaluation).
+"""Stage evaluate: score every predictor's generations and judgments (nep.evaluate.evaluation).
 
 Run: `python -m stages.evaluate` (or `dvc repro evaluate`). Reads data/generate/<p>.jsonl and
 data/judge/<p>.jsonl for each predictor in `generate.predictors`, with `params.yaml: evaluate:`
@@ -8,15 +8,15 @@ data/judge/<p>.jsonl for each predictor in `generate.predictors`, with `params.y
   reference predictor, the paired p-value against it `p.<m>_p`;
 - metrics/evaluate/details.json: every other metric and count, flat (`p.<name>`);
 - metrics/evaluate/predictors.json and languages.json: the tables dvc.yaml's plots draw.
-Metric definitions: nep/metrics.py (the paper's), nep/refined.py (nep's variants), README "Metrics".
+Metric definitions: nep/evaluate/metrics.py (the paper's), nep/evaluate/refined.py (nep's variants), README "Metrics".
 """
 
 from __future__ import annotations
 
-from nep import paths
-from nep.evaluation import HEADLINE, Evaluation, evaluate
-from nep.jsonl import InputError, write_metrics
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 
 def write(ev: Evaluation) -> None:

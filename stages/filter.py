@@ -1,4 +1,4 @@
-"""Stage filter: keep the commit records that pass the paper's filters (nep.filters).
+"""Stage filter: keep the commit records that pass the paper's filters (nep.data.filter).
 
 Run: `python -m stages.filter` (reads `params.yaml: filter:`), or `dvc repro filter`.
 Reads ingest's output, data/ingest/ (its index: records over `filter.max_chars` are counted without
@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.filters import FilterConfig, run_filter
-from nep.jsonl import InputError, write_metrics
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.data.filter import FilterConfig, run_filter
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 INPUT = paths.INGEST
 OUTPUT = paths.FILTER

@@ -19,12 +19,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.examples import read_training_set
-from nep.jsonl import InputError, flat_counts, write_metrics
-from nep.lora import FinetuneConfig, FinetuneSetupError
-from nep.params import load_params
-from nep.training import run_finetune
+from nep.config.params import load_params
+from nep.core.examples import read_training_set
+from nep.train.model import FinetuneConfig, FinetuneSetupError
+from nep.train.sft import run_finetune
+from nep.util import paths
+from nep.util.jsonl import InputError, flat_counts, write_metrics
 
 METRICS_DIR = paths.METRICS / "finetune"
 
@@ -40,10 +40,10 @@ def finetune(
 ) -> dict[str, Any]:
     """Train on the processed examples in `train_path`; save the model to `out_dir`, DVCLive's
     metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
-    `timing_path` (default nep.paths.timing("finetune")). Returns the metrics."""
+    `timing_path` (default nep.util.paths.timing("finetune")). Returns the metrics."""
     from dvclive import Live
 
-    from nep.device import distributed_state
+    from nep.util.device import distributed_state
 
     cfg = FinetuneConfig.from_params(params)
     drops: Counter = Counter()

@@ -5,7 +5,7 @@
 Reads `params.yaml: generate:` (max_new_tokens, batch_size, threads, predictors.NAME) and
 data/split/test.jsonl; writes data/generate/NAME.jsonl (one generation record per example, in
 test-set order), metrics/generate/NAME.json and metrics/timing/generate/NAME.json (measured
-times, not a DVC output). A killed run resumes where it stopped (nep.generation).
+times, not a DVC output). A killed run resumes where it stopped (nep.predictors.runner).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import argparse
 import logging
 import sys
 
-from nep.generation import generate
-from nep.jsonl import InputError
-from nep.params import load_params
-from nep.predictors import PredictorError, Settings
+from nep.config.params import load_params
+from nep.predictors.base import PredictorError, Settings
+from nep.predictors.runner import generate
+from nep.util.jsonl import InputError
 
 
 def main() -> None:

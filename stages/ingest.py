@@ -1,7 +1,7 @@
 """Stage ingest: index the commit records (CommitPackFT schema) of the source `ingest.source` picks.
 
 Run: `python -m stages.ingest` (reads `params.yaml: ingest:`), or `dvc repro ingest`.
-Sources: `git` (mine local repositories, nep.sources.git_records), `jsonl` (local JSONL files),
+Sources: `git` (mine local repositories, nep.data.sources.git_records), `jsonl` (local JSONL files),
 `hf` (bigcode/commitpackft's data files, or a local copy). Every record is validated once, in
 parallel blocks; data/ingest/ gets index.jsonl (where each kept record lies, and its size),
 sources.json (the source files with their content hash, the resolved git commits) and, for git,
@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.index import ingest
-from nep.jsonl import InputError, write_metrics
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.data.ingest import ingest
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 OUTPUT = paths.INGEST
 METRICS = paths.metrics("ingest")

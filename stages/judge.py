@@ -3,7 +3,7 @@
 Run: `python -m stages.judge --predictor NAME` (reads `params.yaml: judge:`), or `dvc repro judge`.
 `judge.backend`: `rules` (offline: exact, whitespace-insensitive or syntax-tree-equivalent to the
 ground truth) or `openai` (an LLM judges whether the prediction is a reasonable next edit; any
-OpenAI-compatible endpoint); see nep.judges. Reads data/generate/NAME.jsonl; writes
+OpenAI-compatible endpoint); see nep.evaluate.judges. Reads data/generate/NAME.jsonl; writes
 data/judge/NAME.jsonl (id, judgment 1/0/null, reason), metrics/judge/NAME.json and the measured
 times to metrics/timing/judge/NAME.json.
 """
@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.jsonl import InputError, write_metrics
-from nep.judges import judge_file
-from nep.llm import ParamError
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.evaluate.judges import judge_file
+from nep.llm.client import ParamError
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 
 def run(*, predictor: str, input_path: Path | None = None, output_path: Path | None = None,

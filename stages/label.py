@@ -2,8 +2,8 @@
 
 Run: `python -m stages.label` (reads `params.yaml: label:`), or `dvc repro label`.
 `label.backend`: `all` (everything relevant), `heuristic` (the last chunk shares an identifier
-with the earlier chunks) or `openai` (an LLM judges relevance, nep.relevance; a failed call leaves
-`label` null); see nep.labelers. Writes data/label/commits.jsonl (input fields + `label`,
+with the earlier chunks) or `openai` (an LLM judges relevance, nep.data.relevance; a failed call leaves
+`label` null); see nep.data.label. Writes data/label/commits.jsonl (input fields + `label`,
 `label_reason`), metrics/label.json and the measured times to metrics/timing/label.json.
 """
 
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.jsonl import InputError, write_metrics
-from nep.labelers import label_file
-from nep.llm import ParamError
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.data.label import label_file
+from nep.llm.client import ParamError
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 METRICS, TIMING = paths.metrics("label"), paths.timing("label")
 

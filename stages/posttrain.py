@@ -19,10 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.examples import read_training_set
-from nep.jsonl import InputError, flat_counts, write_jsonl, write_metrics
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.core.examples import read_training_set
+from nep.util import paths
+from nep.util.jsonl import InputError, flat_counts, write_jsonl, write_metrics
 
 CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
 
@@ -40,7 +40,7 @@ def posttrain(
     **params: Any,
 ) -> dict[str, Any]:
     """Post-train the adapter in `sft_dir` on the examples in `train_path`; returns the metrics."""
-    from nep.posttrain import PosttrainConfig, run_posttrain
+    from nep.train.posttrain import PosttrainConfig, run_posttrain
 
     cfg = PosttrainConfig.from_params(params)
     drops: Counter = Counter()
@@ -77,7 +77,7 @@ def posttrain(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from nep.lora import FinetuneSetupError
+    from nep.train.model import FinetuneSetupError
 
     try:
         metrics = posttrain(**load_params("posttrain"))

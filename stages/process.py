@@ -1,4 +1,4 @@
-"""Stage process: turn relevant commit records into next-edit examples (nep.examples).
+"""Stage process: turn relevant commit records into next-edit examples (nep.core.examples).
 
 Run: `python -m stages.process` (reads `params.yaml: process:`), or `dvc repro process`.
 Reads data/label/commits.jsonl; writes data/process/examples.jsonl and metrics/process.json
@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.examples import build_examples
-from nep.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
-from nep.params import load_params
+from nep.config.params import load_params
+from nep.core.examples import build_examples
+from nep.util import paths
+from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
 
 METRICS = paths.metrics("process")
 

@@ -1,4 +1,4 @@
-"""Stage report: a human-readable summary of the evaluation (nep.report).
+"""Stage report: a human-readable summary of the evaluation (nep.evaluate.report).
 
 Run: `python -m stages.report` (or `dvc repro report`), after evaluate. Reads metrics/evaluate.json
 (p-values), metrics/evaluate/predictors.json, languages.json and DVCLive's training loss
@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.jsonl import InputError, write_metrics
-from nep.report import build_report
+from nep.evaluate.report import build_report
+from nep.util import paths
+from nep.util.jsonl import InputError, write_metrics
 
 METRICS = paths.metrics("report")
 

@@ -1,4 +1,4 @@
-"""Stage split: split examples into train and test sets without leakage (nep.splits).
+"""Stage split: split examples into train and test sets without leakage (nep.data.split).
 
 Run: `python -m stages.split` (reads `params.yaml: split:`), or `dvc repro split`.
 Reads data/process/examples.jsonl (or `split.external_train`) and, with `strategy: external`,
@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep import paths
-from nep.jsonl import InputError, write_jsonl, write_metrics
-from nep.params import load_params
-from nep.splits import SplitError, split_dataset
+from nep.config.params import load_params
+from nep.data.split import SplitError, split_dataset
+from nep.util import paths
+from nep.util.jsonl import InputError, write_jsonl, write_metrics
 
 METRICS = paths.metrics("split")
 

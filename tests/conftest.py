@@ -135,7 +135,7 @@ def project_on_history(root: Path, *, repos: int = 2, commits_per_repo: int = 20
 
 # ---------------------------------------------------------------- shared factories
 def commit_record(old: str, new: str, *, sha: str = "c", path: str = "f.py", lang: str = "Python", **extra) -> dict:
-    """A commit record in ingest's schema (nep/records.py: COMMIT_FIELDS) changing `path` from
+    """A commit record in ingest's schema (nep/core/records.py: COMMIT_FIELDS) changing `path` from
     `old` to `new`; `extra` adds or overrides fields."""
     return {"commit": sha, "old_file": path, "new_file": path, "old_contents": old, "new_contents": new,
             "subject": "s", "message": "m", "lang": lang, "repos": "r", **extra}
@@ -152,7 +152,7 @@ def two_chunk_commit(i: int, marker: str = "", *, path: str = "a.py") -> dict:
 
 def make_example(original: str, current: str, nxt: str, path: str = "a.py", language: str = "Python") -> dict:
     """A processed example (process stage's schema): the three versions and the training text."""
-    from nep.prompts import build_training_text, example_id
+    from nep.core.prompts import build_training_text, example_id
 
     t = build_training_text(original, current, nxt, path=path)
     return {
@@ -183,9 +183,9 @@ TINY_EDITS = [
 
 
 def tiny_model(directory: Path, texts: list[str] | None = None, vocab_size: int = 400) -> Path:
-    """The tiny-random smoke model (nep/tiny.py) with a tokenizer trained on `texts` (default: the
+    """The tiny-random smoke model (nep/train/tiny.py) with a tokenizer trained on `texts` (default: the
     training texts of TINY_EDITS), in `directory`."""
-    from nep.tiny import build_tiny_model
+    from nep.train.tiny import build_tiny_model
 
     texts = texts or [make_example(*edit)["text"] for edit in TINY_EDITS]
     return build_tiny_model(texts, directory, vocab_size=vocab_size)

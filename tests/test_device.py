@@ -1,4 +1,4 @@
-"""nep.device: the CPU thread policy and the device/dtype rule."""
+"""nep.util.device: the CPU thread policy and the device/dtype rule."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_a_wait_policy_from_the_environment_is_kept():
 
 def test_auto_threads_is_torchs_count_within_the_usable_cores_and_a_count_is_kept():
     out = python("import torch\n"
-                 "from nep.device import configure_threads, usable_cores\n"
+                 "from nep.util.device import configure_threads, usable_cores\n"
                  "default = torch.get_num_threads()\n"
                  "print(configure_threads(0) == max(1, min(default, usable_cores())) == torch.get_num_threads(),\n"
                  "      configure_threads(1), torch.get_num_threads())")
@@ -42,7 +42,7 @@ def test_auto_threads_is_torchs_count_within_the_usable_cores_and_a_count_is_kep
 def test_dtype_rule():
     import torch
 
-    from nep.device import mixed_precision, resolve_dtype
+    from nep.util.device import mixed_precision, resolve_dtype
 
     assert resolve_dtype("auto", "cpu") is torch.float32
     assert resolve_dtype("bfloat16", "cpu") is torch.bfloat16

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nep.edits import (
+from nep.core.edits import (
     apply_chunks,
     compute_chunks,
     current_version,

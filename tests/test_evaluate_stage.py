@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, git, run_dvc
 
-from nep.evaluation import HEADLINE, MAIN_METRICS, evaluate
-from nep.jsonl import InputError, write_jsonl
-from nep.prompts import build_prompt
+from nep.core.prompts import build_prompt
+from nep.evaluate.evaluation import HEADLINE, MAIN_METRICS, evaluate
+from nep.util.jsonl import InputError, write_jsonl
 from stages import evaluate as evaluate_stage
 
 ORIGINAL = "".join(f"value_{i} = {i}\n" for i in range(12))

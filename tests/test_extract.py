@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nep.extract import extract_next_version, last_fenced_block, unwrap_fence
+from nep.core.extract import extract_next_version, last_fenced_block, unwrap_fence
 
 CODE = "def area(w, h):\n    return w * h\n"
 

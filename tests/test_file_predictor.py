@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import make_example
 
-from nep.generation import generate
-from nep.jsonl import read_jsonl, write_jsonl
-from nep.predictors import PredictorError, Settings, build_predictor
-from nep.prompts import NEXT
+from nep.core.prompts import NEXT
+from nep.predictors.base import PredictorError, Settings, build_predictor
+from nep.predictors.runner import generate
+from nep.util.jsonl import read_jsonl, write_jsonl
 
 
 def nep_example(n: int, *, commit: str | None = None, new_file: str | None = None, nxt: str | None = None) -> dict:

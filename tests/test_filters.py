@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-import nep.filters as filters
-from nep.edits import compute_chunks, diff_chunks, diff_hunks, hunk_window, window_lines
-from nep.filters import FilterConfig, filter_records, structural_reason
-from nep.tokens import count_tokens
+import nep.data.filter as filters
+from nep.core.edits import compute_chunks, diff_chunks, diff_hunks, hunk_window, window_lines
+from nep.data.filter import FilterConfig, filter_records, structural_reason
+from nep.data.tokens import count_tokens
 
 BASE = [f"value_{i} = {i}\n" for i in range(200)]
 

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import copy_project, git, run_dvc
 
-from nep.examples import build_examples
-from nep.jsonl import write_jsonl
+from nep.core.examples import build_examples
+from nep.util.jsonl import write_jsonl
 from stages.finetune import finetune
 
 FAST = {"tiny": {"vocab_size": 400, "max_seq_length": 256, "max_steps": 3}, "gradient_accumulation_steps": 2}
@@ -84,10 +84,10 @@ def test_stage_trains_saves_logs_and_reruns_to_the_same_bytes(tmp_path: Path):
 
 
 def test_stage_fails_before_paying_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import nep.device
+    import nep.util.device
     import stages.finetune as stage
 
-    if nep.device.cuda_available():
+    if nep.util.device.cuda_available():
         pytest.skip("checks the CPU message")
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "data/split/train.jsonl", processed_examples(1))
@@ -102,7 +102,7 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from nep.training import load_finetuned
+    from nep.train.model import load_finetuned
 
     train_path = tmp_path / "train.jsonl"
     write_jsonl(train_path, processed_examples(4))
@@ -116,7 +116,7 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
 
 
 def test_stage_rejects_bad_input(tmp_path: Path):
-    from nep.jsonl import InputError
+    from nep.util.jsonl import InputError
 
     with pytest.raises(InputError, match="not found"):
         finetune(train_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")

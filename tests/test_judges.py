@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from nep.jsonl import InputError, read_jsonl, write_jsonl
-from nep.judges import judge_messages, rules_judgment, tree_sitter_parser
-from nep.prompts import build_prompt
-from nep.verdicts import TooManyFailures
+from nep.core.prompts import build_prompt
+from nep.evaluate.judges import judge_messages, rules_judgment, tree_sitter_parser
+from nep.llm.verdicts import TooManyFailures
+from nep.util.jsonl import InputError, read_jsonl, write_jsonl
 from stages import judge as judge_stage
 
 CASES = [

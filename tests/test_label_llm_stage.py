@@ -17,9 +17,9 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, project_on_history, run_dvc, two_chunk_commit
 
-from nep.jsonl import read_jsonl, write_jsonl
-from nep.llmcache import cache_path
-from nep.verdicts import TooManyFailures
+from nep.llm.cache import cache_path
+from nep.llm.verdicts import TooManyFailures
+from nep.util.jsonl import read_jsonl, write_jsonl
 from stages import label as label_stage
 
 SECRET = f"sk-{uuid.uuid4().hex}"  # made at run time: not even the sources hold it

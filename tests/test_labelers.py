@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from nep.labelers import LABELERS, AllLabeler, HeuristicLabeler, label_all, label_heuristic
-from nep.verdicts import build
+from nep.data.label import LABELERS, AllLabeler, HeuristicLabeler, label_all, label_heuristic
+from nep.llm.verdicts import build
 
 BASE = "".join(f"row_{i} = {i}\n" for i in range(30))
 

@@ -1,4 +1,4 @@
-"""nep.llm's OpenAI backend against a real local server: faults, retries, concurrency, cache, secrets."""
+"""nep.llm.client's OpenAI backend against a real local server: faults, retries, concurrency, cache, secrets."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ import time
 import pytest
 from conftest import REPO_ROOT
 
-from nep.llm import ChatRequest, LLMUnavailable, OpenAIBackend, backend_config, get_backend, in_request_order
-from nep.llmcache import CachedBackend, cache_path
+from nep.llm.cache import CachedBackend, cache_path
+from nep.llm.client import (
+    ChatRequest,
+    LLMUnavailable,
+    OpenAIBackend,
+    backend_config,
+    get_backend,
+    in_request_order,
+)
 
 KEY = "sk-nep-test-SECRET-0123456789"
 
@@ -167,7 +174,7 @@ def test_registry_and_config():
 
 KILLED_RUN = textwrap.dedent("""
     import sys
-    from nep.llm import ChatRequest, get_backend
+    from nep.llm.client import ChatRequest, get_backend
     llm = get_backend("openai", base_url=sys.argv[1], model="fake-model", api_key_env="NEP_TEST_KEY",
                       concurrency=4)
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]

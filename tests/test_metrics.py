@@ -1,12 +1,20 @@
 """The metrics on hand-built predictions whose scores are known: the paper's hunk-based ones
-(nep/metrics.py) on cases built so that they DISAGREE with nep's chunk-based variants
-(nep/refined.py), final-newline cases, delta-chrF and edit similarity."""
+(nep/evaluate/metrics.py) on cases built so that they DISAGREE with nep's chunk-based variants
+(nep/evaluate/refined.py), final-newline cases, delta-chrF and edit similarity."""
 
 from __future__ import annotations
 
 import pytest
 
-from nep.metrics import chrf, delta_chrf, edit_similarity, edit_text, hunks, paper_scores, score_example
+from nep.evaluate.metrics import (
+    chrf,
+    delta_chrf,
+    edit_similarity,
+    edit_text,
+    hunks,
+    paper_scores,
+    score_example,
+)
 
 CURRENT = "".join(f"line {i}\n" for i in range(30))
 ORIGINAL = CURRENT.replace("line 1\n", "")  # history: "line 1" was added

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from nep.edits import current_version
-from nep.jsonl import InputError
-from nep.nepdata import HUB_ID, load_external, nep_examples
-from nep.prompts import build_prompt, parse_prompt
-from nep.splits import SplitError, split_dataset
+from nep.core.edits import current_version
+from nep.core.prompts import build_prompt, parse_prompt
+from nep.data.nep_dataset import HUB_ID, load_external, nep_examples
+from nep.data.split import SplitError, split_dataset
+from nep.util.jsonl import InputError
 
 OLD = "".join(f"x{i} = {i}\n" for i in range(8))
 NEW = OLD.replace("x2 = 2\n", "x2 = 2\ny = 1\n").replace("x6 = 6\n", "x6 = 6\nz = y\n")

@@ -9,7 +9,9 @@ import shutil
 
 import pytest
 
-from nep.posttrain import (
+from nep.core.prompts import build_training_text
+from nep.train.model import FinetuneConfig, read_metadata
+from nep.train.posttrain import (
     PosttrainConfig,
     build_trainer,
     choose_prompts,
@@ -17,8 +19,7 @@ from nep.posttrain import (
     run_posttrain,
     train_config,
 )
-from nep.prompts import build_training_text
-from nep.training import FinetuneConfig, read_metadata, run_finetune
+from nep.train.sft import run_finetune
 
 TOY = [  # short edits: the next version is a few tokens, so a tiny model can learn it
     ("a = 1\n", "a = 1\nb = 2\n", "a = 1\nb = 2\nc = 3\n"),
@@ -56,7 +57,7 @@ def test_torch_logprobs_match_log_softmax():
     import torch
     import trl.trainer.utils as trl_utils
 
-    from nep.posttrain import use_torch_logprobs
+    from nep.train.posttrain import use_torch_logprobs
 
     use_torch_logprobs()
     fn = trl_utils._ChunkedLogProbFunction
@@ -107,7 +108,7 @@ def test_a_dpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
 
 
 def test_a_grpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
-    from nep.rewards import prompt_sections
+    from nep.train.rewards import prompt_sections
 
     data = [{"prompt": x["prompt"], **prompt_sections(x)} for x in records(2)]
     trainer = _step("grpo", sft_dir, tmp_path, data)
@@ -116,7 +117,7 @@ def test_a_grpo_step_moves_the_adapter_and_keeps_the_base(sft_dir, tmp_path):
 
 @pytest.mark.slow
 def test_dpo_run_writes_a_loadable_adapter_and_counts(sft_dir, tmp_path):
-    from nep.training import load_finetuned
+    from nep.train.model import load_finetuned
 
     result = run_posttrain(records(), sft_dir, tmp_path / "out", config(method="dpo"), progress=False)
     m = result.metrics
@@ -170,7 +171,7 @@ def test_exp_run_dpo_reruns_only_posttrain_and_what_follows(tmp_path):
 
 
 def _stage(sft_dir, tmp_path, **params):
-    from nep.jsonl import write_jsonl
+    from nep.util.jsonl import write_jsonl
     from stages.posttrain import posttrain
 
     write_jsonl(tmp_path / "train.jsonl", records())

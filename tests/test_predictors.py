@@ -12,9 +12,9 @@ import pytest
 from conftest import REPO_ROOT, make_example
 from fake_openai import FakeOpenAI
 
-from nep.extract import extract_next_version
-from nep.hf_generate import FinetunedPredictor, HFPredictor
-from nep.predictors import (
+from nep.core.extract import extract_next_version
+from nep.core.prompts import parse_prompt
+from nep.predictors.base import (
     SYSTEM_INSTRUCTION,
     Prediction,
     PredictorError,
@@ -23,8 +23,8 @@ from nep.predictors import (
     chat_messages,
     check_predictor,
 )
-from nep.prompts import parse_prompt
-from nep.propagate import propagate, similar, skeleton, substitution
+from nep.predictors.hf import FinetunedPredictor, HFPredictor
+from nep.predictors.propagate import propagate, similar, skeleton, substitution
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -196,13 +196,13 @@ def test_check_predictor_accepts_every_kind():
 
 def test_heavy_libraries_load_lazily():
     code = (
-        "import sys, nep.predictors, nep.generation, nep.extract, stages.generate\n"
+        "import sys, nep.predictors.base, nep.predictors.runner, nep.core.extract, stages.generate\n"
         "options = {'vllm': {'model': 'm'}, 'hf': {'model': 'm'}, 'openai': {'model': 'm'}, 'file': {'path': 'f'}}\n"
-        "for kind in nep.predictors.KINDS:\n"
-        "    nep.predictors.check_predictor(kind, {'kind': kind, 'needs': 't', **options.get(kind, {})})\n"
-        "p = nep.predictors.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
-        "p = nep.predictors.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
-        "p = nep.predictors.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
+        "for kind in nep.predictors.base.KINDS:\n"
+        "    nep.predictors.base.check_predictor(kind, {'kind': kind, 'needs': 't', **options.get(kind, {})})\n"
+        "p = nep.predictors.base.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
+        "p = nep.predictors.base.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
+        "p = nep.predictors.base.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
         "heavy = {'torch', 'transformers', 'peft', 'vllm', 'openai', 'unsloth', 'datasets'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
@@ -226,12 +226,12 @@ def test_missing_vllm_names_the_param_and_the_requirements(monkeypatch):
 
 
 def test_a_model_that_does_not_load_is_one_line_naming_the_param(monkeypatch):
-    import nep.training
+    import nep.train.model
 
     def not_found(model, **kw):
         raise OSError(f"{model} is not a local folder and is not a valid model identifier\nmore text")
 
-    monkeypatch.setattr(nep.training, "load_base_hf", not_found)
+    monkeypatch.setattr(nep.train.model, "load_base_hf", not_found)
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
     with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load .*not a valid") as info:
         predict_all(predictor, examples()[:1])
@@ -288,7 +288,7 @@ def test_hf_batches_by_prompt_length(tiny_dir):
 def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nep.hf_generate import TransformersGenerator
+    from nep.predictors.hf import TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -304,7 +304,7 @@ def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
 def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nep.hf_generate import TransformersGenerator
+    from nep.predictors.hf import TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
@@ -352,7 +352,8 @@ def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_dir(tmp_path_factory) -> Path:
     """The finetune helper's real run on the tiny model: two optimizer steps."""
-    from nep.training import FinetuneConfig, run_finetune
+    from nep.train.model import FinetuneConfig
+    from nep.train.sft import run_finetune
 
     cfg = FinetuneConfig.from_params({
         "base_model": "tiny-random", "backend": "hf", "max_steps": 2, "gradient_accumulation_steps": 1,
@@ -388,7 +389,7 @@ def test_finetuned_without_a_model_dir_says_so(tmp_path):
 
 
 def test_openai_predictor_against_a_local_server(tmp_path, monkeypatch):
-    from nep.remote import OpenAIPredictor
+    from nep.predictors.openai import OpenAIPredictor
 
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NEP_TEST_KEY", "sk-local-test")

@@ -1,4 +1,4 @@
-"""Preflight (nep/preflight.py) against local stand-ins: environment variables set and unset, a
+"""Preflight (nep/config/preflight.py) against local stand-ins: environment variables set and unset, a
 local directory as model, a closed port as the hub, a fake hub cache, moto's S3 server."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, git
 
-from nep import preflight
-from nep.config import validate
+from nep.config import preflight
+from nep.config.schema import validate
 
 PARAMS = validate(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
 SECRET = "sk-test-never-printed"
@@ -30,7 +30,7 @@ def closed_port_url() -> str:
 def offline_hub(monkeypatch, tmp_path):
     """The hub is a closed port on loopback; the hub cache an empty directory; no GPU."""
     env = {"HF_ENDPOINT": closed_port_url(), "HF_HUB_CACHE": str(tmp_path / "hub-cache")}
-    monkeypatch.setattr("nep.device.cuda_available", lambda: False)
+    monkeypatch.setattr("nep.util.device.cuda_available", lambda: False)
     return env
 
 
@@ -172,7 +172,7 @@ def fake_hub():
 
 
 def test_a_reachable_hub_passes_and_a_missing_repo_is_named(fake_hub, tmp_path, monkeypatch):
-    monkeypatch.setattr("nep.device.cuda_available", lambda: False)
+    monkeypatch.setattr("nep.util.device.cuda_available", lambda: False)
     env = {"HF_ENDPOINT": fake_hub, "HF_HUB_CACHE": str(tmp_path / "cache")}
     assert run(with_(finetune__base_model="someone/model"), env)["finetune.base_model"].status == "pass"
     row = run(with_(finetune__base_model="nobody/model"), env)["finetune.base_model"]

@@ -12,7 +12,15 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, git, run_dvc
 
-from nep.presets import PresetError, apply_preset, check_preset, deep_merge, load_preset, main, set_args
+from nep.config.presets import (
+    PresetError,
+    apply_preset,
+    check_preset,
+    deep_merge,
+    load_preset,
+    main,
+    set_args,
+)
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "presets").glob("*.yaml"))
 PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())

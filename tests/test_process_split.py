@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from nep.edits import current_version
-from nep.examples import build_examples
-from nep.jsonl import InputError
-from nep.prompts import example_id, parse_prompt
-from nep.splits import SplitError, split_examples
+from nep.core.edits import current_version
+from nep.core.examples import build_examples
+from nep.core.prompts import example_id, parse_prompt
+from nep.data.split import SplitError, split_examples
+from nep.util.jsonl import InputError
 
 OLD = "".join(f"v{i} = {i}\n" for i in range(20))
 NEW = OLD.replace("v3 = 3\n", "v3 = 3\nw = 1\n").replace("v9 = 9\n", "v9 = 9\nz = w\n")

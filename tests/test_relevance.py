@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nep.labelers import LABELERS
-from nep.llm import parse_yes_no
-from nep.relevance import EXAMPLES, SYSTEM, LLMRelevance, relevance_messages
-from nep.verdicts import TooManyFailures, build
+from nep.data.label import LABELERS
+from nep.data.relevance import EXAMPLES, SYSTEM, LLMRelevance, relevance_messages
+from nep.llm.client import parse_yes_no
+from nep.llm.verdicts import TooManyFailures, build
 
 
 def commit(i: int, last_line: str = "") -> dict:

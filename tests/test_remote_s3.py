@@ -113,7 +113,7 @@ def test_push_wipe_pull_roundtrip(tmp_path: Path, s3_endpoint: str):
 def test_preflight_checks_each_s3_remotes_bucket(tmp_path: Path, s3_endpoint: str):
     """`python -m nep.preflight` finds the bucket of each S3 remote, and says how to create a
     missing one (a first `dvc push` to a new bucket fails until it exists)."""
-    from nep.preflight import bucket_check, s3_remotes
+    from nep.config.preflight import bucket_check, s3_remotes
 
     project = tmp_path / "project"
     (project / ".dvc").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""The report stage (nep.report) and the offline `dvc plots` page and templates."""
+"""The report stage (nep.evaluate.report) and the offline `dvc plots` page and templates."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import yaml
 from configobj import ConfigObj
 from conftest import REPO_ROOT, copy_project, git, run_dvc
 
-from nep import paths
-from nep.jsonl import InputError
-from nep.report import (
+from nep.evaluate.report import (
     CHARTS,
     HEADLINE,
     build_report,
@@ -24,6 +22,8 @@ from nep.report import (
     render_svg,
     with_p_values,
 )
+from nep.util import paths
+from nep.util.jsonl import InputError
 
 TEMPLATES = REPO_ROOT / paths.PLOT_TEMPLATES
 # one chart of each template (drawing all of them takes seconds: the slow test does)

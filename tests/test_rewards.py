@@ -1,13 +1,20 @@
-"""nep.rewards: rewards are the evaluation's metric values, weighted; DPO pair construction."""
+"""nep.train.rewards: rewards are the evaluation's metric values, weighted; DPO pair construction."""
 
 from __future__ import annotations
 
 import pytest
 
-from nep.metrics import delta_chrf, paper_scores
-from nep.prompts import NEXT, build_training_text
-from nep.refined import refined_scores
-from nep.rewards import RewardWeights, Scored, make_pair, prompt_sections, reward_function, score_candidate
+from nep.core.prompts import NEXT, build_training_text
+from nep.evaluate.metrics import delta_chrf, paper_scores
+from nep.evaluate.refined import refined_scores
+from nep.train.rewards import (
+    RewardWeights,
+    Scored,
+    make_pair,
+    prompt_sections,
+    reward_function,
+    score_candidate,
+)
 
 ORIGINAL = "a = 1\nb = 2\n"
 CURRENT = "a = 1\nb = 2\nc = 3\n"

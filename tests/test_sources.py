@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from nep.jsonl import InputError
-from nep.sources import git_records, hf_records, jsonl_records
+from nep.data.sources import git_records, hf_records, jsonl_records
+from nep.util.jsonl import InputError
 
 PY = "".join(f"x{i} = {i}\n" for i in range(10))
 
@@ -139,7 +139,7 @@ def test_tiktoken_works_offline_from_quicktok(tmp_path, monkeypatch):
     import tiktoken.load
     import tiktoken.registry
 
-    from nep import tokens
+    from nep.data import tokens
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
 
@@ -166,7 +166,7 @@ def test_tiktoken_works_offline_from_quicktok(tmp_path, monkeypatch):
 def test_repository_name_is_the_same_in_every_clone(git_repo, tmp_path):
     from conftest import git
 
-    from nep.sources import repository_name
+    from nep.data.sources import repository_name
 
     repo, commit = git_repo
     commit({"a.py": "x = 1\n"})
@@ -213,7 +213,7 @@ def test_invalid_utf8_is_reported_at_its_line_and_offset(tmp_path):
     offset = len(good) + good.index(b'"s"') + 4
     with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
         list(jsonl_records([str(src)], drops=Counter()))
-    from nep.index import IndexWriter, index_files
+    from nep.data.ingest import IndexWriter, index_files
 
     writer = IndexWriter(tmp_path, Counter())
     with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
@@ -244,7 +244,7 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path):
     import subprocess
     import sys
 
-    script = ("import itertools, time\nfrom nep.jsonl import write_jsonl\n"
+    script = ("import itertools, time\nfrom nep.util.jsonl import write_jsonl\n"
               "def slow():\n    for i in itertools.count():\n        yield {'i': i}\n        time.sleep(0.001)\n"
               f"write_jsonl({str(tmp_path / 'out.jsonl')!r}, slow())\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
@@ -269,14 +269,14 @@ def ingest(tmp_path: Path, source: str, **section) -> dict:
 
 
 def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
-    import nep.index
+    import nep.data.ingest
 
     src = tmp_path / "a.jsonl"
     src.write_text("".join(json.dumps(commitpack(i)) + "\n" for i in range(3)))
     first = ingest(tmp_path, "jsonl", paths=[str(src)])
     assert first["records_out"] == 3
     index = (tmp_path / "ingest/index.jsonl").read_bytes()
-    monkeypatch.setattr(nep.index, "index_block", lambda *a: pytest.fail("re-read"))
+    monkeypatch.setattr(nep.data.ingest, "index_block", lambda *a: pytest.fail("re-read"))
     assert ingest(tmp_path, "jsonl", paths=[str(src)]) == first
     assert (tmp_path / "ingest/index.jsonl").read_bytes() == index
     monkeypatch.undo()
@@ -285,7 +285,7 @@ def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
 
 
 def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, monkeypatch):
-    import nep.sources
+    import nep.data.sources
 
     repo, commit = git_repo
     commit({"a.py": PY})
@@ -293,7 +293,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
     first = ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6)
     mined = (tmp_path / "ingest/commits.jsonl").read_bytes()
     with monkeypatch.context() as m:
-        m.setattr(nep.sources, "git_records", lambda *a, **k: pytest.fail("re-mined"))
+        m.setattr(nep.data.sources, "git_records", lambda *a, **k: pytest.fail("re-mined"))
         assert ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6) == first
     assert (tmp_path / "ingest/commits.jsonl").read_bytes() == mined
     commit({"a.py": PY + "y = 2\n"})
@@ -301,7 +301,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
 
 
 def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
-    import nep.batches
+    import nep.util.batches
     from stages.filter import run
 
     old = "".join(f"v{i} = {i}\n" for i in range(30))
@@ -312,8 +312,8 @@ def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ingest(tmp_path, "jsonl", paths=[str(src)])
     read: list[int] = []
-    real = nep.batches.read_ranges
-    monkeypatch.setattr(nep.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
+    real = nep.util.batches.read_ranges
+    monkeypatch.setattr(nep.util.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
     metrics = run(input_path=tmp_path / "ingest", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json",
                   workers=1, max_chars=5000)
     lines = src.read_bytes().splitlines(keepends=True)

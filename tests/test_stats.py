@@ -1,12 +1,12 @@
-"""Bootstrap intervals and paired tests (nep/stats.py) on values whose answers are known."""
+"""Bootstrap intervals and paired tests (nep/evaluate/stats.py) on values whose answers are known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nep import stats
-from nep.stats import bootstrap_ci, bootstrap_means, mcnemar_p, nan_mean, paired_permutation_p
+from nep.evaluate import stats
+from nep.evaluate.stats import bootstrap_ci, bootstrap_means, mcnemar_p, nan_mean, paired_permutation_p
 
 
 def test_bootstrap_is_seeded_and_block_size_free(monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nep.tiny import build_tiny_model, train_tokenizer
+from nep.train.tiny import build_tiny_model, train_tokenizer
 
 TEXTS = [
     "def area(width, height):\n    return width * height\n",

@@ -8,7 +8,7 @@ import pytest
 import tiktoken
 from tiktoken_ext import openai_public
 
-from nep import tokens
+from nep.data import tokens
 
 
 @pytest.fixture

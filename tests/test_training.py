@@ -11,22 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from nep.prompts import MARKERS, NEXT, build_training_text
-from nep.tiny import build_tiny_model
-from nep.training import (
+from nep.core.prompts import MARKERS, NEXT, build_training_text
+from nep.train.model import (
     FinetuneConfig,
     FinetuneSetupError,
     add_markers,
-    build_sft_trainer,
     check_base_model,
     load_base_hf,
     load_finetuned,
     prepare_hf,
     resolve_backend,
     save_finetuned,
-    sft_examples,
-    trainer_kwargs,
 )
+from nep.train.sft import build_sft_trainer, sft_examples, trainer_kwargs
+from nep.train.tiny import build_tiny_model
 
 IGNORE = -100
 ORIGINAL = "total = 0\nfor x in xs:\n    total += x\n"
@@ -188,7 +186,7 @@ def test_adapter_saves_and_loads_to_same_outputs(trained, tiny_dir):
 
 
 def test_config_defaults_are_the_papers_and_params_parse():
-    from nep.params import load_yaml
+    from nep.config.params import load_yaml
 
     cfg = FinetuneConfig()
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 16, 0.0)
@@ -221,16 +219,16 @@ def test_trainer_args_are_the_params_and_keep_the_global_batch(monkeypatch, tmp_
 
 
 def test_backend_fails_before_paying(monkeypatch):
-    import nep.device
+    import nep.util.device
 
-    if nep.device.cuda_available():
+    if nep.util.device.cuda_available():
         pytest.skip("checks the CPU fallback")
     assert resolve_backend("auto") == "hf"
     assert resolve_backend("hf") == "hf"
     with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
         resolve_backend("unsloth")
     # a GPU but no unsloth: auto falls back, an explicit unsloth names the requirements file
-    monkeypatch.setattr(nep.device, "cuda_available", lambda: True)
+    monkeypatch.setattr(nep.util.device, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth → ImportError
     assert resolve_backend("auto") == "hf"
     with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
@@ -252,7 +250,7 @@ def test_missing_base_model_is_one_line_naming_the_param(monkeypatch, tmp_path):
 
 def test_heavy_imports_are_lazy():
     code = (
-        "import sys, nep.training, nep.lora, nep.tiny, stages.finetune; "
+        "import sys, nep.train.sft, nep.train.model, nep.train.tiny, stages.finetune; "
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'unsloth', 'dvclive', 'accelerate', 'datasets') if m in sys.modules]; "
         "assert not heavy, heavy"
     )
@@ -273,7 +271,7 @@ def test_two_cpu_processes_match_one(tmp_path):
     import yaml
     from safetensors.torch import load_file
 
-    from nep.jsonl import write_jsonl
+    from nep.util.jsonl import write_jsonl
 
     runs = {}
     for name, launcher in {
@@ -305,7 +303,7 @@ def test_unsloth_backend_trains_and_loads(tmp_path):
     pytest.importorskip("unsloth")
     import torch
 
-    from nep.training import run_finetune
+    from nep.train.sft import run_finetune
 
     records = [example(i) for i in range(8)]
     cfg = FinetuneConfig.from_params({"backend": "unsloth", "tiny": {"max_steps": 2, "max_seq_length": 512, "vocab_size": 400}})

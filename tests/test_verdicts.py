@@ -1,12 +1,12 @@
-"""nep.verdicts: the failure policy, the tally, and one backend interface for labelers and judges."""
+"""nep.llm.verdicts: the failure policy, the tally, and one backend interface for labelers and judges."""
 
 from __future__ import annotations
 
 import pytest
 
-from nep.judges import JUDGES, LLMJudge, RulesJudge
-from nep.labelers import LABELERS
-from nep.verdicts import Tally, TooManyFailures, Verdict, VerdictBackend, build, check_failure_rate
+from nep.data.label import LABELERS
+from nep.evaluate.judges import JUDGES, LLMJudge, RulesJudge
+from nep.llm.verdicts import Tally, TooManyFailures, Verdict, VerdictBackend, build, check_failure_rate
 
 
 def test_failure_rate():

@@ -1,0 +1,380 @@
+"""The params.yaml schema: one pydantic model per section, the one home of every default.
+
+    python -m nep.config            # check all of params.yaml: prints OK, or one line per problem (exit 1)
+    python -m nep.config --defaults # the defaults as YAML (the committed params.yaml mirrors them)
+
+`nep.config.params.load_params(section)` validates the whole file through `validate` before any stage
+does work, so an unknown key (with a did-you-mean), a wrong type or an out-of-range value stops
+every stage at once with one line naming `section.key`. Each section forbids unknown keys; types
+are strict (a quoted "5" is not an integer). To add a param: one field with its type, range and
+default in its section's model below, and the same value (with a comment) in params.yaml.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ParamsError(ValueError, SystemExit):
+    """params.yaml does not fit the schema. One line per problem; uncaught, it exits with status 1
+    and prints only the message (no traceback), since it is the user's input, not a bug."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = message
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+
+
+def _default(model: type[BaseModel]) -> Any:
+    return Field(default_factory=model)
+
+
+# ---------------------------------------------------------------- ingest
+class IngestGit(Section):
+    repos: list[str] = ["."]
+    rev: str = "f19d35db8f82419e1a9b66f801f6b96218ee4912"  # the offline default's pinned history
+    max_commits: int = Field(0, ge=0)
+    max_file_bytes: int = Field(1_000_000, ge=1)
+
+
+class IngestJsonl(Section):
+    paths: list[str] = []
+
+
+class IngestHf(Section):
+    dataset: str = "bigcode/commitpackft"
+    revision: str = "fc56fe33c030c6daa414c2b112c932b8eed085e6"
+    files: str = "data/{config}/data.jsonl"
+    split: str = "train"
+    max_records_per_language: int = Field(0, ge=0)
+
+
+class Ingest(Section):
+    source: Literal["git", "jsonl", "hf"] = "git"
+    languages: list[str] = Field(
+        ["Python", "Java", "Go", "C", "C++", "JavaScript", "TypeScript"], min_length=1
+    )
+    git: IngestGit = _default(IngestGit)
+    jsonl: IngestJsonl = _default(IngestJsonl)
+    hf: IngestHf = _default(IngestHf)
+    workers: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------- filter
+class Filter(Section):
+    max_chars: int = Field(32768, ge=0)
+    max_tokens: int = Field(8192, ge=0)
+    encoding: str = "o200k_base"
+    min_chunks: int = Field(2, ge=1)
+    max_chunk_lines: int = Field(5, ge=1)
+    max_window_lines: int = Field(80, ge=1)
+    edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
+    hunk_context_lines: int = Field(3, ge=0)
+    workers: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------- label / judge (LLM backends)
+class Price(Section):
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class LLMParams(Section):
+    """Options of an OpenAI-compatible endpoint, shared by label and judge."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(5, ge=1)
+    max_failure_rate: float = Field(0.01, ge=0, le=1)
+    prices: dict[str, Price] = {"gpt-4o-mini": Price(input=0.15, output=0.60)}
+
+
+class Label(LLMParams):
+    backend: Literal["all", "heuristic", "openai"] = "heuristic"
+
+
+class Judge(LLMParams):
+    backend: Literal["rules", "openai"] = "rules"
+    model: str = "gpt-4.1-mini"
+    timeout_s: float = Field(120.0, gt=0)
+    shortcut_exact: bool = True
+    prices: dict[str, Price] = {"gpt-4.1-mini": Price(input=0.40, output=1.60)}
+
+
+# ---------------------------------------------------------------- process / split
+class Process(Section):
+    context_lines: int = Field(20, ge=0)
+
+
+class Split(Section):
+    strategy: Literal["auto", "repo", "time", "external"] = "auto"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    external_test: str = ""
+    external_train: str = ""
+    external_revision: str = Field("main", min_length=1)
+
+
+# ---------------------------------------------------------------- finetune
+class FinetuneTiny(Section):
+    vocab_size: int = Field(2048, ge=1)
+    hidden_size: int = Field(64, ge=1)
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    max_seq_length: int = Field(4096, ge=1)
+    max_steps: int = Field(6, ge=0)
+
+
+class Finetune(Section):
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    base_model: str = "tiny-random"
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], min_length=1
+    )
+    train_embeddings: bool = True
+    learning_rate: float = Field(1.0e-4, gt=0)
+    embedding_learning_rate: float = Field(1.0e-5, gt=0)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    max_seq_length: int = Field(2048, ge=1)
+    overlong: Literal["truncate", "drop"] = "truncate"
+    warmup_steps: int = Field(5, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = Field(1.0, ge=0)
+    max_steps: int = Field(0, ge=0)
+    seed: int = 3407
+    gradient_checkpointing: bool = True
+    load_in_4bit: bool = False
+    merge: bool = False
+    threads: int = Field(0, ge=0)  # CPU runs: torch threads, 0 = auto (nep.util.device.configure_threads)
+    tiny: FinetuneTiny = _default(FinetuneTiny)
+
+
+# ---------------------------------------------------------------- posttrain
+class PosttrainReward(Section):
+    """Weights of nep.train.rewards' reward; the last two are penalties (subtracted)."""
+
+    exact_match: float = Field(1.0, ge=0)
+    partial_match: float = Field(0.5, ge=0)
+    position_match: float = Field(0.25, ge=0)
+    delta_chrf: float = Field(0.5, ge=0)
+    reversal: float = Field(0.5, ge=0)
+    unextractable: float = Field(1.0, ge=0)
+
+
+class Posttrain(Section):
+    method: Literal["none", "dpo", "grpo"] = "none"
+    max_prompts: int = Field(8, ge=1)
+    k: int = Field(4, ge=2)  # samples per prompt (GRPO: its group size)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    max_seq_length: int = Field(2048, ge=2)
+    seed: int = 0
+    reward: PosttrainReward = _default(PosttrainReward)
+    margin: float = Field(0.0, ge=0)
+    add_ground_truth: bool = True
+    beta: float = Field(0.1, ge=0)
+    sft_weight: float = Field(0.0, ge=0)  # DPO: + this x the chosen side's NLL (RPO); 0 = plain DPO
+    learning_rate: float = Field(1.0e-5, gt=0)
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    max_steps: int = Field(0, ge=0)
+    rescore: bool = True
+    threads: int = Field(0, ge=0)
+
+
+# ---------------------------------------------------------------- generate
+DEFAULT_PREDICTORS: dict[str, dict[str, Any]] = {
+    "finetuned": {"kind": "finetuned", "needs": "models/finetune"},
+    "posttrained": {"kind": "finetuned", "model": "models/posttrain", "needs": "models/posttrain"},
+    "identity": {"kind": "identity", "needs": "data/split/test.jsonl"},
+    "propagate": {"kind": "propagate", "needs": "data/split/test.jsonl"},
+}
+
+
+def check_predictor_entry(name: str, entry: Any) -> None:
+    """Raise ValueError when a `generate.predictors` entry does not fit its kind. Uses
+    nep.predictors.base.check_predictor (its kinds and options) when that exists, else checks the keys
+    every entry needs."""
+    from nep.predictors import base as predictors
+
+    check = getattr(predictors, "check_predictor", None)
+    if check is not None:
+        check(name, entry)
+        return
+    if not isinstance(entry, dict):
+        raise ValueError(f"generate.predictors.{name}: a mapping with `kind` and `needs`, not {entry!r}")
+    for key in ("kind", "needs"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise ValueError(f"generate.predictors.{name}: needs `{key}` (a string)")
+    predictors.build_predictor(name, entry)  # kind and options (nothing is loaded)
+
+
+class Generate(Section):
+    max_new_tokens: int = Field(512, ge=1)
+    batch_size: int = Field(8, ge=1)
+    threads: int = Field(0, ge=0)  # CPU runs of hf/finetuned: torch threads, 0 = auto (nep.util.device)
+    # each entry is checked by its kind (check_predictor_entry, called by `validate`)
+    predictors: dict[str, dict[str, Any]] = Field(DEFAULT_PREDICTORS, min_length=1)
+
+
+# ---------------------------------------------------------------- evaluate
+class Evaluate(Section):
+    context_lines: int = Field(3, ge=0)
+    reference: str = ""
+    bootstrap_samples: int = Field(10000, ge=1)
+    seed: int = 0
+
+
+class Params(Section):
+    """All of params.yaml: one field per section, named after its stage."""
+
+    ingest: Ingest = _default(Ingest)
+    filter: Filter = _default(Filter)
+    label: Label = _default(Label)
+    process: Process = _default(Process)
+    split: Split = _default(Split)
+    finetune: Finetune = _default(Finetune)
+    posttrain: Posttrain = _default(Posttrain)
+    generate: Generate = _default(Generate)
+    judge: Judge = _default(Judge)
+    evaluate: Evaluate = _default(Evaluate)
+
+
+# ---------------------------------------------------------------- errors, one line each
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model at a location (None inside a plain mapping)."""
+    model: Any = Params
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        model = field.annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+_TYPE_WORDS = {
+    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
+    "list": "a list", "dict": "a mapping", "model": "a mapping",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    loc = tuple(error["loc"])
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = list(parent.model_fields) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        where = ".".join(str(p) for p in loc[:-1])
+        if close:
+            return f"unknown key (did you mean {where + '.' if where else ''}{close[0]}?)"
+        return f"unknown key (allowed: {', '.join(allowed)})"
+    if kind == "missing":
+        return "missing (required)"
+    base = kind.split("_")[0]
+    if base in _TYPE_WORDS and kind.endswith(("_type", "_parsing", "_from_float")):
+        return f"{given!r} is not {_TYPE_WORDS[base]}"
+    if kind == "literal_error":
+        return f"{given!r} is not allowed (allowed: {ctx['expected']})"
+    bounds = {"greater_than_equal": "≥ {ge}", "greater_than": "> {gt}", "less_than_equal": "≤ {le}",
+              "less_than": "< {lt}"}
+    if kind in bounds:
+        return f"{given!r} is out of range (allowed: {bounds[kind].format(**ctx)})"
+    if kind == "too_short":
+        return f"{given!r} is too short (allowed: at least {ctx.get('min_length')} item(s))"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return f"{given!r}: {error['msg']}"
+
+
+def format_errors(exc: ValidationError, path: str | Path = "params.yaml") -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in error["loc"] if isinstance(p, str) and p != "[key]")
+        where += "".join(f"[{p}]" for p in error["loc"][-1:] if isinstance(p, int))
+        lines.append(f"{path}: {where + ': ' if where else ''}{_describe(error)}")
+    return "\n".join(lines)
+
+
+def _predictor_problems(params: Any) -> list[str]:
+    """One line per bad `generate.predictors` entry (mappings only; the schema names the rest)."""
+    generate = params.get("generate") if isinstance(params, dict) else None
+    predictors = generate.get("predictors") if isinstance(generate, dict) else None
+    if not isinstance(predictors, dict):
+        return []
+    problems = []
+    for name, entry in predictors.items():
+        if isinstance(entry, dict):
+            try:
+                check_predictor_entry(str(name), entry)
+            except ValueError as e:
+                problems.append(str(e))
+    return problems
+
+
+def validate(params: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
+    """All of params.yaml, checked (every section, every predictor entry), with every default
+    filled in, as plain data; ParamsError with one line per problem."""
+    if params is None:
+        params = {}
+    lines = [f"{path}: {p}" for p in _predictor_problems(params)]
+    try:
+        checked = Params.model_validate(params).model_dump()
+    except ValidationError as e:
+        lines[:0] = format_errors(e, path).splitlines()
+    if lines:
+        raise ParamsError("\n".join(lines))
+    return checked
+
+
+def defaults() -> dict[str, Any]:
+    return Params().model_dump()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import yaml
+
+    from nep.config.params import load_yaml
+
+    parser = argparse.ArgumentParser(prog="python -m nep.config", description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", nargs="?", default="params.yaml")
+    parser.add_argument("--defaults", action="store_true", help="print the schema's defaults as YAML")
+    args = parser.parse_args(argv)
+    if args.defaults:
+        print(yaml.safe_dump(defaults(), sort_keys=False), end="")
+        return 0
+    try:
+        validate(load_yaml(args.path), args.path)
+    except ParamsError as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

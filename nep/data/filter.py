@@ -1,0 +1,326 @@
+"""The paper's commit filters, cheap checks first, with the paper's own diff view.
+
+A record survives when:
+- `len(old) + len(new) <= max_chars`;
+- its unified diff (difflib, lines compared without their endings, as the paper's script diffs
+  `splitlines()`: a change of only the final newline is no edit) has at least `min_chunks` edit
+  chunks (runs of `-`/`+` lines, nep.core.edits.diff_chunks), every one of an allowed `edit_types`;
+- no chunk shows more than `max_chunk_lines` changed (`-`/`+`) lines;
+- the window from the first hunk to the last, hunks including their `hunk_context_lines` (3)
+  context lines as in the `@@` headers the paper reads, spans at most `max_window_lines` lines in
+  both old and new (nep.core.edits.hunk_window);
+- `2 * tokens(old + new) <= max_tokens` (tiktoken, `encoding`); text holding a special token
+  (`<|endoftext|>`...) is dropped as `special_token`, since the paper's `enc.encode` refuses it.
+
+Chunks are computed once per record, and only records that pass every other check are tokenized,
+in bounded batches. Since a token is at least one byte, a record whose `2 * bytes` is within
+`max_tokens` passes without tokenizing. A limit of 0 (or null) disables that check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nep.core.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
+from nep.util.jsonl import flat_counts, parse_object
+from nep.data.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
+
+# Records tokenized together: bounds the filter's working set whatever the input size.
+TOKEN_BATCH_RECORDS = 64
+TOKEN_BATCH_CHARS = 1 << 20
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """The filter's thresholds. The field defaults are the PAPER's filter (add-only), what the
+    benchmarks and tests compare against; the pipeline always passes every field from params.yaml,
+    whose defaults live in nep/config/schema.py."""
+
+    max_chars: int = 32768
+    max_tokens: int = 8192
+    encoding: str = DEFAULT_ENCODING
+    min_chunks: int = 2
+    max_chunk_lines: int = 5
+    max_window_lines: int = 80
+    edit_types: tuple[str, ...] = ("add",)
+    hunk_context_lines: int = 3
+
+    def __post_init__(self) -> None:
+        unknown = set(self.edit_types) - set(EDIT_TYPES)
+        if unknown or not self.edit_types:
+            raise ValueError(f"filter.edit_types must be a non-empty subset of {list(EDIT_TYPES)}, got {list(self.edit_types)}")
+        object.__setattr__(self, "edit_types", tuple(self.edit_types))
+
+
+def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
+    """Why old → new fails a check other than the token count, or None when it passes them."""
+    if config.max_chars and len(old) + len(new) > config.max_chars:
+        return "too_many_chars"
+    if old == new:
+        return "no_change"
+    spans, old_lines, new_lines = diff_spans(old, new)
+    if not spans:
+        return "no_change"
+    if len(spans) < config.min_chunks:
+        return "too_few_chunks"
+    types = {"add" if i1 == i2 else "delete" if j1 == j2 else "replace" for i1, i2, j1, j2 in spans}
+    if not types <= set(config.edit_types):
+        return "edit_type"
+    if config.max_chunk_lines and any(i2 - i1 + j2 - j1 > config.max_chunk_lines for i1, i2, j1, j2 in spans):
+        return "chunk_too_long"
+    if config.max_window_lines:
+        window = hunk_window(diff_hunks(spans, old_lines, new_lines, config.hunk_context_lines))
+        if window is None or max(window) > config.max_window_lines:
+            return "window_too_long"
+    return None
+
+
+def token_reasons(texts: list[str], config: FilterConfig, threads: int = 2) -> list[str | None]:
+    """Per text (old + new): `too_many_tokens`, `special_token` or None (it passes)."""
+    reasons: list[str | None] = [None] * len(texts)
+    if not config.max_tokens or not texts:
+        return reasons
+    unsure = []
+    for i, text in enumerate(texts):
+        if "<|" in text and any(s in text for s in special_tokens(config.encoding)):
+            reasons[i] = "special_token"
+        elif 8 * len(text) > config.max_tokens and 2 * len(text.encode("utf-8", "surrogatepass")) > config.max_tokens:
+            unsure.append(i)  # a token is at least one byte: only these could exceed the limit
+    if unsure:
+        counts = count_tokens_batch([texts[i] for i in unsure], config.encoding, threads=threads)
+        for i, n in zip(unsure, counts):
+            if 2 * n > config.max_tokens:
+                reasons[i] = "too_many_tokens"
+    return reasons
+
+
+def filter_stream(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter,
+                  language_in: Counter | None = None, threads: int = 2) -> Iterator[dict[str, Any]]:
+    """The records (validated dicts with `old_contents`, `new_contents`, `lang`) that pass every
+    filter, in input order, tokenizing in bounded batches; the others are counted in `dropped`."""
+    batch: list[dict[str, Any]] = []
+    chars = 0
+    for r in records:
+        if language_in is not None:
+            language_in[r["lang"]] += 1
+        reason = structural_reason(r["old_contents"], r["new_contents"], config)
+        if reason:
+            dropped[reason] += 1
+            continue
+        batch.append(r)
+        chars += len(r["old_contents"]) + len(r["new_contents"])
+        if len(batch) >= TOKEN_BATCH_RECORDS or chars >= TOKEN_BATCH_CHARS:
+            yield from _tokens_checked(batch, config, dropped, threads)
+            batch, chars = [], 0
+    yield from _tokens_checked(batch, config, dropped, threads)
+
+
+def _tokens_checked(batch: list[dict[str, Any]], config: FilterConfig, dropped: Counter, threads: int):
+    reasons = token_reasons([r["old_contents"] + r["new_contents"] for r in batch], config, threads)
+    for r, reason in zip(batch, reasons):
+        if reason:
+            dropped[reason] += 1
+        else:
+            yield r
+
+
+@dataclass
+class FilterResult:
+    kept: list[dict[str, Any]]
+    dropped: Counter = field(default_factory=Counter)
+    language_in: Counter = field(default_factory=Counter)
+    language_out: Counter | None = None
+
+    def metrics(self) -> dict[str, int]:
+        language_out = self.language_out if self.language_out is not None else Counter(r["lang"] for r in self.kept)
+        metrics = {"records_in": sum(self.language_in.values()), "records_out": sum(language_out.values())}
+        metrics.update(flat_counts("dropped", self.dropped))
+        for lang in sorted(self.language_in):
+            metrics[f"language.{lang}.in"] = self.language_in[lang]
+            metrics[f"language.{lang}.out"] = language_out[lang]
+        return metrics
+
+
+def filter_records(records: Iterable[dict[str, Any]], config: FilterConfig, *, progress: bool = False) -> FilterResult:
+    """Keep the records that pass every filter, in input order (in memory: the stage streams
+    through nep.util.batches instead); count the others by reason and language."""
+    from tqdm import tqdm
+
+    result = FilterResult(kept=[])
+    stream = tqdm(records, desc="filter", unit="rec", disable=not progress)
+    result.kept = list(filter_stream(stream, config, result.dropped, result.language_in))
+    return result
+
+
+# ------------------------------------------------------------------ the stage: parallel, streaming
+
+# A worker's share: consecutive records of one file, up to this many or this many bytes.
+TASK_RECORDS = 64
+TASK_BYTES = 4 << 20
+
+
+def dump_line(record: dict[str, Any]) -> bytes | None:
+    """One JSONL line (orjson; json for what orjson cannot write, e.g. a 30-digit integer), or None
+    when no JSON writer can hold the record."""
+    import orjson
+
+    try:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except (orjson.JSONEncodeError, TypeError):
+        import json
+
+        try:
+            return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except (ValueError, RecursionError, UnicodeEncodeError):
+            return None
+
+
+def _survivors(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter, language_in: Counter | None,
+               threads: int) -> tuple[list[bytes], Counter]:
+    lines: list[bytes] = []
+    language_out: Counter = Counter()
+    for r in filter_stream(records, config, dropped, language_in, threads):
+        line = dump_line(r)
+        if line is None:
+            dropped["unserializable"] += 1
+            continue
+        lines.append(line)
+        language_out[r["lang"]] += 1
+    return lines, language_out
+
+
+def filter_rows(task: tuple[str, list[tuple[int, int]], FilterConfig, int]) -> tuple[list[bytes], Counter, Counter]:
+    """Worker: read the indexed records at (offset, length) in a file, filter them; return the
+    survivors' lines, drops by reason and survivors by language."""
+    from nep.util.batches import read_ranges
+    from nep.util.jsonl import parse_line
+    from nep.data.sources import checked_record
+
+    path, ranges, config, threads = task
+    dropped: Counter = Counter()
+
+    def records() -> Iterator[dict[str, Any]]:
+        for data in read_ranges(path, ranges):
+            try:
+                obj, reason = parse_line(data)
+            except UnicodeDecodeError:
+                obj, reason = None, "source_changed"
+            if reason is None and not isinstance(obj, dict):
+                reason = "source_changed"  # the index points elsewhere than at a record
+            if reason:
+                dropped[reason] += 1
+                continue
+            record = checked_record(obj, None, dropped)
+            if record is not None:
+                yield record
+
+    lines, language_out = _survivors(records(), config, dropped, None, threads)
+    return lines, dropped, language_out
+
+
+def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[bytes], Counter, Counter, Counter]:
+    """Worker: filter the records of one block of a JSONL file of records (all fields kept);
+    return survivors' lines, drops (bad lines and invalid records included), records by language
+    in and out."""
+    from nep.data.ingest import split_lines
+    from nep.core.records import valid_records
+
+    path, start, end, config, threads = task
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    dropped: Counter = Counter()
+    language_in: Counter = Counter()
+
+    def objects() -> Iterator[dict[str, Any]]:
+        for lineno, offset, line in split_lines(data, start):
+            if not line.strip():
+                continue
+            obj, reason = parse_object(path, lineno, offset, line)
+            if reason:
+                dropped[reason] += 1
+            else:
+                yield obj
+
+    lines, language_out = _survivors(valid_records(objects(), dropped), config, dropped, language_in, threads)
+    return lines, dropped, language_in, language_out
+
+
+def run_filter(input_path: str | Path, output_path: str | Path, config: FilterConfig, workers: int = 0) -> dict[str, int]:
+    """Filter the records of ingest's output directory (its index: records too large for
+    `max_chars` are counted without being read) or of a JSONL file of records; write the survivors
+    in input order to `output_path`; return the metrics. Work is spread over `workers` processes
+    (0 = every usable core) in bounded batches: memory does not grow with the input."""
+    from nep.util.batches import line_blocks, ordered_map, worker_count
+    from nep.util.jsonl import write_lines
+
+    input_path, workers = Path(input_path), worker_count(workers)
+    threads = 1 if workers > 1 else 2
+    if workers > 1 and config.max_tokens:
+        from nep.data.tokens import get_encoding
+
+        get_encoding(config.encoding)  # once, before the workers fork, rather than in each of them
+    result = FilterResult(kept=[], language_out=Counter())
+
+    def collect(results) -> Iterator[bytes]:
+        for lines, dropped, *languages in results:
+            result.dropped.update(dropped)
+            if len(languages) == 2:
+                result.language_in.update(languages[0])
+            result.language_out.update(languages[-1])
+            yield from lines
+
+    if input_path.is_dir():
+        tasks = _index_tasks(input_path, config, threads, result)
+        write_lines(output_path, collect(ordered_map(filter_rows, tasks, workers)))
+    else:
+        if not input_path.is_file():
+            from nep.util.jsonl import InputError
+
+            raise InputError(f"{input_path}: file not found")
+        tasks = ((str(input_path), s, e, config, threads) for s, e in line_blocks(input_path))
+        write_lines(output_path, collect(ordered_map(filter_block, tasks, workers)))
+    metrics = result.metrics()
+    invalid = sum(v for k, v in result.dropped.items() if k not in STRUCTURAL_REASONS)
+    if not input_path.is_dir():  # bad lines and invalid records are records in, too
+        metrics["records_in"] += invalid
+    return metrics
+
+
+STRUCTURAL_REASONS = {"too_many_chars", "no_change", "too_few_chunks", "edit_type", "chunk_too_long",
+                      "window_too_long", "too_many_tokens", "special_token", "unserializable"}
+
+
+def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: FilterResult) -> Iterator[tuple]:
+    """Worker tasks from ingest's index; records over `max_chars` are counted here, unread."""
+    import os
+
+    from nep.data.ingest import read_index
+    from nep.util.jsonl import InputError
+    from nep.data.sources import local_path
+
+    files, rows = read_index(in_dir)
+    paths = []
+    for f in files:
+        path = local_path(f["path"])
+        if not os.path.isfile(path) or os.path.getsize(path) != f["bytes"]:
+            raise InputError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
+        paths.append(path)
+    batch: list[tuple[int, int]] = []
+    batch_file, batch_bytes = -1, 0
+    for file, offset, length, _line, lang, chars in rows:
+        result.language_in[lang] += 1
+        if config.max_chars and chars > config.max_chars:
+            result.dropped["too_many_chars"] += 1
+            continue
+        if batch and (file != batch_file or len(batch) >= TASK_RECORDS or batch_bytes >= TASK_BYTES):
+            yield paths[batch_file], batch, config, threads
+            batch, batch_bytes = [], 0
+        batch.append((offset, length))
+        batch_file, batch_bytes = file, batch_bytes + length
+    if batch:
+        yield paths[batch_file], batch, config, threads

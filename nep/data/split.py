@@ -1,0 +1,177 @@
+"""Train/test splits of processed examples without leakage.
+
+- `repo`: whole repositories go to test (a seeded shuffle of the repository names, taken until the
+  test set holds `test_fraction` of the examples); a repository is never on both sides.
+- `time`: within each repository, its newest commits go to test (until `test_fraction` of that
+  repository's examples); commits without a timestamp are ordered by a seeded hash, before the
+  timed ones. All files of one commit land on the same side.
+- `external`: the test set is given (`split.external_test`: nep's processed JSONL or the NEP dataset,
+  nep.data.nep_dataset); training examples that share a commit with it are dropped (counted as `leaked`).
+- `auto`: `repo` when there are several repositories, else `time`.
+
+The examples to split are the process stage's, or the ones `split.external_train` names (e.g. the NEP
+dataset's `train` split, used as given).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nep.core.examples import read_examples
+from nep.util.jsonl import InputError, flat_counts
+from nep.data.nep_dataset import load_external
+
+STRATEGIES = ("auto", "repo", "time", "external")
+
+
+class SplitError(ValueError):
+    """A split that cannot be made (too little data, unknown strategy)."""
+
+
+@dataclass
+class Split:
+    train: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+    strategy: str
+    leaked: int = 0
+
+
+def _repo_split(examples: list[dict[str, Any]], test_fraction: float, seed: int) -> set[str]:
+    """Repositories that form the test set."""
+    sizes: dict[str, int] = defaultdict(int)
+    for e in examples:
+        sizes[e["repos"]] += 1
+    repos = sorted(sizes)
+    if len(repos) < 2:
+        raise SplitError(f"split.strategy repo needs at least two repositories, found {repos}")
+    random.Random(seed).shuffle(repos)
+    target = test_fraction * len(examples)
+    test: set[str] = set()
+    total = 0
+    for repo in repos[:-1]:  # the last one always trains
+        if total >= target:
+            break
+        test.add(repo)
+        total += sizes[repo]
+    return test
+
+
+def _commit_order_key(commit: str, timestamp: int | None, seed: int) -> tuple[int, int, str]:
+    tie = hashlib.sha1(f"{seed}:{commit}".encode()).hexdigest()
+    return (0 if timestamp is None else 1, timestamp or 0, tie)
+
+
+def _time_split(examples: list[dict[str, Any]], test_fraction: float, seed: int) -> set[tuple[str, str]]:
+    """(repository, commit) pairs that form the test set: each repository's newest commits."""
+    by_repo: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for e in examples:
+        by_repo[e["repos"]][e["commit"]].append(e)
+    test: set[tuple[str, str]] = set()
+    for repo, commits in by_repo.items():
+        if len(commits) < 2:
+            continue  # a single commit cannot be split without splitting the commit; it trains
+        n = sum(len(v) for v in commits.values())
+        order = sorted(commits, key=lambda c: _commit_order_key(c, commits[c][0].get("timestamp"), seed))
+        taken = 0
+        for commit in reversed(order[1:]):  # newest first; the oldest always trains
+            if taken >= test_fraction * n:
+                break
+            test.add((repo, commit))
+            taken += len(commits[commit])
+    return test
+
+
+def split_examples(
+    examples: list[dict[str, Any]],
+    *,
+    strategy: str,
+    test_fraction: float,
+    seed: int,
+    external: list[dict[str, Any]] | None = None,
+) -> Split:
+    """Split examples into train and test (input order kept on each side)."""
+    if strategy not in STRATEGIES:
+        raise SplitError(f"split.strategy must be one of {STRATEGIES}, not {strategy!r}")
+    if not 0 < test_fraction < 1 and strategy != "external":
+        raise SplitError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
+    if strategy == "auto":
+        strategy = "repo" if len({e["repos"] for e in examples}) > 1 else "time"
+    if strategy == "external":
+        if not external:
+            raise SplitError("split.strategy external needs a non-empty split.external_test file")
+        # By commit alone: external sets may not name the repository (the NEP dataset does not).
+        test_commits = {e["commit"] for e in external}
+        train = [e for e in examples if e["commit"] not in test_commits]
+        return Split(train, list(external), strategy, leaked=len(examples) - len(train))
+    if strategy == "repo":
+        test_repos = _repo_split(examples, test_fraction, seed)
+        in_test = [e["repos"] in test_repos for e in examples]
+    else:
+        test_commits = _time_split(examples, test_fraction, seed)
+        in_test = [(e["repos"], e["commit"]) in test_commits for e in examples]
+    train = [e for e, t in zip(examples, in_test) if not t]
+    test = [e for e, t in zip(examples, in_test) if t]
+    return Split(train, test, strategy)
+
+
+def split_dataset(
+    *, strategy: str, test_fraction: float, seed: int, external_test: str, external_train: str,
+    external_revision: str, examples_path: Path,
+) -> tuple[Split, dict[str, Any]]:
+    """Read what to split (`examples_path`, or `external_train`) and the external test set, split,
+    and return the split with its flat metrics. Raises InputError/SplitError naming the param."""
+    if external_test and strategy != "external":
+        raise SplitError(f"split.external_test is set but split.strategy is {strategy!r}: "
+                         "set split.strategy: external, or clear split.external_test")
+    if strategy == "external" and not external_test:
+        raise SplitError("split.strategy is external but split.external_test is empty: name a processed "
+                         "JSONL, a file or directory in the NEP schema, or the hub id lurf21/NextEditPrediction")
+    info: dict[str, Any] = {}
+    drops: Counter = Counter()
+    if external_train:
+        ext = load_external(external_train, split="train", revision=external_revision, param="external_train")
+        examples, drops = ext.examples, ext.drops
+        info.update({"format.train": ext.format, **flat_counts("external_train", ext.stats)})
+    else:
+        examples = read_examples(examples_path, drops)
+        if not examples:
+            raise InputError(
+                f"{examples_path}: no example reached split. Likely causes: a shallow clone or a short history "
+                "(git fetch --unshallow; mine more repositories in ingest.git.repos), filters too strict "
+                "(see metrics/filter.json; e.g. filter.edit_types: [add, delete, replace]), or every record "
+                "labeled irrelevant (metrics/label.json)."
+            )
+    external = None
+    if external_test:
+        ext = load_external(external_test, split="test", revision=external_revision, param="external_test")
+        external = ext.examples
+        info.update({"format.test": ext.format, **flat_counts("external_test", ext.stats),
+                     **flat_counts("dropped.external_test", ext.drops)})
+    result = split_examples(examples, strategy=strategy, test_fraction=test_fraction, seed=seed, external=external)
+    if not result.train or not result.test:
+        side = "test" if not result.test else "train"
+        raise InputError(
+            f"split ({result.strategy}) left the {side} set empty with {len(examples)} examples from "
+            f"{len({e['repos'] for e in examples})} repositories and {len({e['commit'] for e in examples})} "
+            "commits: mine more history or repositories, or relax the filters"
+            + (" (every training example shares a commit with the test set)" if result.leaked else "") + "."
+        )
+    metrics = {
+        "strategy": result.strategy,
+        "train": len(result.train),
+        "test": len(result.test),
+        "test_share": round(len(result.test) / (len(result.train) + len(result.test)), 4),
+        "repos.train": len({e["repos"] for e in result.train}),
+        "repos.test": len({e["repos"] for e in result.test}),
+        "commits.train": len({(e["repos"], e["commit"]) for e in result.train}),
+        "commits.test": len({(e["repos"], e["commit"]) for e in result.test}),
+        "dropped.leaked": result.leaked,
+        **flat_counts("dropped", drops),
+        **info,
+    }
+    return result, metrics

@@ -1,0 +1,290 @@
+"""Evaluation of every predictor: read generations and judgments, join them by id, score each
+example (nep/evaluate/metrics.py), summarize per predictor and per language, with bootstrap intervals and
+paired tests against a reference predictor (nep/evaluate/stats.py).
+
+Rates are means over examples (undefined ones left out, 0.0 when none is defined). `llm_judge` is
+the paper's: judged "yes" over all examples (a failed or missing judgment counts as no);
+`llm_judge_judged` is the share of yes among the judged ones. `agreement.<m>`: the share of judged
+examples (where m is defined) on which the 0/1 metric equals the judgment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from nep.core.prompts import parse_prompt
+from nep.evaluate.metrics import ExampleScore, score_example
+from nep.evaluate.stats import (
+    bootstrap_ci,
+    bootstrap_totals,
+    mcnemar_p,
+    means,
+    nan_mean,
+    paired_permutation_p,
+    ratio,
+)
+from nep.util import paths
+from nep.util.jsonl import InputError, flat_counts, read_jsonl
+
+GENERATION_FIELDS = ("id", "prompt", "output", "ground_truth")
+
+# Per-example metrics (a rate or mean over examples; None = undefined for the example).
+PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
+    "exact_match": lambda s: s.exact_match,
+    "partial_match": lambda s: s.partial_match,
+    "position_match": lambda s: s.position_match,
+    "llm_judge": lambda s: s.judgment == 1,
+    "delta_chrf": lambda s: s.delta_chrf,
+    "edit_similarity": lambda s: s.edit_similarity,
+    "exact_match_eol": lambda s: s.exact_match_eol,
+    "exact_match_ws": lambda s: s.exact_match_ws,
+    "partial_match_chunk": lambda s: s.partial_match_chunk,
+    "position_match_chunk": lambda s: s.position_match_chunk,
+    "location_accuracy": lambda s: s.location_match,
+    "reversal_rate": lambda s: s.reversal,
+}
+# The headline file's metrics (with intervals and paired p-values); all but delta_chrf are 0/1.
+HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
+BINARY = ("exact_match", "partial_match", "position_match", "llm_judge")
+# The columns of the predictor and language tables (each with _lo/_hi).
+MAIN_METRICS = (
+    *HEADLINE,
+    "edit_similarity",
+    "exact_match_eol",
+    "partial_match_chunk",
+    "position_match_chunk",
+    "edit_f1",
+    "location_accuracy",
+    "reversal_rate",
+)
+AGREEMENT_METRICS = ("exact_match", "partial_match", "position_match")
+
+
+@dataclass
+class Evaluation:
+    """What the evaluate stage writes: the headline and details metrics (flat) and two tables."""
+
+    headline: dict[str, float | int] = field(default_factory=dict)
+    details: dict[str, float | int] = field(default_factory=dict)
+    predictor_rows: list[dict] = field(default_factory=list)
+    language_rows: list[dict] = field(default_factory=list)
+
+
+def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
+    """id → judgment (1/0/None). Judgments other than 1/0/null are counted and read as None."""
+    if not path.exists():
+        raise InputError(f"{path}: judgment file not found (run `dvc repro judge` first)")
+    judgments: dict[str, int | None] = {}
+    for rec in read_jsonl(path, drops):
+        rid, value = rec.get("id"), rec.get("judgment")
+        if not isinstance(rid, str):
+            drops["judgment_without_id"] += 1
+            continue
+        if rid in judgments:
+            raise InputError(f"{path}: duplicate judgment for id {rid}")
+        if isinstance(value, bool):
+            value = int(value)
+        if value not in (0, 1, None):
+            drops["bad_judgment"] += 1
+            value = None
+        judgments[rid] = None if value is None else int(value)
+    return judgments
+
+
+def score_predictor(name: str, *, context_lines: int) -> tuple[list[ExampleScore], dict[str, int]]:
+    """Example scores of one predictor (its generations joined with its judgments by id), and
+    its counts (drops, judge coverage)."""
+    generations_path, judgments_path = paths.generations(name), paths.judgments(name)
+    drops: Counter = Counter()
+    judgments = read_judgments(judgments_path, drops)
+    scores: list[ExampleScore] = []
+    seen: set[str] = set()
+    records = list(read_jsonl(generations_path, drops))
+    for rec in tqdm(records, desc=f"evaluate {name}", unit="ex", leave=False):
+        if any(not isinstance(rec.get(f), str) for f in GENERATION_FIELDS):
+            drops["missing_field"] += 1
+            continue
+        if rec["id"] in seen:
+            raise InputError(f"{generations_path}: duplicate generation id {rec['id']}")
+        seen.add(rec["id"])
+        try:
+            sections = parse_prompt(rec["prompt"])
+        except ValueError:
+            drops["bad_prompt"] += 1
+            continue
+        tokens = rec.get("output_tokens")
+        scores.append(
+            score_example(
+                original=sections["original"],
+                current=sections["current"],
+                ground_truth=rec["ground_truth"],
+                prediction=rec["output"],
+                extracted=bool(rec.get("extracted", True)),
+                missing=rec.get("extraction") == "missing",
+                judgment=judgments.get(rec["id"]),
+                language=str(rec.get("language") or "unknown"),
+                id=rec["id"],
+                context_lines=context_lines,
+                output_tokens=tokens if isinstance(tokens, int) else None,
+            )
+        )
+    if not scores:
+        raise InputError(f"{generations_path}: no usable generation records ({dict(drops) or 'empty file'})")
+    unmatched = len(judgments.keys() - seen)
+    if judgments and unmatched == len(judgments):
+        raise InputError(
+            f"{judgments_path}: no judgment id matches {generations_path} (stale judgments? re-run judge)"
+        )
+    counts = {
+        "judge_missing": len(seen - judgments.keys()),
+        "judge_null": sum(judgments.get(i, 0) is None for i in seen),
+        "judge_unmatched": unmatched,
+        **flat_counts("dropped", drops),
+    }
+    return scores, counts
+
+
+def values(scores: list[ExampleScore], metrics: tuple[str, ...] | list[str]) -> np.ndarray:
+    """(metrics, examples) float matrix of per-example values, NaN where undefined."""
+    matrix = np.full((len(metrics), len(scores)), np.nan)
+    for i, name in enumerate(metrics):
+        get = PER_EXAMPLE[name]
+        for j, s in enumerate(scores):
+            v = get(s)
+            if v is not None:
+                matrix[i, j] = float(v)
+    return matrix
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags) if flags else 0.0
+
+
+def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
+    """Point estimates of every metric, and counts, over a list of example scores."""
+    per_example = values(scores, list(PER_EXAMPLE))
+    out: dict[str, float | int] = {"n": len(scores)}
+    out.update({name: nan_mean(row) for name, row in zip(PER_EXAMPLE, per_example, strict=True)})
+    tp = sum(s.matched_chunks for s in scores)
+    n_pred = sum(s.predicted_chunks for s in scores)
+    n_true = sum(s.true_chunks for s in scores)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_true if n_true else 0.0
+    judged = [s for s in scores if s.judgment is not None]
+    out.update(
+        {
+            "edit_precision": precision,
+            "edit_recall": recall,
+            "edit_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+            "no_true_hunk": sum(s.partial_match is None for s in scores),
+            "no_true_chunk": sum(s.partial_match_chunk is None for s in scores),
+            "unextractable_rate": _share([not s.extracted for s in scores]),
+            "missing": sum(s.missing for s in scores),
+            "judged": len(judged),
+            "llm_judge_judged": _share([s.judgment == 1 for s in judged]),
+            "mean_output_tokens": nan_mean(
+                np.array([s.output_tokens for s in scores if s.output_tokens is not None], dtype=float)
+            ),
+        }
+    )
+    for name in AGREEMENT_METRICS:
+        pairs = [(getattr(s, name), s.judgment) for s in judged if getattr(s, name) is not None]
+        out[f"agreement.{name}"] = _share([bool(m) == bool(j) for m, j in pairs])
+    return out
+
+
+def intervals(scores: list[ExampleScore], *, samples: int, seed: int) -> dict[str, float]:
+    """`<m>_lo` and `<m>_hi` (95% percentile bootstrap) of every per-example metric and of edit
+    precision, recall and F1 (ratios of chunk counts summed over the same resamples)."""
+    chunks = np.array(
+        [(s.matched_chunks, s.predicted_chunks, s.true_chunks) for s in scores], dtype=float
+    ).reshape(len(scores), 3)
+    matrix = np.vstack([values(scores, list(PER_EXAMPLE)), chunks.T])
+    sums, counts = bootstrap_totals(matrix, samples, seed)  # one set of resamples for all
+    out: dict[str, float] = {}
+    for k, name in enumerate(PER_EXAMPLE):
+        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(means(sums[k], counts[k]))
+    tp, n_pred, n_true = sums[-3:]
+    precision, recall = ratio(tp, n_pred), ratio(tp, n_true)
+    f1 = ratio(2 * precision * recall, precision + recall)
+    for name, row in (("edit_precision", precision), ("edit_recall", recall), ("edit_f1", f1)):
+        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(row)
+    return out
+
+
+def paired_tests(
+    scores: list[ExampleScore], reference: list[ExampleScore], *, samples: int, seed: int
+) -> dict[str, float | int]:
+    """`<m>_p` for each headline metric against the reference, on the ids both have: exact
+    McNemar for the 0/1 metrics, a paired permutation test for delta_chrf. Also `paired_n`."""
+    ours = {s.id: s for s in scores}
+    theirs = {s.id: s for s in reference}
+    common = sorted(ours.keys() & theirs.keys())
+    a = values([ours[i] for i in common], HEADLINE)
+    b = values([theirs[i] for i in common], HEADLINE)
+    out: dict[str, float | int] = {"paired_n": len(common)}
+    for k, name in enumerate(HEADLINE):
+        if name in BINARY:
+            out[f"{name}_p"] = mcnemar_p(a[k], b[k])
+        else:
+            out[f"{name}_p"] = paired_permutation_p(a[k], b[k], samples, seed)
+    return out
+
+
+def _row(summary: dict, cis: dict, **keys: str) -> dict:
+    row: dict = {**keys, "n": summary["n"]}
+    for m in MAIN_METRICS:
+        row[m] = summary[m]
+        row[f"{m}_lo"], row[f"{m}_hi"] = cis[f"{m}_lo"], cis[f"{m}_hi"]
+    return row
+
+
+def evaluate(
+    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int
+) -> Evaluation:
+    """Score each predictor in `generate.predictors` and compare it with `reference` ("" = the
+    first predictor). Returns the headline and details metrics and the two tables."""
+    if not predictors:
+        raise InputError("no predictors to evaluate (params.yaml generate.predictors is empty)")
+    reference = reference or predictors[0]
+    if reference not in predictors:
+        raise InputError(
+            f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
+        )
+    scored = {name: score_predictor(name, context_lines=context_lines) for name in predictors}
+    ev = Evaluation()
+    for name, (scores, counts) in scored.items():
+        summary = summarize(scores)
+        cis = intervals(scores, samples=bootstrap_samples, seed=seed)
+        tests = {}
+        if name != reference:
+            tests = paired_tests(scores, scored[reference][0], samples=bootstrap_samples, seed=seed)
+        headline = {"n": summary["n"]}
+        for m in HEADLINE:
+            headline.update({m: summary[m], f"{m}_lo": cis[f"{m}_lo"], f"{m}_hi": cis[f"{m}_hi"]})
+            if f"{m}_p" in tests:
+                headline[f"{m}_p"] = tests[f"{m}_p"]
+        details = {**summary, **cis, **tests, **counts}
+        ev.headline.update({f"{name}.{k}": v for k, v in headline.items()})
+        ev.details.update({f"{name}.{k}": v for k, v in details.items() if k not in headline})
+        ev.predictor_rows.append(_row(summary, cis, predictor=name))
+        by_language: dict[str, list[ExampleScore]] = defaultdict(list)
+        for s in scores:
+            by_language[s.language].append(s)
+        for language, group in sorted(by_language.items()):
+            ev.language_rows.append(
+                _row(
+                    summarize(group),
+                    intervals(group, samples=bootstrap_samples, seed=seed),
+                    predictor=name,
+                    language=language,
+                    group=f"{language} / {name}",
+                )
+            )
+    return ev

@@ -1,0 +1,311 @@
+"""The results report: evaluate's tables as Markdown and CSV, and nep's charts as SVG images.
+
+`build_report` reads metrics/evaluate.json (p-values), its tables (metrics/evaluate/
+predictors.json, languages.json) and DVCLive's training loss, and writes a directory that a reader
+opens without DVC: README.md (predictor × metric with 95% confidence intervals, paired p-values
+against the reference predictor, the per-language table, the charts), predictors.csv,
+languages.csv and one SVG per chart.
+
+The charts are `dvc plots show`'s: CHARTS repeats dvc.yaml's top-level `plots:` (a test keeps them
+equal), and each is filled from the same Vega-Lite template in .dvc/plots/ by dvc-render, then
+drawn offline by vl-convert. Same inputs give the same bytes (no dates, fixed fonts).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nep.util import paths
+from nep.util.jsonl import InputError
+
+# The headline metrics, in the paper's order, then nep's refined one; names as in evaluate's rows.
+HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
+LABELS = {
+    "exact_match": "exact match",
+    "partial_match": "partial match",
+    "position_match": "position match",
+    "llm_judge": "LLM judge",
+    "delta_chrf": "delta chrF",
+}
+AXIS_LABELS = {
+    "exact_match": "exact match (share of examples)",
+    "partial_match": "partial match (share of examples)",
+    "position_match": "position match (share of examples)",
+    "llm_judge": "LLM judge (share judged correct)",
+    "delta_chrf": "delta chrF (refined metric)",
+}
+TITLES = {m: label[0].upper() + label[1:] for m, label in LABELS.items()}  # "Exact match"...
+REVISION = "workspace"  # the `rev` DVC gives the working tree's rows; the report draws only it
+VEGA_LITE = "5.21"  # vl-convert's newest Vega-Lite 5 (the page inlines 5.23; the specs use neither's news)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One chart, as a dvc.yaml top-level plot: `template` from .dvc/plots/, `x` the metric,
+    `y` the category field of `source` (a JSON table or a TSV curve)."""
+
+    title: str
+    template: str
+    source: Path
+    x: str
+    y: str
+    x_label: str
+    y_label: str
+
+    @property
+    def file_name(self) -> str:
+        return self.title.lower().replace(" ", "_") + ".svg"
+
+    def dvc_definition(self) -> dict[str, Any]:
+        """This chart as dvc.yaml's `plots:` entry value."""
+        return {"template": self.template, "x": self.x, "x_label": self.x_label,
+                "y_label": self.y_label, "y": {self.source.as_posix(): self.y}}
+
+
+HEADLINE_METRICS = paths.metrics("evaluate")
+PREDICTORS_TABLE = paths.metrics("evaluate", "predictors")
+LANGUAGES_TABLE = paths.metrics("evaluate", "languages")
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("Training loss", "nep_loss", paths.FINETUNE_CURVES / "train_loss.tsv", "step",
+          "train_loss", "optimizer step", "loss"),
+    *(Chart(f"{TITLES[m]} by predictor", "nep_bars", PREDICTORS_TABLE, m, "predictor",
+            AXIS_LABELS[m], "predictor") for m in HEADLINE),
+    *(Chart(f"{TITLES[m]} by language", "nep_language_bars", LANGUAGES_TABLE, m, "language",
+            AXIS_LABELS[m], "language") for m in HEADLINE),
+)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_rows(path: Path, key: str) -> pd.DataFrame:
+    """A `{"rows": [...]}` table written by evaluate, as a DataFrame; every row names its `key`."""
+    if not path.exists():
+        raise InputError(f"{path}: not found (run `dvc repro evaluate` first)")
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f'{path}: expected a JSON object {{"rows": [...]}} ({e})') from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError(f"{path}: `rows` must be a list of objects")
+    if missing := sum(1 for r in rows if not isinstance(r.get(key), str)):
+        raise InputError(f"{path}: {missing} of {len(rows)} rows have no `{key}` name")
+    return pd.DataFrame(rows)
+
+
+def with_p_values(table: pd.DataFrame, headline_path: Path) -> pd.DataFrame:
+    """`table` with `<metric>_p` columns taken from evaluate's headline (`<predictor>.<metric>_p`)
+    where the rows do not carry them (empty for the reference predictor)."""
+    if not headline_path.exists():
+        raise InputError(f"{headline_path}: not found (run `dvc repro evaluate` first)")
+    try:
+        headline = json.loads(headline_path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise InputError(f"{headline_path}: not JSON ({e})") from None
+    if not isinstance(headline, dict):
+        raise InputError(f"{headline_path}: expected a flat JSON object")
+    table = table.copy()
+    for m in HEADLINE:
+        if f"{m}_p" not in table:
+            table[f"{m}_p"] = [headline.get(f"{name}.{m}_p") for name in table["predictor"]]
+    return table
+
+
+def read_curve(path: Path) -> pd.DataFrame | None:
+    """A DVCLive curve (TSV with a `step` column), or None when it was not written."""
+    return pd.read_csv(path, sep="\t") if path.exists() else None
+
+
+def reference_predictor(table: pd.DataFrame) -> str | None:
+    """The predictor the p-values compare against: the one row whose `<metric>_p` are all empty."""
+    p_cols = [c for c in table.columns if c.endswith("_p")]
+    if not p_cols or "predictor" not in table:
+        return None
+    empty = table[p_cols].isna().all(axis=1)
+    names = table.loc[empty, "predictor"].tolist()
+    return names[0] if len(names) == 1 else None
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _with_ci(value: Any, lo: Any, hi: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _p_value(p: Any) -> str:
+    if p is None or pd.isna(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def headline_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Predictor × headline metric, each cell "value [95% CI low, high]" (– where absent)."""
+    out = pd.DataFrame({"predictor": table["predictor"], "n": table.get("n")})
+    for m in HEADLINE:
+        col = table.get(m, pd.Series([None] * len(table)))
+        lo = table.get(f"{m}_lo", pd.Series([None] * len(table)))
+        hi = table.get(f"{m}_hi", pd.Series([None] * len(table)))
+        out[LABELS[m]] = [_with_ci(v, a, b) for v, a, b in zip(col, lo, hi, strict=True)]
+    return out
+
+
+def p_value_table(table: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """Predictor × headline metric paired p-values against the reference (its own row left out)."""
+    rows = table[table["predictor"] != reference] if reference else table
+    out = pd.DataFrame({"predictor": rows["predictor"]})
+    for m in HEADLINE:
+        col = rows.get(f"{m}_p", pd.Series([None] * len(rows), index=rows.index))
+        out[LABELS[m]] = [_p_value(p) for p in col]
+    return out
+
+
+def language_table(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per language and predictor: n and the headline metrics (languages with the most
+    examples first, then by name and predictor)."""
+    cols = ["language", "predictor", "n", *[m for m in HEADLINE if m in table]]
+    out = table[[c for c in cols if c in table]].copy()
+    size = out.groupby("language")["n"].transform("max") if "n" in out else 0
+    out = out.assign(_size=size).sort_values(["_size", "language", "predictor"],
+                                              ascending=[False, True, True], kind="stable")
+    return out.drop(columns="_size").rename(columns=LABELS).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- charts
+
+
+def _without_revision(node: Any) -> Any:
+    """The spec for one revision: no colour, offset or dash per `rev` and no facet header."""
+    if isinstance(node, list):
+        return [_without_revision(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value.get("field") == "rev":
+            if key in ("color", "yOffset", "strokeDash"):
+                continue
+            if key in ("column", "row"):
+                value = {**value, "header": {"labels": False, "title": None}}
+        out[key] = _without_revision(value)
+    return out
+
+
+def chart_spec(chart: Chart, rows: list[dict[str, Any]], template_dir: Path) -> dict[str, Any]:
+    """The Vega-Lite spec `dvc plots show` would draw for `rows` (DVC's renderer, the repository's
+    template), for one revision."""
+    from dvc_render import VegaRenderer
+
+    datapoints = [{"rev": REVISION, "filename": chart.source.name, "field": chart.y, **row}
+                  for row in rows]
+    renderer = VegaRenderer(
+        datapoints, chart.title, template=chart.template, template_dir=str(template_dir),
+        title=chart.title, x=chart.x, y=chart.y, x_label=chart.x_label, y_label=chart.y_label,
+    )
+    return _without_revision(renderer.get_filled_template())
+
+
+def render_svg(spec: dict[str, Any]) -> str:
+    """SVG of a Vega-Lite spec, drawn offline (vl-convert bundles Vega and its fonts)."""
+    try:
+        import vl_convert
+    except ImportError:
+        raise InputError("the report needs vl-convert-python: pip install -r requirements.txt") from None
+    return _stable_clip_ids(vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE))
+
+
+def _stable_clip_ids(svg: str) -> str:
+    """Vega numbers clip paths with a counter that lives as long as the process: renumber them in
+    order of appearance, so one chart gives the same bytes whatever was drawn before it."""
+    numbers: dict[str, str] = {}
+    return re.sub(r"\bclip(\d+)\b", lambda m: "clip" + numbers.setdefault(m[1], str(len(numbers) + 1)), svg)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts, NaN as None (the templates label it "missing")."""
+    return json.loads(frame.to_json(orient="records"))
+
+
+# ---------------------------------------------------------------- the report
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table (tabulate): 3 decimals, – for a missing value."""
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_markdown(index=False, floatfmt=".3f", missingval="–")
+
+
+def build_report(
+    out_dir: Path = paths.REPORT,
+    *,
+    headline_path: Path = HEADLINE_METRICS,
+    predictors_path: Path = PREDICTORS_TABLE,
+    languages_path: Path = LANGUAGES_TABLE,
+    curves_dir: Path = paths.FINETUNE_CURVES,
+    template_dir: Path = paths.PLOT_TEMPLATES,
+    charts: tuple[Chart, ...] = CHARTS,
+) -> dict[str, Any]:
+    """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
+    exists); return flat counts."""
+    predictors = with_p_values(read_rows(predictors_path, "predictor"), headline_path)
+    languages = read_rows(languages_path, "language")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.svg"):
+        stale.unlink()
+    predictors.to_csv(out_dir / "predictors.csv", index=False, float_format="%.6g", lineterminator="\n")
+    languages.to_csv(out_dir / "languages.csv", index=False, float_format="%.6g", lineterminator="\n")
+
+    sources = {PREDICTORS_TABLE: predictors, LANGUAGES_TABLE: languages}
+    drawn: list[Chart] = []
+    for chart in charts:
+        frame = sources.get(chart.source)
+        if frame is None:  # a curve: read from curves_dir under its own name
+            frame = read_curve(curves_dir / chart.source.name)
+        if frame is None or chart.x not in frame or chart.y not in frame:
+            continue
+        (out_dir / chart.file_name).write_text(render_svg(chart_spec(chart, _records(frame), template_dir)))
+        drawn.append(chart)
+
+    reference = reference_predictor(predictors)
+    parts = [
+        "# nep results",
+        "",
+        "Written by `python -m stages.report` (`dvc repro report`) from metrics/evaluate/. "
+        "Tables: predictors.csv, languages.csv. Interactive charts: `dvc plots show`.",
+        "",
+        "## Predictors",
+        "",
+        "Share of test examples (delta chrF: the refined metric), with the 95% bootstrap "
+        "confidence interval in brackets; – where a metric was not computed.",
+        "",
+        _markdown(headline_table(predictors)),
+        "",
+    ]
+    if reference:
+        parts += [
+            f"Paired p-values against `{reference}` (the reference predictor):",
+            "",
+            _markdown(p_value_table(predictors, reference)),
+            "",
+        ]
+    parts += ["## Languages", "", _markdown(language_table(languages)), "", "## Charts", ""]
+    parts += [f"![{chart.title}]({chart.file_name})\n" for chart in drawn]
+    (out_dir / "README.md").write_text("\n".join(parts).rstrip() + "\n", encoding="utf-8")
+    return {
+        "predictors": int(len(predictors)),
+        "languages": int(languages["language"].nunique()),
+        "charts": len(drawn),
+        "charts_skipped": len(charts) - len(drawn),
+    }

@@ -1,0 +1,107 @@
+"""A response cache any chat backend can wear: answers in SQLite, committed as they arrive.
+
+    from nep.llm.cache import CachedBackend
+    backend = CachedBackend(OpenAIBackend(model="m"))   # nep.llm.client.get_backend does this by default
+
+The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.client.Accounting) and
+`identity(request)` (a JSON-able dict of everything that decides the answer: endpoint, model,
+messages, sampling params; never the API key). The key of an answer is the SHA-256 of that
+identity. Requests already answered are served from the cache (counted as `cache_hits`); identical
+requests in one call are sent once. Only answers are stored, never failures, so a re-run, a
+`dvc repro -f` or a run killed with SIGKILL and started again sends only what is still unanswered.
+The cache lives in `$NEP_CACHE_DIR/llm/` (default `.cache/nep/llm/`), outside every DVC output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from nep.llm.client import ChatRequest, ChatResult
+from nep.util import paths
+
+
+def cache_path() -> Path:
+    return paths.cache_root() / "llm" / "responses.sqlite"
+
+
+class ResponseCache:
+    """Answers by key in SQLite (WAL): each answer is its own committed transaction."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives a killed process (not a power cut), at a fraction of FULL's fsyncs
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+            "tokens_in INTEGER, tokens_out INTEGER, latency_s REAL, created REAL)"
+        )
+
+    def get(self, key: str) -> tuple[str, int, int, float] | None:
+        return self.db.execute(
+            "SELECT text, tokens_in, tokens_out, latency_s FROM responses WHERE key = ?", (key,)
+        ).fetchone()
+
+    def put(self, key: str, result: ChatResult) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+            (key, result.text, result.input_tokens, result.output_tokens, result.latency_s, time.time()),
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class CachedBackend:
+    """`backend` behind the response cache; same interface (`complete_many`, `accounting`)."""
+
+    def __init__(self, backend: Any, path: Path | None = None):
+        self.backend = backend
+        self.path = path
+        self.accounting = backend.accounting
+
+    def key(self, request: ChatRequest) -> str:
+        blob = json.dumps(self.backend.identity(request), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def complete_many(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        """Cache hits first, then the backend's results as they arrive (each stored before it is yielded)."""
+        groups: dict[str, list[ChatRequest]] = {}
+        for request in requests:
+            groups.setdefault(self.key(request), []).append(request)
+        if sum(map(len, groups.values())) != len({r.id for same in groups.values() for r in same}):
+            raise ValueError("request ids must be unique")
+        cache = ResponseCache(self.path or cache_path())
+        try:
+            misses: dict[str, tuple[str, list[ChatRequest]]] = {}
+            for key, same in groups.items():
+                row = cache.get(key)
+                if row is None:
+                    misses[same[0].id] = (key, same)
+                    continue
+                text, tin, tout, latency = row
+                for request in same:
+                    yield self._counted(ChatResult(request.id, text, None, "", tin or 0, tout or 0, latency or 0.0,
+                                                   0, True))
+            sent = [same[0] for _, same in misses.values()]
+            for result in self.backend.complete_many(sent):
+                key, same = misses[result.id]
+                if result.error is None:
+                    cache.put(key, result)
+                yield result
+                for duplicate in same[1:]:  # identical requests share the answer, paid once
+                    yield self._counted(replace(result, id=duplicate.id, attempts=0, cached=result.error is None))
+        finally:
+            cache.close()
+
+    def _counted(self, result: ChatResult) -> ChatResult:
+        self.accounting.add(result)
+        return result

@@ -1,0 +1,319 @@
+"""Chat LLM backends: one interface for label, judge and the `openai` predictor.
+
+Interface (stable; code against this):
+
+    from nep.llm.client import ChatRequest, get_backend
+    backend = get_backend("openai", base_url="http://127.0.0.1:8000/v1", model="m",
+                          api_key_env="OPENAI_API_KEY", concurrency=16)
+    for result in backend.complete_many([ChatRequest(id="a", messages=[{"role": "user", "content": "hi"}])]):
+        result.id, result.text, result.error, result.detail   # text is None iff error is set
+        result.input_tokens, result.output_tokens, result.latency_s, result.attempts, result.cached
+    backend.accounting.metrics(prices)   # flat "llm.*" accounting for metrics/<stage>.json
+    backend.accounting.timing()          # {"llm.wall_time_s": ...} for metrics/timing/ (never metrics/)
+
+- `complete_many` yields one `ChatResult` per request, in completion order (cache hits first), as
+  each answer arrives; at most `concurrency` requests are in flight (a thread pool over the `openai`
+  client). It never raises for a failed request: the result carries `error` (a FAILURE_REASONS
+  key) and `detail`. It raises `LLMUnavailable` (naming the param) when the key is missing or the
+  endpoint cannot be reached at all.
+- Retries are the `openai` client's own (`max_retries = max_attempts - 1`): 408/409/429/5xx,
+  timeouts and connection errors, exponential backoff with jitter, honouring Retry-After.
+- `get_backend` wraps the backend in nep.llm.cache's SQLite response cache (`cache=False` turns it
+  off), so a re-run sends only the requests not yet answered.
+- The API key is read from the environment variable *named* by `api_key_env` when requests are
+  sent (not when every answer is cached); it is never stored. `api_key_env: ""` for servers without auth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from nep.util.registry import Registry
+
+FAILURE_REASONS = {
+    "rate_limited": "HTTP 429 on every attempt",
+    "server_error": "HTTP 5xx on every attempt",
+    "timeout": "no answer within timeout_s on every attempt (or HTTP 408/409)",
+    "connection": "connection dropped on every attempt",
+    "bad_response": "a response that is not a chat completion (e.g. malformed JSON): not retried",
+    "empty_content": "a completion with no text: not retried",
+    "client_error": "HTTP 4xx other than 408/409/429 (bad request, auth, unknown model): not retried",
+}
+
+BACKENDS = Registry("LLM backend", {"openai": "nep.llm.client:OpenAIBackend"})
+
+
+class ParamError(RuntimeError):
+    """A known external failure a stage reports as one line naming its param (`section.param`)."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+
+
+class LLMUnavailable(ParamError):
+    """No request can succeed: the API key is missing or the endpoint cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to make. `max_tokens` overrides the backend's default."""
+
+    id: str
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+
+
+@dataclass
+class ChatResult:
+    id: str
+    text: str | None
+    error: str | None = None  # a FAILURE_REASONS key, None on success
+    detail: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0  # of the answering request (as first measured, for cache hits)
+    attempts: int = 0  # HTTP attempts made in this run (0 for a cache hit)
+    cached: bool = False
+
+
+@dataclass
+class Accounting:
+    """What a backend (and its cache) did, summed over its `complete_many` calls."""
+
+    model: str = ""
+    requests: int = 0  # results yielded, cache hits included
+    cache_hits: int = 0
+    attempts: int = 0  # HTTP attempts, retries included
+    failures: Counter = field(default_factory=Counter)
+    input_tokens: int = 0  # of requests sent in this run (cache hits cost nothing)
+    output_tokens: int = 0
+    wall_time_s: float = 0.0  # with requests in flight
+
+    def add(self, result: ChatResult) -> None:
+        self.requests += 1
+        self.cache_hits += result.cached
+        self.attempts += result.attempts
+        if result.error:
+            self.failures[result.error] += 1
+        if not result.cached:
+            self.input_tokens += result.input_tokens
+            self.output_tokens += result.output_tokens
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failures.values())
+
+    def cost_usd(self, prices: dict[str, dict[str, float]] | None) -> float | None:
+        """Estimated cost from a price table {model: {input: $/Mtok, output: $/Mtok}}."""
+        price = (prices or {}).get(self.model)
+        if price is None:
+            return None
+        return round((self.input_tokens * price["input"] + self.output_tokens * price["output"]) / 1e6, 6)
+
+    def metrics(self, prices: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+        """The same `llm.*` names for every LLM-backed component (no times: see `timing`)."""
+        sent = self.requests - self.cache_hits
+        out: dict[str, Any] = {
+            "llm.requests": self.requests,
+            "llm.cache_hits": self.cache_hits,
+            "llm.retries": max(0, self.attempts - sent),
+            "llm.failed": self.failed,
+            **{f"llm.failed.{k}": v for k, v in sorted(self.failures.items())},
+            "llm.input_tokens": self.input_tokens,
+            "llm.output_tokens": self.output_tokens,
+        }
+        if (cost := self.cost_usd(prices)) is not None:
+            out["llm.cost_usd"] = cost
+        return out
+
+    def timing(self) -> dict[str, float]:
+        return {"llm.wall_time_s": round(self.wall_time_s, 3)}
+
+
+_attempts = threading.local()  # HTTP attempts of the request the current worker thread is sending
+
+
+def _count_attempt(_request: Any) -> None:
+    _attempts.n = getattr(_attempts, "n", 0) + 1
+
+
+@dataclass
+class OpenAIBackend:
+    """Any OpenAI-compatible /v1/chat/completions endpoint (OpenAI, DeepSeek, `vllm serve`...)."""
+
+    model: str
+    base_url: str = "https://api.openai.com/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key
+    concurrency: int = 16
+    timeout_s: float = 60.0
+    max_attempts: int = 6
+    temperature: float | None = 0.0
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    accounting: Accounting = field(default_factory=Accounting, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.max_attempts < 1:
+            raise ValueError("concurrency and max_attempts must be >= 1")
+        self.accounting.model = self.model
+
+    def sampling(self, request: ChatRequest) -> dict[str, Any]:
+        params = {"temperature": self.temperature, "top_p": self.top_p,
+                  "max_tokens": request.max_tokens or self.max_tokens, "seed": self.seed}
+        return {k: v for k, v in params.items() if v is not None}
+
+    def identity(self, request: ChatRequest) -> dict[str, Any]:
+        """Everything that decides the answer (never the key): what the response cache keys on."""
+        return {"base_url": self.base_url.rstrip("/"), "model": self.model, "messages": request.messages,
+                "sampling": self.sampling(request)}
+
+    def api_key(self) -> str:
+        if not self.api_key_env:
+            return "EMPTY"  # servers without auth (a local vllm serve) accept any key
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} is not set: export "
+                                 "the API key there, or set api_key_env to \"\" for a server without authentication")
+        return key
+
+    def client(self, api_key: str) -> Any:
+        import openai
+
+        for name in ("openai", "httpx", "httpx2", "httpcore"):  # no log line per request or retry
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        http_client = getattr(openai, "DefaultHttpx2Client", None) or openai.DefaultHttpxClient  # openai 3 / 1
+        return openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=self.max_attempts - 1,
+                             timeout=self.timeout_s, http_client=http_client(event_hooks={"request": [_count_attempt]}))
+
+    def complete_many(self, requests: Iterable[ChatRequest]) -> Iterator[ChatResult]:
+        """One result per request, as answers arrive; see the module docstring."""
+        requests = list(requests)
+        if not requests:
+            return
+        api_key = self.api_key()
+        client = self.client(api_key)
+        pool = ThreadPoolExecutor(min(self.concurrency, len(requests)), thread_name_prefix="nep-llm")
+        start, before = time.perf_counter(), self.accounting.wall_time_s
+        answered = 0
+        try:
+            futures = [pool.submit(self._send, client, api_key, r) for r in requests]
+            for future in as_completed(futures):
+                result = future.result()
+                if result.error == "unreachable":
+                    if not answered:
+                        raise LLMUnavailable("base_url", f"cannot connect to {self.base_url} ({result.detail}):"
+                                             " start the server or fix base_url")
+                    result.error = "connection"  # it answered before: count it, go on
+                answered += result.error is None
+                self.accounting.add(result)
+                self.accounting.wall_time_s = before + time.perf_counter() - start
+                yield result
+        finally:  # stopped early: queued requests are dropped, those in flight end with the client
+            pool.shutdown(wait=False, cancel_futures=True)
+            client.close()
+
+    def _send(self, client: Any, api_key: str, request: ChatRequest) -> ChatResult:
+        import openai
+
+        _attempts.n = 0
+        t0 = time.perf_counter()
+        error, detail = None, ""
+        try:
+            response = client.chat.completions.create(model=self.model, messages=request.messages,
+                                                      **self.sampling(request))
+            choices = response.choices
+            usage = response.usage
+            tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+            text = choices[0].message.content if choices and choices[0].message else None
+            if text and text.strip():
+                return ChatResult(request.id, text, None, "", *tokens, time.perf_counter() - t0, _attempts.n)
+            error, detail = "empty_content", "the completion has no text"
+        except openai.APITimeoutError:
+            error, detail = "timeout", f"no answer within {self.timeout_s}s"
+        except openai.APIStatusError as e:
+            status = e.status_code
+            error = ("rate_limited" if status == 429 else "server_error" if status >= 500
+                     else "timeout" if status in (408, 409) else "client_error")
+            detail = f"HTTP {status}: {e.message}"
+        except openai.APIConnectionError as e:
+            cause = e.__cause__
+            # refused / unknown host on every attempt: nothing will work (unlike a dropped connection)
+            error = "unreachable" if type(cause).__name__ == "ConnectError" else "connection"
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
+        except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError) as e:
+            error, detail = "bad_response", f"{type(e).__name__}: {e}"
+        if _attempts.n > 1:
+            detail = f"after {_attempts.n} attempts: {detail}"
+        # a server echoing the key must not put it in a file; then keep details short
+        detail = (detail.replace(api_key, "***") if api_key else detail)[:300]
+        return ChatResult(request.id, None, error, detail, latency_s=time.perf_counter() - t0,
+                          attempts=_attempts.n)
+
+
+def get_backend(name: str, *, cache: bool = True, **config: Any) -> Any:
+    """The backend registered under `name`, built with `config` (unknown keys raise TypeError) and,
+    unless `cache` is false, wrapped in the response cache (nep.llm.cache.CachedBackend)."""
+    cls = BACKENDS.get(name)
+    try:
+        backend = cls(**config)
+    except TypeError as e:
+        raise TypeError(f"LLM backend '{name}': {e}") from e
+    if not cache:
+        return backend
+    from nep.llm.cache import CachedBackend
+
+    return CachedBackend(backend)
+
+
+def backend_config(params: dict[str, Any], name: str = "openai") -> dict[str, Any]:
+    """The keys of a stage's params section that `get_backend(name, ...)` takes."""
+    names = {f.name for f in fields(BACKENDS.get(name)) if f.init} | {"cache"}
+    return {k: v for k, v in params.items() if k in names}
+
+
+def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest]) -> Iterator[ChatResult]:
+    """Re-order streamed results to the order of `requests` (ids must be unique), yielding each as
+    soon as all before it have arrived, so a stage's output is deterministic."""
+    position = {r.id: i for i, r in enumerate(requests)}
+    if len(position) != len(requests):
+        raise ValueError("request ids must be unique")
+    waiting: dict[int, ChatResult] = {}
+    nxt = 0
+    for result in results:
+        waiting[position[result.id]] = result
+        while nxt in waiting:
+            yield waiting.pop(nxt)
+            nxt += 1
+
+
+_FENCE = re.compile(r"```[\w+-]*")
+_ANSWER_IS = re.compile(r"\banswer\b\s*(?:is\s*)?[:=-]?\s*\W*\b(yes|no)\b")
+
+
+def parse_yes_no(text: str | None) -> bool | None:
+    """True/False for a yes/no answer, tolerant of case, punctuation, markdown, code fences and a
+    sentence around it; None when there is no answer or it is ambiguous (both words, none first)."""
+    if not text:
+        return None
+    t = _FENCE.sub(" ", text).lower()
+    if answers := _ANSWER_IS.findall(t):
+        return answers[-1] == "yes"
+    words = re.findall(r"[a-z]+", t)
+    if not words:
+        return None
+    if words[0] in ("yes", "no"):
+        return words[0] == "yes"
+    found = {w for w in words if w in ("yes", "no")}
+    return found.pop() == "yes" if len(found) == 1 else None

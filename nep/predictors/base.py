@@ -1,0 +1,251 @@
+"""Next-edit predictors: one interface, a registry of kinds, and the check of a params entry.
+
+A predictor is handed the whole test set (and the indices still to do) and streams its answers
+back in groups; nep.predictors.runner saves each group as it arrives, so a killed run loses at most the
+group in flight. Each kind batches the way its backend wants. Kinds (`generate.predictors.<name>.kind`;
+options are the dataclass fields of each class):
+
+- ``identity``: the current version unchanged (a floor).
+- ``propagate``: repeats the most recent edit at the next place it applies (nep.predictors.propagate).
+- ``finetuned`` / ``hf``: transformers, greedy, `batch_size` prompts of similar length at a time
+  (nep.predictors.hf).
+- ``vllm``: the offline vLLM engine, every remaining prompt at once (nep.predictors.vllm).
+- ``openai``: an OpenAI-compatible endpoint, `concurrency` requests in flight (nep.predictors.openai).
+- ``file``: generations made elsewhere, read from a JSONL file and matched to the test set
+  (nep.predictors.file).
+
+Classes load lazily through nep.util.registry: importing this module, or checking an entry with
+`check_predictor`, imports no heavy library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from nep.core.extract import Style
+from nep.core.prompts import parse_prompt
+from nep.predictors.propagate import propagate
+from nep.util.registry import Registry
+
+KINDS: dict[str, str] = {
+    "finetuned": "nep.predictors.hf:FinetunedPredictor",
+    "hf": "nep.predictors.hf:HFPredictor",
+    "vllm": "nep.predictors.vllm:VLLMPredictor",
+    "openai": "nep.predictors.openai:OpenAIPredictor",
+    "file": "nep.predictors.file:FilePredictor",
+    "identity": "nep.predictors.base:IdentityPredictor",
+    "propagate": "nep.predictors.base:PropagatePredictor",
+}
+# Keys of a predictor's params entry that are not options of its class.
+RESERVED_KEYS = ("kind", "needs")
+
+SYSTEM_INSTRUCTION = """\
+You predict a programmer's next code edit. You are given a source file as it originally was, \
+the edits the programmer has made to it so far (a unified diff from the original to the current \
+version), and the file as it is now. Work out what the programmer is doing and make the one next \
+edit that continues it: typically the same kind of change at the next place it is needed, or the \
+step that naturally follows. Leave everything else exactly as it is.
+
+Answer with the complete file after that edit, every line of it, between <next_version> and \
+</next_version> tags. Put nothing else between the tags: no explanations, no line numbers, no code \
+fence. Anything outside the tags is ignored."""
+
+
+class PredictorError(RuntimeError):
+    """A known external failure (missing package, model, file or key): one line naming the param
+    and what to do. Stages print it without a traceback."""
+
+
+def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> list[dict[str, str]]:
+    """The chat prompt for instruct models: our system instruction, then the example's original
+    version, edit history and current version (taken from its training prompt)."""
+    sections = parse_prompt(example["prompt"])
+    path = example.get("path") or example.get("new_file") or "(unnamed file)"
+    user = (
+        f"File: {path}\n\n"
+        f"<original_code>\n{sections['original']}</original_code>\n\n"
+        f"<edits_diff>\n{sections['diff']}</edits_diff>\n\n"
+        f"<current_version>\n{sections['current']}</current_version>\n\n"
+        "Write the complete next version of the file inside <next_version> tags."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+@dataclass
+class Prediction:
+    """A predictor's answer for one example. `skipped` names why there is no model answer
+    (prompt_too_long, backend_error.<reason>, missing); `raw_output` is then "". `style`
+    overrides the predictor's output style for this answer; `tags` are deterministic facts for
+    the metrics (e.g. {"propagate_rule": "insert"}); `latency_s` is measured and goes only to the
+    timing report."""
+
+    raw_output: str
+    output_tokens: int = 0
+    skipped: str | None = None
+    style: Style | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `generate:` params every predictor sees."""
+
+    max_new_tokens: int
+    batch_size: int = 8
+    threads: int = 0  # CPU threads for torch (0: nep.util.device.auto_threads())
+
+
+Group = list[tuple[int, Prediction]]  # (index into the test set, its prediction)
+
+
+class Predictor:
+    """Base class. `predict` yields groups of (test-set index, Prediction) for the indices in
+    `todo`, in any order, each index exactly once; `style` says how nep.core.extract reads raw outputs.
+    `report` adds deterministic metrics, `timing` measured ones."""
+
+    kind: ClassVar[str]
+    style: Style = "completion"
+    required: ClassVar[tuple[str, ...]] = ()  # options that must be given (non-empty)
+    name: str = ""  # the params entry, set by build_predictor; named in errors
+
+    def predict(self, examples: Sequence[dict[str, Any]], todo: Sequence[int], settings: Settings) -> Iterator[Group]:
+        raise NotImplementedError
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def timing(self) -> dict[str, Any]:
+        return {}
+
+    def param(self, key: str) -> str:
+        return f"generate.predictors.{self.name or '<name>'}.{key}"
+
+    @classmethod
+    def options(cls) -> dict[str, Any]:
+        """Option name → type hint, for the check of a params entry."""
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init} if dataclasses.is_dataclass(cls) else {}
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> tuple[str, str] | None:
+        """(option, problem) for a combination of options this kind rejects, else None."""
+        for key in cls.required:
+            if not options.get(key):
+                return key, f"required for kind {cls.kind!r}"
+        return None
+
+
+def by_length(examples: Sequence[dict[str, Any]], todo: Sequence[int], batch_size: int) -> Iterator[list[int]]:
+    """`todo` sorted by prompt length (ties by index) in groups of `batch_size`, so a batch needs
+    little padding."""
+    if batch_size < 1:
+        raise ValueError(f"generate.batch_size must be ≥ 1, got {batch_size}")
+    order = sorted(todo, key=lambda i: (len(examples[i]["prompt"]), i))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-learned baselines
+
+
+class OneByOne(Predictor):
+    """A cheap predictor answering each example on its own (`predict_one`), in groups of
+    `batch_size` so progress is saved as it goes."""
+
+    def predict_one(self, example: dict[str, Any]) -> Prediction:
+        raise NotImplementedError
+
+    def predict(self, examples, todo, settings):
+        for idx in by_length(examples, todo, settings.batch_size):
+            yield [(i, self.predict_one(examples[i])) for i in idx]
+
+
+@dataclass
+class IdentityPredictor(OneByOne):
+    kind: ClassVar[str] = "identity"
+    style: ClassVar[Style] = "direct"
+
+    def predict_one(self, example):
+        return Prediction(parse_prompt(example["prompt"])["current"])
+
+
+@dataclass
+class PropagatePredictor(OneByOne):
+    kind: ClassVar[str] = "propagate"
+    style: ClassVar[Style] = "direct"
+
+    def predict_one(self, example):
+        sections = parse_prompt(example["prompt"])
+        result = propagate(sections["original"], sections["current"])
+        return Prediction(result.text, tags={"propagate_rule": result.rule})
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry and the check of a params entry
+
+
+def registry(name: str = "<name>") -> Registry:
+    return Registry(f"generate.predictors.{name}.kind", KINDS)
+
+
+def _type_name(hint: Any) -> str:
+    name = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    return name.replace("None", "null")
+
+
+def check_predictor(name: str, entry: dict[str, Any]) -> None:
+    """ValueError with one line naming `generate.predictors.<name>.<key>` when the params entry has
+    no or an unknown kind (with a did-you-mean), no `needs` path (dvc.yaml's deps use it), an
+    unknown option, a value of the wrong type, or a missing required option. Imports no heavy
+    library."""
+    _check(name, entry)
+    if not entry.get("needs"):
+        raise ValueError(f"generate.predictors.{name}.needs: missing (the one path this predictor depends on: "
+                         "its model directory or file, else data/split/test.jsonl)")
+
+
+def _check(name: str, entry: dict[str, Any]) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    where = f"generate.predictors.{name}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: expected a mapping with a `kind`, got {entry!r}")
+    kinds = registry(name)
+    if "kind" not in entry:
+        raise ValueError(f"{where}.kind: missing (choose one of {', '.join(kinds.names())})")
+    kinds.check(entry["kind"])
+    cls = kinds.get(entry["kind"])
+    known = cls.options()
+    if "needs" in entry and not isinstance(entry["needs"], str):
+        raise ValueError(f"{where}.needs: expected a path (str), got {entry['needs']!r}")
+    options = {k: v for k, v in entry.items() if k not in RESERVED_KEYS}
+    for key, value in options.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ValueError(f"{where}.{key}: unknown option for kind {entry['kind']!r} (known: {allowed}){hint}")
+        try:
+            TypeAdapter(known[key]).validate_python(value, strict=True)
+        except ValidationError:
+            raise ValueError(f"{where}.{key}: expected {_type_name(known[key])}, got {value!r}") from None
+    problem = cls.check_options(options)
+    if problem:
+        raise ValueError(f"{where}.{problem[0]}: {problem[1]}")
+
+
+def build_predictor(name: str, entry: dict[str, Any]) -> Predictor:
+    """The predictor `generate.predictors.<name>` describes (checked first, `needs` aside). Nothing
+    is loaded until it predicts."""
+    _check(name, entry)
+    cls = registry(name).get(entry["kind"])
+    predictor = cls(**{k: v for k, v in entry.items() if k not in RESERVED_KEYS})
+    predictor.name = name
+    return predictor

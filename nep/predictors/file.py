@@ -1,0 +1,170 @@
+"""The `file` predictor: generations made elsewhere (the paper's scripts, an inference server's
+log, a colleague's run), read from a JSONL file and matched to the test set.
+
+    generate.predictors.theirs: {kind: file, path: runs/theirs.jsonl, needs: runs/theirs.jsonl}
+
+A row carries its prediction in `output` (or `model_output`). It is matched to a test example by
+the first of these keys that the row has and that finds an example, never by its position:
+
+1. `id` equal to the example's `id`;
+2. `commit` plus a file name (`new_file`, `old_file` or `path`) equal to the example's `commit`
+   plus its `new_file`, `path` or `old_file`;
+3. `ground_truth` equal to the example's next version, when exactly one example has it.
+
+A key that finds several examples is narrowed by the later keys; still several → the row is
+`ambiguous`, unless those examples are identical (same prompt and next version: the benchmark
+keeps exact duplicates), which are then filled in turn. A row that finds none is `unmatched`; a
+second row for an already matched example is a `duplicate` (the first one counts). Rows without
+a string output, or not JSON, are `bad_rows.<why>`. Test examples no row matched get an empty,
+unextracted record with reason `missing` (every metric scores them as misses). The output is
+the next version as is, unless it holds training markers or `<next_version>` tags, which are
+then extracted as a model's output would be.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nep.core.extract import OPEN_TAG, Style
+from nep.core.prompts import MARKERS
+from nep.predictors.base import Prediction, Predictor, PredictorError
+from nep.util.jsonl import InputError, flat_counts, read_jsonl
+
+FILE_KEYS = ("new_file", "path", "old_file")
+
+
+def output_style(text: str) -> Style:
+    if any(m in text for m in MARKERS):
+        return "completion"
+    if OPEN_TAG in text:
+        return "chat"
+    return "direct"
+
+
+@dataclass
+class Matcher:
+    """Indexes of the test set by each matching key."""
+
+    examples: Sequence[dict[str, Any]]
+    by_id: dict[str, list[int]] = field(default_factory=dict)
+    by_file: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    by_truth: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for i, ex in enumerate(self.examples):
+            self.by_id.setdefault(str(ex["id"]), []).append(i)
+            commit = ex.get("commit")
+            if isinstance(commit, str) and commit:
+                for name in {ex.get(k) for k in FILE_KEYS}:
+                    if isinstance(name, str) and name:
+                        self.by_file.setdefault((commit, name), []).append(i)
+            self.by_truth.setdefault(ex["next"], []).append(i)
+
+    def keys(self, row: dict[str, Any]) -> list[tuple[str, list[int]]]:
+        """(rule, examples it finds) for each key the row has, in rule order."""
+        found = []
+        if row.get("id") is not None:
+            found.append(("id", self.by_id.get(str(row["id"]), [])))
+        commit = row.get("commit")
+        names = [row[k] for k in ("new_file", "old_file", "path") if isinstance(row.get(k), str) and row[k]]
+        if isinstance(commit, str) and commit and names:
+            hits = {i for name in names for i in self.by_file.get((commit, name), [])}
+            found.append(("commit_file", sorted(hits)))
+        if isinstance(row.get("ground_truth"), str):
+            found.append(("ground_truth", self.by_truth.get(row["ground_truth"], [])))
+        return found
+
+    def candidates(self, row: dict[str, Any]) -> tuple[str | None, list[int]]:
+        """(the rule that decided, the examples the row may belong to)."""
+        rule, chosen = None, None
+        for name, hits in self.keys(row):
+            if not hits:
+                continue
+            if chosen is None:
+                rule, chosen = name, hits
+            else:
+                narrowed = [i for i in chosen if i in hits]
+                if narrowed:
+                    chosen = narrowed
+            if len(chosen) == 1:
+                break
+        return rule, chosen or []
+
+    def interchangeable(self, indices: list[int]) -> bool:
+        first = self.examples[indices[0]]
+        return all((self.examples[i]["prompt"], self.examples[i]["next"]) == (first["prompt"], first["next"])
+                   for i in indices)
+
+
+@dataclass
+class FilePredictor(Predictor):
+    """`path`: a JSONL file of generations (see the module docstring for how rows are matched)."""
+
+    kind: ClassVar[str] = "file"
+    style: ClassVar[Style] = "direct"
+    required: ClassVar[tuple[str, ...]] = ("path",)
+    path: str = ""
+
+    def __post_init__(self):
+        self.counts: dict[str, int] = {}
+
+    def match(self, examples: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+        """Test-set index → its row; counts every row's fate in `self.counts`."""
+        if not Path(self.path).is_file():
+            raise PredictorError(f"{self.param('path')}: {self.path}: file not found")
+        matcher = Matcher(examples)
+        bad: Counter = Counter()
+        counts: Counter = Counter()
+        assigned: dict[int, dict[str, Any]] = {}
+        try:
+            rows = list(read_jsonl(self.path, drops=bad))
+        except (InputError, UnicodeDecodeError) as e:
+            raise PredictorError(f"{self.param('path')}: {e}") from e
+        for row in rows:
+            counts["rows"] += 1
+            output = row.get("output", row.get("model_output"))
+            if not isinstance(output, str):
+                bad["no_output"] += 1
+                continue
+            rule, candidates = matcher.candidates(row)
+            if not candidates:
+                counts["unmatched"] += 1
+                continue
+            if len(candidates) > 1 and not matcher.interchangeable(candidates):
+                counts["ambiguous"] += 1
+                continue
+            free = [i for i in candidates if i not in assigned]
+            if not free:
+                counts["duplicate"] += 1
+                continue
+            assigned[free[0]] = {**row, "output": output}
+            counts["matched"] += 1
+            counts[f"matched_by.{rule}"] += 1
+        self.counts = {
+            "rows": counts["rows"] + bad["malformed_json"] + bad["not_an_object"],  # read_jsonl's drops
+            **{k: counts[k] for k in ("matched", "unmatched", "ambiguous", "duplicate")},
+            "missing": len(examples) - len(assigned),
+            **{k: v for k, v in counts.items() if k.startswith("matched_by.")},
+            **flat_counts("bad_rows", bad),
+        }
+        return assigned
+
+    def predict(self, examples, todo, settings):
+        assigned = self.match(examples)
+        group = []
+        for i in todo:
+            row = assigned.get(i)
+            if row is None:
+                group.append((i, Prediction("", skipped="missing")))
+            else:
+                tokens = row.get("output_tokens")
+                tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
+                group.append((i, Prediction(row["output"], tokens, style=output_style(row["output"]))))
+        yield group
+
+    def report(self):
+        return {f"file.{k}": int(v) for k, v in sorted(self.counts.items())}

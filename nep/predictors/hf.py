@@ -1,0 +1,234 @@
+"""Predictors through transformers: `hf` (any causal LM) and `finetuned` (the finetune stage's
+adapter). Greedy, `generate.batch_size` prompts of similar length at a time, left padding.
+
+Device and dtype come from nep.util.device ("auto": cuda, else cpu; bf16 → fp16 on an older GPU →
+fp32 on the CPU); on the CPU, torch's threads follow `generate.threads` (nep.util.device.configure_threads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from nep.core.extract import Style
+from nep.predictors.base import (
+    SYSTEM_INSTRUCTION,
+    Prediction,
+    Predictor,
+    PredictorError,
+    by_length,
+    chat_messages,
+)
+
+log = logging.getLogger(__name__)
+
+# transformers fills every generation option left unset from the model's generation_config.json
+# (an instruct model's may hold do_sample, repetition_penalty...): set them all to plain argmax.
+PURE_GREEDY: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "typical_p": 1.0,
+    "min_p": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+}
+
+
+class TransformersGenerator:
+    """Batched greedy generation with a transformers causal LM: left padding, an attention mask,
+    stop at any EOS id, padding after EOS dropped. Prompts longer than the model's context are
+    skipped (reason ``prompt_too_long``); `max_new_tokens` shrinks so a batch fits the context."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_ids = sorted(eos_ids)
+        self.context = getattr(model.config, "max_position_embeddings", None)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def generate(
+        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True
+    ) -> list[Prediction]:
+        import torch
+        from transformers import GenerationConfig
+
+        encoded = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        results: list[Prediction | None] = [None] * len(prompts)
+        todo = []
+        for i, ids in enumerate(encoded):
+            if self.context is not None and len(ids) >= self.context:
+                results[i] = Prediction("", skipped="prompt_too_long")
+            else:
+                todo.append(i)
+        if todo:
+            longest = max(len(encoded[i]) for i in todo)
+            budget = max_new_tokens if self.context is None else min(max_new_tokens, self.context - longest)
+            batch = self.tokenizer.pad(
+                {"input_ids": [encoded[i] for i in todo]}, padding=True, return_tensors="pt"
+            ).to(self.device)
+            config = GenerationConfig(
+                max_new_tokens=budget,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.eos_ids,
+                **PURE_GREEDY,
+            )
+            start = time.perf_counter()
+            with torch.inference_mode():
+                generated = self.model.generate(**batch, generation_config=config)
+            elapsed = time.perf_counter() - start
+            new_tokens = generated[:, batch["input_ids"].shape[1] :].tolist()
+            for i, tokens in zip(todo, new_tokens, strict=True):
+                kept = []
+                for t in tokens:
+                    if t in self.eos_ids:
+                        break
+                    kept.append(t)
+                text = self.tokenizer.decode(kept, skip_special_tokens=False)
+                results[i] = Prediction(text, len(kept), latency_s=elapsed)
+        return [r for r in results if r is not None]
+
+
+def missing_model(param: str, model: str, error: Exception) -> PredictorError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return PredictorError(
+        f"{param}: cannot load {model!r}: not a local model directory, and not found on (or not "
+        f"reachable from) the Hugging Face hub ({first[:200]}); fix the id or path, or log in "
+        "with `hf auth login` for a gated model"
+    )
+
+
+@dataclass
+class HFPredictor(Predictor):
+    """Any causal LM through transformers. `model`: hub id or local path. `chat`: true for an
+    instruct model (chat template + SYSTEM_INSTRUCTION), false for a base model (training
+    prompt), null to decide by whether the tokenizer has a chat template."""
+
+    kind: ClassVar[str] = "hf"
+    required: ClassVar[tuple[str, ...]] = ("model",)
+    model: str = ""
+    chat: bool | None = None
+    system: str = SYSTEM_INSTRUCTION
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError(f"kind {self.kind!r} needs `model` (a hub id or local path)")
+        self._generator: TransformersGenerator | None = None
+        self.threads = 0
+
+    def resolved_device(self) -> str:
+        from nep.util.device import configure_threads, resolve_device
+
+        device = resolve_device(self.device)
+        if device == "cpu":
+            configure_threads(self.threads)
+        return device
+
+    def load(self):
+        from nep.train.model import load_base_hf
+        from nep.util.device import resolve_dtype
+
+        device = self.resolved_device()
+        try:
+            lm, tokenizer = load_base_hf(
+                self.model, device=device, dtype=resolve_dtype(self.dtype, device),
+                trust_remote_code=self.trust_remote_code,
+            )
+        except OSError as e:  # transformers: not a directory, unknown repo, hub unreachable
+            raise missing_model(self.param("model"), self.model, e) from e
+        return lm.to(device), tokenizer
+
+    @property
+    def generator(self) -> TransformersGenerator:
+        if self._generator is None:
+            self._generator = TransformersGenerator(*self.load())
+            if self.chat is None:
+                self.chat = bool(getattr(self._generator.tokenizer, "chat_template", None))
+            log.info("%s: %s prompts", self.kind, "chat" if self.chat else "training")
+        return self._generator
+
+    @property
+    def style(self) -> Style:  # type: ignore[override]
+        _ = self.generator  # resolves chat=None
+        return "chat" if self.chat else "completion"
+
+    def render(self, example: dict[str, Any]) -> str:
+        if not self.chat:
+            return example["prompt"]
+        return self.generator.tokenizer.apply_chat_template(
+            chat_messages(example, self.system), tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, examples: list[dict[str, Any]], max_new_tokens: int) -> list[Prediction]:
+        """One batch, in order."""
+        gen = self.generator
+        prompts = [self.render(ex) for ex in examples]
+        # A rendered chat template already holds its special tokens (BOS etc.).
+        return gen.generate(prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat)
+
+    def predict(self, examples, todo, settings):
+        self.threads = settings.threads
+        for idx in by_length(examples, todo, settings.batch_size):
+            predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens)
+            n = len(idx)
+            for p in predictions:
+                p.latency_s /= n  # the batch's wall time, shared by its examples
+            yield list(zip(idx, predictions, strict=True))
+
+
+@dataclass
+class FinetunedPredictor(HFPredictor):
+    """The finetune stage's adapter (`model`: its output directory) on its base model, loaded
+    with nep.train.sft.load_finetuned, given the training prompt."""
+
+    kind: ClassVar[str] = "finetuned"
+    required: ClassVar[tuple[str, ...]] = ()
+    model: str = "models/finetune"
+    chat: bool | None = False
+
+    @classmethod
+    def check_options(cls, options):
+        if options.get("chat"):
+            return "chat", "must be false: kind 'finetuned' uses the training prompt"
+        return super().check_options(options)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.chat:
+            raise ValueError("kind 'finetuned' uses the training prompt; `chat` must be false")
+
+    def load(self):
+        from nep.train.model import load_finetuned
+        from nep.util.device import resolve_dtype
+
+        if not Path(self.model).exists():
+            raise PredictorError(f"{self.param('model')}: {self.model}: no fine-tuned model (run the finetune stage first)")
+        device = self.resolved_device()
+        dtype = resolve_dtype(self.dtype, device)
+        try:
+            return load_finetuned(self.model, device=device, dtype=dtype)
+        except OSError as e:  # the base model named in its metadata is missing
+            raise missing_model(self.param("model"), self.model, e) from e

@@ -1,0 +1,95 @@
+"""The `openai` predictor: any OpenAI-compatible chat endpoint (API models, `vllm serve`) through
+nep.llm.client's `openai` backend, with the chat prompt of instruct models.
+
+One backend serves the whole run: every remaining example becomes one request of a single
+`complete_many` call, which keeps `concurrency` requests in flight and streams answers back as
+they arrive (each saved at once by nep.predictors.runner). Answers are cached like every LLM call, so a
+re-run sends only what is missing. A request that fails after the backend's retries is recorded
+unextracted (reason ``backend_error.<reason>``). Accounting (`llm.requests`, `llm.cache_hits`,
+`llm.failed`, tokens, `llm.cost_usd` with `prices`) is the backend's, as for label and judge.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nep.core.extract import Style
+from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorError, chat_messages
+
+# Options passed to the backend when given; left unset, the backend's own defaults apply.
+BACKEND_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_attempts", "cache")
+
+
+@dataclass
+class OpenAIPredictor(Predictor):
+    """`model`: the endpoint's model name. `api_key_env` names the environment variable holding
+    the key (the key itself never goes in params; "" for a server without auth). `prices`:
+    {model: {input: $/Mtok, output: $/Mtok}} for `llm.cost_usd`."""
+
+    kind: ClassVar[str] = "openai"
+    style: ClassVar[Style] = "chat"
+    required: ClassVar[tuple[str, ...]] = ("model",)
+    model: str = ""
+    system: str = SYSTEM_INSTRUCTION
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int | None = None
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    cache: bool | None = None
+    prices: dict[str, dict[str, float]] | None = None
+
+    @classmethod
+    def check_options(cls, options):
+        for key in ("concurrency", "max_attempts"):
+            if options.get(key) is not None and options[key] < 1:
+                return key, f"must be ≥ 1, got {options[key]}"
+        if options.get("timeout_s") is not None and options["timeout_s"] <= 0:
+            return "timeout_s", f"must be > 0, got {options['timeout_s']}"
+        return super().check_options(options)
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("kind 'openai' needs `model` (the endpoint's model name)")
+        self._backend: Any = None
+
+    def backend(self):
+        if self._backend is None:
+            from nep.llm.client import get_backend
+
+            given = {k: getattr(self, k) for k in BACKEND_OPTIONS if getattr(self, k) is not None}
+            self._backend = get_backend("openai", model=self.model, temperature=0.0, **given)
+        return self._backend
+
+    def predict(self, examples, todo, settings):
+        if not todo:
+            return
+        from nep.llm.client import ChatRequest
+
+        if importlib.util.find_spec("openai") is None:
+            raise PredictorError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
+                                 "pip install -r requirements.txt")
+        requests = [
+            ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens)
+            for i in todo
+        ]
+        from nep.llm.client import ParamError
+
+        try:
+            for r in self.backend().complete_many(requests):
+                if r.error is not None:
+                    prediction = Prediction("", skipped=f"backend_error.{r.error}", latency_s=r.latency_s)
+                else:
+                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
+                yield [(int(r.id), prediction)]
+        except ParamError as e:  # no key, endpoint unreachable: one line naming our param
+            raise PredictorError(f"{self.param(e.param)}: {e}") from e
+
+    def report(self):
+        # built (no request sent) even when every answer was resumed, so the keys are always there
+        return self.backend().accounting.metrics(self.prices)
+
+    def timing(self):
+        return self.backend().accounting.timing()

@@ -1,0 +1,247 @@
+"""Run one predictor over the test set, resumably: the library behind `stages/generate.py`.
+
+The predictor gets the whole test set and streams answers back in groups (nep.predictors.base); each
+group is appended to a checkpoint as it arrives, so a run killed at any point (even `kill -9`)
+loses at most the group in flight, and a rerun predicts only what is missing. The checkpoint
+lives outside the stage's outputs (which `dvc repro` deletes before running a stage), under
+`$NEP_CACHE_DIR/generate/` (default `.cache/nep/generate/`), keyed by the predictor's entry, any
+local file or directory it names (sizes and times), `max_new_tokens` and the test set's bytes:
+change any of them and the run starts afresh. When every example is answered, the records are
+written at once, in test-set order, and the checkpoint is removed.
+
+Records and `metrics/generate/<p>.json` hold only values that the same inputs reproduce; measured
+times (wall time, latency, tokens per second) go to `metrics/timing/generate/<p>.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from nep.core.extract import extract_next_version
+from nep.predictors.base import Prediction, Settings, build_predictor
+from nep.util import paths
+from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FIELDS = ("id", "prompt", "next")
+# Fields of a test example copied into its record when present (for joins and re-imports).
+CARRIED_FIELDS = ("commit", "path", "new_file", "old_file")
+SMALL_FILE = 64 << 20  # files up to this size are fingerprinted by content, larger ones by size and time
+# Entry keys that cannot change an answer: a killed run resumes after they are changed.
+NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size"})
+
+
+def load_examples(path: str | Path) -> list[dict[str, Any]]:
+    examples = []
+    for n, ex in enumerate(read_jsonl(path), 1):
+        missing = [f for f in REQUIRED_FIELDS if not isinstance(ex.get(f), str)]
+        if missing:
+            raise InputError(f"{path}: record {n} (id {ex.get('id')!r}) lacks string field(s) {', '.join(missing)}")
+        examples.append(ex)
+    return examples
+
+
+def fingerprint(path: Path) -> Any:
+    """A cheap identity of a local file or directory: content hash of small files, (size, mtime)
+    of large ones. A changed model directory therefore never resumes an old checkpoint."""
+    if path.is_file():
+        stat = path.stat()
+        if stat.st_size <= SMALL_FILE:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        return [stat.st_size, stat.st_mtime_ns]
+    return sorted(
+        [str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns] for f in path.rglob("*") if f.is_file()
+    )
+
+
+def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes) -> str:
+    # every local path the entry names, `needs` included (a finetuned entry may name its model there only)
+    local = {v: fingerprint(Path(v)) for k, v in entry.items()
+             if (k == "needs" or k not in NOT_IN_KEY) and isinstance(v, str) and v and Path(v).exists()}
+    blob = json.dumps(
+        {"entry": {k: v for k, v in entry.items() if k not in NOT_IN_KEY}, "local": local,
+         "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest()},
+        sort_keys=True, ensure_ascii=False, default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def checkpoint_dir() -> Path:
+    return paths.cache_root() / "generate"
+
+
+class Checkpoint:
+    """Answers so far, one JSON line each after a header line naming the key. A line cut short
+    by a kill is dropped on load; answers for another test set are refused."""
+
+    def __init__(self, path: Path, key: str, examples: Sequence[dict[str, Any]]):
+        self.path, self.key, self.examples = path, key, examples
+        self._file = None
+
+    def load(self) -> dict[int, dict[str, Any]]:
+        """The saved answers by test-set index; rewrites the file without any torn line."""
+        done: dict[int, dict[str, Any]] = {}
+        if self.path.exists():
+            with self.path.open(encoding="utf-8") as f:
+                lines = f.read().split("\n")
+            try:
+                header_ok = json.loads(lines[0]).get("key") == self.key
+            except (json.JSONDecodeError, AttributeError):
+                header_ok = False
+            for line in lines[1:] if header_ok else []:
+                try:
+                    entry = json.loads(line)
+                    i = entry["i"]
+                    if self.examples[i]["id"] == entry["id"]:
+                        done[i] = entry
+                except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+                    continue  # the line a kill cut short
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            f.write(json.dumps({"key": self.key, "examples": len(self.examples)}) + "\n")
+            for i in sorted(done):
+                f.write(json.dumps(done[i], ensure_ascii=False) + "\n")
+        os.replace(tmp, self.path)
+        return done
+
+    def append(self, entries: list[dict[str, Any]]) -> None:
+        if self._file is None:
+            self._file = self.path.open("a", encoding="utf-8")
+        self._file.write("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in entries))
+        self._file.flush()  # in the OS's hands: survives the process being killed
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The generation record of one example from its saved answer."""
+    if answer["skipped"]:
+        output, extracted, how = "", False, answer["skipped"]
+    else:
+        extraction = extract_next_version(answer["raw_output"], answer["style"])
+        output, extracted, how = extraction.text or "", extraction.ok, extraction.method
+    record = {
+        "id": example["id"],
+        "prompt": example["prompt"],
+        "output": output,
+        "ground_truth": example["next"],
+        "language": example.get("language", ""),
+        "output_tokens": answer["output_tokens"],
+        "raw_output": answer["raw_output"],
+        "extracted": extracted,
+        "extraction": how,
+    }
+    record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})
+    return record
+
+
+def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deterministic metrics: counts, tokens, extraction reasons, the predictors' tags."""
+    n = len(records)
+    extracted = sum(r["extracted"] for r in records)
+    tags: Counter = Counter()
+    for a in answers:
+        tags.update(f"{k}.{v}" for k, v in a["tags"].items())
+    return {
+        "examples": n,
+        "extracted": extracted,
+        "unextracted": n - extracted,
+        "extracted_rate": extracted / n if n else 0.0,
+        "output_tokens": sum(r["output_tokens"] for r in records),
+        **flat_counts("extraction", Counter(r["extraction"] for r in records)),
+        **{k: v for k, v in sorted(tags.items())},
+    }
+
+
+def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> dict[str, Any]:
+    return {"i": i, "id": example["id"], "raw_output": p.raw_output, "output_tokens": p.output_tokens,
+            "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6)}
+
+
+def generate(
+    name: str,
+    entry: dict[str, Any],
+    settings: Settings,
+    *,
+    test_path: str | Path = paths.TEST,
+    out_path: str | Path | None = None,
+    metrics_path: str | Path | None = None,
+    timing_path: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run predictor `name` (its params entry `entry`) over the test set, resuming a killed run;
+    write its records, metrics and timing; return the metrics."""
+    for noisy in ("httpx", "openai"):  # one INFO line per HTTP request otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    predictor = build_predictor(name, entry)
+    test_path = Path(test_path)
+    if not test_path.is_file():
+        raise InputError(f"{test_path}: file not found (run the split stage first)")
+    examples = load_examples(test_path)
+    key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes())
+    folder = checkpoint_dir()
+    for stale in folder.glob(f"{name}.*.jsonl"):  # an older run's answers for changed inputs
+        old_key = stale.name[len(name) + 1 : -len(".jsonl")]
+        if len(old_key) == len(key) and old_key != key and all(c in "0123456789abcdef" for c in old_key):
+            stale.unlink()
+    checkpoint = Checkpoint(folder / f"{name}.{key}.jsonl", key, examples)
+    done = checkpoint.load()
+    resumed = len(done)
+    if resumed:
+        log.info("%s: resuming, %d of %d examples already answered (%s)", name, resumed, len(examples), checkpoint.path)
+    todo = [i for i in range(len(examples)) if i not in done]
+    asked = set(todo)
+    start = time.perf_counter()
+    try:
+        with tqdm(total=len(examples), initial=resumed, desc=name, unit="ex", disable=not progress) as bar:
+            for group in predictor.predict(examples, todo, settings):
+                entries = []
+                for i, prediction in group:
+                    if i not in asked or i in done:
+                        raise RuntimeError(f"predictor {name!r} answered example {i} unasked or twice")
+                    done[i] = answer_entry(i, examples[i], prediction, predictor.style)
+                    entries.append(done[i])
+                checkpoint.append(entries)
+                bar.update(len(entries))
+    finally:
+        checkpoint.close()
+    wall = time.perf_counter() - start
+    if len(done) != len(examples):
+        raise RuntimeError(f"predictor {name!r} left {len(examples) - len(done)} examples unanswered")
+    answers = [done[i] for i in range(len(examples))]
+    records = [make_record(ex, a) for ex, a in zip(examples, answers, strict=True)]
+    metrics = {**summarize(records, answers), **predictor.report()}
+    new = [done[i] for i in todo]
+    new_tokens = sum(a["output_tokens"] for a in new)
+    timing = {
+        "wall_s": round(wall, 3),
+        "examples_generated": len(new),
+        "examples_resumed": resumed,
+        "mean_latency_s": round(sum(a["latency_s"] for a in new) / len(new), 6) if new else 0.0,
+        "tokens_per_s": round(new_tokens / wall, 3) if wall > 0 else 0.0,
+        **predictor.timing(),
+    }
+    write_jsonl(out_path or paths.generations(name), records)
+    write_metrics(metrics_path or paths.metrics("generate", name), metrics)
+    write_metrics(timing_path or paths.timing("generate", name), timing)
+    checkpoint.remove()
+    return metrics

@@ -1,0 +1,127 @@
+"""The `vllm` predictor: the offline vLLM engine (GPU), handed every remaining prompt at once so
+it schedules them itself (continuous batching), with a LoRA adapter when given."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from nep.core.extract import Style
+from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorError, chat_messages
+
+INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
+
+
+def import_vllm(param: str):
+    try:
+        import vllm
+    except ImportError as e:
+        raise PredictorError(f"{param}: kind 'vllm' needs the vllm package ({e}); {INSTALL_HINT}") from e
+    return vllm
+
+
+@dataclass
+class VLLMPredictor(Predictor):
+    """`model`: hub id or local path of the base (or merged) model; `adapter`: a LoRA adapter
+    directory (e.g. models/finetune) served with it, its tokenizer used; when `model` is empty it
+    is read from the adapter's adapter_config.json. `chat` as for hf (null → false, the training
+    prompt)."""
+
+    kind: ClassVar[str] = "vllm"
+    model: str = ""
+    adapter: str | None = None
+    chat: bool | None = None
+    system: str = SYSTEM_INSTRUCTION
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    max_lora_rank: int = 64
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    trust_remote_code: bool = False
+    # prompts per engine call: null = every remaining prompt at once (fastest; a kill then loses
+    # the whole pass); e.g. 512 saves progress every 512 answers
+    chunk_size: int | None = None
+
+    @classmethod
+    def check_options(cls, options):
+        if not options.get("model") and not options.get("adapter"):
+            return "model", "required for kind 'vllm' (or an `adapter` that names its base model)"
+        if options.get("chunk_size") is not None and options["chunk_size"] < 1:
+            return "chunk_size", f"must be ≥ 1 or null, got {options['chunk_size']}"
+        return None
+
+    def __post_init__(self):
+        if not self.model and not self.adapter:
+            raise ValueError("kind 'vllm' needs `model` (or an `adapter` that names its base model)")
+        self._llm = None
+
+    def base_model(self) -> str:
+        """`model`, else the base model named in the adapter's adapter_config.json."""
+        if self.model:
+            return self.model
+        config = Path(self.adapter) / "adapter_config.json"
+        if not config.exists():
+            raise PredictorError(f"{self.param('adapter')}: {config}: not found; is {self.adapter} a LoRA adapter "
+                                 "directory (the finetune stage's output)?")
+        self.model = json.loads(config.read_text())["base_model_name_or_path"]
+        return self.model
+
+    @property
+    def style(self) -> Style:  # type: ignore[override]
+        return "chat" if self.chat else "completion"
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            vllm = import_vllm(self.param("kind"))
+            model = self.base_model()
+            adapter = Path(self.adapter) if self.adapter else None
+            tokenizer = str(adapter) if adapter and (adapter / "tokenizer_config.json").exists() else None
+            try:
+                self._llm = vllm.LLM(
+                    model=model,
+                    tokenizer=tokenizer,
+                    dtype=self.dtype,
+                    max_model_len=self.max_model_len,
+                    enable_lora=bool(self.adapter),
+                    max_lora_rank=self.max_lora_rank,
+                    gpu_memory_utilization=self.gpu_memory_utilization,
+                    tensor_parallel_size=self.tensor_parallel_size,
+                    trust_remote_code=self.trust_remote_code,
+                )
+            except OSError as e:
+                from nep.predictors.hf import missing_model
+
+                raise missing_model(self.param("model"), self.model, e) from e
+        return self._llm
+
+    def predict(self, examples, todo, settings):
+        if not todo:
+            return
+        vllm = import_vllm(self.param("kind"))
+        llm = self.llm
+        params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        lora = None
+        if self.adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest("nep-adapter", 1, str(Path(self.adapter).resolve()))
+        size = self.chunk_size or len(todo)
+        for start_at in range(0, len(todo), size):
+            idx = list(todo[start_at : start_at + size])
+            batch = [examples[i] for i in idx]
+            start = time.perf_counter()
+            if self.chat:
+                convs = [chat_messages(ex, self.system) for ex in batch]
+                outputs = llm.chat(convs, params, lora_request=lora, use_tqdm=False)
+            else:
+                prompts = [ex["prompt"] for ex in batch]
+                outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+            share = (time.perf_counter() - start) / len(batch)
+            yield [
+                (i, Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), latency_s=share))
+                for i, o in zip(idx, outputs, strict=True)
+            ]

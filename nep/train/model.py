@@ -1,0 +1,330 @@
+"""The model side of fine-tuning: the `finetune:` params, the backend and base model (checked
+before anything is paid for), markers as special tokens, LoRA wrapping (transformers + peft, or
+unsloth), saving the adapter reproducibly and loading it back for generation.
+
+The four markers are added to the tokenizer as special tokens; the embeddings grow to fit them and
+the new rows (input and output) start at the mean of the other rows. This is deterministic, so
+`load_finetuned` rebuilds the same embeddings before putting the adapter on top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nep.config.schema import Finetune, ParamsError, format_errors
+from nep.core.prompts import MARKERS
+from nep.train.tiny import SMOKE_WARNING, TINY_MODEL
+from nep.util import device as nep_device
+from nep.util.device import resolve_device, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE = "nep_finetune.json"
+TINY_BASE_DIR = "base"  # models/finetune/base: the tiny base model (it cannot be downloaded)
+MERGED_DIR = "merged"  # models/finetune/merged: base + adapter merged, when `merge: true`
+EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
+BACKENDS = ("auto", "unsloth", "hf")
+S = TypeVar("S")
+
+
+class FinetuneSetupError(RuntimeError):
+    """A known external problem found before training (GPU, package, base model): one line
+    naming the param and what to do. The stage prints it without a traceback."""
+
+
+def validate_section(model: type[S], section: str, params: dict[str, Any]) -> S:
+    """`model` (a nep.config.schema section schema, or a subclass) from a params dict; unknown keys and
+    bad values raise ValueError (nep.config.schema.ParamsError) naming `<section>.<key>`."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(params)
+    except ValidationError:
+        from nep.config.schema import Params  # the whole schema, so messages name `<section>.<key>`
+
+        try:
+            Params.model_validate({section: params})
+        except ValidationError as e:
+            raise ParamsError(format_errors(e)) from None
+        raise
+
+
+class FinetuneConfig(Finetune):
+    """The `finetune:` params (schema and defaults: nep.config.schema.Finetune, the paper's values)."""
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
+        """From a `finetune:` params dict (see `validate_section`)."""
+        return validate_section(cls, "finetune", params)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.base_model == TINY_MODEL
+
+    @property
+    def effective_max_seq_length(self) -> int:
+        return self.tiny.max_seq_length if self.is_tiny else self.max_seq_length
+
+    @property
+    def effective_max_steps(self) -> int:
+        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
+        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
+        return min(caps, default=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+# ---------------------------------------------------------------- backend and base model
+
+
+def resolve_backend(name: str) -> str:
+    """`auto` → `unsloth` when CUDA and an importable unsloth are present, else `hf`. An explicit
+    `unsloth` without CUDA or without the package fails here, before any loading. unsloth is
+    imported here (it must come before transformers to patch it)."""
+    if name not in BACKENDS:
+        raise ValueError(f"finetune.backend: unknown {name!r}; choose from {BACKENDS}")
+    cuda = nep_device.cuda_available()
+    if name == "hf" or (name == "auto" and not cuda):
+        return "hf"
+    if not cuda:
+        raise FinetuneSetupError(
+            "finetune.backend: unsloth needs a CUDA GPU and none is visible; set finetune.backend to hf (or auto)"
+        )
+    try:
+        import unsloth  # noqa: F401
+    except Exception as e:  # ImportError, or unsloth's own errors when it cannot run here
+        if name == "auto":
+            log.info("unsloth not usable (%s); using the hf backend", e)
+            return "hf"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise FinetuneSetupError(
+            f"finetune.backend: unsloth cannot be imported ({reason}); "
+            "pip install -r requirements-gpu.txt, or set finetune.backend to hf"
+        ) from None
+    return "unsloth"
+
+
+def check_base_model(name: str) -> None:
+    """Fail before training when `finetune.base_model` is neither tiny-random, a local directory,
+    nor a model the hub (or its local cache) can provide."""
+    if name == TINY_MODEL or Path(name).is_dir():
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name)
+    except OSError as e:  # not found, offline, gated: transformers raises OSError
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FinetuneSetupError(
+            f"finetune.base_model: {name!r} is not a local directory and cannot be fetched from the "
+            f"Hugging Face hub ({reason}); check the id and the network (or HF_HUB_OFFLINE and the cache), "
+            "or give a local path"
+        ) from None
+
+
+def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig, *, write: bool = True) -> str | Path:
+    """The base model to load: the hub id/path, or for tiny-random the smoke model built under
+    out_dir/base from the training texts (only its path when `write` is false: another process
+    of the same run builds it)."""
+    if not cfg.is_tiny:
+        return cfg.base_model
+    if not write:
+        return Path(out_dir) / TINY_BASE_DIR
+    from nep.train.tiny import build_tiny_model  # logs SMOKE_WARNING
+
+    texts = [r["prompt"] + r["completion"] for r in records if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]
+    t = cfg.tiny
+    return build_tiny_model(
+        texts or [""], out_dir / TINY_BASE_DIR, vocab_size=t.vocab_size, hidden_size=t.hidden_size,
+        num_layers=t.num_layers, num_heads=t.num_heads, max_position_embeddings=max(t.max_seq_length, 128), seed=cfg.seed,
+    )
+
+
+def prepare_model(base: str | Path, cfg: FinetuneConfig, backend: str):
+    """(peft model with markers and LoRA, tokenizer) for the resolved backend."""
+    return prepare_unsloth(base, cfg) if backend == "unsloth" else prepare_hf(base, cfg)
+
+
+# ---------------------------------------------------------------- tokenizer and embeddings
+
+
+def add_markers(tokenizer, model=None) -> list[int]:
+    """Add the four markers as special tokens (and a pad token if missing); check that each
+    encodes to exactly one id; when `model` is given, grow its embeddings if the vocabulary
+    outgrew them and set the marker rows (input and output) to the mean of the other rows.
+    Returns the marker ids, in MARKERS order."""
+    if tokenizer.eos_token is None:
+        raise ValueError(f"tokenizer of {tokenizer.name_or_path!r} has no EOS token")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.add_tokens(list(MARKERS), special_tokens=True)
+    ids = []
+    for marker in MARKERS:
+        encoded = tokenizer(marker, add_special_tokens=False)["input_ids"]
+        if len(encoded) != 1:
+            raise ValueError(f"marker {marker!r} encodes to {len(encoded)} tokens, not 1: {encoded}")
+        ids.append(encoded[0])
+    if model is not None:
+        _init_marker_embeddings(model, len(tokenizer), ids)
+    return ids
+
+
+def _init_marker_embeddings(model, vocab_size: int, marker_ids: list[int]) -> None:
+    import torch
+
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    if vocab_size > old_rows:
+        model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    markers = set(marker_ids)
+    keep = [i for i in range(old_rows) if i not in markers]
+    with torch.no_grad():
+        matrices = [model.get_input_embeddings().weight]
+        out = model.get_output_embeddings()
+        if out is not None and out.weight.data_ptr() != matrices[0].data_ptr():
+            matrices.append(out.weight)
+        for w in matrices:
+            w[marker_ids] = w[keep].float().mean(dim=0).to(w.dtype)
+
+
+# ---------------------------------------------------------------- models
+
+
+def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, trust_remote_code: bool = False):
+    """Base model and tokenizer through transformers, in `nep.util.device.resolve_dtype(dtype, device)`
+    (auto: bf16 on a GPU that has it, fp16 on an older one, fp32 on the CPU). The model is left on
+    the CPU; callers (the trainer, `load_finetuned`) move it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(device)
+    tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
+    )
+    return model, tokenizer
+
+
+def lora_config(cfg: FinetuneConfig):
+    """peft LoraConfig from the params (embeddings trained fully via modules_to_save)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules),
+        modules_to_save=list(EMBEDDING_MODULES) if cfg.train_embeddings else None,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str | None = None):
+    """transformers + peft: base model, markers, LoRA. Returns (peft model, tokenizer)."""
+    import torch
+    from peft import get_peft_model
+
+    model, tokenizer = load_base_hf(base, device=device)
+    add_markers(tokenizer, model)
+    torch.manual_seed(cfg.seed)  # LoRA A matrices start random
+    return get_peft_model(model, lora_config(cfg)), tokenizer
+
+
+def prepare_unsloth(base: str | Path, cfg: FinetuneConfig):
+    """unsloth (GPU only): FastLanguageModel.from_pretrained + get_peft_model, markers added in
+    between. unsloth is imported here, lazily. Returns (peft model, tokenizer)."""
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=str(base),
+        max_seq_length=cfg.effective_max_seq_length,
+        dtype=None,
+        load_in_4bit=cfg.load_in_4bit,
+    )
+    add_markers(tokenizer, model)
+    targets = list(cfg.target_modules) + (list(EMBEDDING_MODULES) if cfg.train_embeddings else [])
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        random_state=cfg.seed,
+        max_seq_length=cfg.effective_max_seq_length,
+    )
+    return model, tokenizer
+
+
+# ---------------------------------------------------------------- saving and loading
+
+
+def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, Any], *, merge: bool = False) -> None:
+    """Adapter (PEFT format), tokenizer (with the markers) and METADATA_FILE into `out_dir`;
+    with `merge`, also the merged model under out_dir/merged. Same training → same bytes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    _sort_adapter_config(out_dir / "adapter_config.json")
+    tokenizer.save_pretrained(out_dir)
+    if merge:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out_dir / MERGED_DIR)
+        tokenizer.save_pretrained(out_dir / MERGED_DIR)
+    (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def _sort_adapter_config(path: Path) -> None:
+    """PEFT writes set-valued fields (target_modules...) in hash order, which changes from run to
+    run; sort them so the same training gives byte-identical outputs (and DVC hashes)."""
+    config = json.loads(path.read_text())
+    for key, value in config.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def read_metadata(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / METADATA_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found; is {model_dir} the output of the finetune stage?")
+    return json.loads(path.read_text())
+
+
+def base_model_path(model_dir: str | Path, metadata: dict[str, Any]) -> str:
+    """Where the base model of a finetuned model_dir loads from (tiny-random: model_dir/base)."""
+    if metadata["base_model"] == TINY_MODEL:
+        return str(Path(model_dir) / TINY_BASE_DIR)
+    return metadata["base_model"]
+
+
+def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=None):
+    """Load the finetune stage's output for generation: the base model (from the hub id or path
+    in its metadata, or model_dir/base for tiny-random) with the markers' embeddings rebuilt
+    exactly as in training, and the LoRA adapter on top, in eval mode on `device` (auto: cuda when
+    available, else cpu; dtype auto as in `nep.util.device.resolve_dtype`).
+
+    Returns (model, tokenizer): a `peft.PeftModel` wrapping a transformers causal LM, and the
+    tokenizer saved with the adapter (markers included) with `padding_side="left"` for batched
+    generation. Generate from `tokenizer(prompt)` (special tokens on, as in training); the model
+    ends a prediction with `tokenizer.eos_token_id`.
+    """
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    model_dir = Path(model_dir)
+    metadata = read_metadata(model_dir)
+    device = resolve_device(device)
+    if metadata["base_model"] == TINY_MODEL:
+        log.warning(SMOKE_WARNING)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    base, _ = load_base_hf(base_model_path(model_dir, metadata), device=device, dtype=dtype)
+    add_markers(tokenizer, base)
+    model = PeftModel.from_pretrained(base, model_dir)
+    model.to(device).eval()
+    tokenizer.padding_side = "left"
+    return model, tokenizer

@@ -1,0 +1,337 @@
+"""LoRA supervised fine-tuning through trl's SFTTrainer: transformers + peft anywhere, unsloth on a
+GPU. One training path; the backends differ only in how the model is loaded and wrapped with
+LoRA (nep/train/model.py).
+
+Each example is a prompt/completion pair (nep/core/prompts.py): the prompt ends with the
+`<|next_version|>` line, the completion is the next version. SFTTrainer appends EOS, tokenizes,
+masks the prompt (completion-only loss), truncates to `max_seq_length`, pads and trains; the
+pre-pass here (`sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
+or several processes under `accelerate launch` (same global batch: the accumulation is split
+across processes).
+
+The trainer layer, for other trainers (DPO, GRPO) to build on: nep.train.model's `resolve_backend`,
+`check_base_model`, `build_base`, `prepare_model`, save/load; here `trainer_kwargs`
+(TrainingArguments shared by every trl config), `optimizer_cls_and_kwargs` (embedding rows at
+their own lr), `live_steps` (DVCLive curves, no timing), `split_timing`, `fused_loss_available`
+(trl's Triton loss needs CUDA; on the CPU the model's own loss is used).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nep.config.schema import ParamsError
+from nep.core.prompts import MARKERS, NEXT
+from nep.train.model import (
+    EMBEDDING_MODULES,
+    FinetuneConfig,
+    build_base,
+    check_base_model,
+    prepare_model,
+    resolve_backend,
+    save_finetuned,
+)
+from nep.util import device as nep_device
+from nep.util.jsonl import InputError
+
+log = logging.getLogger(__name__)
+
+# Trainer log keys that are measured times: never in metrics/ or DVCLive's files (see split_timing).
+TIMING_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos")
+# Per-step Trainer/trl log key → DVCLive curve name (metrics/finetune/plots/metrics/<name>.tsv).
+STEP_CURVES = {
+    "loss": "train_loss",
+    "learning_rate": "learning_rate",
+    "epoch": "epoch",
+    "grad_norm": "grad_norm",
+    "mean_token_accuracy": "mean_token_accuracy",
+}
+
+
+# ---------------------------------------------------------------- examples
+
+
+@dataclass
+class ExampleStats:
+    examples: int = 0
+    used: int = 0
+    truncated: int = 0
+    prompt_merged: int = 0  # the prompt's last token merges with the completion's first (see README)
+    dropped: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    completion_tokens: int = 0
+
+
+def sft_examples(
+    records: Iterable[dict[str, Any]], tokenizer, max_seq_length: int, overlong: str = "truncate"
+) -> tuple[list[dict[str, str]], ExampleStats]:
+    """The prompt/completion pairs SFTTrainer will train on, with what it will do to them counted
+    (tokenized as it tokenizes: prompt alone, prompt + completion + EOS). Dropped and counted by
+    reason: no prompt/completion, a prompt not ending with the `<|next_version|>` line, a prompt
+    that fills the window alone (`prompt_too_long`), and with `overlong: drop` any example longer
+    than the window (`too_long`). With `truncate`, SFTTrainer cuts the completion (counted)."""
+    stats = ExampleStats()
+    kept: list[dict[str, str]] = []
+    for r in records:
+        stats.examples += 1
+        prompt, completion = r.get("prompt"), r.get("completion")
+        if not isinstance(prompt, str) or not isinstance(completion, str):
+            stats.dropped["missing_prompt_or_completion"] += 1
+            continue
+        if not prompt.endswith(f"{NEXT}\n"):
+            stats.dropped["prompt_without_next_marker"] += 1
+            continue
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        full_ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
+        prefix = len(prompt_ids) if full_ids[: len(prompt_ids)] == prompt_ids else _common_prefix(prompt_ids, full_ids)
+        if prefix >= max_seq_length:
+            stats.dropped["prompt_too_long"] += 1
+            continue
+        if len(full_ids) > max_seq_length:
+            if overlong == "drop":
+                stats.dropped["too_long"] += 1
+                continue
+            stats.truncated += 1
+        stats.used += 1
+        stats.prompt_merged += prefix < len(prompt_ids)
+        stats.tokens += min(len(full_ids), max_seq_length)
+        stats.completion_tokens += min(len(full_ids), max_seq_length) - prefix
+        kept.append({"prompt": prompt, "completion": completion})
+    return kept, stats
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------- trainer pieces
+
+
+def world_size() -> int:
+    """Processes of this run (accelerate launch / torchrun set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True) -> dict[str, Any]:
+    """TrainingArguments shared by every trl config built on these params (SFTConfig here;
+    DPOConfig, GRPOConfig alike): schedule, seed, precision, logging every step, no checkpoints,
+    no reporting integrations (DVCLive goes through live_steps). The global batch is
+    batch_size × gradient_accumulation_steps whatever the number of processes: each of N processes
+    accumulates gradient_accumulation_steps / N micro-batches."""
+    n = world_size()
+    if cfg.gradient_accumulation_steps % n:
+        raise ParamsError(
+            f"finetune.gradient_accumulation_steps ({cfg.gradient_accumulation_steps}) must be divisible by the "
+            f"number of processes ({n}) to keep the global batch"
+        )
+    device = nep_device.resolve_device("auto")
+    precision = nep_device.mixed_precision(device)
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps // n,
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.effective_max_steps or -1,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_steps,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "seed": cfg.seed,
+        "use_cpu": not device.startswith("cuda"),  # several CPU processes: a gloo group
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        # unsloth checkpoints through its own get_peft_model; hf through the Trainer, on a GPU only
+        "gradient_checkpointing": cfg.gradient_checkpointing and backend == "hf" and device.startswith("cuda"),
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": device.startswith("cuda"),
+    }
+
+
+def sft_config(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True):
+    """trl SFTConfig: prompt/completion data, loss on the completion (and EOS) only, no packing,
+    truncation at the effective max_seq_length (the completion is cut)."""
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **trainer_kwargs(cfg, output_dir, backend=backend, progress=progress),
+        max_length=cfg.effective_max_seq_length,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+    )
+
+
+def optimizer_cls_and_kwargs(model, cfg: FinetuneConfig) -> tuple[type, dict[str, Any]]:
+    """AdamW with the trained embedding rows (embed_tokens, lm_head copies) at
+    `embedding_learning_rate` and the LoRA matrices at `learning_rate`, all with weight decay.
+    For the Trainer's `optimizer_cls_and_kwargs` (its schedule then scales both groups)."""
+    import torch
+
+    embedding, other = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_embedding = "lora_" not in name and any(m in name for m in EMBEDDING_MODULES)
+        (embedding if is_embedding else other).append(p)
+    groups = [{"params": other, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}]
+    if embedding:
+        groups.append({"params": embedding, "lr": cfg.embedding_learning_rate, "weight_decay": cfg.weight_decay})
+    return torch.optim.AdamW, {"params": groups, "lr": cfg.learning_rate}
+
+
+def fused_loss_available() -> bool:
+    """trl's SFT/DPO loss runs the LM head through Triton kernels (trl.kernels), which need a CUDA
+    GPU and the `triton` package (shipped with CUDA torch, not with the CPU build)."""
+    import importlib.util
+
+    return nep_device.cuda_available() and importlib.util.find_spec("triton") is not None
+
+
+def sft_trainer_class():
+    """trl's SFTTrainer, with the model's own causal-LM loss (transformers' Trainer.compute_loss:
+    the same token-averaged cross-entropy over the completion labels, without the fused LM head)
+    where trl's fused kernels cannot run (the CPU)."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class NepSFTTrainer(SFTTrainer):
+        trained_tokens = 0  # non-pad tokens of every process, for the timing report
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training and "attention_mask" in inputs:
+                self.trained_tokens += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
+            if fused_loss_available():
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    return NepSFTTrainer
+
+
+def split_timing(logs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(deterministic values, measured times) of a Trainer log or TrainOutput.metrics."""
+    timing = {k: v for k, v in logs.items() if k in TIMING_KEYS}
+    return {k: v for k, v in logs.items() if k not in TIMING_KEYS}, timing
+
+
+def live_steps(live, curves: dict[str, str] | None = None):
+    """A TrainerCallback logging each optimizer step's values to the DVCLive `live` (main process
+    only; no timestamps, no timing, no params or artifacts), one row per step in
+    plots/metrics/<name>.tsv. `curves` maps log keys to curve names (default STEP_CURVES)."""
+    from transformers import TrainerCallback
+
+    curves = dict(STEP_CURVES if curves is None else curves)
+
+    class LiveSteps(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if live is None or not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return  # the final summary log carries timing; the caller reports it
+            logged = False
+            for key, name in curves.items():
+                if isinstance(logs.get(key), int | float):
+                    live.log_metric(name, logs[key])
+                    logged = True
+            if logged:
+                live.next_step()
+
+    return LiveSteps()
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+def build_sft_trainer(
+    model, tokenizer, examples: list[dict[str, str]], cfg: FinetuneConfig, output_dir: str | Path, *,
+    backend: str = "hf", live=None, progress: bool = True,
+):
+    """The SFTTrainer for prepared LoRA `model` and prompt/completion `examples` (from
+    `sft_examples`): EOS appended, prompt masked, truncated, padded by trl; AdamW with the
+    embedding group; DVCLive curves when `live` is given. `output_dir` is scratch (no checkpoints)."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    if not examples:
+        raise InputError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+    trainer = sft_trainer_class()(
+        model=model,
+        args=sft_config(cfg, output_dir, backend=backend, progress=progress),
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, cfg),
+        callbacks=[live_steps(live)],
+    )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # no per-step log lines either
+    return trainer
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict[str, Any]  # deterministic: metrics/finetune/metrics.json
+    timing: dict[str, Any]  # measured: metrics/timing/finetune.json
+
+
+def run_finetune(
+    records: list[dict[str, Any]], out_dir: str | Path, cfg: FinetuneConfig, *, live=None, progress: bool = True
+) -> FinetuneResult:
+    """Fine-tune `cfg.base_model` on processed examples with SFTTrainer and save to `out_dir`
+    (main process); log each step to the DVCLive `live` when given."""
+    import tempfile
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    if not nep_device.cuda_available():
+        nep_device.configure_threads(cfg.threads)
+    backend = resolve_backend(cfg.backend)  # before transformers loads, so unsloth can patch it
+    check_base_model(cfg.base_model)
+    state = nep_device.distributed_state()
+    with state.main_process_first():  # under accelerate launch the main process builds tiny-random
+        base = build_base(records, out_dir, cfg, write=state.is_main_process)
+    model, tokenizer = prepare_model(base, cfg, backend)
+    examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
+    log.info("finetune: %d of %d examples used (%d truncated)", stats.used, stats.examples, stats.truncated)
+    with tempfile.TemporaryDirectory(prefix="nep-finetune-") as scratch:
+        trainer = build_sft_trainer(model, tokenizer, examples, cfg, scratch, backend=backend, live=live, progress=progress)
+        output = trainer.train()
+    values, timing = split_timing(output.metrics)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    metrics: dict[str, Any] = {
+        "backend": backend,
+        "examples": stats.examples,
+        "examples_used": stats.used,
+        "examples_truncated": stats.truncated,
+        "examples_prompt_merged": stats.prompt_merged,
+        "examples_dropped": sum(stats.dropped.values()),
+        **{f"dropped.{k}": v for k, v in sorted(stats.dropped.items())},
+        "train_tokens": stats.tokens,
+        "train_completion_tokens": stats.completion_tokens,
+        "max_seq_length": cfg.effective_max_seq_length,
+        "smoke_model": cfg.is_tiny,
+        "processes": world_size(),
+        "steps": output.global_step,
+        "train_loss": losses[-1] if losses else float("nan"),
+        "mean_loss": values.get("train_loss", output.training_loss),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    if trainer.is_world_process_zero():
+        metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.to_dict(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
+        save_finetuned(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir, metadata, merge=cfg.merge)
+    trainer.accelerator.wait_for_everyone()
+    timing["wall_s"] = round(time.perf_counter() - start, 3)
+    tokens = timing["train_tokens"] = trainer.trained_tokens
+    timing["train_tokens_per_s"] = round(tokens / timing["train_runtime"], 1) if timing.get("train_runtime") else 0.0
+    return FinetuneResult(metrics, timing)

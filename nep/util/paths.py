@@ -1,0 +1,54 @@
+"""The one place that names the pipeline's files (dvc.yaml repeats them for DVC).
+
+Every stage writes `data/<stage>/...` (or `models/<stage>/`) and `metrics/<stage>.json`. Measured
+times never go there: they go under `metrics/timing/`, which no stage declares as an output, so
+re-running a stage on the same inputs gives the same bytes in `dvc.lock` and `metrics/`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA = Path("data")
+MODELS = Path("models")
+METRICS = Path("metrics")
+TIMING = METRICS / "timing"
+CACHE = Path(".cache/nep")
+
+INGEST = DATA / "ingest"  # a directory: index.jsonl, sources.json (+ git's commits.jsonl), see nep/data/ingest.py
+FILTER = DATA / "filter/commits.jsonl"
+LABEL = DATA / "label/commits.jsonl"
+PROCESS = DATA / "process/examples.jsonl"
+TRAIN = DATA / "split/train.jsonl"
+TEST = DATA / "split/test.jsonl"
+FINETUNE = MODELS / "finetune"
+FINETUNE_CURVES = METRICS / "finetune/plots/metrics"   # DVCLive's step curves, <name>.tsv
+POSTTRAIN = MODELS / "posttrain"                       # the post-trained adapter (posttrain stage)
+POSTTRAIN_DATA = DATA / "posttrain"                    # candidates.jsonl, pairs.jsonl
+POSTTRAIN_CURVES = METRICS / "posttrain/plots/metrics" # DVCLive's step curves (reward, kl, loss...)
+REPORT = METRICS / "report"                            # the report stage's README.md, CSVs, SVGs
+PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
+
+
+def cache_root() -> Path:
+    """nep's cache directory, outside every DVC output: $NEP_CACHE_DIR, else .cache/nep."""
+    return Path(os.environ.get("NEP_CACHE_DIR") or CACHE)
+
+
+def metrics(stage: str, name: str | None = None) -> Path:
+    """metrics/<stage>.json, or metrics/<stage>/<name>.json for foreach stages (one per predictor)."""
+    return METRICS / f"{stage}.json" if name is None else METRICS / stage / f"{name}.json"
+
+
+def timing(stage: str, name: str | None = None) -> Path:
+    """Where a stage reports measured times: metrics/timing/<stage>[/<name>].json (not a DVC output)."""
+    return TIMING / f"{stage}.json" if name is None else TIMING / stage / f"{name}.json"
+
+
+def generations(predictor: str) -> Path:
+    return DATA / "generate" / f"{predictor}.jsonl"
+
+
+def judgments(predictor: str) -> Path:
+    return DATA / "judge" / f"{predictor}.jsonl"
