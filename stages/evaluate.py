@@ -16,7 +16,8 @@ from __future__ import annotations
 from nep.config.params import load_params
 from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 
 def write(ev: Evaluation) -> None:
@@ -37,7 +38,7 @@ def main() -> None:
             bootstrap_samples=params["bootstrap_samples"],
             seed=params["seed"],
         )
-    except InputError as e:  # a missing or unusable generation/judgment file: one line
+    except NepError as e:  # a missing or unusable generation/judgment file: one line
         raise SystemExit(f"evaluate: {e}") from None
     write(ev)
     for row in ev.predictor_rows:

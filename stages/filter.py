@@ -15,7 +15,8 @@ from typing import Any
 from nep.config.params import load_params
 from nep.data.filter import FilterConfig, run_filter
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 INPUT = paths.INGEST
 OUTPUT = paths.FILTER
@@ -34,7 +35,7 @@ def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: P
 def main() -> None:
     try:
         print(run(**load_params("filter")))
-    except InputError as e:
+    except NepError as e:
         raise SystemExit(f"filter: {e}") from None
 
 

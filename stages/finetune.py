@@ -21,10 +21,11 @@ from typing import Any
 
 from nep.config.params import load_params
 from nep.core.examples import read_training_set
-from nep.train.model import FinetuneConfig, FinetuneSetupError
+from nep.train.model import FinetuneConfig
 from nep.train.sft import run_finetune
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, write_metrics
 
 METRICS_DIR = paths.METRICS / "finetune"
 
@@ -77,7 +78,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         metrics = finetune(**load_params("finetune"))
-    except (FinetuneSetupError, InputError) as e:  # no GPU/package/base model, no training set: one line
+    except NepError as e:  # no GPU/package/base model, no training set: one line
         sys.exit(str(e))
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 

@@ -15,9 +15,9 @@ import logging
 import sys
 
 from nep.config.params import load_params
-from nep.predictors.base import PredictorError, Settings
+from nep.predictors.base import Settings
 from nep.predictors.runner import generate
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     )
     try:
         metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except (PredictorError, InputError) as e:  # a known external failure or missing input: one line
+    except NepError as e:  # a known external failure or missing input: one line
         sys.exit(f"generate@{args.predictor}: {e}")
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

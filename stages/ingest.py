@@ -21,7 +21,8 @@ from typing import Any
 from nep.config.params import load_params
 from nep.data.ingest import ingest
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 OUTPUT = paths.INGEST
 METRICS = paths.metrics("ingest")
@@ -42,14 +43,14 @@ def run(*, source: str, languages: list[str], git: dict, jsonl: dict, hf: dict, 
             "hf": "language configs that do not exist, or max_records_per_language",
         }[source]
         drops = {k: v for k, v in metrics.items() if k.startswith("dropped.")}
-        raise InputError(f"ingest ({source}) produced no record: likely {hint}; drops: {drops}")
+        raise NepError(f"ingest ({source}) produced no record: likely {hint}; drops: {drops}")
     return metrics
 
 
 def main() -> None:
     try:
         print(run(**load_params("ingest")))
-    except InputError as e:
+    except NepError as e:
         raise SystemExit(f"ingest: {e}") from None
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from nep.config.params import load_params
 from nep.evaluate.judges import judge_file
-from nep.llm.client import ParamError
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 
 def run(*, predictor: str, input_path: Path | None = None, output_path: Path | None = None,
@@ -41,10 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     try:
         print(run(predictor=args.predictor, **load_params("judge")))
-    except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
-        sys.exit(f"judge.{e.param}: {e}")
-    except InputError as e:  # a missing or unusable input file: one line
-        sys.exit(f"judge: {e}")
+    except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
+        sys.exit(f"judge.{e.param}: {e.message}" if e.param and "." not in e.param else f"judge: {e}")
 
 
 if __name__ == "__main__":

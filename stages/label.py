@@ -15,9 +15,9 @@ from typing import Any
 
 from nep.config.params import load_params
 from nep.data.label import label_file
-from nep.llm.client import ParamError
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 METRICS, TIMING = paths.metrics("label"), paths.timing("label")
 
@@ -36,10 +36,8 @@ def run(*, input_path: Path = paths.FILTER, output_path: Path = paths.LABEL, met
 def main() -> None:
     try:
         print(run(**load_params("label")))
-    except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
-        sys.exit(f"label.{e.param}: {e}")
-    except InputError as e:  # a missing or unusable input file: one line
-        sys.exit(f"label: {e}")
+    except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
+        sys.exit(f"label.{e.param}: {e.message}" if e.param and "." not in e.param else f"label: {e}")
 
 
 if __name__ == "__main__":

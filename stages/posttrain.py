@@ -22,7 +22,8 @@ from typing import Any
 from nep.config.params import load_params
 from nep.core.examples import read_training_set
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, write_jsonl, write_metrics
 
 CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
 
@@ -46,7 +47,7 @@ def posttrain(
     drops: Counter = Counter()
     records = read_training_set(train_path, drops)
     if not (Path(sft_dir) / "adapter_config.json").exists():
-        raise InputError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
+        raise NepError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
     out_dir, data_dir, curves_dir = Path(out_dir), Path(data_dir), Path(curves_dir)
     for d in (out_dir, data_dir, curves_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -77,11 +78,11 @@ def posttrain(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from nep.train.model import FinetuneSetupError
+    from nep.train.model import NepError
 
     try:
         metrics = posttrain(**load_params("posttrain"))
-    except (FinetuneSetupError, InputError) as e:
+    except NepError as e:
         sys.exit(str(e))
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 

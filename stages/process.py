@@ -14,7 +14,8 @@ from typing import Any
 from nep.config.params import load_params
 from nep.core.examples import build_examples
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 
 METRICS = paths.metrics("process")
 
@@ -34,7 +35,7 @@ def run(
 def main() -> None:
     try:
         print(run(**load_params("process")))
-    except InputError as e:  # bad or unreachable input: one line, no traceback
+    except NepError as e:  # bad or unreachable input: one line, no traceback
         raise SystemExit(f"process: {e}") from None
 
 

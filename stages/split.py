@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.params import load_params
-from nep.data.split import SplitError, split_dataset
+from nep.data.split import split_dataset
 from nep.util import paths
-from nep.util.jsonl import InputError, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_jsonl, write_metrics
 
 METRICS = paths.metrics("split")
 
@@ -39,7 +40,7 @@ def run(
 def main() -> None:
     try:
         print(run(**load_params("split")))
-    except (InputError, SplitError) as e:  # bad or unreachable input: one line, no traceback
+    except NepError as e:  # bad or unreachable input: one line, no traceback
         raise SystemExit(f"split: {e}") from None
 
 

@@ -116,12 +116,12 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
 
 
 def test_stage_rejects_bad_input(tmp_path: Path):
-    from nep.util.jsonl import InputError
+    from nep.util.errors import NepError
 
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(NepError, match="not found"):
         finetune(train_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(InputError, match="no training examples"):
+    with pytest.raises(NepError, match="no training examples"):
         finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
     with pytest.raises(ValueError, match=r"finetune\.epoch: unknown key \(did you mean finetune\.epochs"):
         finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m", epoch=3)

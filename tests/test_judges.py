@@ -9,7 +9,8 @@ import pytest
 from nep.core.prompts import build_prompt
 from nep.evaluate.judges import judge_messages, rules_judgment, tree_sitter_parser
 from nep.llm.verdicts import TooManyFailures
-from nep.util.jsonl import InputError, read_jsonl, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import read_jsonl, write_jsonl
 from stages import judge as judge_stage
 
 CASES = [
@@ -83,7 +84,7 @@ def test_judge_stage_joins_by_id_and_refuses_duplicate_ids(tmp_path):
     assert [(j["id"], j["judgment"]) for j in read_jsonl(tmp_path / "j.jsonl")] == [
         (None, None), ("ex0", 1), ("ex9", None), ("ex1", 0)]
     write_jsonl(tmp_path / "gen.jsonl", [generation(0, TRUTH), generation(0, CURRENT)])
-    with pytest.raises(InputError, match=r"gen.jsonl: duplicate generation ids \['ex0'\]"):
+    with pytest.raises(NepError, match=r"gen.jsonl: duplicate generation ids \['ex0'\]"):
         judge_stage.run(**files, backend="rules")
 
 

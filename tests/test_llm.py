@@ -16,12 +16,12 @@ from conftest import REPO_ROOT
 from nep.llm.cache import CachedBackend, cache_path
 from nep.llm.client import (
     ChatRequest,
-    LLMUnavailable,
     OpenAIBackend,
     backend_config,
     get_backend,
     in_request_order,
 )
+from nep.util.errors import NepError
 
 KEY = "sk-nep-test-SECRET-0123456789"
 
@@ -140,7 +140,7 @@ def test_cache_resends_only_missing_requests(fake_openai, monkeypatch):
 def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch):
     monkeypatch.delenv("NEP_TEST_KEY")
     llm = backend(fake_openai)
-    with pytest.raises(LLMUnavailable, match="NEP_TEST_KEY is not set") as error:
+    with pytest.raises(NepError, match="NEP_TEST_KEY is not set") as error:
         list(llm.complete_many([request(1)]))
     assert error.value.param == "api_key_env" and fake_openai.requests == 0
     monkeypatch.setenv("NEP_TEST_KEY", KEY)
@@ -156,7 +156,7 @@ def test_unreachable_endpoint_stops_with_the_param(tmp_path, monkeypatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path))
     llm = get_backend("openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NEP_TEST_KEY",
                       max_attempts=1)
-    with pytest.raises(LLMUnavailable, match="cannot connect to http://127.0.0.1:9/v1") as error:
+    with pytest.raises(NepError, match="cannot connect to http://127.0.0.1:9/v1") as error:
         list(llm.complete_many([request(1)]))
     assert error.value.param == "base_url"
 

@@ -18,8 +18,8 @@ from conftest import REPO_ROOT
 from nep.core.edits import current_version
 from nep.core.prompts import build_prompt, parse_prompt
 from nep.data.nep_dataset import HUB_ID, load_external, nep_examples
-from nep.data.split import SplitError, split_dataset
-from nep.util.jsonl import InputError
+from nep.data.split import split_dataset
+from nep.util.errors import NepError
 
 OLD = "".join(f"x{i} = {i}\n" for i in range(8))
 NEW = OLD.replace("x2 = 2\n", "x2 = 2\ny = 1\n").replace("x6 = 6\n", "x6 = 6\nz = y\n")
@@ -111,10 +111,10 @@ def test_processed_files_still_work_and_unknown_files_are_named(tmp_path):
     ext = load_external(str(write_jsonl(tmp_path / "p.jsonl", processed + [{"id": 1}])), split="test",
                         revision="main", param="external_test")
     assert ext.format == "processed" and len(ext.examples) == 3 and ext.drops == Counter({"bad_example": 1})
-    with pytest.raises(InputError, match=r"split.external_test: .*other.jsonl: neither the NEP schema.*first record has a, b"):
+    with pytest.raises(NepError, match=r"split.external_test: .*other.jsonl: neither the NEP schema.*first record has a, b"):
         load_external(str(write_jsonl(tmp_path / "other.jsonl", [{"a": 1, "b": 2}])), split="test",
                       revision="main", param="external_test")
-    with pytest.raises(InputError, match="split.external_train: nowhere/at/all.jsonl: no such file"):
+    with pytest.raises(NepError, match="split.external_train: nowhere/at/all.jsonl: no such file"):
         load_external("nowhere/at/all.jsonl", split="train", revision="main", param="external_train")
 
 
@@ -148,13 +148,13 @@ def test_nep_train_with_a_strategy_of_its_own_and_param_errors(tmp_path):
     common = {"test_fraction": 0.2, "seed": 0, "external_revision": "main", "examples_path": tmp_path / "x.jsonl"}
     split, metrics = split_dataset(strategy="auto", external_test="", external_train=hub, **common)
     assert metrics["strategy"] == "time" and metrics["train"] + metrics["test"] == 10 and split.test
-    with pytest.raises(SplitError, match="split.external_test is set but split.strategy is 'auto'"):
+    with pytest.raises(NepError, match="split.external_test is set but split.strategy is 'auto'"):
         split_dataset(strategy="auto", external_test=hub, external_train="", **common)
-    with pytest.raises(SplitError, match="split.external_test is empty"):
+    with pytest.raises(NepError, match="split.external_test is empty"):
         split_dataset(strategy="external", external_test="", external_train=hub, **common)
     (tmp_path / "only-test").mkdir()
     write_jsonl(tmp_path / "only-test" / "data" / "test.jsonl", [nep_record()])
-    with pytest.raises(InputError, match="split.external_train: cannot read split 'train'"):
+    with pytest.raises(NepError, match="split.external_train: cannot read split 'train'"):
         split_dataset(strategy="external", external_test=hub, external_train=str(tmp_path / "only-test"), **common)
 
 

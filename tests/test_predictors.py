@@ -17,7 +17,6 @@ from nep.core.prompts import parse_prompt
 from nep.predictors.base import (
     SYSTEM_INSTRUCTION,
     Prediction,
-    PredictorError,
     Settings,
     build_predictor,
     chat_messages,
@@ -25,6 +24,7 @@ from nep.predictors.base import (
 )
 from nep.predictors.hf import FinetunedPredictor, HFPredictor
 from nep.predictors.propagate import propagate, similar, skeleton, substitution
+from nep.util.errors import NepError
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -221,7 +221,7 @@ def test_missing_vllm_names_the_param_and_the_requirements(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_vllm)
     predictor = build_predictor("fast", {"kind": "vllm", "model": "m"})
-    with pytest.raises(PredictorError, match=r"generate\.predictors\.fast\.kind: .*requirements-gpu\.txt"):
+    with pytest.raises(NepError, match=r"generate\.predictors\.fast\.kind: .*requirements-gpu\.txt"):
         predict_all(predictor, examples())
 
 
@@ -233,7 +233,7 @@ def test_a_model_that_does_not_load_is_one_line_naming_the_param(monkeypatch):
 
     monkeypatch.setattr(nep.train.model, "load_base_hf", not_found)
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
-    with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load .*not a valid") as info:
+    with pytest.raises(NepError, match=r"^generate\.predictors\.big\.model: cannot load .*not a valid") as info:
         predict_all(predictor, examples()[:1])
     assert "\n" not in str(info.value)
 
@@ -246,7 +246,7 @@ def test_missing_hub_model_names_the_param(monkeypatch):
     # the hub library reads the variable once, at import: set its constant too, or it goes online
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
-    with pytest.raises(PredictorError, match=r"^generate\.predictors\.big\.model: cannot load") as info:
+    with pytest.raises(NepError, match=r"^generate\.predictors\.big\.model: cannot load") as info:
         predict_all(predictor, examples()[:1])
     assert "\n" not in str(info.value)
 
@@ -381,7 +381,7 @@ def test_finetuned_adapter_generates_batched_like_one_at_a_time(finetuned_dir):
 
 def test_finetuned_without_a_model_dir_says_so(tmp_path):
     predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(tmp_path / "none")})
-    with pytest.raises(PredictorError, match=r"generate\.predictors\.finetuned\.model: .*run the finetune stage"):
+    with pytest.raises(NepError, match=r"generate\.predictors\.finetuned\.model: .*run the finetune stage"):
         predict_all(predictor, examples()[:1], max_new_tokens=4)
 
 
@@ -439,7 +439,7 @@ def test_openai_without_key_or_server_names_the_param(tmp_path, monkeypatch, key
     monkeypatch.delenv("NEP_ABSENT_KEY", raising=False)
     predictor = build_predictor("api", {"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
                                         "api_key_env": key_env, "max_attempts": 1})
-    with pytest.raises(PredictorError, match=message) as info:
+    with pytest.raises(NepError, match=message) as info:
         predict_all(predictor, examples()[:1])
     assert "\n" not in str(info.value)
 

@@ -14,7 +14,6 @@ import pytest
 from nep.core.prompts import MARKERS, NEXT, build_training_text
 from nep.train.model import (
     FinetuneConfig,
-    FinetuneSetupError,
     add_markers,
     check_base_model,
     load_base_hf,
@@ -25,6 +24,7 @@ from nep.train.model import (
 )
 from nep.train.sft import build_sft_trainer, sft_examples, trainer_kwargs
 from nep.train.tiny import build_tiny_model
+from nep.util.errors import NepError
 
 IGNORE = -100
 ORIGINAL = "total = 0\nfor x in xs:\n    total += x\n"
@@ -225,13 +225,13 @@ def test_backend_fails_before_paying(monkeypatch):
         pytest.skip("checks the CPU fallback")
     assert resolve_backend("auto") == "hf"
     assert resolve_backend("hf") == "hf"
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
+    with pytest.raises(NepError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
         resolve_backend("unsloth")
     # a GPU but no unsloth: auto falls back, an explicit unsloth names the requirements file
     monkeypatch.setattr(nep.util.device, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth → ImportError
     assert resolve_backend("auto") == "hf"
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
+    with pytest.raises(NepError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
         resolve_backend("unsloth")
 
 
@@ -243,7 +243,7 @@ def test_missing_base_model_is_one_line_naming_the_param(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     check_base_model("tiny-random")
     check_base_model(str(tmp_path))  # a local directory is taken as it is
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.base_model: 'nep-test/no-such-model' ") as e:
+    with pytest.raises(NepError, match=r"^finetune\.base_model: 'nep-test/no-such-model' ") as e:
         check_base_model("nep-test/no-such-model")
     assert "\n" not in str(e.value)
 

@@ -260,12 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--preset", help="check this preset (over the committed params.yaml) instead")
     args = parser.parse_args(argv)
-    from nep.config.presets import PresetError
+    from nep.config.presets import NepError
     from nep.config.schema import ParamsError
 
     try:
         params = configuration(args.params, args.preset)
-    except (ParamsError, PresetError) as e:
+    except (ParamsError, NepError) as e:
         rows = [Check("fail", "params schema", line.split(": ")[1] if ": " in line else "params.yaml", line)
                 for line in str(e).splitlines()]
     else:

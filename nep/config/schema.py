@@ -19,8 +19,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nep.util.errors import NepError
 
-class ParamsError(ValueError, SystemExit):
+
+class ParamsError(NepError, ValueError, SystemExit):
     """params.yaml does not fit the schema. One line per problem; uncaught, it exits with status 1
     and prints only the message (no traceback), since it is the user's input, not a bug."""
 

@@ -19,6 +19,7 @@ in bounded batches. Since a token is at least one byte, a record whose `2 * byte
 
 from __future__ import annotations
 
+from nep.util.errors import NepError
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -279,9 +280,9 @@ def run_filter(input_path: str | Path, output_path: str | Path, config: FilterCo
         write_lines(output_path, collect(ordered_map(filter_rows, tasks, workers)))
     else:
         if not input_path.is_file():
-            from nep.util.jsonl import InputError
+            from nep.util.errors import NepError
 
-            raise InputError(f"{input_path}: file not found")
+            raise NepError(f"{input_path}: file not found")
         tasks = ((str(input_path), s, e, config, threads) for s, e in line_blocks(input_path))
         write_lines(output_path, collect(ordered_map(filter_block, tasks, workers)))
     metrics = result.metrics()
@@ -300,7 +301,7 @@ def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: Filte
     import os
 
     from nep.data.ingest import read_index
-    from nep.util.jsonl import InputError
+    from nep.util.errors import NepError
     from nep.data.sources import local_path
 
     files, rows = read_index(in_dir)
@@ -308,7 +309,7 @@ def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: Filte
     for f in files:
         path = local_path(f["path"])
         if not os.path.isfile(path) or os.path.getsize(path) != f["bytes"]:
-            raise InputError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
+            raise NepError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
         paths.append(path)
     batch: list[tuple[int, int]] = []
     batch_file, batch_bytes = -1, 0

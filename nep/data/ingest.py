@@ -11,6 +11,7 @@ output and re-runs filter; filter reads only the rows that pass its cheap checks
 
 from __future__ import annotations
 
+from nep.util.errors import NepError
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -22,7 +23,7 @@ import orjson
 import xxhash
 
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map
-from nep.util.jsonl import BOM, InputError, atomic_file, not_utf8, parse_line
+from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
 
 INDEX = "index.jsonl"
 SOURCES = "sources.json"
@@ -162,13 +163,13 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
     langs = tuple(languages) if languages is not None else None
     for name, local in paths:
         if not os.path.isfile(local):
-            raise InputError(f"{local}: file not found")
+            raise NepError(f"{local}: file not found")
         if local.endswith(".parquet"):  # no line offsets: its records are materialized
             kept = sum(writer.add_record(r) for obj in read_records_file(local, writer.drops)
                        if (r := checked_record(obj, langs, writer.drops)) is not None)
             writer.sources.append({"path": name, "bytes": os.path.getsize(local), "xxh3": _file_hash(local)})
             if require_records and not kept:
-                raise InputError(f"{local}: no valid commit record")
+                raise NepError(f"{local}: no valid commit record")
             continue
         file = writer.add_file(name)
         tasks = [(local, start, end, langs) for start, end in line_blocks(local)]
@@ -185,7 +186,7 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
         writer.files[file].update(bytes=os.path.getsize(local), xxh3=xxhash.xxh3_128_hexdigest(b"".join(digests)))
         writer.sources.append({"path": name, **{k: writer.files[file][k] for k in ("bytes", "xxh3")}})
         if require_records and not kept:
-            raise InputError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
+            raise NepError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
 
 
 def _file_hash(path: str) -> str:
@@ -258,7 +259,7 @@ def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dic
     else:
         if source == "jsonl":
             if not jsonl["paths"]:
-                raise InputError("ingest.jsonl.paths is empty: list the JSONL files to read")
+                raise NepError("ingest.jsonl.paths is empty: list the JSONL files to read")
             locals_ = [(p, p) for p in jsonl["paths"]]
         else:
             locals_ = hf_files(dataset=hf["dataset"], revision=hf["revision"], languages=languages,

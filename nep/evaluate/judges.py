@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from nep.core.edits import unified_diff
 from nep.core.prompts import parse_prompt
 from nep.llm.verdicts import LLMVerdicts, Report, Tally, Verdict, VerdictBackend, build
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl
 from nep.util.registry import Registry
 
 JUDGES = Registry("judge.backend", {"rules": "nep.evaluate.judges:RulesJudge", "openai": "nep.evaluate.judges:LLMJudge"})
@@ -207,12 +208,12 @@ def judge_file(input_path: Path, output_path: Path, params: dict[str, Any], desc
     drops: Counter = Counter()
     records = list(read_jsonl(input_path, drops))
     if not records:
-        raise InputError(f"{input_path}: no generation records to judge")
+        raise NepError(f"{input_path}: no generation records to judge")
     problems = [[k for k in REQUIRED if not isinstance(r.get(k), str)] for r in records]
     valid = [r for r, missing in zip(records, problems) if not missing]
     ids = Counter(r["id"] for r in valid)
     if duplicated := [i for i, n in ids.items() if n > 1]:
-        raise InputError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
+        raise NepError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
     judge = build(JUDGES, params)
     verdicts = {v.id: v for v in tqdm(judge.verdicts(valid), total=len(valid), desc=desc, unit="rec")}
     tally = Tally()

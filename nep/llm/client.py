@@ -14,7 +14,7 @@ Interface (stable; code against this):
 - `complete_many` yields one `ChatResult` per request, in completion order (cache hits first), as
   each answer arrives; at most `concurrency` requests are in flight (a thread pool over the `openai`
   client). It never raises for a failed request: the result carries `error` (a FAILURE_REASONS
-  key) and `detail`. It raises `LLMUnavailable` (naming the param) when the key is missing or the
+  key) and `detail`. It raises `NepError` (naming the param) when the key is missing or the
   endpoint cannot be reached at all.
 - Retries are the `openai` client's own (`max_retries = max_attempts - 1`): 408/409/429/5xx,
   timeouts and connection errors, exponential backoff with jitter, honouring Retry-After.
@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from nep.util.errors import NepError
 from nep.util.registry import Registry
 
 FAILURE_REASONS = {
@@ -52,16 +53,6 @@ FAILURE_REASONS = {
 BACKENDS = Registry("LLM backend", {"openai": "nep.llm.client:OpenAIBackend"})
 
 
-class ParamError(RuntimeError):
-    """A known external failure a stage reports as one line naming its param (`section.param`)."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
-
-
-class LLMUnavailable(ParamError):
-    """No request can succeed: the API key is missing or the endpoint cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +174,7 @@ class OpenAIBackend:
             return "EMPTY"  # servers without auth (a local vllm serve) accept any key
         key = os.environ.get(self.api_key_env)
         if not key:
-            raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} is not set: export "
+            raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} is not set: export "
                                  "the API key there, or set api_key_env to \"\" for a server without authentication")
         return key
 
@@ -213,7 +204,7 @@ class OpenAIBackend:
                 result = future.result()
                 if result.error == "unreachable":
                     if not answered:
-                        raise LLMUnavailable("base_url", f"cannot connect to {self.base_url} ({result.detail}):"
+                        raise NepError(param="base_url", message=f"cannot connect to {self.base_url} ({result.detail}):"
                                              " start the server or fix base_url")
                     result.error = "connection"  # it answered before: count it, go on
                 answered += result.error is None

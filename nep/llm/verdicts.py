@@ -24,12 +24,12 @@ from typing import Any, ClassVar
 from nep.llm.client import (
     ChatRequest,
     ChatResult,
-    ParamError,
     backend_config,
     get_backend,
     in_request_order,
     parse_yes_no,
 )
+from nep.util.errors import NepError
 from nep.util.registry import Registry
 
 
@@ -42,11 +42,11 @@ class Verdict:
     answer: str | None = None  # the LLM's raw text, when one answered
 
 
-class TooManyFailures(ParamError):
+class TooManyFailures(NepError):
     """More verdicts stayed null than the stage's `max_failure_rate` allows."""
 
     def __init__(self, message: str):
-        super().__init__("max_failure_rate", message)
+        super().__init__(message, param="max_failure_rate")
 
 
 def check_failure_rate(failures: dict[str, int], total: int, max_failure_rate: float, what: str = "verdicts") -> None:

@@ -56,10 +56,6 @@ Answer with the complete file after that edit, every line of it, between <next_v
 fence. Anything outside the tags is ignored."""
 
 
-class PredictorError(RuntimeError):
-    """A known external failure (missing package, model, file or key): one line naming the param
-    and what to do. Stages print it without a traceback."""
-
 
 def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> list[dict[str, str]]:
     """The chat prompt for instruct models: our system instruction, then the example's original

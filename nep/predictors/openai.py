@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nep.core.extract import Style
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorError, chat_messages
+from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
+from nep.util.errors import NepError
 
 # Options passed to the backend when given; left unset, the backend's own defaults apply.
 BACKEND_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_attempts", "cache")
@@ -69,13 +70,12 @@ class OpenAIPredictor(Predictor):
         from nep.llm.client import ChatRequest
 
         if importlib.util.find_spec("openai") is None:
-            raise PredictorError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
+            raise NepError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
                                  "pip install -r requirements.txt")
         requests = [
             ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens)
             for i in todo
         ]
-        from nep.llm.client import ParamError
 
         try:
             for r in self.backend().complete_many(requests):
@@ -84,8 +84,10 @@ class OpenAIPredictor(Predictor):
                 else:
                     prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
                 yield [(int(r.id), prediction)]
-        except ParamError as e:  # no key, endpoint unreachable: one line naming our param
-            raise PredictorError(f"{self.param(e.param)}: {e}") from e
+        except NepError as e:  # no key, endpoint unreachable: one line naming our param
+            if not e.param:
+                raise
+            raise NepError(e.message, param=self.param(e.param), hint=e.hint) from e
 
     def report(self):
         # built (no request sent) even when every answer was resumed, so the keys are always there

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from nep.core.extract import extract_next_version
 from nep.predictors.base import Prediction, Settings, build_predictor
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def load_examples(path: str | Path) -> list[dict[str, Any]]:
     for n, ex in enumerate(read_jsonl(path), 1):
         missing = [f for f in REQUIRED_FIELDS if not isinstance(ex.get(f), str)]
         if missing:
-            raise InputError(f"{path}: record {n} (id {ex.get('id')!r}) lacks string field(s) {', '.join(missing)}")
+            raise NepError(f"{path}: record {n} (id {ex.get('id')!r}) lacks string field(s) {', '.join(missing)}")
         examples.append(ex)
     return examples
 
@@ -195,7 +196,7 @@ def generate(
     predictor = build_predictor(name, entry)
     test_path = Path(test_path)
     if not test_path.is_file():
-        raise InputError(f"{test_path}: file not found (run the split stage first)")
+        raise NepError(f"{test_path}: file not found (run the split stage first)")
     examples = load_examples(test_path)
     key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes())
     folder = checkpoint_dir()

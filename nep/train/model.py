@@ -19,6 +19,7 @@ from nep.core.prompts import MARKERS
 from nep.train.tiny import SMOKE_WARNING, TINY_MODEL
 from nep.util import device as nep_device
 from nep.util.device import resolve_device, resolve_dtype
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,6 @@ EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
 BACKENDS = ("auto", "unsloth", "hf")
 S = TypeVar("S")
 
-
-class FinetuneSetupError(RuntimeError):
-    """A known external problem found before training (GPU, package, base model): one line
-    naming the param and what to do. The stage prints it without a traceback."""
 
 
 def validate_section(model: type[S], section: str, params: dict[str, Any]) -> S:
@@ -91,7 +88,7 @@ def resolve_backend(name: str) -> str:
     if name == "hf" or (name == "auto" and not cuda):
         return "hf"
     if not cuda:
-        raise FinetuneSetupError(
+        raise NepError(
             "finetune.backend: unsloth needs a CUDA GPU and none is visible; set finetune.backend to hf (or auto)"
         )
     try:
@@ -101,7 +98,7 @@ def resolve_backend(name: str) -> str:
             log.info("unsloth not usable (%s); using the hf backend", e)
             return "hf"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FinetuneSetupError(
+        raise NepError(
             f"finetune.backend: unsloth cannot be imported ({reason}); "
             "pip install -r requirements-gpu.txt, or set finetune.backend to hf"
         ) from None
@@ -119,7 +116,7 @@ def check_base_model(name: str) -> None:
         AutoConfig.from_pretrained(name)
     except OSError as e:  # not found, offline, gated: transformers raises OSError
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FinetuneSetupError(
+        raise NepError(
             f"finetune.base_model: {name!r} is not a local directory and cannot be fetched from the "
             f"Hugging Face hub ({reason}); check the id and the network (or HF_HUB_OFFLINE and the cache), "
             "or give a local path"

@@ -35,7 +35,7 @@ from nep.train.model import (
 )
 from nep.train.rewards import RewardWeights, make_pair, prompt_sections, reward_function, score_candidate
 from nep.util import device as nep_device
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +298,12 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
         metrics.update({"pairs": len(pairs), **{f"pairs.{k}": v for k, v in sorted(outcomes.items())}})
         data = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
         if not data:
-            raise InputError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
+            raise NepError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
         data = [{"prompt": r["prompt"], **prompt_sections(r)} for r, _ in sampled.groups]
         if not data:
-            raise InputError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
+            raise NepError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:
         trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress)
         output = trainer.train()

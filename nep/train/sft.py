@@ -39,7 +39,7 @@ from nep.train.model import (
     save_finetuned,
 )
 from nep.util import device as nep_device
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def build_sft_trainer(
     from transformers import PrinterCallback
 
     if not examples:
-        raise InputError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+        raise NepError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
     trainer = sft_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, backend=backend, progress=progress),

@@ -22,12 +22,11 @@ from typing import IO, Any
 
 import orjson
 
+from nep.util.errors import NepError
+
 BOM = b"\xef\xbb\xbf"
 MAX_DEPTH = 512  # nesting deeper than this is a bad line, not a crash later on
 
-
-class InputError(RuntimeError):
-    """Input that is unusable as a whole (missing file, no valid records)."""
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -88,10 +87,10 @@ def iter_lines(path: str | Path, start: int = 0, end: int | None = None) -> Iter
             offset += len(raw)
 
 
-def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> InputError:
+def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> NepError:
     """The error for a line that is not UTF-8: file, line and byte offset of the bad byte."""
     bad = e.object[e.start : e.start + 1].hex()
-    return InputError(f"{path}:{lineno}: not UTF-8 text ({e.reason}: byte 0x{bad} at file offset {offset + e.start}, "
+    return NepError(f"{path}:{lineno}: not UTF-8 text ({e.reason}: byte 0x{bad} at file offset {offset + e.start}, "
                       f"column {e.start + 1})")
 
 
@@ -113,13 +112,13 @@ def read_jsonl(path: str | Path, drops: Counter | None = None) -> Iterator[dict[
     naming file, line and byte offset."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: file not found")
+        raise NepError(f"{path}: file not found")
     for lineno, offset, line in iter_lines(path):
         obj, reason = parse_object(path, lineno, offset, line)
         if reason:
             if drops is None:
                 what = "expected a JSON object" if reason == "not_an_object" else f"bad JSON line ({reason})"
-                raise InputError(f"{path}:{lineno}: {what}")
+                raise NepError(f"{path}:{lineno}: {what}")
             drops[reason] += 1
             continue
         yield obj
