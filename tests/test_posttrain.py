@@ -203,3 +203,18 @@ def test_stage_dpo_writes_curves_and_jsonl(sft_dir, tmp_path):
     assert len(lines) == metrics["candidates"] == 4
     assert {"raw", "reward", "exact_match", "reversal", "unextractable"} <= set(json.loads(lines[0]))
     assert "train_runtime" not in metrics and "train_runtime" in json.loads((tmp_path / "timing.json").read_text())
+
+
+def test_the_plain_torch_logprobs_reach_trls_internals():
+    """use_torch_logprobs sets trl's module attribute only on tested releases; this fails when trl
+    drops or renames it (then GRPO on a CPU stops in one line instead)."""
+    import trl.trainer.utils as trl_utils
+
+    from nep.train.posttrain import use_torch_logprobs
+
+    assert hasattr(trl_utils, "_ChunkedLogProbFunction")
+    use_torch_logprobs()
+    assert trl_utils._ChunkedLogProbFunction is not None
+    import inspect
+
+    assert "_ChunkedLogProbFunction.apply" in inspect.getsource(trl_utils)

@@ -8,7 +8,11 @@ embedding group, DVCLive steps), driven by the `posttrain:` params. transformers
 on a GPU the same trainers run with trl's fused kernels.
 
 trl computes log-probabilities through a Triton kernel (`trl.kernels`), which the CPU build of
-torch lacks; `use_torch_logprobs` fills that gap with the same computation in plain torch.
+torch lacks, and trl offers no public switch to a plain-torch path. `use_torch_logprobs` fills that
+gap with the same computation in plain torch by setting trl's module attribute
+`trl.trainer.utils._ChunkedLogProbFunction`, only where it is None (no Triton) and only on the trl
+releases it was tested with (TRL_TESTED); elsewhere GRPO on a CPU stops in one line before any work.
+tests/train/test_posttrain.py fails when those internals change.
 """
 
 from __future__ import annotations
@@ -68,14 +72,26 @@ class PosttrainConfig(Posttrain):
         return RewardWeights.from_params(self.reward.model_dump())
 
 
+TRL_TESTED = ((1, 15), (1, 15))  # oldest and newest trl (major, minor) the plain-torch path was tested with
+
+
 def use_torch_logprobs() -> None:
     """Give trl's fused LM head a plain-torch log-prob function where its Triton kernel is missing
     (CPU builds of torch): same inputs, same outputs, autograd through torch."""
+    from importlib.metadata import version
+
     import torch
     import trl.trainer.utils as trl_utils
 
-    if trl_utils._ChunkedLogProbFunction is not None:
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
         return
+    trl_version = tuple(int(x) for x in version("trl").split(".")[:2])
+    if not TRL_TESTED[0] <= trl_version <= TRL_TESTED[1] or not hasattr(trl_utils, "_ChunkedLogProbFunction"):
+        raise NepError(
+            f"trl {version('trl')} needs Triton for post-training log-probabilities, which this torch lacks; "
+            f"nep's plain-torch path is tested with trl {TRL_TESTED[0][0]}.{TRL_TESTED[0][1]}-"
+            f"{TRL_TESTED[1][0]}.{TRL_TESTED[1][1]}",
+            param="posttrain.method", hint="install a tested trl (requirements.txt), or post-train on a GPU")
 
     class TorchLogProb:
         @staticmethod
