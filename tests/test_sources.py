@@ -198,9 +198,10 @@ def test_lines_no_reader_can_hold_are_counted_drops(tmp_path):
     assert [r["commit"] for r in records] == ["c1", "c4"]
     assert drops == Counter({"lone_surrogate": 1, "too_deeply_nested": 1, "number_too_large": 1})
     # the same through ingest's parallel index
+    from nep.config.schema import Ingest
     from stages.ingest import run
 
-    metrics = run(source="jsonl", languages=["Python"], git={}, jsonl={"paths": [str(src)]}, hf={}, workers=2,
+    metrics = run(Ingest(source="jsonl", languages=["Python"], jsonl={"paths": [str(src)]}, workers=2),
                   output_dir=tmp_path / "ingest", metrics_path=tmp_path / "m.json", stamps=tmp_path / "stamps.json")
     assert metrics["records_out"] == 2
     assert metrics["dropped.lone_surrogate"] == metrics["dropped.too_deeply_nested"] == metrics["dropped.number_too_large"] == 1
@@ -260,12 +261,12 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path):
 
 
 def ingest(tmp_path: Path, source: str, **section) -> dict:
+    from nep.config.schema import Ingest
     from stages.ingest import run
 
-    sections = {"git": {}, "jsonl": {}, "hf": {}}
-    sections[source] = section
-    return run(source=source, languages=["Python"], workers=1, output_dir=tmp_path / "ingest",
-               metrics_path=tmp_path / "metrics.json", stamps=tmp_path / "stamps.json", **sections)
+    cfg = Ingest(source=source, languages=["Python"], workers=1, **{source: section})
+    return run(cfg, output_dir=tmp_path / "ingest", metrics_path=tmp_path / "metrics.json",
+               stamps=tmp_path / "stamps.json")
 
 
 def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
@@ -302,6 +303,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
 
 def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     import nep.util.batches
+    from nep.data.filter import paper_filter
     from stages.filter import run
 
     old = "".join(f"v{i} = {i}\n" for i in range(30))
@@ -314,8 +316,8 @@ def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     read: list[int] = []
     real = nep.util.batches.read_ranges
     monkeypatch.setattr(nep.util.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
-    metrics = run(input_path=tmp_path / "ingest", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json",
-                  workers=1, max_chars=5000)
+    metrics = run(paper_filter(workers=1, max_chars=5000), input_path=tmp_path / "ingest",
+                  output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json")
     lines = src.read_bytes().splitlines(keepends=True)
     assert read == [0, len(lines[0]) + len(lines[1])]
     assert metrics["records_in"] == 3 and metrics["records_out"] == 2 and metrics["dropped.too_many_chars"] == 1

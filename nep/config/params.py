@@ -67,6 +67,16 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
     return params[section]
 
 
+def load_section(name: str, path: str | Path = "params.yaml") -> Any:
+    """One section of params.yaml as its typed schema object (nep.config.schema: `Filter`,
+    `Finetune`...), checked like `load_params`, every default filled in. Stages pass it on as it is."""
+    from nep.config.schema import SECTIONS
+
+    if name not in SECTIONS:
+        raise KeyError(f"no params section '{name}' (sections: {', '.join(SECTIONS)})")
+    return SECTIONS[name].model_validate(load_params(name, path))
+
+
 def _checked_path() -> Path:
     from nep.util.paths import cache_root
 

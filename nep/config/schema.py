@@ -264,6 +264,27 @@ class Params(Section):
     evaluate: Evaluate = _default(Evaluate)
 
 
+# the section models by stage name (nep.config.params.load_section)
+SECTIONS: dict[str, type[Section]] = {name: field.annotation for name, field in Params.model_fields.items()}
+
+
+def section(name: str, values: Any) -> Section:
+    """The `name:` section as its schema object: `values` as it is when it already is one, else a
+    mapping checked against the schema (ParamsError naming `<name>.<key>`); for library callers
+    and tests that hold plain data. Stages get theirs from nep.config.params.load_section."""
+    model = SECTIONS[name]
+    if isinstance(values, model):
+        return values
+    try:
+        return model.model_validate(values)
+    except ValidationError:
+        try:
+            Params.model_validate({name: values})
+        except ValidationError as e:
+            raise ParamsError(format_errors(e)) from None
+        raise
+
+
 # ---------------------------------------------------------------- errors, one line each
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The section model at a location (None inside a plain mapping)."""

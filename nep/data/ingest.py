@@ -11,6 +11,7 @@ output and re-runs filter; filter reads only the rows that pass its cheap checks
 
 from __future__ import annotations
 
+from nep.config.schema import Ingest
 from nep.util.errors import NepError
 import os
 from collections import Counter
@@ -241,15 +242,16 @@ class Stamps:
             f.write(orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS))
 
 
-def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dict[str, Any], hf: dict[str, Any],
-           workers: int, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
-    """Index the records of `source` into `out_dir` (index.jsonl, sources.json, and commits.jsonl
-    for git); return the metrics. When the source is the same as at the last run (git: the same
+def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
+    """Index the records of `cfg.source` (the `ingest:` params) into `out_dir` (index.jsonl,
+    sources.json, and commits.jsonl for git); return the metrics. When the source is the same as at the last run (git: the same
     resolved commits; files: the same size, time and inode as when last hashed) and the outputs are
     there, nothing is read or written again."""
     from nep.util.batches import worker_count
     from nep.data.sources import dedupe, git_records, git_state, hf_files, local_path
 
+    source, languages, workers = cfg.source, cfg.languages, cfg.workers
+    git, jsonl, hf = cfg.git.model_dump(), cfg.jsonl.model_dump(), cfg.hf.model_dump()
     params = {"git": git, "jsonl": jsonl, "hf": hf}[source]
     manifest: dict[str, Any] = {"source": source, "languages": list(languages), "params": params}
     known = Stamps(stamps)
