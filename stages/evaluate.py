@@ -13,7 +13,7 @@ Metric definitions: nep/evaluate/metrics.py (the paper's), nep/evaluate/refined.
 
 from __future__ import annotations
 
-from nep.config.params import load_params
+from nep.config.params import load_section
 from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
 from nep.util import paths
 from nep.util.errors import NepError
@@ -28,15 +28,15 @@ def write(ev: Evaluation) -> None:
 
 
 def main() -> None:
-    params = load_params("evaluate")
-    predictors = list(load_params("generate")["predictors"])
+    cfg = load_section("evaluate")
+    predictors = list(load_section("generate").predictors)
     try:
         ev = evaluate(
             predictors,
-            reference=params["reference"],
-            context_lines=params["context_lines"],
-            bootstrap_samples=params["bootstrap_samples"],
-            seed=params["seed"],
+            reference=cfg.reference,
+            context_lines=cfg.context_lines,
+            bootstrap_samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
         )
     except NepError as e:  # a missing or unusable generation/judgment file: one line
         raise SystemExit(f"evaluate: {e}") from None

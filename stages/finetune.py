@@ -19,9 +19,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Finetune
 from nep.core.examples import read_training_set
-from nep.train.model import FinetuneConfig
 from nep.train.sft import run_finetune
 from nep.util import paths
 from nep.util.errors import NepError
@@ -31,13 +31,13 @@ METRICS_DIR = paths.METRICS / "finetune"
 
 
 def finetune(
+    cfg: Finetune,
     *,
     train_path: str | Path = paths.TRAIN,
     out_dir: str | Path = paths.FINETUNE,
     metrics_dir: str | Path = METRICS_DIR,
     timing_path: str | Path | None = None,
     progress: bool = True,
-    **params: Any,
 ) -> dict[str, Any]:
     """Train on the processed examples in `train_path`; save the model to `out_dir`, DVCLive's
     metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
@@ -46,7 +46,6 @@ def finetune(
 
     from nep.util.device import distributed_state
 
-    cfg = FinetuneConfig.from_params(params)
     drops: Counter = Counter()
     records = read_training_set(train_path, drops)
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
@@ -77,7 +76,7 @@ def finetune(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        metrics = finetune(**load_params("finetune"))
+        metrics = finetune(load_section("finetune"))
     except NepError as e:  # no GPU/package/base model, no training set: one line
         sys.exit(str(e))
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
+from nep.config.schema import Split
 from nep.core.edits import current_version
 from nep.core.prompts import build_prompt, parse_prompt
 from nep.data.nep_dataset import HUB_ID, load_external, nep_examples
@@ -129,8 +130,7 @@ def test_hub_standin_as_train_and_test_with_leakage_removed(tmp_path):
     train = [nep_record(commit=f"{i:040x}") for i in range(6)]
     test = [nep_record(commit=f"{i:040x}", new_file="t.go") for i in (4, 5, 7)] + [nep_record(commit=f"{7:040x}", new_file="t.go")]
     hub = str(hub_standin(tmp_path / "hub", train, test))
-    split, metrics = split_dataset(strategy="external", test_fraction=0.2, seed=0, external_test=hub,
-                                   external_train=hub, external_revision="main",
+    split, metrics = split_dataset(Split(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub),
                                    examples_path=tmp_path / "not-read.jsonl")
     assert [e["commit"] for e in split.train] == [f"{i:040x}" for i in range(4)]
     assert len(split.test) == 4 and {e["language"] for e in split.test} == {"Go"}
@@ -138,24 +138,28 @@ def test_hub_standin_as_train_and_test_with_leakage_removed(tmp_path):
     assert metrics["format.train"] == metrics["format.test"] == "nep"
     assert metrics["external_test.duplicates_kept"] == 1 and metrics["external_test.language.Go"] == 4
     assert metrics["external_train.language.Python"] == 6
-    again = split_dataset(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub,
-                          external_revision="main", examples_path=tmp_path / "not-read.jsonl")
+    again = split_dataset(Split(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub),
+                          examples_path=tmp_path / "not-read.jsonl")
     assert again == (split, metrics)
 
 
 def test_nep_train_with_a_strategy_of_its_own_and_param_errors(tmp_path):
     hub = str(hub_standin(tmp_path / "hub", [nep_record(commit=f"{i:040x}") for i in range(10)], [nep_record()]))
-    common = {"test_fraction": 0.2, "seed": 0, "external_revision": "main", "examples_path": tmp_path / "x.jsonl"}
-    split, metrics = split_dataset(strategy="auto", external_test="", external_train=hub, **common)
+    x = tmp_path / "x.jsonl"
+
+    def split_dataset_(**kw):
+        return split_dataset(Split(test_fraction=0.2, seed=0, **kw), examples_path=x)
+
+    split, metrics = split_dataset_(strategy="auto", external_test="", external_train=hub)
     assert metrics["strategy"] == "time" and metrics["train"] + metrics["test"] == 10 and split.test
     with pytest.raises(NepError, match="split.external_test is set but split.strategy is 'auto'"):
-        split_dataset(strategy="auto", external_test=hub, external_train="", **common)
+        split_dataset_(strategy="auto", external_test=hub, external_train="")
     with pytest.raises(NepError, match="split.external_test is empty"):
-        split_dataset(strategy="external", external_test="", external_train=hub, **common)
+        split_dataset_(strategy="external", external_test="", external_train=hub)
     (tmp_path / "only-test").mkdir()
     write_jsonl(tmp_path / "only-test" / "data" / "test.jsonl", [nep_record()])
     with pytest.raises(NepError, match="split.external_train: cannot read split 'train'"):
-        split_dataset(strategy="external", external_test=hub, external_train=str(tmp_path / "only-test"), **common)
+        split_dataset_(strategy="external", external_test=hub, external_train=str(tmp_path / "only-test"))
 
 
 def test_missing_hub_is_one_line_naming_the_param(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO_ROOT, make_example
 from fake_openai import FakeOpenAI
 
+from nep.config.schema import section
 from nep.core.extract import extract_next_version
 from nep.core.prompts import parse_prompt
 from nep.predictors.base import (
@@ -352,10 +353,9 @@ def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_dir(tmp_path_factory) -> Path:
     """The finetune helper's real run on the tiny model: two optimizer steps."""
-    from nep.train.model import FinetuneConfig
     from nep.train.sft import run_finetune
 
-    cfg = FinetuneConfig.from_params({
+    cfg = section("finetune", {
         "base_model": "tiny-random", "backend": "hf", "max_steps": 2, "gradient_accumulation_steps": 1,
         "warmup_steps": 0,
         "tiny": {"vocab_size": 400, "hidden_size": 32, "num_layers": 1, "num_heads": 2, "max_seq_length": 512},

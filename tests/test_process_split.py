@@ -105,6 +105,7 @@ SPLIT_PARAMS = {"strategy": "auto", "test_fraction": 0.2, "seed": 42, "external_
 
 
 def test_split_stage_errors_and_metrics(tmp_path):
+    from nep.config.schema import Split
     from stages.split import run
 
     src = tmp_path / "examples.jsonl"
@@ -112,11 +113,11 @@ def test_split_stage_errors_and_metrics(tmp_path):
     kwargs = {"input_path": src, "train_path": tmp_path / "train.jsonl", "test_path": tmp_path / "test.jsonl",
               "metrics_path": tmp_path / "split.json"}
     with pytest.raises(NepError, match="shallow clone"):
-        run(**kwargs, **SPLIT_PARAMS)
+        run(Split(**SPLIT_PARAMS), **kwargs)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=1, commits=1)))
     with pytest.raises(NepError, match="test set empty"):
-        run(**kwargs, **SPLIT_PARAMS)
+        run(Split(**SPLIT_PARAMS), **kwargs)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=3, commits=3)) + "{bad\n")
-    metrics = run(**kwargs, **{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0})
+    metrics = run(Split(**{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0}), **kwargs)
     assert metrics["train"] + metrics["test"] == 18 and metrics["dropped.malformed_json"] == 1
     assert metrics["repos.train"] + metrics["repos.test"] == 3

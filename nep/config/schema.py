@@ -140,9 +140,12 @@ class FinetuneTiny(Section):
     max_steps: int = Field(6, ge=0)
 
 
+TINY_MODEL = "tiny-random"  # the offline smoke model's name (nep.train.tiny)
+
+
 class Finetune(Section):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
-    base_model: str = "tiny-random"
+    base_model: str = TINY_MODEL
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -168,6 +171,21 @@ class Finetune(Section):
     merge: bool = False
     threads: int = Field(0, ge=0)  # CPU runs: torch threads, 0 = auto (nep.util.device.configure_threads)
     tiny: FinetuneTiny = _default(FinetuneTiny)
+
+    @property
+    def is_tiny(self) -> bool:
+        """Whether the base model is the offline smoke model (nep.train.tiny)."""
+        return self.base_model == TINY_MODEL
+
+    @property
+    def effective_max_seq_length(self) -> int:
+        return self.tiny.max_seq_length if self.is_tiny else self.max_seq_length
+
+    @property
+    def effective_max_steps(self) -> int:
+        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
+        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
+        return min(caps, default=0)
 
 
 # ---------------------------------------------------------------- posttrain

@@ -15,6 +15,7 @@ dataset's `train` split, used as given).
 
 from __future__ import annotations
 
+from nep.config.schema import Split as SplitParams
 from nep.util.errors import NepError
 import hashlib
 import random
@@ -117,12 +118,12 @@ def split_examples(
     return Split(train, test, strategy)
 
 
-def split_dataset(
-    *, strategy: str, test_fraction: float, seed: int, external_test: str, external_train: str,
-    external_revision: str, examples_path: Path,
-) -> tuple[Split, dict[str, Any]]:
-    """Read what to split (`examples_path`, or `external_train`) and the external test set, split,
-    and return the split with its flat metrics. Raises NepError/NepError naming the param."""
+def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict[str, Any]]:
+    """Read what to split (`examples_path`, or `cfg.external_train`) and the external test set,
+    split as the `split:` params say, and return the split with its flat metrics. Raises NepError
+    naming the param."""
+    strategy, test_fraction, seed = cfg.strategy, cfg.test_fraction, cfg.seed
+    external_test, external_train, external_revision = cfg.external_test, cfg.external_train, cfg.external_revision
     if external_test and strategy != "external":
         raise NepError(f"split.external_test is set but split.strategy is {strategy!r}: "
                          "set split.strategy: external, or clear split.external_test")
