@@ -9,9 +9,9 @@ extracted and checked where that is cheap and offline.
   docs show the error it prints (`$ command` followed by its output), exactly that error;
 - every path of this repository the text names (`nep/data/filter.py`, `tests/x.py::test_y`) exists,
   every dotted `nep.` name imports, every relative link and anchor resolves;
-- a command that needs a GPU, the hub, an API key or the network says so with a `# needs: ...`
-  comment (on its line, or alone as the first line of its code block); the patterns below find the
-  commands that must carry one;
+- a command in a code block that needs a GPU, the hub, an API key or the network says so with a
+  `# needs: ...` comment (on its line, or alone before the block's first command); the patterns
+  below find the commands that must carry one (inline commands in the prose say it in the text);
 - the front page stays at most 250 lines, links every page of docs/, and holds CI's command verbatim;
 - docs/params.md is what `python -m nep.config.reference` prints.
 """
@@ -123,12 +123,12 @@ def page_commands(path: Path) -> list[Command]:
                     commands.append(Command(page, start + offset, code, needs_of(comment)))
                 elif commands and commands[-1].page == page and commands[-1].line >= start:
                     commands[-1].output.append(raw)
-    prose = re.sub(r"^\s*```.*?^\s*```", "", text, flags=re.S | re.M)
+    # Commands in the prose (inline code): checked like the others, but their needs are in the text.
+    prose = re.sub(r"^\s*```.*?^\s*```", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S | re.M)
     for span in re.finditer(r"`([^`]+)`", prose):
         code = " ".join(span.group(1).split())
         if re.match(r"(python|dvc|pip|accelerate) ", code):
-            line = text.count("\n", 0, text.find(span.group(0))) + 1
-            commands.append(Command(page, line, code, in_block=False))
+            commands.append(Command(page, prose.count("\n", 0, span.start()) + 1, code, in_block=False))
     return commands
 
 
@@ -295,7 +295,10 @@ def test_experiment_overrides_fit_the_schema(command: Command, overrides: list[s
     from nep.config.params import load_yaml
     from nep.config.schema import ParamsError, validate
 
-    params = apply_overrides(load_yaml(REPO_ROOT / "params.yaml"), overrides)
+    try:
+        params = apply_overrides(load_yaml(REPO_ROOT / "params.yaml"), overrides)
+    except KeyError as e:  # DVC refuses such a command before running anything
+        pytest.fail(f"{command}: {e.args[0]} (a new key needs a leading +)")
     shown = [line for line in command.output if line.strip()]
     if shown:  # the docs show the error it prints
         with pytest.raises(ParamsError) as error:
