@@ -17,6 +17,7 @@ import sys
 from nep.config.params import load_params
 from nep.predictors.base import PredictorError, Settings
 from nep.predictors.runner import generate
+from nep.util.errors import NepError
 from nep.util.jsonl import InputError
 
 
@@ -34,7 +35,7 @@ def main() -> None:
     )
     try:
         metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except (PredictorError, InputError) as e:  # a known external failure or missing input: one line
+    except (PredictorError, InputError, NepError) as e:  # a known failure, missing input, too many failed: one line
         sys.exit(f"generate@{args.predictor}: {e}")
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

@@ -96,14 +96,16 @@ def test_malformed_answers_retried_at_a_30_percent_fault_rate_stay_within_policy
     assert fake_openai.requests == 40 + 12
 
 
-@pytest.mark.parametrize("suffix", ["\r", "\n", "\r\n", "  ", "\t"])
-def test_a_key_with_surrounding_whitespace_is_stripped(fake_openai, monkeypatch, suffix):
+@pytest.mark.parametrize("suffix", ["  ", "\t", " \t "])
+def test_a_key_with_surrounding_blanks_is_stripped(fake_openai, monkeypatch, suffix):
     monkeypatch.setenv("NEP_TEST_KEY", f" {KEY}{suffix}")
     [result] = backend(fake_openai).complete_many([request(1)])
     assert result.text == "yes" and fake_openai.authorization == {f"Bearer {KEY}"}
 
 
-@pytest.mark.parametrize("bad, what", [(KEY[:6] + "\r" + KEY[6:], "U+000D (carriage return) at character 7"),
+@pytest.mark.parametrize("bad, what", [(KEY + "\r", f"U+000D (carriage return) at character {len(KEY) + 1}"),
+                                       (f"{KEY}\r\n", "U+000D"), (f" {KEY}\n", "U+000A (line feed)"),
+                                       (KEY[:6] + "\r" + KEY[6:], "U+000D (carriage return) at character 7"),
                                        (KEY + "\x1bx", "U+001B at character 30"), (KEY + "é", "U+00E9 (latin small letter e")])
 def test_a_key_a_header_cannot_carry_is_refused_in_one_line_naming_api_key_env(fake_openai, monkeypatch, bad, what):
     monkeypatch.setenv("NEP_TEST_KEY", bad)

@@ -121,7 +121,12 @@ def model_check(model: str, param: str, env: Mapping[str, str]) -> Check:
 def key_check(var: str, param: str, used_by: str, env: Mapping[str, str]) -> Check:
     if not var:
         return Check("skip", f"API key for {used_by}", param, 'api_key_env is "" (no authentication)')
-    if env.get(var):
+    if (env.get(var) or "").strip(" \t"):
+        from nep.llm.client import header_problem
+
+        if problem := header_problem(env[var].strip(" \t")):  # the key itself is never printed
+            return Check("fail", f"API key for {used_by}", param, f"{var} holds {problem}, which an HTTP header "
+                         "cannot carry: export the key alone (no CR/LF from a CRLF .env file)")
         return Check("pass", f"API key for {used_by}", param, f"{var} is set")
     return Check("fail", f"API key for {used_by}", param, f"export {var}=... (or set {param} to the variable "
                  "that holds the key)")

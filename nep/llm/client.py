@@ -24,8 +24,9 @@ Interface (stable; code against this):
   off), so a re-run sends only the requests not yet answered.
 - The API key is read from the environment variable *named* by `api_key_env` when requests are
   sent (not when every answer is cached); it is never stored. `api_key_env: ""` for servers without auth.
-  Surrounding whitespace is stripped (a CRLF `.env`); a key still holding a character an HTTP header
-  cannot carry is refused (LLMUnavailable naming `api_key_env`). Every text and detail a backend
+  Surrounding blanks (spaces, tabs: a pasted key) are stripped; a key still holding a character an
+  HTTP header cannot carry (a CR or LF from a CRLF `.env`, any control or non-ASCII character) is
+  refused before any request (LLMUnavailable naming `api_key_env`, never the key). Every text and detail a backend
   returns, and every log line of the HTTP libraries while it runs, is scrubbed of the key in raw,
   escaped (JSON, repr) and URL-quoted form (`scrub`), so a server echoing it cannot put it in a file.
 """
@@ -262,19 +263,19 @@ class OpenAIBackend:
                 "sampling": self.sampling(request)}
 
     def api_key(self) -> str:
-        """The key from the environment, stripped of surrounding whitespace; LLMUnavailable (naming
+        """The key from the environment, stripped of surrounding blanks; LLMUnavailable (naming
         `api_key_env`, never the key) when it is unset or holds a character a header cannot carry."""
         if not self.api_key_env:
             return "EMPTY"  # servers without auth (a local vllm serve) accept any key
         raw = os.environ.get(self.api_key_env) or ""
-        key = raw.strip()
-        if not key:
+        key = raw.strip(" \t")
+        if not key.strip():
             raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} is not set: export "
                                  "the API key there, or set api_key_env to \"\" for a server without authentication")
         if problem := header_problem(key):
             raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} holds {problem}, which "
-                                 "cannot be sent in an HTTP header: export the key alone (check the .env file's "
-                                 "line endings and quotes)")
+                                 "cannot be sent in an HTTP header: export the key alone (a CR or LF comes from a "
+                                 ".env file with CRLF line endings or a trailing newline)")
         self._secrets = secret_forms(raw, key)
         return key
 
