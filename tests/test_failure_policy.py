@@ -201,3 +201,30 @@ def test_dvc_repro_fails_while_the_endpoint_is_down_and_regenerates_once_it_is_b
     assert (project / "metrics" / "generate" / "api.json").read_bytes() == (uninterrupted / "metrics.json").read_bytes()
     assert "generate@api" in (project / "dvc.lock").read_text()
     assert REPO_ROOT.exists()
+
+
+def test_label_with_a_cr_key_stops_in_one_line_and_an_echoing_server_leaves_no_key(tmp_path, server, monkeypatch):
+    from conftest import two_chunk_commit
+
+    from stages import label as label_stage
+
+    write_jsonl(tmp_path / "data/filter/commits.jsonl",
+                [two_chunk_commit(i, "[[fault:*401]]" if i % 2 else "[[fault:echo]]") for i in range(4)])
+    config = {"backend": "openai", "base_url": server.url, "model": "m", "api_key_env": "NEP_POLICY_KEY",
+              "max_attempts": 2, "max_failure_rate": 1.0}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"label": config}))
+    done = subprocess.run([sys.executable, "-m", "stages.label"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "NEP_POLICY_KEY": KEY + "\r"})
+    assert done.returncode == 1 and server.requests == 0 and "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if "api_key_env" in line] == [
+        line for line in done.stderr.splitlines() if line.strip() and not line.startswith("label: ")][-1:]
+    assert "NEP_POLICY_KEY holds U+000D (carriage return)" in done.stderr and KEY not in done.stderr
+
+    monkeypatch.setenv("NEP_POLICY_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    label_stage.run(**config)
+    reasons = [r["label_reason"] for r in read_jsonl(tmp_path / "data/label/commits.jsonl")]
+    assert all("Bearer ***" in r for r in reasons), reasons  # answers and 401 details echo it, scrubbed
+    for path in tmp_path.rglob("*"):  # outputs, metrics, the response cache (NEP_CACHE_DIR is under tmp_path)
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
