@@ -32,7 +32,7 @@ def main() -> None:
     settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads)
     try:
         metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except NepError as e:  # a known external failure or missing input: one line
+    except NepError as e:  # a known failure, missing input, too many failed: one line
         sys.exit(f"generate@{args.predictor}: {e}")
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

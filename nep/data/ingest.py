@@ -14,6 +14,7 @@ from __future__ import annotations
 from nep.config.schema import Ingest
 from nep.util.errors import NepError
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,17 +50,28 @@ def record_key(record: dict[str, Any]) -> int:
 
 
 def split_lines(data: bytes, start: int) -> Iterator[tuple[int, int, bytes]]:
-    """(line number from 1, absolute offset, line without \\n/\\r\\n) of a block read at `start`;
-    a BOM at the very start of the file is skipped."""
+    """(line number from 1, absolute offset, line without its ending) of a block read at `start`.
+    A line ends at LF, CRLF or a lone CR (Python's universal newlines: a JSON line holds no raw CR,
+    since JSON escapes control characters in strings). A BOM at the very start of the file is skipped."""
     pos = 3 if start == 0 and data.startswith(BOM) else 0
     lineno = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        end = len(data) if nl < 0 else nl
+    if b"\r" not in data:  # the common case, at find()'s speed
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            end = len(data) if nl < 0 else nl
+            lineno += 1
+            yield lineno, start + pos, data[pos:end]
+            pos = end + 1
+        return
+    for match in _EOL.finditer(data, pos):
         lineno += 1
-        line = data[pos:end]
-        yield lineno, start + pos, line[:-1] if line.endswith(b"\r") else line
-        pos = end + 1
+        yield lineno, start + pos, data[pos : match.start()]
+        pos = match.end()
+    if pos < len(data):
+        yield lineno + 1, start + pos, data[pos:]
+
+
+_EOL = re.compile(rb"\r\n?|\n")
 
 
 def index_block(path: str, start: int, end: int, languages: tuple[str, ...] | None) -> Block:
@@ -165,9 +177,13 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
     for name, local in paths:
         if not os.path.isfile(local):
             raise NepError(f"{local}: file not found")
+        readable(local)
         if local.endswith(".parquet"):  # no line offsets: its records are materialized
-            kept = sum(writer.add_record(r) for obj in read_records_file(local, writer.drops)
-                       if (r := checked_record(obj, langs, writer.drops)) is not None)
+            kept = 0  # valid records, duplicates of earlier ones included
+            for obj in read_records_file(local, writer.drops):
+                if (r := checked_record(obj, langs, writer.drops)) is not None:
+                    kept += 1
+                    writer.add_record(r)
             writer.sources.append({"path": name, "bytes": os.path.getsize(local), "xxh3": _file_hash(local)})
             if require_records and not kept:
                 raise NepError(f"{local}: no valid commit record")
@@ -180,14 +196,25 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
                 lineno, offset, e = block.error
                 raise not_utf8(local, line_base + lineno, offset, e)
             writer.drops.update(block.drops)
+            kept += len(block.rows)  # valid records: one repeated from an earlier file is a counted duplicate
             for key, lineno, offset, length, lang, chars in block.rows:
-                kept += writer.add(file, key, line_base + lineno, offset, length, lang, chars)
+                writer.add(file, key, line_base + lineno, offset, length, lang, chars)
             line_base += block.lines
             digests.append(block.digest)
         writer.files[file].update(bytes=os.path.getsize(local), xxh3=xxhash.xxh3_128_hexdigest(b"".join(digests)))
         writer.sources.append({"path": name, **{k: writer.files[file][k] for k in ("bytes", "xxh3")}})
         if require_records and not kept:
             raise NepError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
+
+
+def readable(path: str) -> None:
+    """NepError of one line naming `path` when it cannot be opened for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise NepError(f"{path}: cannot read ({e.strerror or e}): fix its permissions or remove it from the "
+                         "source") from None
 
 
 def _file_hash(path: str) -> str:

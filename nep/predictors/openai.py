@@ -4,9 +4,12 @@ nep.llm.client's `openai` backend, with the chat prompt of instruct models.
 One backend serves the whole run: every remaining example becomes one request of a single
 `complete_many` call, which keeps `concurrency` requests in flight and streams answers back as
 they arrive (each saved at once by nep.predictors.runner). Answers are cached like every LLM call, so a
-re-run sends only what is missing. A request that fails after the backend's retries is recorded
-unextracted (reason ``backend_error.<reason>``). Accounting (`llm.requests`, `llm.cache_hits`,
-`llm.failed`, tokens, `llm.cost_usd` with `prices`) is the backend's, as for label and judge.
+re-run sends only what is missing. A request that fails after the backend's retries is a failed
+prediction (``backend_error.<reason>``): never saved, so a rerun asks again; more of them than
+`max_failure_rate` allows fails the run (nep.predictors.runner). The backend's accounting of this
+run (`llm.requests`, `llm.cache_hits`, `llm.retries`, tokens, `llm.cost_usd` with `prices`) depends
+on what earlier runs answered, so it goes to the timing report, not the metrics; the metrics count
+failures once, from the records (`failed`, `extraction.backend_error.<reason>`).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class OpenAIPredictor(Predictor):
         try:
             for r in self.backend().complete_many(requests):
                 if r.error is not None:
-                    prediction = Prediction("", skipped=f"backend_error.{r.error}", latency_s=r.latency_s)
+                    prediction = Prediction("", error=f"backend_error.{r.error}", latency_s=r.latency_s)
                 else:
                     prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
                 yield [(int(r.id), prediction)]
@@ -89,9 +92,8 @@ class OpenAIPredictor(Predictor):
                 raise
             raise NepError(e.message, param=self.param(e.param), hint=e.hint) from e
 
-    def report(self):
-        # built (no request sent) even when every answer was resumed, so the keys are always there
-        return self.backend().accounting.metrics(self.prices)
-
     def timing(self):
-        return self.backend().accounting.timing()
+        # built (no request sent) even when every answer was resumed, so the keys are always there
+        accounting = self.backend().accounting
+        run = {k: v for k, v in accounting.metrics(self.prices).items() if not k.startswith("llm.failed")}
+        return {**run, **accounting.timing()}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -71,20 +72,44 @@ def parse_line(line: bytes) -> tuple[Any, str | None]:
 
 
 def iter_lines(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, line without its newline) of a file's non-blank lines, read in
-    binary from `start` (a line start) to `end`; a leading UTF-8 BOM is skipped."""
-    with open(path, "rb") as f:
+    """(line number, byte offset, line without its ending) of a file's non-blank lines, read in
+    binary from `start` (a line start) to `end`. Lines end at LF, CRLF or a lone CR (universal
+    newlines); a leading UTF-8 BOM is skipped. A file that cannot be opened is an NepError naming it."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+    except OSError as e:
+        raise NepError(f"{path}: cannot read ({e.strerror or e})") from None
+    with f:
         f.seek(start)
         offset = start
-        for lineno, raw in enumerate(f, 1):
-            if offset == 0 and raw.startswith(BOM):
-                raw, offset = raw[3:], 3
-            if end is not None and offset >= end:
-                return
-            line = raw.rstrip(b"\r\n")
-            if line.strip():
-                yield lineno, offset, line
-            offset += len(raw)
+        lineno = 0
+        for chunk in f:
+            for raw in _split_lone_cr(chunk):
+                lineno += 1
+                if offset == 0 and raw.startswith(BOM):
+                    raw, offset = raw[3:], 3
+                if end is not None and offset >= end:
+                    return
+                line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith((b"\n", b"\r")) else raw
+                if line.strip():
+                    yield lineno, offset, line
+                offset += len(raw)
+
+
+def _split_lone_cr(chunk: bytes) -> Iterator[bytes]:
+    """A line read up to LF, split after each CR not followed by LF (old Mac line endings)."""
+    if b"\r" not in chunk or not _LONE_CR.search(chunk):
+        yield chunk
+        return
+    pos = 0
+    for match in _LONE_CR.finditer(chunk):
+        yield chunk[pos : match.end()]
+        pos = match.end()
+    if pos < len(chunk):
+        yield chunk[pos:]
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> NepError:
