@@ -74,8 +74,8 @@ class Filter(Section):
     max_tokens: int = Field(8192, ge=0)
     encoding: str = "o200k_base"
     min_chunks: int = Field(2, ge=1)
-    max_chunk_lines: int = Field(5, ge=1)
-    max_window_lines: int = Field(80, ge=1)
+    max_chunk_lines: int = Field(5, ge=0)  # 0 disables the check (as for every limit here)
+    max_window_lines: int = Field(80, ge=0)
     edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
     hunk_context_lines: int = Field(3, ge=0)
     workers: int = Field(0, ge=0)
