@@ -241,6 +241,9 @@ class Generate(Section):
 
 # ---------------------------------------------------------------- evaluate
 class Evaluate(Section):
+    # next_version: the real next version vs the extracted file (every predictor); paper_offline: as
+    # the paper's generate_offline.py scores its local models (nep/evaluate/protocol.py)
+    protocol: Literal["next_version", "paper_offline"] = "next_version"
     context_lines: int = Field(3, ge=0)
     reference: str = ""
     bootstrap_samples: int = Field(10000, ge=1)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from nep.core.prompts import parse_prompt
 from nep.evaluate.metrics import ExampleScore, score_example
+from nep.evaluate.protocol import scored_pair
 from nep.evaluate.stats import (
     bootstrap_ci,
     bootstrap_totals,
@@ -99,9 +100,11 @@ def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
     return judgments
 
 
-def score_predictor(name: str, *, context_lines: int) -> tuple[list[ExampleScore], dict[str, int]]:
+def score_predictor(
+    name: str, *, context_lines: int, protocol: str = "next_version"
+) -> tuple[list[ExampleScore], dict[str, int]]:
     """Example scores of one predictor (its generations joined with its judgments by id), and
-    its counts (drops, judge coverage)."""
+    its counts (drops, judge coverage). `protocol`: what is scored against what (nep/evaluate/protocol.py)."""
     generations_path, judgments_path = paths.generations(name), paths.judgments(name)
     drops: Counter = Counter()
     judgments = read_judgments(judgments_path, drops)
@@ -121,13 +124,14 @@ def score_predictor(name: str, *, context_lines: int) -> tuple[list[ExampleScore
             drops["bad_prompt"] += 1
             continue
         tokens = rec.get("output_tokens")
+        truth, prediction, extracted = scored_pair(rec, protocol)
         scores.append(
             score_example(
                 original=sections["original"],
                 current=sections["current"],
-                ground_truth=rec["ground_truth"],
-                prediction=rec["output"],
-                extracted=bool(rec.get("extracted", True)),
+                ground_truth=truth,
+                prediction=prediction,
+                extracted=extracted,
                 missing=rec.get("extraction") == "missing",
                 judgment=judgments.get(rec["id"]),
                 language=str(rec.get("language") or "unknown"),
@@ -266,10 +270,11 @@ def _row(summary: dict, cis: dict, **keys: str) -> dict:
 
 
 def evaluate(
-    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int
+    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int,
+    protocol: str = "next_version",
 ) -> Evaluation:
     """Score each predictor in `generate.predictors` and compare it with `reference` ("" = the
-    first predictor). Returns the headline and details metrics and the two tables."""
+    first predictor), under `protocol`. Returns the headline and details metrics and the two tables."""
     if not predictors:
         raise InputError("no predictors to evaluate (params.yaml generate.predictors is empty)")
     reference = reference or predictors[0]
@@ -277,7 +282,7 @@ def evaluate(
         raise InputError(
             f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
         )
-    scored = {name: score_predictor(name, context_lines=context_lines) for name in predictors}
+    scored = {name: score_predictor(name, context_lines=context_lines, protocol=protocol) for name in predictors}
     ev = Evaluation()
     for name, (scores, counts) in scored.items():
         summary = summarize(scores)
