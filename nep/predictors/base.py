@@ -76,6 +76,25 @@ def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> 
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def training_prompt(example: dict[str, Any], template: str = "nep") -> str:
+    """The completion-style prompt of an example: nep's (`prompt`), or with template "paper" the
+    paper's own (nep.core.prompts.paper_prompt, what its released "-NEP" models were trained on)."""
+    if template == "nep":
+        return example["prompt"]
+    if template != "paper":
+        raise ValueError(f"unknown template {template!r} (expected 'nep' or 'paper')")
+    from nep.core.prompts import paper_prompt
+
+    sections = parse_prompt(example["prompt"])
+    original, current = example.get("original"), example.get("current")
+    path = example.get("path") or ""
+    return paper_prompt(
+        original if isinstance(original, str) else sections["original"],
+        current if isinstance(current, str) else sections["current"],
+        old_file=example.get("old_file") or path, new_file=example.get("new_file") or path,
+    )
+
+
 @dataclass
 class Prediction:
     """A predictor's answer for one example. `skipped` names why there is no model answer

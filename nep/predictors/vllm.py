@@ -7,10 +7,17 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from nep.core.extract import Style
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorError, chat_messages
+from nep.predictors.base import (
+    SYSTEM_INSTRUCTION,
+    Prediction,
+    Predictor,
+    PredictorError,
+    chat_messages,
+    training_prompt,
+)
 
 INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
 
@@ -28,12 +35,14 @@ class VLLMPredictor(Predictor):
     """`model`: hub id or local path of the base (or merged) model; `adapter`: a LoRA adapter
     directory (e.g. models/finetune) served with it, its tokenizer used; when `model` is empty it
     is read from the adapter's adapter_config.json. `chat` as for hf (null → false, the training
-    prompt)."""
+    prompt). `template`: the training prompt's layout, nep's or the paper's (for the paper's
+    released fine-tuned models)."""
 
     kind: ClassVar[str] = "vllm"
     model: str = ""
     adapter: str | None = None
     chat: bool | None = None
+    template: Literal["nep", "paper"] = "nep"
     system: str = SYSTEM_INSTRUCTION
     dtype: str = "auto"
     max_model_len: int | None = None
@@ -118,7 +127,7 @@ class VLLMPredictor(Predictor):
                 convs = [chat_messages(ex, self.system) for ex in batch]
                 outputs = llm.chat(convs, params, lora_request=lora, use_tqdm=False)
             else:
-                prompts = [ex["prompt"] for ex in batch]
+                prompts = [training_prompt(ex, self.template) for ex in batch]
                 outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
             share = (time.perf_counter() - start) / len(batch)
             yield [
