@@ -134,6 +134,22 @@ def test_vllm_answers_the_file(project, monkeypatch, template):
         assert seen[0].startswith("<|original_code|>\n") and seen[0] != EXAMPLES[0]["prompt"]
 
 
+def test_vllm_falls_back_to_hf_where_it_cannot_run(project, monkeypatch):
+    import nep.predictors.hf as hf
+
+    monkeypatch.setattr("nep.util.device.cuda_available", lambda: False)  # no GPU: vLLM cannot run
+    monkeypatch.setattr(hf, "TransformersGenerator", FakeGenerator)
+    monkeypatch.setattr(hf.HFPredictor, "load", lambda self: (None, None))
+    entry = {"kind": "vllm", "model": "lurf21/some-NEP", "chat": False, "template": "paper", "fallback": "hf"}
+    records, scores = run("released", entry)
+    assert_exact(records, scores)
+    assert json.loads(Path("metrics/generate/released.json").read_text())["vllm.fell_back_to_hf"] == 1
+    with pytest.raises(ValueError, match=r"fallback: hf cannot serve an `adapter`"):
+        from nep.predictors.base import check_predictor
+
+        check_predictor("x", {**entry, "adapter": "models/finetune", "needs": "models/finetune"})
+
+
 # ------------------------------------------------------------------ openai (a local server)
 def test_openai_answers_the_file(tmp_path, monkeypatch):
     """An instruct model writes the tag right after the file, as nep's chat prompt shows the current

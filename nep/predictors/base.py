@@ -61,18 +61,28 @@ class PredictorError(RuntimeError):
     and what to do. Stages print it without a traceback."""
 
 
-def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> list[dict[str, str]]:
+def chat_messages(
+    example: dict[str, Any], system: str = SYSTEM_INSTRUCTION, *, system_role: bool = True
+) -> list[dict[str, str]]:
     """The chat prompt for instruct models: our system instruction, then the example's original
-    version, edit history and current version (taken from its training prompt)."""
+    version, edit history and current version (the example's own versions, byte for byte, so a
+    closing tag right after a file without a final newline shows it; else the training prompt's
+    sections). Without `system_role` (chat templates that reject one, e.g. CodeGemma's), the
+    instruction opens the user message instead, as the paper does for CodeGemma."""
     sections = parse_prompt(example["prompt"])
+    original, current = example.get("original"), example.get("current")
+    original = original if isinstance(original, str) else sections["original"]
+    current = current if isinstance(current, str) else sections["current"]
     path = example.get("path") or example.get("new_file") or "(unnamed file)"
     user = (
         f"File: {path}\n\n"
-        f"<original_code>\n{sections['original']}</original_code>\n\n"
+        f"<original_code>\n{original}</original_code>\n\n"
         f"<edits_diff>\n{sections['diff']}</edits_diff>\n\n"
-        f"<current_version>\n{sections['current']}</current_version>\n\n"
+        f"<current_version>\n{current}</current_version>\n\n"
         "Write the complete next version of the file inside <next_version> tags."
     )
+    if not system_role:
+        return [{"role": "user", "content": f"{system}\n{user}"}]
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

@@ -132,6 +132,7 @@ class HFPredictor(Predictor):
     chat: bool | None = None
     template: Literal["nep", "paper"] = "nep"
     system: str = SYSTEM_INSTRUCTION
+    system_role: bool = True  # false: the instruction opens the user message (templates without one)
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -182,7 +183,7 @@ class HFPredictor(Predictor):
         if not self.chat:
             return training_prompt(example, self.template)
         return self.generator.tokenizer.apply_chat_template(
-            chat_messages(example, self.system), tokenize=False, add_generation_prompt=True
+            chat_messages(example, self.system, system_role=self.system_role), tokenize=False, add_generation_prompt=True
         )
 
     def generate(self, examples: list[dict[str, Any]], max_new_tokens: int) -> list[Prediction]:
