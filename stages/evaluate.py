@@ -2,7 +2,7 @@
 
 Run: `python -m stages.evaluate` (or `dvc repro evaluate`). Reads data/generate/<p>.jsonl and
 data/judge/<p>.jsonl for each predictor in `generate.predictors`, with `params.yaml: evaluate:`
-(context_lines, reference, bootstrap_samples, seed), and writes
+(protocol, context_lines, reference, bootstrap_samples, seed), and writes
 - metrics/evaluate.json: the headline, per predictor p: `p.n` and, for the paper's metrics plus
   llm_judge and delta_chrf, `p.<m>`, its 95% interval `p.<m>_lo`/`p.<m>_hi` and, except for the
   reference predictor, the paired p-value against it `p.<m>_p`;
@@ -37,6 +37,7 @@ def main() -> None:
             context_lines=cfg.context_lines,
             bootstrap_samples=cfg.bootstrap_samples,
             seed=cfg.seed,
+            protocol=cfg.protocol,
         )
     except NepError as e:  # a missing or unusable generation/judgment file: one line
         raise SystemExit(f"evaluate: {e}") from None

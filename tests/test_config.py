@@ -205,7 +205,7 @@ def check_error(params: dict, expected: str, tmp_path: Path) -> None:
     [
         ("label", {"concurency": 4}, "label.concurency: unknown key (did you mean label.concurrency?)"),
         ("filter", {"max_chunk_lines": "abc"}, "filter.max_chunk_lines: 'abc' is not an integer"),
-        ("filter", {"max_chunk_lines": 0}, "filter.max_chunk_lines: 0 is out of range (allowed: ≥ 1)"),
+        ("filter", {"max_chunk_lines": -1}, "filter.max_chunk_lines: -1 is out of range (allowed: ≥ 0)"),
         ("filter", {"edit_types": ["add", "modify"]},
          "filter.edit_types[1]: 'modify' is not allowed (allowed: 'add', 'delete' or 'replace')"),
         ("split", {"test_fraction": 1.5}, "split.test_fraction: 1.5 is out of range (allowed: < 1.0)"),

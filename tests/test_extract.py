@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nep.core.extract import extract_next_version, last_fenced_block, unwrap_fence
+from nep.core.prompts import template_completion
 
 CODE = "def area(w, h):\n    return w * h\n"
 
@@ -74,24 +75,34 @@ def test_unwrap_fence_only_when_whole_text_is_one_block():
     assert unwrap_fence("  \n```js\nlet a;\n```  \n") == "let a;\n"
 
 
-def test_completion_is_taken_as_is():
-    r = completion(CODE)
-    assert (r.text, r.method) == (CODE, "completion")
+@pytest.mark.parametrize("code", [CODE, CODE.rstrip("\n"), CODE + "\n", ""], ids=["eol", "no-eol", "blank-end", "empty"])
+def test_completion_loses_exactly_the_template_newline(code):
+    """A template-trained model writes the file, then the template's newline, then EOS."""
+    r = completion(template_completion(code))
+    assert (r.text, r.method) == (code, "completion") if code else not r.ok
+    if code:
+        assert completion(code + "\n<|original_code|>\nanother example\n").text == code  # cut at a marker
+
+
+def test_completion_without_the_template_newline_is_kept():
+    # cut at the token limit mid-line: nothing to remove
+    assert completion("def area(w, h):\n    return w").text == "def area(w, h):\n    return w"
+    assert completion(CODE + "\r\n").text == CODE + "\r"  # only "\n" is the template's
 
 
 def test_completion_stops_at_the_next_marker():
-    raw = CODE + "<|original_code|>\nsomething else\n"
+    raw = CODE + "\n<|original_code|>\nsomething else\n"
     assert completion(raw).text == CODE
 
 
 def test_completion_after_an_echoed_prompt():
-    raw = "<|current_version|>\nold\n<|next_version|>\n" + CODE
+    raw = "<|current_version|>\nold\n<|next_version|>\n" + CODE + "\n"
     r = completion(raw)
     assert (r.text, r.method) == (CODE, "marker")
 
 
 def test_completion_in_one_fence_is_unwrapped():
-    assert completion(f"```python\n{CODE}```\n").text == CODE
+    assert completion(f"```python\n{CODE}```\n\n").text == CODE
 
 
 def test_completion_with_tags_uses_them():

@@ -113,7 +113,7 @@ def test_identical_duplicate_examples_are_filled_in_turn(tmp_path, monkeypatch):
 def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
     rows = [
-        {"id": "ex0", "output": f"{test_set[0]['prompt']}a = 9\n"},  # the model echoed the prompt
+        {"id": "ex0", "output": f"{test_set[0]['prompt']}a = 9\n\n"},  # the model echoed the prompt
         {"id": "ex1", "output": "Sure:\n<next_version>\nb = 9\n</next_version>"},
         {"id": "ex2", "output": "I cannot help with that."},  # as is: no markers, no tags
     ]

@@ -62,6 +62,18 @@ def test_window_boundary_80_passes_81_fails():
     assert structural_reason(old, new, DEFAULT) == "window_too_long"
 
 
+def test_a_limit_of_0_disables_the_chunk_and_window_checks():
+    long_chunk = with_inserts({10: 1, 20: 9})
+    wide = with_inserts({10: 1, 150: 1})
+    assert structural_reason(*long_chunk, DEFAULT) == "chunk_too_long"
+    assert structural_reason(*wide, DEFAULT) == "window_too_long"
+    config = paper_filter(max_chars=0, max_tokens=0, max_chunk_lines=0, max_window_lines=0)  # the schema accepts 0
+    assert structural_reason(*long_chunk, config) is None
+    assert structural_reason(*wide, config) is None
+    # the other checks still run
+    assert structural_reason(*with_inserts({10: 1}), config) == "too_few_chunks"
+
+
 def test_window_between_changed_lines_is_not_the_papers():
     # 80 lines from the first to the last changed line: 86 with the hunks' context, dropped
     old, new = with_inserts({10: 1, 88: 1})

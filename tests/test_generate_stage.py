@@ -26,7 +26,7 @@ from nep.util.jsonl import read_jsonl, write_jsonl
 
 RECORD_FIELDS = {
     "id", "prompt", "output", "ground_truth", "language", "output_tokens", "raw_output", "extracted",
-    "extraction", "path",
+    "extraction", "path", "template_ground_truth",
 }
 
 
@@ -63,6 +63,7 @@ def test_identity_records_metrics_and_timing(tmp_path, test_set):
         assert set(r) == RECORD_FIELDS  # no timing in a record
         assert r["output"] == r["raw_output"] == e["current"] == parse_prompt(r["prompt"])["current"]
         assert (r["ground_truth"], r["language"], r["extracted"], r["path"]) == (e["next"], e["language"], True, e["path"])
+        assert r["template_ground_truth"] == e["completion"] == e["next"] + "\n"
     assert metrics["examples"] == len(exs) and metrics["extracted_rate"] == 1.0
     assert metrics["extraction.direct"] == len(exs)
     assert not any("latency" in k or "wall" in k or "per_s" in k for k in metrics)

@@ -1,16 +1,19 @@
 """The metrics on hand-built predictions whose scores are known: the paper's hunk-based ones
 (nep/evaluate/metrics.py) on cases built so that they DISAGREE with nep's chunk-based variants
-(nep/evaluate/refined.py), final-newline cases, delta-chrF and edit similarity."""
+(nep/evaluate/refined.py), final-newline cases, Zed's delta-chrF and exact lines, nep's edit chrF and edit similarity."""
 
 from __future__ import annotations
 
 import pytest
 
 from nep.evaluate.metrics import (
+    changed_lines,
     chrf,
     delta_chrf,
+    edit_chrf,
     edit_similarity,
     edit_text,
+    exact_lines,
     hunks,
     paper_scores,
     score_example,
@@ -138,7 +141,8 @@ def test_unextracted_or_missing_prediction_scores_zero(kw):
     s = score(truth, truth, **kw)  # even an output equal to the truth
     assert not s.exact_match and s.partial_match is False and s.position_match is False
     assert not s.exact_match_eol and s.partial_match_chunk is False
-    assert s.delta_chrf == 0.0 and s.edit_similarity == 0.0
+    assert s.delta_chrf == 0.0 and s.edit_chrf == 0.0 and s.edit_similarity == 0.0
+    assert (s.line_true_positives, s.line_false_positives, s.line_false_negatives) == (0, 0, 1)
     assert score(CURRENT, "", **kw).partial_match is None  # undefined stays undefined
 
 
@@ -172,17 +176,101 @@ def test_edit_text_lists_changed_lines():
     assert edit_text(CURRENT, CURRENT.rstrip("\n")) == ""
 
 
-def test_delta_chrf_scores_the_edit_not_the_file():
+def test_edit_chrf_scores_the_edit_text():
     truth = add_after(CURRENT, 10, "total = compute(items)")
     close = add_after(CURRENT, 10, "total = compute(item)")
     elsewhere = add_after(CURRENT, 25, "total = compute(items)")  # same line elsewhere: same edit text
     wrong = add_after(CURRENT, 10, "zzz")
-    assert delta_chrf(CURRENT, truth, truth) == 1.0
-    assert 0.8 < delta_chrf(CURRENT, truth, close) < 1.0
-    assert delta_chrf(CURRENT, truth, elsewhere) == 1.0
-    assert delta_chrf(CURRENT, truth, wrong) < 0.2
-    assert delta_chrf(CURRENT, truth, CURRENT) == 0.0
-    assert delta_chrf(CURRENT, CURRENT, CURRENT) == 1.0  # no edit expected, none made
+    assert edit_chrf(CURRENT, truth, truth) == 1.0
+    assert 0.8 < edit_chrf(CURRENT, truth, close) < 1.0
+    assert edit_chrf(CURRENT, truth, elsewhere) == 1.0
+    assert edit_chrf(CURRENT, truth, wrong) < 0.2
+    assert edit_chrf(CURRENT, truth, CURRENT) == 0.0
+    assert edit_chrf(CURRENT, CURRENT, CURRENT) == 1.0  # no edit expected, none made
+
+
+# ---------------------------------------------------------------- Zed's delta-chrF
+# Zed's own unit tests (crates/edit_prediction_cli/src/metrics.rs), its texts as the diffs spell
+# them; Zed's bounds are on 0-100, nep reports 0-1.
+ZED_CASES = [
+    # (name, original, expected, actual, low, high)
+    ("perfect match", 'fn main() {    println!("Hello");}', 'fn main() {    println!("Hello, World!");}',
+     'fn main() {    println!("Hello, World!");}', 0.9999, 1.0),
+    ("wrong edit", "one two three", "one three", "one two four", 0.20, 0.40),
+    ("right place, wrong value", "let x = 42;", "let x = 100;", "let x = 99;", 0.40, 0.60),
+    ("missed edit", "prefix old suffix", "prefix new suffix", "prefix old suffix", 0.0, 0.20),
+    ("extra edit", "helloworld", "helloworld", "helloextraworld", 0.0, 0.20),
+    ("no changes", "unchanged text", "unchanged text", "unchanged text", 0.9999, 1.0),
+]
+
+
+@pytest.mark.parametrize(("name", "original", "expected", "actual", "low", "high"), ZED_CASES)
+def test_delta_chrf_meets_zeds_unit_tests(name, original, expected, actual, low, high):
+    score_ = delta_chrf(original, expected, actual)
+    assert low < score_ < high or (high == 1.0 and score_ == 1.0) or (low == 0.0 and score_ == 0.0), name
+
+
+def test_delta_chrf_hand_computed():
+    # the same edit: every order with an n-gram has P = R = 1; orders 4-6 have none on either side (1, 1)
+    assert delta_chrf("ab", "abc", "abc") == 1.0
+    # a missed edit on a short text: orders 1-3 P = R = 0, orders 4-6 both deltas empty → P = R = 1/2
+    assert delta_chrf("ab", "abc", "ab") == pytest.approx(0.5)
+    # "abcd": c → X expected, c → Y made. Orders 1-4 each: the deletions match (tp), the insertions
+    # do not (fp = fn = tp) → P = R = 1/2; orders 5-6 empty → 1. P = R = (4/2 + 2)/6 = 2/3 → F = 2/3
+    assert delta_chrf("abcd", "abXd", "abYd") == pytest.approx(2 / 3)
+    # whitespace is removed: the same texts otherwise
+    assert delta_chrf("a b c d", "a b X d", "a\tb  Y\nd") == pytest.approx(2 / 3)
+    # ... but the all-equal shortcut reads the raw texts: a whitespace-only expected change leaves
+    # zero deltas (orders 1-2: no count on either side → P = R = 0; orders 3-6 empty → 1) → 2/3
+    assert delta_chrf("a b", "a  b", "a b") == pytest.approx(2 / 3)
+    # F-beta, beta 2, from unequal P and R: original "ab", expected "abc", actual "abcd".
+    # n=1: exp {c}, act {c, d} → P 1/2, R 1; n=2: {bc} vs {bc, cd} → 1/2, 1; n=3: {abc} vs {abc, bcd}
+    # → 1/2, 1; n=4: exp empty, act {abcd} → P 0 (tp + fp = 1), R 0 (tp + fn = 0); n=5-6 empty → 1, 1
+    p, r = (3 * 0.5 + 0 + 2) / 6, (3 * 1 + 0 + 2) / 6
+    assert delta_chrf("ab", "abc", "abcd") == pytest.approx(5 * p * r / (4 * p + r))
+
+
+def test_delta_chrf_counts_a_deletion_as_its_own_token():
+    # "axb": x deleted expected, another x inserted. n=1: {¬x} vs {x} → 0, 0; n=2: {¬ax, ¬xb, ab} vs
+    # {xx} → 0, 0; n=3: {¬axb} vs {¬axb, axx, xxb} → P 1/3, R 1; n=4: expected empty, actual {axxb}
+    # → 0, 0; n=5-6 empty → 1, 1
+    p, r = (1 / 3 + 2) / 6, (1 + 2) / 6
+    assert delta_chrf("axb", "ab", "axxb") == pytest.approx(5 * p * r / (4 * p + r))
+    # Rust's whitespace set: U+001C is not whitespace there (Python's str.split would drop it)
+    assert delta_chrf("ab", "a\x1cb", "ab") < 1.0
+
+
+def _file(n: int) -> str:
+    return "".join(f"    value_{i} = compute(items[{i}], scale={i % 7})\n" for i in range(n))
+
+
+@pytest.mark.parametrize("name", ["unchanged", "sentence", "loop"])
+def test_delta_chrf_scores_a_non_attempt_near_0(name):
+    current = _file(40)
+    truth = current.replace("value_20 = ", "value_20 = 2 * ", 1)
+    answer = {
+        "unchanged": current,
+        "sentence": "The next edit doubles value_20.\n",
+        "loop": "#\n" * 200,
+    }[name]
+    assert delta_chrf(current, truth, answer) < 0.05
+    assert delta_chrf(current, truth, truth) == 1.0
+
+
+# ---------------------------------------------------------------- Zed's exact lines
+def test_exact_lines_are_sets_of_changed_lines():
+    truth = add_after(CURRENT, 10, "x").replace("line 20\n", "line twenty\n")
+    assert changed_lines(CURRENT, truth) == {"+x", "-line 20", "+line twenty"}
+    assert exact_lines(CURRENT, truth, truth) == (3, 0, 0)
+    # one right line, one wrong, two missed
+    guess = add_after(CURRENT, 10, "x").replace("line 25\n", "line 25!\n")
+    assert exact_lines(CURRENT, truth, guess) == (1, 2, 2)
+    # a set: the same added line twice counts once (Zed's line_match_score collects a HashSet)
+    twice = add_after(add_after(CURRENT, 10, "x"), 12, "x")
+    assert changed_lines(CURRENT, twice) == {"+x"}
+    assert exact_lines(CURRENT, add_after(CURRENT, 10, "x"), twice) == (1, 0, 0)
+    # a final newline is no line
+    assert changed_lines(CURRENT, CURRENT.rstrip("\n")) == set()
 
 
 def test_edit_similarity_is_normalized_levenshtein():

@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 
 from nep.config.schema import Split
 from nep.core.edits import current_version
-from nep.core.prompts import build_prompt, parse_prompt
+from nep.core.prompts import build_prompt, paper_prompt, parse_prompt
 from nep.data.nep_dataset import HUB_ID, load_external, nep_examples
 from nep.data.split import split_dataset
 from nep.util.errors import NepError
@@ -61,23 +61,26 @@ def test_nep_records_become_examples_as_given():
     e = examples[0]
     assert current_version(OLD, NEW) != CURRENT  # nep would compute another current version
     assert e["current"] == CURRENT and e["original"] == OLD  # the hand-made version, as given
-    assert e["next"] == NEW + "\n"  # what the paper's scripts score: text after <|next_version|>\n
-    assert e["completion"] == e["next"] and e["text"] == e["prompt"] + e["completion"]
+    assert e["next"] == NEW  # the real next version: what every predictor is scored against
+    assert e["completion"] == NEW + "\n"  # what the paper trains on: text after <|next_version|>\n
+    assert e["text"] == e["prompt"] + e["completion"]
+    assert paper_prompt(OLD, CURRENT, old_file="pkg/mod.py", new_file="pkg/mod.py") + e["completion"] == rows[0]["text"]
     assert e["prompt"] == build_prompt(OLD, CURRENT, path="pkg/mod.py")  # nep's own prompt format
     assert parse_prompt(e["prompt"])["current"] == CURRENT
     assert (e["commit"], e["old_file"], e["new_file"], e["path"]) == ("c" * 40, "pkg/mod.py", "pkg/mod.py", "pkg/mod.py")
     assert e["language"] == "Python" and examples[2]["language"] == "unknown" and e["repos"] == ""
-    assert examples[3]["next"] == NEW + "\n"  # no text: the template's newline is added the same way
+    assert examples[3]["next"] == NEW and examples[3]["completion"] == NEW + "\n"  # no text: the same template
     assert stats["next_from_text"] == 3 and stats["text_disagrees"] == 0
     assert stats["prompt_differs_from_text"] == 3  # whole files end with a newline; the template adds one more
     assert stats["language.Python"] == 3 and stats["language.unknown"] == 1
 
 
-def test_text_is_the_ground_truth_when_it_disagrees():
+def test_text_is_the_completion_when_it_disagrees():
     odd = nep_record(text=paper_text(OLD, CURRENT, NEW + "extra = 1\n", "pkg/mod.py", "pkg/mod.py"))
     stats: Counter = Counter()
     [e] = nep_examples([odd], Counter(), stats)
-    assert e["next"] == NEW + "extra = 1\n\n" and stats["text_disagrees"] == 1
+    assert e["completion"] == NEW + "extra = 1\n\n" and stats["text_disagrees"] == 1
+    assert e["next"] == NEW  # the ground truth stays new_contents
 
 
 def test_prompt_is_the_papers_for_files_without_a_final_newline():
@@ -90,7 +93,7 @@ def test_prompt_is_the_papers_for_files_without_a_final_newline():
                      text=paper_text(old, current, new, "pkg/mod.py", "pkg/mod.py"))
     stats: Counter = Counter()
     [e] = nep_examples([row], Counter(), stats)
-    assert e["prompt"] + e["completion"] == row["text"] and e["next"] == new + "\n"
+    assert e["prompt"] + e["completion"] == row["text"] and e["next"] == new and e["completion"] == new + "\n"
     assert stats["prompt_differs_from_text"] == 0
 
 

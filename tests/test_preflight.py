@@ -185,3 +185,29 @@ def test_a_reachable_hub_passes_and_a_missing_repo_is_named(fake_hub, tmp_path, 
     assert run(with_(finetune__base_model="someone/model"), env)["finetune.base_model"].status == "pass"
     row = run(with_(finetune__base_model="nobody/model"), env)["finetune.base_model"]
     assert row.status == "fail" and "RepositoryNotFoundError" in row.note and "HF_TOKEN" in row.note
+
+
+def test_the_paper_models_preset_names_each_model_it_cannot_reach(offline_hub, tmp_path, monkeypatch, capsys):
+    """Offline, every released model and base model is one FAIL row naming its predictor; vLLM and
+    the GPU are not failures there, since each entry falls back to transformers."""
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    shutil.copytree(REPO_ROOT / "presets", tmp_path / "presets")
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / ".dvc" / "config").write_text("")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-q", "-m", "init")
+    monkeypatch.chdir(tmp_path)
+    for key, value in offline_hub.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert preflight.main(["--preset", "paper-models"]) == 1
+    out = capsys.readouterr().out
+    preset = yaml.safe_load((REPO_ROOT / "presets/paper-models.yaml").read_text())
+    models = {name: e["model"] for name, e in preset["generate"]["predictors"].items() if e}
+    assert len(models) == 15 and sum(m.startswith("lurf21/") for m in models.values()) == 9
+    for name, model in models.items():
+        assert re.search(rf"^FAIL +hub model {re.escape(model)} +generate\.predictors\.{re.escape(name)}\.model ", out, re.M), name
+        assert not re.search(rf"^FAIL .*generate\.predictors\.{re.escape(name)}\.kind", out, re.M), name
+        assert re.search(rf"^SKIP .*generate\.predictors\.{re.escape(name)}\.fallback .*hf generates instead", out, re.M)

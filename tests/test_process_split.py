@@ -38,7 +38,7 @@ def test_process_builds_examples_and_counts_drops():
     assert e["path"] == e["new_file"] == "b.py" and e["old_file"] == "a.py"
     assert e["language"] == "Python" and e["timestamp"] == 10 and e["repos"] == "r" and e["commit"] == "abc"
     assert e["current"] == current_version(OLD, NEW) and e["next"] == NEW and e["original"] == OLD
-    assert e["text"] == e["prompt"] + e["completion"] and e["completion"] == NEW
+    assert e["text"] == e["prompt"] + e["completion"] and e["completion"] == NEW + "\n"  # + the template newline
     assert parse_prompt(e["prompt"])["current"] == e["current"]
 
 

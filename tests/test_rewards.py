@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nep.core.prompts import NEXT, build_training_text
+from nep.core.prompts import NEXT, build_training_text, template_completion
 from nep.evaluate.metrics import delta_chrf, paper_scores
 from nep.evaluate.refined import refined_scores
 from nep.train.rewards import (
@@ -34,18 +34,18 @@ def test_reward_is_the_weighted_metrics(prediction):
         1.0 * paper["exact_match"] + 0.5 * bool(paper["partial_match"]) + 0.25 * bool(paper["position_match"])
         + 0.5 * delta_chrf(CURRENT, TRUTH, prediction) - 0.5 * bool(refined.reversal)
     )
-    got = score_candidate(prediction, weights=W, **SECTIONS)
+    got = score_candidate(template_completion(prediction), weights=W, **SECTIONS)  # as a trained model writes it
     assert got.reward == pytest.approx(expected, abs=1e-6)
     assert got.exact_match == float(paper["exact_match"]) and got.unextractable == 0.0
     assert got.delta_chrf == pytest.approx(delta_chrf(CURRENT, TRUTH, prediction))
 
 
 def test_hand_made_candidates_rank_as_expected():
-    exact = score_candidate(TRUTH, weights=W, **SECTIONS)
+    exact = score_candidate(template_completion(TRUTH), weights=W, **SECTIONS)
     assert exact.reward == pytest.approx(2.25) and exact.partial_match == exact.position_match == 1.0
-    near = score_candidate("a = 1\nb = 2\nc = 3\nd = 5\n", weights=W, **SECTIONS)
+    near = score_candidate(template_completion("a = 1\nb = 2\nc = 3\nd = 5\n"), weights=W, **SECTIONS)
     assert near.exact_match == 0.0 and near.position_match == 1.0 and near.partial_match == 0.0
-    reverted = score_candidate(ORIGINAL, weights=W, **SECTIONS)  # undoes the history's `c = 3`
+    reverted = score_candidate(template_completion(ORIGINAL), weights=W, **SECTIONS)  # undoes the history's `c = 3`
     assert reverted.reversal == 1.0 and reverted.reward < 0
     assert exact.reward > near.reward > reverted.reward
 
@@ -60,14 +60,16 @@ def test_unextractable_output_gets_only_the_penalty():
 def test_weights_scale_and_zero_out_terms():
     only_chrf = RewardWeights(0, 0, 0, 1.0, 0, 0)
     pred = "a = 1\nb = 2\nc = 3\nd = 5\n"
-    assert score_candidate(pred, weights=only_chrf, **SECTIONS).reward == pytest.approx(round(delta_chrf(CURRENT, TRUTH, pred), 6))
+    assert score_candidate(template_completion(pred), weights=only_chrf, **SECTIONS).reward == pytest.approx(round(delta_chrf(CURRENT, TRUTH, pred), 6))
     assert score_candidate("", weights=only_chrf, **SECTIONS).reward == 0.0
 
 
 def test_prompt_sections_read_the_training_prompt():
     t = build_training_text(ORIGINAL, CURRENT, TRUTH, path="x.py")
     assert t.prompt.endswith(f"{NEXT}\n")
-    assert prompt_sections({"prompt": t.prompt, "completion": t.completion}) == {**SECTIONS, "ground_truth": t.completion}
+    assert t.completion == TRUTH + "\n"  # the template newline
+    assert prompt_sections({"prompt": t.prompt, "completion": t.completion}) == SECTIONS  # the real next version
+    assert prompt_sections({"prompt": t.prompt, "completion": t.completion, "next": "other"})["ground_truth"] == "other"
 
 
 def _s(reward: float, exact: bool = False) -> Scored:
@@ -108,9 +110,9 @@ def test_equal_rewards_break_by_sampling_order():
 
 
 def test_grpo_reward_function_decodes_ids_and_scores_each_completion():
-    fn = reward_function(W, decode=lambda ids: TRUTH if ids == [1] else "")
+    fn = reward_function(W, decode=lambda ids: template_completion(TRUTH) if ids == [1] else "")
     got = fn(prompts=["p", "p"], completions=["ignored", "ignored"], completion_ids=[[1], [2]],
              original=[ORIGINAL] * 2, current=[CURRENT] * 2, ground_truth=[TRUTH] * 2, trainer_state=None)
     assert got == [pytest.approx(2.25), -1.0]
-    plain = reward_function(W)(prompts=["p"], completions=[TRUTH], original=[ORIGINAL], current=[CURRENT], ground_truth=[TRUTH])
+    plain = reward_function(W)(prompts=["p"], completions=[template_completion(TRUTH)], original=[ORIGINAL], current=[CURRENT], ground_truth=[TRUTH])
     assert plain == [pytest.approx(2.25)]

@@ -245,8 +245,10 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
         if kind in ("hf", "vllm") and entry.get("model"):
             yield model_check(entry["model"], f"{param}.model", env)
         if kind == "vllm":
-            yield cuda_check(f"{param}.kind", f"generate@{name} (vllm)")
-            yield package_check("vllm", f"{param}.kind")
+            for check in (cuda_check(f"{param}.kind", f"generate@{name} (vllm)"), package_check("vllm", f"{param}.kind")):
+                if check.status == "fail" and entry.get("fallback") == "hf":  # runs through transformers instead
+                    check = Check("skip", check.what, f"{param}.fallback", f"missing here: hf generates instead ({check.note})")
+                yield check
         elif kind in ("hf", "finetuned") and str(entry.get("device", "")).startswith("cuda"):
             yield cuda_check(f"{param}.device", f"generate@{name}")
         elif kind == "openai":

@@ -97,8 +97,8 @@ class Filter(Section):
     max_tokens: int = Field(8192, ge=0)
     encoding: str = "o200k_base"
     min_chunks: int = Field(2, ge=1)
-    max_chunk_lines: int = Field(5, ge=1)
-    max_window_lines: int = Field(80, ge=1)
+    max_chunk_lines: int = Field(5, ge=0)  # 0 disables the check (as for every limit here)
+    max_window_lines: int = Field(80, ge=0)
     edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
     hunk_context_lines: int = Field(3, ge=0)
     workers: int = _workers()
@@ -282,6 +282,9 @@ class Generate(Section):
 
 # ---------------------------------------------------------------- evaluate
 class Evaluate(Section):
+    # next_version: the real next version vs the extracted file (every predictor); paper_offline: as
+    # the paper's generate_offline.py scores its local models (nep/evaluate/protocol.py)
+    protocol: Literal["next_version", "paper_offline"] = "next_version"
     context_lines: int = Field(3, ge=0)
     reference: str = ""
     bootstrap_samples: int = Field(10000, ge=1)

@@ -36,9 +36,9 @@ class Example:
     timestamp: int | None  # commit time, unix seconds; None when unknown
     original: str
     current: str
-    next: str
+    next: str  # the real next version: the ground truth of every metric
     prompt: str  # nep.core.prompts.build_prompt(original, current)
-    completion: str  # the next version
+    completion: str  # what the model is trained to write: next + the template newline
     text: str  # prompt + completion
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,14 +47,16 @@ class Example:
 
 def make_example(
     *, id: str, repos: str, commit: str, old_file: str, new_file: str, language: str,
-    timestamp: int | None, original: str, current: str, next: str,
+    timestamp: int | None, original: str, current: str, next: str, completion: str | None = None,
 ) -> Example:
-    """An example with its training text built from the three versions (path = new_file)."""
+    """An example with its training text built from the three versions (path = new_file). The
+    completion is the next version plus the template newline, unless given (an NEP record's own)."""
     text = build_training_text(original, current, next, path=new_file)
+    completion = text.completion if completion is None else completion
     return Example(
         id=id, repos=repos, commit=commit, path=new_file, old_file=old_file, new_file=new_file,
         language=language, timestamp=timestamp, original=original, current=current, next=next,
-        prompt=text.prompt, completion=text.completion, text=text.text,
+        prompt=text.prompt, completion=completion, text=text.prompt + completion,
     )
 
 

@@ -3,9 +3,10 @@
 Two output styles exist:
 
 - ``completion``: a base or fine-tuned model continuing the training prompt, whose text after the
-  ``<|next_version|>`` line *is* the next version. The output is cut at the first training marker
-  the model starts to write after it (it began another example), and a repeated
-  ``<|next_version|>`` line (the model echoed the prompt) moves the start past it.
+  ``<|next_version|>`` line *is* the next version followed by the template newline
+  (nep.core.prompts). The output is cut at the first training marker the model starts to write
+  after it (it began another example), a repeated ``<|next_version|>`` line (the model echoed the
+  prompt) moves the start past it, and exactly one trailing newline, the template's, is removed.
 - ``chat``: an instruct model asked for the complete next version inside a required
   ``<next_version>`` … ``</next_version>`` tag. The last closed tag wins (models sometimes mention
   the tag while reasoning before answering); an opening tag the output never closes (it ran out of
@@ -25,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from nep.core.prompts import MARKERS, NEXT
+from nep.core.prompts import MARKERS, NEXT, strip_template_newline
 
 Style = Literal["completion", "chat", "direct"]
 
@@ -116,6 +117,7 @@ def extract_completion(raw: str) -> Extraction:
         chat = extract_chat(text)
         if chat.ok:
             return chat
+    text = strip_template_newline(text)
     if not text.strip():
         return Extraction(None, "none")
     return Extraction(unwrap_fence(text), method)

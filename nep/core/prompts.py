@@ -1,7 +1,16 @@
-"""The training text: the paper's four markers, in order, and the prompt/completion split."""
+"""The training text: the paper's four markers, in order, and the prompt/completion split.
+
+The completion is the next version followed by one newline, as the paper's template writes it
+(`<|next_version|>\n{new_contents}\n`): a model trained on it ends every answer with that
+*template newline* before EOS, whether or not the file itself ends with a newline, and
+nep.core.extract removes exactly that one newline, so an answer is the file again. The prompt's
+sections get a newline only where the body lacks one (nep's prompt); `paper_prompt` is the paper's
+own, byte for byte (a newline after every section, its diff), for the paper's fine-tuned models.
+"""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from dataclasses import dataclass
 
@@ -12,6 +21,7 @@ EDITS_DIFF = "<|edits_diff|>"
 CURRENT = "<|current_version|>"
 NEXT = "<|next_version|>"
 MARKERS: tuple[str, ...] = (ORIGINAL, EDITS_DIFF, CURRENT, NEXT)
+TEMPLATE_NEWLINE = "\n"  # what the template writes after the next version
 
 
 def _section(marker: str, body: str) -> str:
@@ -24,7 +34,7 @@ def _section(marker: str, body: str) -> str:
 @dataclass(frozen=True)
 class TrainingText:
     prompt: str  # everything up to and including the <|next_version|> line
-    completion: str  # the next version
+    completion: str  # the next version + the template newline
 
     @property
     def text(self) -> str:
@@ -43,8 +53,28 @@ def build_prompt(original: str, current: str, *, path: str = "") -> str:
     )
 
 
+def template_completion(next_version: str) -> str:
+    """The completion the template trains on: the next version, then the template newline."""
+    return next_version + TEMPLATE_NEWLINE
+
+
+def strip_template_newline(answer: str) -> str:
+    """A template-trained model's answer without the template newline (exactly one trailing "\\n";
+    an answer without it, e.g. cut at the token limit, is left as it is)."""
+    return answer[: -len(TEMPLATE_NEWLINE)] if answer.endswith(TEMPLATE_NEWLINE) else answer
+
+
 def build_training_text(original: str, current: str, new: str, *, path: str = "") -> TrainingText:
-    return TrainingText(build_prompt(original, current, path=path), new)
+    return TrainingText(build_prompt(original, current, path=path), template_completion(new))
+
+
+def paper_prompt(original: str, current: str, *, old_file: str, new_file: str) -> str:
+    """The paper's prompt (its `text` up to and including the `<|next_version|>` line): each section
+    followed by a newline, and the diff as difflib's unified diff of the `splitlines()` of both
+    versions, no line terminators, joined by newlines, headed by the two file names."""
+    diff = "\n".join(difflib.unified_diff(original.splitlines(), current.splitlines(), lineterm="",
+                                          fromfile=old_file, tofile=new_file))
+    return f"{ORIGINAL}\n{original}\n{EDITS_DIFF}\n{diff}\n{CURRENT}\n{current}\n{NEXT}\n"
 
 
 def parse_prompt(prompt: str) -> dict[str, str]:

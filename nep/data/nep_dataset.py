@@ -8,11 +8,13 @@ hub id read through `datasets` at a revision. Its format is told by the fields o
 new_contents, current_contents, text`), `prompt`/`completion` nep's own processed examples.
 
 NEP records become examples as given, never re-filtered or recomputed: original = `old_contents`,
-current = the hand-made `current_contents`, next = the text after `<|next_version|>\\n` in `text`
-(the ground truth the paper's scripts score: `new_contents` plus the newline its template adds), or
-`new_contents` + "\\n" when `text` is absent. The prompt is nep's (nep.core.prompts), so every predictor
-reads NEP examples like its own. Exact duplicate records are kept, as the paper scores them, and
-counted; each gets its own id.
+current = the hand-made `current_contents`, next = `new_contents` (the real next version, the ground
+truth of every predictor, as the paper's `generate_api.py` scores), completion = the text after
+`<|next_version|>\\n` in `text` (what the paper trains on and its `generate_offline.py` scores:
+`new_contents` plus the template newline), or `new_contents` + "\\n" when `text` is absent. The
+prompt is nep's (nep.core.prompts), so every predictor reads NEP examples like its own (the paper's
+own prompt is `nep.core.prompts.paper_prompt` of the same fields). Exact duplicate records are kept,
+as the paper scores them, and counted; each gets its own id.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from nep.core.examples import NEEDED, make_example, valid_examples
-from nep.core.prompts import NEXT, example_id
+
+from nep.core.prompts import NEXT, example_id, template_completion
 from nep.data.sources import language_of, read_records_file
 
 HUB_ID = "lurf21/NextEditPrediction"
@@ -44,13 +47,19 @@ def is_nep_record(obj: dict[str, Any]) -> bool:
 
 
 def ground_truth(record: dict[str, Any]) -> str:
-    """The next version as the paper's scripts take it: `text` after the first `<|next_version|>`
-    line, up to a second one; without `text`, `new_contents` plus the newline its template adds."""
+    """The real next version: `new_contents`."""
+    return record["new_contents"]
+
+
+def template_tail(record: dict[str, Any]) -> str:
+    """The next version as the paper's template writes it (its training target, and the ground truth
+    of its `generate_offline.py`): `text` after the first `<|next_version|>` line, up to a second
+    one; without `text`, `new_contents` plus the template newline."""
     text = record.get("text")
     marker = f"{NEXT}\n"
     if isinstance(text, str) and marker in text:
         return text.split(marker)[1]
-    return record["new_contents"] + "\n"
+    return template_completion(record["new_contents"])
 
 
 def _invalid(record: dict[str, Any]) -> str | None:
@@ -71,7 +80,7 @@ def _invalid(record: dict[str, Any]) -> str | None:
 
 def nep_examples(rows: Iterable[dict[str, Any]], drops: Counter, stats: Counter) -> Iterator[dict[str, Any]]:
     """Examples of NEP records in input order; unusable records counted in `drops` by reason, and in
-    `stats`: `duplicates_kept` (records identical to an earlier one), `next_from_text` (ground truth
+    `stats`: `duplicates_kept` (records identical to an earlier one), `next_from_text` (completion
     taken from `text`), `text_disagrees` (its next version is not `new_contents` + newline),
     `prompt_differs_from_text` (nep's prompt is not the text's prompt part: the paper's template
     always adds a newline after each section, nep's only where one is missing) and `language.<L>`
@@ -90,14 +99,15 @@ def nep_examples(rows: Iterable[dict[str, Any]], drops: Counter, stats: Counter)
         base = example_id(commit, old_file, new_file)
         seen_ids[base] += 1
         eid = base if seen_ids[base] == 1 else example_id(base, str(seen_ids[base]))
-        nxt = ground_truth(row)
-        if nxt != row["new_contents"] + "\n":
+        tail = template_tail(row)
+        if tail != template_completion(row["new_contents"]):
             stats["text_disagrees"] += 1
         language = language_of(new_file) or language_of(old_file) or "unknown"
         stats[f"language.{language}"] += 1
         example = make_example(
             id=eid, repos="", commit=commit, old_file=old_file, new_file=new_file, language=language,
-            timestamp=None, original=row["old_contents"], current=row["current_contents"], next=nxt,
+            timestamp=None, original=row["old_contents"], current=row["current_contents"],
+            next=ground_truth(row), completion=tail,
         )
         text = row.get("text")
         if isinstance(text, str) and f"{NEXT}\n" in text:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from nep.core.prompts import parse_prompt
 from nep.evaluate.metrics import ExampleScore, score_example
+from nep.evaluate.protocol import scored_pair
 from nep.evaluate.stats import (
     bootstrap_ci,
     bootstrap_totals,
@@ -42,6 +43,7 @@ PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
     "position_match": lambda s: s.position_match,
     "llm_judge": lambda s: s.judgment == 1,
     "delta_chrf": lambda s: s.delta_chrf,
+    "edit_chrf": lambda s: s.edit_chrf,
     "edit_similarity": lambda s: s.edit_similarity,
     "exact_match_eol": lambda s: s.exact_match_eol,
     "exact_match_ws": lambda s: s.exact_match_ws,
@@ -61,6 +63,7 @@ MAIN_METRICS = (
     "partial_match_chunk",
     "position_match_chunk",
     "edit_f1",
+    "exact_lines_f1",
     "location_accuracy",
     "reversal_rate",
 )
@@ -98,9 +101,11 @@ def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
     return judgments
 
 
-def score_predictor(name: str, *, context_lines: int) -> tuple[list[ExampleScore], dict[str, int]]:
+def score_predictor(
+    name: str, *, context_lines: int, protocol: str = "next_version"
+) -> tuple[list[ExampleScore], dict[str, int]]:
     """Example scores of one predictor (its generations joined with its judgments by id), and
-    its counts (drops, judge coverage)."""
+    its counts (drops, judge coverage). `protocol`: what is scored against what (nep/evaluate/protocol.py)."""
     generations_path, judgments_path = paths.generations(name), paths.judgments(name)
     drops: Counter = Counter()
     judgments = read_judgments(judgments_path, drops)
@@ -120,13 +125,14 @@ def score_predictor(name: str, *, context_lines: int) -> tuple[list[ExampleScore
             drops["bad_prompt"] += 1
             continue
         tokens = rec.get("output_tokens")
+        truth, prediction, extracted = scored_pair(rec, protocol)
         scores.append(
             score_example(
                 original=sections["original"],
                 current=sections["current"],
-                ground_truth=rec["ground_truth"],
-                prediction=rec["output"],
-                extracted=bool(rec.get("extracted", True)),
+                ground_truth=truth,
+                prediction=prediction,
+                extracted=extracted,
                 missing=rec.get("extraction") == "missing",
                 judgment=judgments.get(rec["id"]),
                 language=str(rec.get("language") or "unknown"),
@@ -163,6 +169,27 @@ def values(scores: list[ExampleScore], metrics: tuple[str, ...] | list[str]) -> 
     return matrix
 
 
+def _counts(scores: list[ExampleScore]) -> dict[str, np.ndarray]:
+    """Per example, the (true positives, predicted, true) counts behind each micro-averaged
+    precision/recall: nep's chunks (`edit_*`) and Zed's exact lines (`exact_lines_*`)."""
+    def matrix(rows: list[tuple[int, int, int]]) -> np.ndarray:
+        return np.array(rows, dtype=float).reshape(len(rows), 3)
+
+    return {
+        "edit": matrix([(s.matched_chunks, s.predicted_chunks, s.true_chunks) for s in scores]),
+        "exact_lines": matrix([
+            (s.line_true_positives, s.line_true_positives + s.line_false_positives,
+             s.line_true_positives + s.line_false_negatives)
+            for s in scores
+        ]),
+    }
+
+
+def micro_counts(scores: list[ExampleScore]) -> dict[str, tuple[float, float, float]]:
+    """(true positives, predicted, true) summed over the examples, per counted metric."""
+    return {k: tuple(m.sum(axis=0)) for k, m in _counts(scores).items()}
+
+
 def _share(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
@@ -172,17 +199,13 @@ def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
     per_example = values(scores, list(PER_EXAMPLE))
     out: dict[str, float | int] = {"n": len(scores)}
     out.update({name: nan_mean(row) for name, row in zip(PER_EXAMPLE, per_example, strict=True)})
-    tp = sum(s.matched_chunks for s in scores)
-    n_pred = sum(s.predicted_chunks for s in scores)
-    n_true = sum(s.true_chunks for s in scores)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
     judged = [s for s in scores if s.judgment is not None]
+    for prefix, (tp, n_pred, n_true) in micro_counts(scores).items():
+        precision, recall = ratio(tp, n_pred), ratio(tp, n_true)
+        out[f"{prefix}_precision"], out[f"{prefix}_recall"] = float(precision), float(recall)
+        out[f"{prefix}_f1"] = float(ratio(2 * precision * recall, precision + recall))
     out.update(
         {
-            "edit_precision": precision,
-            "edit_recall": recall,
-            "edit_f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
             "no_true_hunk": sum(s.partial_match is None for s in scores),
             "no_true_chunk": sum(s.partial_match_chunk is None for s in scores),
             "unextractable_rate": _share([not s.extracted for s in scores]),
@@ -201,21 +224,22 @@ def summarize(scores: list[ExampleScore]) -> dict[str, float | int]:
 
 
 def intervals(scores: list[ExampleScore], *, samples: int, seed: int) -> dict[str, float]:
-    """`<m>_lo` and `<m>_hi` (95% percentile bootstrap) of every per-example metric and of edit
-    precision, recall and F1 (ratios of chunk counts summed over the same resamples)."""
-    chunks = np.array(
-        [(s.matched_chunks, s.predicted_chunks, s.true_chunks) for s in scores], dtype=float
-    ).reshape(len(scores), 3)
-    matrix = np.vstack([values(scores, list(PER_EXAMPLE)), chunks.T])
+    """`<m>_lo` and `<m>_hi` (95% percentile bootstrap) of every per-example metric and of the edit
+    and exact-line precision, recall and F1 (ratios of counts summed over the same resamples)."""
+    counted = _counts(scores)
+    matrix = np.vstack([values(scores, list(PER_EXAMPLE)), *(m.T for m in counted.values())])
     sums, counts = bootstrap_totals(matrix, samples, seed)  # one set of resamples for all
     out: dict[str, float] = {}
     for k, name in enumerate(PER_EXAMPLE):
         out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(means(sums[k], counts[k]))
-    tp, n_pred, n_true = sums[-3:]
-    precision, recall = ratio(tp, n_pred), ratio(tp, n_true)
-    f1 = ratio(2 * precision * recall, precision + recall)
-    for name, row in (("edit_precision", precision), ("edit_recall", recall), ("edit_f1", f1)):
-        out[f"{name}_lo"], out[f"{name}_hi"] = bootstrap_ci(row)
+    at = len(PER_EXAMPLE)
+    for prefix in counted:
+        tp, n_pred, n_true = sums[at : at + 3]
+        at += 3
+        precision, recall = ratio(tp, n_pred), ratio(tp, n_true)
+        f1 = ratio(2 * precision * recall, precision + recall)
+        for name, row in (("precision", precision), ("recall", recall), ("f1", f1)):
+            out[f"{prefix}_{name}_lo"], out[f"{prefix}_{name}_hi"] = bootstrap_ci(row)
     return out
 
 
@@ -247,10 +271,11 @@ def _row(summary: dict, cis: dict, **keys: str) -> dict:
 
 
 def evaluate(
-    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int
+    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int,
+    protocol: str = "next_version",
 ) -> Evaluation:
     """Score each predictor in `generate.predictors` and compare it with `reference` ("" = the
-    first predictor). Returns the headline and details metrics and the two tables."""
+    first predictor), under `protocol`. Returns the headline and details metrics and the two tables."""
     if not predictors:
         raise NepError("no predictors to evaluate (params.yaml generate.predictors is empty)")
     reference = reference or predictors[0]
@@ -258,7 +283,7 @@ def evaluate(
         raise NepError(
             f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
         )
-    scored = {name: score_predictor(name, context_lines=context_lines) for name in predictors}
+    scored = {name: score_predictor(name, context_lines=context_lines, protocol=protocol) for name in predictors}
     ev = Evaluation()
     for name, (scores, counts) in scored.items():
         summary = summarize(scores)

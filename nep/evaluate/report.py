@@ -25,21 +25,21 @@ import pandas as pd
 from nep.util import paths
 from nep.util.errors import NepError
 
-# The headline metrics, in the paper's order, then nep's refined one; names as in evaluate's rows.
+# The headline metrics, in the paper's order, then Zed's delta chrF; names as in evaluate's rows.
 HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
 LABELS = {
     "exact_match": "exact match",
     "partial_match": "partial match",
     "position_match": "position match",
     "llm_judge": "LLM judge",
-    "delta_chrf": "delta chrF",
+    "delta_chrf": "delta chrF (Zed)",
 }
 AXIS_LABELS = {
     "exact_match": "exact match (share of examples)",
     "partial_match": "partial match (share of examples)",
     "position_match": "position match (share of examples)",
     "llm_judge": "LLM judge (share judged correct)",
-    "delta_chrf": "delta chrF (refined metric)",
+    "delta_chrf": "delta chrF (Zed's definition, 0–1)",
 }
 TITLES = {m: label[0].upper() + label[1:] for m, label in LABELS.items()}  # "Exact match"...
 REVISION = "workspace"  # the `rev` DVC gives the working tree's rows; the report draws only it

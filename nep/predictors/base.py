@@ -60,19 +60,48 @@ fence. Anything outside the tags is ignored."""
 
 
 
-def chat_messages(example: dict[str, Any], system: str = SYSTEM_INSTRUCTION) -> list[dict[str, str]]:
+def chat_messages(
+    example: dict[str, Any], system: str = SYSTEM_INSTRUCTION, *, system_role: bool = True
+) -> list[dict[str, str]]:
     """The chat prompt for instruct models: our system instruction, then the example's original
-    version, edit history and current version (taken from its training prompt)."""
+    version, edit history and current version (the example's own versions, byte for byte, so a
+    closing tag right after a file without a final newline shows it; else the training prompt's
+    sections). Without `system_role` (chat templates that reject one, e.g. CodeGemma's), the
+    instruction opens the user message instead, as the paper does for CodeGemma."""
     sections = parse_prompt(example["prompt"])
+    original, current = example.get("original"), example.get("current")
+    original = original if isinstance(original, str) else sections["original"]
+    current = current if isinstance(current, str) else sections["current"]
     path = example.get("path") or example.get("new_file") or "(unnamed file)"
     user = (
         f"File: {path}\n\n"
-        f"<original_code>\n{sections['original']}</original_code>\n\n"
+        f"<original_code>\n{original}</original_code>\n\n"
         f"<edits_diff>\n{sections['diff']}</edits_diff>\n\n"
-        f"<current_version>\n{sections['current']}</current_version>\n\n"
+        f"<current_version>\n{current}</current_version>\n\n"
         "Write the complete next version of the file inside <next_version> tags."
     )
+    if not system_role:
+        return [{"role": "user", "content": f"{system}\n{user}"}]
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def training_prompt(example: dict[str, Any], template: str = "nep") -> str:
+    """The completion-style prompt of an example: nep's (`prompt`), or with template "paper" the
+    paper's own (nep.core.prompts.paper_prompt, what its released "-NEP" models were trained on)."""
+    if template == "nep":
+        return example["prompt"]
+    if template != "paper":
+        raise ValueError(f"unknown template {template!r} (expected 'nep' or 'paper')")
+    from nep.core.prompts import paper_prompt
+
+    sections = parse_prompt(example["prompt"])
+    original, current = example.get("original"), example.get("current")
+    path = example.get("path") or ""
+    return paper_prompt(
+        original if isinstance(original, str) else sections["original"],
+        current if isinstance(current, str) else sections["current"],
+        old_file=example.get("old_file") or path, new_file=example.get("new_file") or path,
+    )
 
 
 @dataclass

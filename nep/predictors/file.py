@@ -18,7 +18,9 @@ second row for an already matched example is a `duplicate` (the first one counts
 a string output, or not JSON, are `bad_rows.<why>`. Test examples no row matched get an empty,
 unextracted record with reason `missing` (every metric scores them as misses). The output is
 the next version as is, unless it holds training markers or `<next_version>` tags, which are
-then extracted as a model's output would be.
+then extracted as a model's output would be (`style: auto`). `style` forces one reading for every
+row: `direct` (the file as is), `completion` (the raw output of a model trained on the template:
+its template newline removed), `chat` (tags or a fence required).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from nep.core.extract import OPEN_TAG, Style
 from nep.core.prompts import MARKERS
@@ -106,9 +108,9 @@ class FilePredictor(Predictor):
     """`path`: a JSONL file of generations (see the module docstring for how rows are matched)."""
 
     kind: ClassVar[str] = "file"
-    style: ClassVar[Style] = "direct"
     required: ClassVar[tuple[str, ...]] = ("path",)
     path: str = ""
+    style: Literal["auto", "direct", "completion", "chat"] = "auto"
 
     def __post_init__(self):
         self.counts: dict[str, int] = {}
@@ -164,7 +166,8 @@ class FilePredictor(Predictor):
             else:
                 tokens = row.get("output_tokens")
                 tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
-                group.append((i, Prediction(row["output"], tokens, style=output_style(row["output"]))))
+                style = output_style(row["output"]) if self.style == "auto" else self.style
+                group.append((i, Prediction(row["output"], tokens, style=style)))
         yield group
 
     def report(self):

@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from nep.core.extract import Style
 from nep.predictors.base import (
@@ -20,6 +20,7 @@ from nep.predictors.base import (
     Predictor,
     by_length,
     chat_messages,
+    training_prompt,
 )
 from nep.util.errors import NepError
 
@@ -122,13 +123,16 @@ def missing_model(param: str, model: str, error: Exception) -> NepError:
 class HFPredictor(Predictor):
     """Any causal LM through transformers. `model`: hub id or local path. `chat`: true for an
     instruct model (chat template + SYSTEM_INSTRUCTION), false for a base model (training
-    prompt), null to decide by whether the tokenizer has a chat template."""
+    prompt), null to decide by whether the tokenizer has a chat template. `template`: the training
+    prompt's layout, nep's or the paper's (for the paper's released fine-tuned models)."""
 
     kind: ClassVar[str] = "hf"
     required: ClassVar[tuple[str, ...]] = ("model",)
     model: str = ""
     chat: bool | None = None
+    template: Literal["nep", "paper"] = "nep"
     system: str = SYSTEM_INSTRUCTION
+    system_role: bool = True  # false: the instruction opens the user message (templates without one)
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
@@ -177,9 +181,9 @@ class HFPredictor(Predictor):
 
     def render(self, example: dict[str, Any]) -> str:
         if not self.chat:
-            return example["prompt"]
+            return training_prompt(example, self.template)
         return self.generator.tokenizer.apply_chat_template(
-            chat_messages(example, self.system), tokenize=False, add_generation_prompt=True
+            chat_messages(example, self.system, system_role=self.system_role), tokenize=False, add_generation_prompt=True
         )
 
     def generate(self, examples: list[dict[str, Any]], max_new_tokens: int) -> list[Prediction]:

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nep.core.extract import extract_next_version
+from nep.core.prompts import template_completion
 from nep.predictors.base import Prediction, Settings, build_predictor
 from nep.util import paths
 from nep.util.errors import NepError
@@ -158,6 +159,9 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
         "prompt": example["prompt"],
         "output": output,
         "ground_truth": example["next"],
+        # the next version as the template writes it (+ its newline): evaluate.protocol paper_offline
+        "template_ground_truth": example.get("completion") if isinstance(example.get("completion"), str)
+        else template_completion(example["next"]),
         "language": example.get("language", ""),
         "output_tokens": answer["output_tokens"],
         "raw_output": answer["raw_output"],

@@ -7,10 +7,16 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from nep.core.extract import Style
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
+from nep.predictors.base import (
+    SYSTEM_INSTRUCTION,
+    Prediction,
+    Predictor,
+    chat_messages,
+    training_prompt,
+)
 from nep.util.errors import NepError
 
 INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
@@ -29,13 +35,19 @@ class VLLMPredictor(Predictor):
     """`model`: hub id or local path of the base (or merged) model; `adapter`: a LoRA adapter
     directory (e.g. models/finetune) served with it, its tokenizer used; when `model` is empty it
     is read from the adapter's adapter_config.json. `chat` as for hf (null → false, the training
-    prompt)."""
+    prompt). `template`: the training prompt's layout, nep's or the paper's (for the paper's
+    released fine-tuned models)."""
 
     kind: ClassVar[str] = "vllm"
     model: str = ""
     adapter: str | None = None
     chat: bool | None = None
+    template: Literal["nep", "paper"] = "nep"
     system: str = SYSTEM_INSTRUCTION
+    system_role: bool = True  # false: the instruction opens the user message (templates without one)
+    # hf: where vLLM cannot run (no vllm package or no CUDA GPU), generate with the `hf` predictor
+    # on the same model, chat, template and system settings (no adapter), and say so in the metrics
+    fallback: Literal["none", "hf"] = "none"
     dtype: str = "auto"
     max_model_len: int | None = None
     max_lora_rank: int = 64
@@ -52,12 +64,18 @@ class VLLMPredictor(Predictor):
             return "model", "required for kind 'vllm' (or an `adapter` that names its base model)"
         if options.get("chunk_size") is not None and options["chunk_size"] < 1:
             return "chunk_size", f"must be ≥ 1 or null, got {options['chunk_size']}"
+        if options.get("fallback") == "hf" and options.get("adapter"):
+            return "fallback", "hf cannot serve an `adapter`; use kind 'finetuned' for nep's adapter"
         return None
 
     def __post_init__(self):
         if not self.model and not self.adapter:
             raise ValueError("kind 'vllm' needs `model` (or an `adapter` that names its base model)")
         self._llm = None
+        self.fell_back = False
+
+    def report(self):
+        return {"vllm.fell_back_to_hf": int(self.fell_back)} if self.fallback == "hf" else {}
 
     def base_model(self) -> str:
         """`model`, else the base model named in the adapter's adapter_config.json."""
@@ -99,8 +117,28 @@ class VLLMPredictor(Predictor):
                 raise missing_model(self.param("model"), self.model, e) from e
         return self._llm
 
+    def usable(self) -> bool:
+        """Whether vLLM can run here: the package is installed and a CUDA GPU is visible."""
+        import importlib.util
+
+        from nep.util.device import cuda_available
+
+        return importlib.util.find_spec("vllm") is not None and cuda_available()
+
+    def hf_fallback(self):
+        from nep.predictors.hf import HFPredictor
+
+        hf = HFPredictor(model=self.base_model(), chat=bool(self.chat), template=self.template, system=self.system,
+                         system_role=self.system_role, dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+        hf.name = self.name
+        return hf
+
     def predict(self, examples, todo, settings):
         if not todo:
+            return
+        if self.fallback == "hf" and not self.adapter and not self.usable():
+            self.fell_back = True
+            yield from self.hf_fallback().predict(examples, todo, settings)
             return
         vllm = import_vllm(self.param("kind"))
         llm = self.llm
@@ -116,10 +154,10 @@ class VLLMPredictor(Predictor):
             batch = [examples[i] for i in idx]
             start = time.perf_counter()
             if self.chat:
-                convs = [chat_messages(ex, self.system) for ex in batch]
+                convs = [chat_messages(ex, self.system, system_role=self.system_role) for ex in batch]
                 outputs = llm.chat(convs, params, lora_request=lora, use_tqdm=False)
             else:
-                prompts = [ex["prompt"] for ex in batch]
+                prompts = [training_prompt(ex, self.template) for ex in batch]
                 outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
             share = (time.perf_counter() - start) / len(batch)
             yield [

@@ -197,7 +197,7 @@ def build_pairs(groups, cfg: Posttrain) -> tuple[list[dict[str, Any]], Counter]:
     pairs, outcomes = [], Counter()
     for record, group in groups:
         sections = prompt_sections(record)
-        truth = score_candidate(sections["ground_truth"], weights=reward_weights(cfg), **sections).reward
+        truth = score_candidate(record["completion"], weights=reward_weights(cfg), **sections).reward  # as the model writes it
         pair, outcome = make_pair(
             id=record.get("id", ""), prompt=record["prompt"], ground_truth=record["completion"], truth_reward=truth,
             candidates=group, margin=cfg.margin, add_ground_truth=cfg.add_ground_truth,

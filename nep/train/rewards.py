@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nep.core.extract import extract_next_version
-from nep.core.prompts import parse_prompt
+from nep.core.prompts import parse_prompt, strip_template_newline
 from nep.evaluate.metrics import ExampleScore, score_example
 
 COMPONENTS = ("exact_match", "partial_match", "position_match", "delta_chrf", "reversal", "unextractable")
@@ -92,9 +92,13 @@ def score_candidate(
 
 
 def prompt_sections(record: dict[str, Any]) -> dict[str, str]:
-    """original, current and ground truth (the completion) of a training record."""
+    """original, current and ground truth (the real next version: `next`, else the completion
+    without its template newline) of a training record."""
     sections = parse_prompt(record["prompt"])
-    return {"original": sections["original"], "current": sections["current"], "ground_truth": record["completion"]}
+    truth = record.get("next")
+    if not isinstance(truth, str):
+        truth = strip_template_newline(record["completion"])
+    return {"original": sections["original"], "current": sections["current"], "ground_truth": truth}
 
 
 @dataclass(frozen=True)
