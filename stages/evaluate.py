@@ -45,5 +45,15 @@ def main() -> None:
         print(f"{row['predictor']}: n={row['n']} {shown}")
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    n = len(load_params("generate")["predictors"])
+    show("evaluate", f"score {n} predictors (95% bootstrap intervals, paired tests)",
+         [paths.DATA / "generate", paths.DATA / "judge"])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "evaluate", banner=banner)

@@ -82,5 +82,15 @@ def main() -> None:
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    model = load_params("finetune")["base_model"]
+    smoke = " (the tiny smoke model: proves the machinery, predicts nothing)" if model == "tiny-random" else ""
+    show("finetune", f"LoRA-finetune {model}{smoke}", [paths.TRAIN])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "finetune", banner=banner)

@@ -17,6 +17,8 @@ import sys
 from nep.config.params import load_params
 from nep.predictors.base import PredictorError, Settings
 from nep.predictors.runner import generate
+from nep.util import paths
+from nep.util.console import banner
 from nep.util.jsonl import InputError
 
 
@@ -29,6 +31,8 @@ def main() -> None:
     predictors = params["predictors"]
     if args.predictor not in predictors:
         sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
+    kind = predictors[args.predictor].get("kind", "?")
+    banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
     settings = Settings(
         max_new_tokens=params["max_new_tokens"], batch_size=params["batch_size"], threads=params["threads"]
     )
@@ -40,4 +44,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "generate", resumable=True)

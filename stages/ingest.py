@@ -53,5 +53,22 @@ def main() -> None:
         raise SystemExit(f"ingest: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    p = load_params("ingest")
+    if p["source"] == "git":
+        g = p["git"]
+        pins = {} if g["rev"] != "HEAD" else g.get("pins", {})
+        what = ", ".join(f"{r}@{pins.get(r, g['rev'])[:12]}" for r in g["repos"])
+    elif p["source"] == "jsonl":
+        what = ", ".join(p["jsonl"]["paths"]) or "(no paths)"
+    else:
+        what = f"{p['hf']['dataset']}@{p['hf']['revision'][:12]}, {len(p['languages'])} languages"
+    show("ingest", f"index the commit records of {p['source']} source", what)
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "ingest", banner=banner)

@@ -19,6 +19,7 @@ from nep.config.params import load_params
 from nep.evaluate.judges import judge_file
 from nep.llm.client import ParamError
 from nep.util import paths
+from nep.util.console import banner
 from nep.util.jsonl import InputError, write_metrics
 
 
@@ -39,8 +40,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", required=True, help="a name under generate.predictors")
     args = parser.parse_args()
+    params = load_params("judge")
+    banner(f"judge@{args.predictor}", f"judge each prediction against the ground truth ({params['backend']} judge)",
+           [paths.generations(args.predictor)])
     try:
-        print(run(predictor=args.predictor, **load_params("judge")))
+        print(run(predictor=args.predictor, **params))
     except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
         sys.exit(f"judge.{e.param}: {e}")
     except InputError as e:  # a missing or unusable input file: one line
@@ -48,4 +52,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "judge", resumable=True)

@@ -42,5 +42,13 @@ def main() -> None:
         sys.exit(f"label: {e}")
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("label", f"label each commit relevant or not ({load_params('label')['backend']} labeler)", [paths.FILTER])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "label", resumable=True, banner=banner)

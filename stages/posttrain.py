@@ -86,5 +86,15 @@ def main() -> None:
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    method = load_params("posttrain")["method"]
+    does = "copy the SFT adapter (posttrain.method: none)" if method == "none" else f"post-train the SFT adapter ({method})"
+    show("posttrain", does, [paths.FINETUNE, paths.TRAIN])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "posttrain", banner=banner)

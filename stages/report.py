@@ -34,5 +34,13 @@ def main() -> None:
         raise SystemExit(f"report: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("report", f"write {paths.REPORT}/ (tables, charts, provenance)", [paths.metrics("evaluate")])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "report", banner=banner)

@@ -254,7 +254,7 @@ def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dic
     known = Stamps(stamps)
     locals_: list[tuple[str, str]] = []
     if source == "git":
-        manifest["git"] = git_state(git["repos"], git["rev"])
+        manifest["git"] = git_state(git["repos"], git["rev"], git.get("pins"))
     else:
         if source == "jsonl":
             if not jsonl["paths"]:

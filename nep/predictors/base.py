@@ -113,6 +113,9 @@ class Predictor:
     style: Style = "completion"
     required: ClassVar[tuple[str, ...]] = ()  # options that must be given (non-empty)
     name: str = ""  # the params entry, set by build_predictor; named in errors
+    # Set by the runner: a predictor that answers in groups may call it with the share of an
+    # example done while a group is in flight (a row finished, decoding steps); optional.
+    progress = None
 
     def predict(self, examples: Sequence[dict[str, Any]], todo: Sequence[int], settings: Settings) -> Iterator[Group]:
         raise NotImplementedError
