@@ -70,7 +70,8 @@ def posttrain(
     write_jsonl(data_dir / "candidates.jsonl", result.candidates)
     write_jsonl(data_dir / "pairs.jsonl", result.pairs)
     metrics = {**result.metrics, "train_examples": len(records) + sum(drops.values()), **flat_counts("dropped", drops)}
-    write_metrics(metrics_path or paths.metrics("posttrain"), metrics)
+    # under "posttraining": its keys (train_loss, steps...) share no `dvc exp show` column with finetune's or the params
+    write_metrics(metrics_path or paths.metrics("posttrain"), {"posttraining": metrics})
     write_metrics(timing_path or paths.timing("posttrain"), result.timing)
     return metrics
 

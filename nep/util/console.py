@@ -6,6 +6,8 @@ Everything goes to stderr, so a stage's stdout stays its one-line summary.
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -65,3 +67,24 @@ def expected_warnings(*patterns: tuple[type[Warning], str]) -> Iterator[None]:
         for category, message in patterns:
             warnings.filterwarnings("ignore", message=message, category=category)
         yield
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextmanager
+def expected_log(logger: str, pattern: str) -> Iterator[None]:
+    """Drop the log records of `logger` whose message matches `pattern`, only inside the block
+    (for a library that logs, rather than warns, about something nep expects and counts)."""
+    target, drop = logging.getLogger(logger), _Drop(pattern)
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
