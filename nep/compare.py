@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,7 +121,7 @@ def render_text(experiments: list[Experiment], width: int = 80) -> str:
             used = label_width
         groups[-1].append(i)
         used += GAP + w
-    lines = [*_notes(experiments), ""]
+    lines = [*(w for n in _notes(experiments) for w in textwrap.wrap(n, width)), ""]
     for group in groups:
         names = "".join(" " * GAP + experiments[i].name[: widths[i]].rjust(widths[i]) for i in group)
         lines.append(" " * label_width + names)
