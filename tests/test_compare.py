@@ -87,3 +87,18 @@ def test_declared_metrics_share_no_column_name():
             seen[key] = path
     # post-training's keys live under "posttraining." whatever the method writes there
     assert list(json.loads(Path("metrics/posttrain.json").read_text())) == ["posttraining"]
+
+
+def test_a_command_started_in_a_subdirectory_runs_at_the_project_root(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from nep.util.paths import enter_project_root
+
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    (tmp_path / "params.yaml").write_text("{}\n")
+    (tmp_path / "data" / "x").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "data" / "x")
+    assert enter_project_root() == tmp_path.resolve() and Path.cwd() == tmp_path.resolve()
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.raises(NepError, match="run from the project root"):
+        enter_project_root()

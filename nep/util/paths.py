@@ -46,6 +46,8 @@ def enter_project_root() -> Path:
     params.yaml and data/ as DVC would); a NepError saying where to run when there is none."""
     from nep.util.errors import NepError
 
+    if Path("params.yaml").is_file():  # a project (or a test's stand-in) right here
+        return Path.cwd()
     root = project_root()
     if root is None:
         raise NepError(f"{Path.cwd()} is not inside a nep project (no dvc.yaml and params.yaml here or above)",
