@@ -381,7 +381,7 @@ def revisions(repos: list[str], rev: str = "HEAD", pins: dict[str, str] | None =
     pins = pins or {}
     if rev != "HEAD" or not pins:
         return [(rev, "ingest.git.rev") for _ in repos]
-    return [(pins[r], f"ingest.git.pins.{r}") if r in pins else ("HEAD", "ingest.git.rev") for r in repos]
+    return [(pins[r], f"ingest.git.pins[{r!r}]") if r in pins else ("HEAD", "ingest.git.rev") for r in repos]
 
 
 def _is_shallow(repo: Path) -> bool:
