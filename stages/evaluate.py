@@ -16,7 +16,6 @@ from __future__ import annotations
 from nep.config.params import load_section
 from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
 from nep.util import paths
-from nep.util.errors import NepError
 from nep.util.jsonl import write_metrics
 
 
@@ -30,22 +29,29 @@ def write(ev: Evaluation) -> None:
 def main() -> None:
     cfg = load_section("evaluate")
     predictors = list(load_section("generate").predictors)
-    try:
-        ev = evaluate(
-            predictors,
-            reference=cfg.reference,
-            context_lines=cfg.context_lines,
-            bootstrap_samples=cfg.bootstrap_samples,
-            seed=cfg.seed,
-            protocol=cfg.protocol,
-        )
-    except NepError as e:  # a missing or unusable generation/judgment file: one line
-        raise SystemExit(f"evaluate: {e}") from None
+    ev = evaluate(
+        predictors,
+        reference=cfg.reference,
+        context_lines=cfg.context_lines,
+        bootstrap_samples=cfg.bootstrap_samples,
+        seed=cfg.seed,
+        protocol=cfg.protocol,
+    )
     write(ev)
     for row in ev.predictor_rows:
         shown = " ".join(f"{m}={row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" for m in HEADLINE)
         print(f"{row['predictor']}: n={row['n']} {shown}")
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    n = len(load_section("generate").predictors)
+    show("evaluate", f"score {n} predictors (95% bootstrap intervals, paired tests)",
+         [paths.DATA / "generate", paths.DATA / "judge"])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "evaluate", banner=banner)

@@ -40,5 +40,13 @@ def main() -> None:
         raise SystemExit(f"filter: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("filter", "keep the commits whose edits fit the filter.* limits", [paths.INGEST / "index.jsonl"])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "filter", banner=banner)

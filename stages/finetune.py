@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from nep.config.schema import Finetune
 from nep.core.examples import read_training_set
 from nep.train.sft import run_finetune
 from nep.util import paths
-from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, write_metrics
 
 METRICS_DIR = paths.METRICS / "finetune"
@@ -75,12 +73,20 @@ def finetune(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        metrics = finetune(load_section("finetune"))
-    except NepError as e:  # no GPU/package/base model, no training set: one line
-        sys.exit(str(e))
+    metrics = finetune(load_section("finetune"))  # a known failure is one line (run_main)
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    cfg = load_section("finetune")
+    model = cfg.base_model
+    smoke = " (the tiny smoke model: proves the machinery, predicts nothing)" if cfg.is_tiny else ""
+    show("finetune", f"LoRA-finetune {model}{smoke}", [paths.TRAIN])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "finetune", banner=banner)

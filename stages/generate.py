@@ -17,7 +17,8 @@ import sys
 from nep.config.params import load_section
 from nep.predictors.base import Settings
 from nep.predictors.runner import generate
-from nep.util.errors import NepError
+from nep.util import paths
+from nep.util.console import banner
 
 
 def main() -> None:
@@ -29,13 +30,14 @@ def main() -> None:
     predictors = cfg.predictors
     if args.predictor not in predictors:
         sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
+    kind = predictors[args.predictor].get("kind", "?")
+    banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
     settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads)
-    try:
-        metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except NepError as e:  # a known failure, missing input, too many failed: one line
-        sys.exit(f"generate@{args.predictor}: {e}")
+    metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "generate", resumable=True)

@@ -49,11 +49,25 @@ def run(cfg: Ingest, *, output_dir: Path = OUTPUT, metrics_path: Path = METRICS,
 
 
 def main() -> None:
-    try:
-        print(run(load_section("ingest")))
-    except NepError as e:
-        raise SystemExit(f"ingest: {e}") from None
+    print(run(load_section("ingest")))
+
+
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    p = load_section("ingest").model_dump()
+    if p["source"] == "git":
+        g = p["git"]
+        pins = {} if g["rev"] != "HEAD" else g.get("pins", {})
+        what = ", ".join(f"{r}@{pins.get(r, g['rev'])[:12]}" for r in g["repos"])
+    elif p["source"] == "jsonl":
+        what = ", ".join(p["jsonl"]["paths"]) or "(no paths)"
+    else:
+        what = f"{p['hf']['dataset']}@{p['hf']['revision'][:12]}, {len(p['languages'])} languages"
+    show("ingest", f"index the commit records of {p['source']} source", what)
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "ingest", banner=banner)

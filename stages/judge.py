@@ -11,7 +11,6 @@ times to metrics/timing/judge/NAME.json.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from nep.config.params import load_section
 from nep.config.schema import Judge
 from nep.evaluate.judges import judge_file
 from nep.util import paths
+from nep.util.console import banner
 from nep.util.errors import NepError
 from nep.util.jsonl import write_metrics
 
@@ -40,11 +40,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", required=True, help="a name under generate.predictors")
     args = parser.parse_args()
+    cfg = load_section("judge")
+    banner(f"judge@{args.predictor}", f"judge each prediction against the ground truth ({cfg.backend} judge)",
+           [paths.generations(args.predictor)])
     try:
-        print(run(load_section("judge"), predictor=args.predictor))
+        print(run(cfg, predictor=args.predictor))
     except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
-        sys.exit(f"judge.{e.param}: {e.message}" if e.param and "." not in e.param else f"judge: {e}")
+        if e.param and "." not in e.param:
+            raise NepError(e.message, param=f"judge.{e.param}", hint=e.hint) from None
+        raise
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "judge", resumable=True)

@@ -9,7 +9,6 @@ with the earlier chunks) or `openai` (an LLM judges relevance, nep.data.relevanc
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,18 @@ def main() -> None:
     try:
         print(run(load_section("label")))
     except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
-        sys.exit(f"label.{e.param}: {e.message}" if e.param and "." not in e.param else f"label: {e}")
+        if e.param and "." not in e.param:
+            raise NepError(e.message, param=f"label.{e.param}", hint=e.hint) from None
+        raise
+
+
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("label", f"label each commit relevant or not ({load_section('label').backend} labeler)", [paths.FILTER])
 
 
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "label", resumable=True, banner=banner)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -71,20 +70,27 @@ def posttrain(
     write_jsonl(data_dir / "candidates.jsonl", result.candidates)
     write_jsonl(data_dir / "pairs.jsonl", result.pairs)
     metrics = {**result.metrics, "train_examples": len(records) + sum(drops.values()), **flat_counts("dropped", drops)}
-    write_metrics(metrics_path or paths.metrics("posttrain"), metrics)
+    # under "posttraining": its keys (train_loss, steps...) share no `dvc exp show` column with finetune's or the params
+    write_metrics(metrics_path or paths.metrics("posttrain"), {"posttraining": metrics})
     write_metrics(timing_path or paths.timing("posttrain"), result.timing)
     return metrics
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    try:
-        metrics = posttrain(load_section("posttrain"))
-    except NepError as e:
-        sys.exit(str(e))
+    metrics = posttrain(load_section("posttrain"))  # a known failure is one line (run_main)
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    method = load_section("posttrain").method
+    does = "copy the SFT adapter (posttrain.method: none)" if method == "none" else f"post-train the SFT adapter ({method})"
+    show("posttrain", does, [paths.FINETUNE, paths.TRAIN])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "posttrain", banner=banner)

@@ -40,5 +40,13 @@ def main() -> None:
         raise SystemExit(f"process: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("process", "turn the relevant commits into prompt / next-version examples", [paths.LABEL])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "process", banner=banner)

@@ -10,10 +10,12 @@ metrics/report.json (how many predictors, languages and charts it drew).
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from nep.evaluate.report import build_report
+from nep.evaluate.report import build_report, judge_label, provenance
 from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import write_metrics
@@ -21,9 +23,39 @@ from nep.util.jsonl import write_metrics
 METRICS = paths.metrics("report")
 
 
+def nep_commit() -> str | None:
+    """The commit of the code that ran (`git rev-parse HEAD`), marked when nep/ or stages/ have
+    uncommitted changes; None outside a git checkout. The same for every clone of a commit."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "nep", "stages"], capture_output=True, text=True)
+    return head.stdout.strip() + (" + uncommitted changes in nep/ or stages/" if dirty.stdout.strip() else "")
+
+
+def sizes() -> dict[str, Any]:
+    """Records ingested and kept by the filter, train and test examples, the split strategy."""
+    found: dict[str, Any] = {}
+    for stage, key, name in (("ingest", "records_out", "records"), ("filter", "records_out", "filtered"),
+                             ("split", "train", "train"), ("split", "test", "test"), ("split", "strategy", "strategy")):
+        try:
+            found[name] = json.loads(paths.metrics(stage).read_text())[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
 def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[str, Any]:
     """Write the report and its counts; return the counts."""
-    metrics = build_report(out_dir)
+    from nep.config.params import load_params
+
+    params = {"ingest": load_params("ingest"), "label": load_params("label"), "process": load_params("process"),
+              "split": load_params("split"), "finetune": load_params("finetune"),
+              "posttrain": load_params("posttrain"), "generate": load_params("generate"),
+              "judge": load_params("judge"), "evaluate": load_params("evaluate")}
+    judge = params["judge"]
+    metrics = build_report(out_dir, about=provenance(params, commit=nep_commit(), sizes=sizes()),
+                           judge=judge_label(judge["backend"], judge["model"] if judge["backend"] == "openai" else None))
     write_metrics(metrics_path, metrics)
     return metrics
 
@@ -35,5 +67,13 @@ def main() -> None:
         raise SystemExit(f"report: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("report", f"write {paths.REPORT}/ (tables, charts, provenance)", [paths.metrics("evaluate")])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "report", banner=banner)

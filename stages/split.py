@@ -41,5 +41,13 @@ def main() -> None:
         raise SystemExit(f"split: {e}") from None
 
 
+def banner() -> None:
+    from nep.util.console import banner as show
+
+    show("split", f"split the examples into train and test ({load_section('split').strategy})", [paths.PROCESS])
+
+
 if __name__ == "__main__":
-    main()
+    from nep.util.errors import run_main
+
+    run_main(main, "split", banner=banner)

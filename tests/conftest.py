@@ -200,3 +200,9 @@ def tiny_model(directory: Path, texts: list[str] | None = None, vocab_size: int 
 def tiny_dir(tmp_path_factory) -> Path:
     """One tiny model for the whole session (a test module needing its own texts calls tiny_model)."""
     return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def problem_lines(stderr: str) -> list[str]:
+    """A stage's stderr without its banner (`== stage: ...`) and progress bars: what it says went wrong."""
+    return [line for line in stderr.splitlines()
+            if line.strip() and not line.startswith("== ") and "examples [" not in line and "%|" not in line]

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, copy_project, git, make_example
+from conftest import REPO_ROOT, copy_project, git, make_example, problem_lines
 from fake_openai import FakeOpenAI
 
+from nep.config.schema import Label
 from nep.predictors.base import Settings, build_predictor
 from nep.predictors.runner import TooManyFailedGenerations, checkpoint_dir, generate
 from nep.util.errors import NepError
@@ -66,7 +67,7 @@ def test_an_outage_fails_the_run_writes_nothing_and_keeps_only_successes(tmp_pat
     with pytest.raises(TooManyFailedGenerations) as error:
         run(tmp_path / "a", test_set, entry(server))
     line = str(error.value)
-    assert line.startswith("param generate.predictors.api.max_failure_rate: 3 of 10 generations failed "
+    assert line.startswith("generate.predictors.api.max_failure_rate: 3 of 10 generations failed "
                            "(backend_error.server_error: 3)") and "\n" not in line
     assert isinstance(error.value, NepError)
     assert not (tmp_path / "a").exists()  # no record, no metric
@@ -149,7 +150,7 @@ def test_a_key_with_a_trailing_cr_is_refused_in_one_line_and_written_nowhere(tmp
     cache = tmp_path / "cache"
     done = stage(project, {"NEP_POLICY_KEY": KEY + "\r", "NEP_CACHE_DIR": str(cache)})
     assert done.returncode == 1 and server.requests == 0
-    lines = [line for line in done.stderr.splitlines() if line.strip() and not line.startswith("api: ")]  # no bar
+    lines = problem_lines(done.stderr)
     assert len(lines) == 1 and "generate.predictors.api.api_key_env" in lines[0], done.stderr
     assert "NEP_POLICY_KEY holds U+000D (carriage return)" in lines[0]
     assert not (project / "data" / "generate").exists()
@@ -216,13 +217,13 @@ def test_label_with_a_cr_key_stops_in_one_line_and_an_echoing_server_leaves_no_k
     done = subprocess.run([sys.executable, "-m", "stages.label"], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "NEP_POLICY_KEY": KEY + "\r"})
     assert done.returncode == 1 and server.requests == 0 and "Traceback" not in done.stderr
-    assert [line for line in done.stderr.splitlines() if "api_key_env" in line] == [
-        line for line in done.stderr.splitlines() if line.strip() and not line.startswith("label: ")][-1:]
+    lines = problem_lines(done.stderr)
+    assert len(lines) == 1 and "api_key_env" in lines[0], done.stderr
     assert "NEP_POLICY_KEY holds U+000D (carriage return)" in done.stderr and KEY not in done.stderr
 
     monkeypatch.setenv("NEP_POLICY_KEY", KEY)
     monkeypatch.chdir(tmp_path)
-    label_stage.run(**config)
+    label_stage.run(Label(**config))
     reasons = [r["label_reason"] for r in read_jsonl(tmp_path / "data/label/commits.jsonl")]
     assert all("Bearer ***" in r for r in reasons), reasons  # answers and 401 details echo it, scrubbed
     for path in tmp_path.rglob("*"):  # outputs, metrics, the response cache (NEP_CACHE_DIR is under tmp_path)

@@ -12,6 +12,7 @@ from conftest import copy_project, git, run_dvc
 
 from nep.config.schema import Finetune, section
 from nep.core.examples import build_examples
+from nep.util.errors import NepError
 from nep.util.jsonl import write_jsonl
 from stages.finetune import finetune
 
@@ -93,9 +94,9 @@ def test_stage_fails_before_paying_with_one_line(tmp_path: Path, monkeypatch: py
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "data/split/train.jsonl", processed_examples(1))
     monkeypatch.setattr(stage, "load_section", lambda name: Finetune(backend="unsloth"))
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(NepError) as e:
         stage.main()
-    assert str(e.value.code).startswith("finetune.backend: unsloth needs a CUDA GPU") and "\n" not in str(e.value.code)
+    assert str(e.value).startswith("finetune.backend: unsloth needs a CUDA GPU") and "\n" not in str(e.value)
     assert not (tmp_path / "models").exists()
 
 

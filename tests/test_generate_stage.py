@@ -233,7 +233,8 @@ def test_dvc_yaml_wires_one_stage_per_predictor():
     assert "nep/predictors" in deps and "nep/train/sft.py" not in deps
     assert "${item.needs}" in deps
     assert {"generate.max_new_tokens", "generate.batch_size", "generate.threads"} <= set(dvc["do"]["params"])
-    assert dvc["do"]["outs"] == ["data/generate/${key}.jsonl"]  # the checkpoint and timing are not outputs
+    # the checkpoint and timing are not outputs; the counts are a plain (not a `metrics`) output
+    assert dvc["do"]["outs"] == ["data/generate/${key}.jsonl", {"metrics/generate/${key}.json": {"cache": False}}]
     from nep.predictors.base import check_predictor
 
     for name, config in params["predictors"].items():

@@ -76,7 +76,7 @@ class FakeGenerator:
         self.tokenizer = types.SimpleNamespace(chat_template=None)
         self.prompts: list[str] = []
 
-    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True):
+    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True, progress=None):
         self.prompts += prompts
         by_prompt = {ex["prompt"]: ex for ex in EXAMPLES}
         by_paper = {paper_prompt(ex["original"], ex["current"], old_file=ex["path"], new_file=ex["path"]): ex

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, project_on_history, run_dvc, two_chunk_commit
+from conftest import REPO_ROOT, problem_lines, project_on_history, run_dvc, two_chunk_commit
 
 from nep.config.schema import Label
 from nep.llm.cache import cache_path
@@ -104,7 +104,7 @@ def test_label_stage_without_key_says_one_line(tmp_path, fake_openai):
     proc = subprocess.run([sys.executable, "-m", "stages.label"], cwd=tmp_path, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 1 and fake_openai.requests == 0
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and "label:" not in line[:7]]
+    lines = problem_lines(proc.stderr)
     assert lines[-1].startswith("label.api_key_env: environment variable NEP_TEST_KEY_UNSET is not set")
     assert "Traceback" not in proc.stderr
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, problem_lines
 
 from nep.config.params import load_params, parse_yaml
 from nep.config.schema import MAX_SEED, MAX_WORKERS, ParamsError, main
@@ -86,7 +86,7 @@ def test_every_stage_stops_on_a_yaml_error_in_one_line(tmp_path):
         done = subprocess.run([sys.executable, "-m", module], cwd=tmp_path, capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
         assert done.returncode == 1 and done.stdout == ""
-        line = done.stderr.strip()  # `<stage>: ` before it when the stage reports it
+        (line,) = problem_lines(done.stderr)  # `<stage>: ` before it when the stage reports it
         assert line.endswith("params.yaml:3:3: duplicate key 'workers' (first at line 2): keep one"), done.stderr
         assert "\n" not in line and "Traceback" not in line
 

@@ -157,13 +157,13 @@ def test_exp_run_dpo_reruns_only_posttrain_and_what_follows(tmp_path):
     small = {"posttrain.max_prompts": 2, "posttrain.k": 2, "posttrain.max_new_tokens": 16, "posttrain.max_steps": 2}
     project = project_on_history(tmp_path, repos=2, commits_per_repo=12, **small)
     run_dvc(project, "repro")
-    assert json.loads((project / "metrics/posttrain.json").read_text())["method"] == "none"
+    assert json.loads((project / "metrics/posttrain.json").read_text())["posttraining"]["method"] == "none"
     out = run_dvc(project, "exp", "run", "-S", "posttrain.method=dpo", with_stderr=True)
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
     assert "posttrain" in ran and "generate@posttrained" in ran and "evaluate" in ran
     # ingest is always_changed (it runs and finds nothing new); nothing before posttrain re-runs
     assert not ran & {"filter", "label", "process", "split", "finetune", "generate@finetuned", "generate@identity"}
-    m = json.loads((project / "metrics/posttrain.json").read_text())
+    m = json.loads((project / "metrics/posttrain.json").read_text())["posttraining"]
     assert m["method"] == "dpo" and m["steps"] >= 1
     assert (project / "data/posttrain/pairs.jsonl").read_text().count("\n") == m["pairs"]
     headline = json.loads((project / "metrics/evaluate.json").read_text())
@@ -185,7 +185,7 @@ def _stage(sft_dir, tmp_path, **params):
 
 def test_stage_none_writes_every_declared_output(sft_dir, tmp_path):
     metrics, out = _stage(sft_dir, tmp_path, method="none")
-    assert metrics == json.loads((tmp_path / "metrics/posttrain.json").read_text())
+    assert {"posttraining": metrics} == json.loads((tmp_path / "metrics/posttrain.json").read_text())
     assert metrics["method"] == "none" and metrics["train_examples"] == 4
     assert (out["data_dir"] / "candidates.jsonl").read_text() == (out["data_dir"] / "pairs.jsonl").read_text() == ""
     assert (out["curves_dir"] / "loss.tsv").read_text() == "step\tloss\n"

@@ -144,11 +144,20 @@ def test_restoring_the_default_refuses_over_uncommitted_edits(project: Path, mon
     params_path.write_text(params_path.read_text() + "# a note\n")
     with pytest.raises(NepError, match="max_chunk_lines"):
         apply_preset("offline", params_path, project / "presets")
-    edit(params_path, "filter", "max_chunk_lines", 5)  # only the comment differs now
-    with pytest.raises(NepError, match="comments or layout only"):
-        apply_preset("offline", params_path, project / "presets")
-    apply_preset("offline", params_path, project / "presets", force=True)
+    edit(params_path, "filter", "max_chunk_lines", 5)  # only the comment differs now: no value is lost
+    apply_preset("offline", params_path, project / "presets")
     assert params_path.read_text() == (REPO_ROOT / "params.yaml").read_text()
+
+
+def test_a_layout_rewritten_by_dvc_exp_run_set_is_no_edit(project: Path):
+    """`dvc exp run -S` rewrites params.yaml without its comments and in its own layout; a preset
+    compares values, so it applies without --force (and brings the comments back)."""
+    params_path = project / "params.yaml"
+    params_path.write_text(yaml.safe_dump(yaml.safe_load(params_path.read_text()), sort_keys=False, width=200))
+    assert "#" not in params_path.read_text()
+    apply_preset("paper", params_path, project / "presets")
+    assert yaml.safe_load(params_path.read_text()) == merged("paper")
+    assert "# " in params_path.read_text()
 
 
 def test_a_committed_edit_is_part_of_the_default(project: Path):

@@ -107,7 +107,7 @@ def test_bar_chart_labels_values_missing_and_intervals(tmp_path):
     svg = render_svg(chart_spec(judge, rows, TEMPLATES))
     assert ">missing<" in svg  # propagate has no judge value: said, not drawn as 0
     assert ">0.380 [0.330, 0.430]<" in svg and ">0.000 [-0.050, 0.050]<".replace("-", "−") in svg
-    assert "LLM judge (share judged correct)" in svg and "metrics/" not in svg
+    assert "judged correct (share; judge.backend: rules or an LLM)" in svg and "metrics/" not in svg
     exact = next(c for c in CHARTS if c.x == "exact_match" and c.template == "nep_bars")
     svg = render_svg(chart_spec(exact, rows, TEMPLATES))
     # sorted by value, best first (the axis draws its labels top to bottom)
@@ -222,3 +222,28 @@ def test_dvc_plots_show_writes_an_offline_page_with_every_chart(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads((project / "metrics/report.json").read_text())["charts"] == len(CHARTS)
     assert len(list((project / paths.REPORT).glob("*.svg"))) == len(CHARTS)
+
+
+def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
+    from nep.config.schema import defaults
+    from nep.evaluate.report import judge_label, provenance
+
+    params = defaults()
+    lines = provenance(params, commit="0" * 40, sizes={"records": 190, "filtered": 19, "train": 13, "test": 5,
+                                                     "strategy": "time"})
+    text = "\n".join(lines)
+    assert "Smoke model" in text and "tiny-random" in text
+    assert f"nep commit: `{'0' * 40}`" in text
+    assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "train 13, test 5" in text
+    assert "judge backend: rules judge" in text and "label backend: heuristic" in text
+    params["finetune"]["base_model"] = "Qwen/Qwen2.5-Coder-7B"
+    assert "Smoke model" not in "\n".join(provenance(params, commit=None, sizes={}))
+    assert judge_label("rules") == "rules judge" and judge_label("openai", "gpt-4.1-mini") == "LLM judge (gpt-4.1-mini)"
+
+
+def test_csv_columns_put_names_and_headline_first():
+    from nep.evaluate.report import csv_columns
+
+    cols = ["zeta", "exact_match_hi", "predictor", "n", "exact_match", "exact_match_lo", "alpha", "delta_chrf"]
+    assert csv_columns(cols, "predictor") == ["predictor", "n", "exact_match", "exact_match_lo", "exact_match_hi",
+                                              "delta_chrf", "alpha", "zeta"]

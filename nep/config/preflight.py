@@ -214,6 +214,23 @@ def remote_settings_check(name: str, conf: dict[str, Any]) -> Check:
 
 
 # ---------------------------------------------------------------- the run's needs
+def git_checks(git: dict[str, Any]) -> Iterator[Check]:
+    """Each repository to mine has its revision (a pin, or ingest.git.rev), and the whole of its
+    history when pinned (not a shallow clone)."""
+    from nep.data.sources import check_revision, revisions
+
+    for repo, (rev, param) in zip(git["repos"], revisions(git["repos"], git["rev"], git.get("pins"))):
+        what = f"git {repo} at {rev[:12]}"
+        try:
+            check_revision(Path(repo), rev, param)
+        except NepError as e:
+            yield Check("fail", what, param, f"{e.message}: {e.hint}")
+        except OSError as e:
+            yield Check("fail", what, "ingest.git.repos", _short(e))
+        else:
+            yield Check("pass", what, param, "found")
+
+
 def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, str] | None = None) -> Iterator[Check]:
     """Every check the configuration `params` (validated, defaults filled in) calls for."""
     env = dict(os.environ if env is None else env)
@@ -226,6 +243,8 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
                         env=env, files=files)
     else:
         yield Check("skip", "hub dataset", "ingest.source", f"source is {ingest['source']}")
+    if ingest["source"] == "git":
+        yield from git_checks(ingest["git"])
     if split["strategy"] == "external":
         for key in ("external_test", "external_train"):
             value = split.get(key) or ""

@@ -176,23 +176,28 @@ def lost_edits(workspace: dict[str, Any], committed: dict[str, Any], target: dic
 
 def _guard(params_path: Path, name: str, target_text: str, presets_dir: Path, force: bool) -> None:
     """Refuse (NepError naming the keys) when replacing the workspace's params.yaml by
-    `target_text` would lose uncommitted edits; a workspace holding another preset as it is loses
-    nothing (it can be applied again)."""
-    workspace_text = params_path.read_text()
+    `target_text` would lose uncommitted edits of a value; a workspace holding another preset as it
+    is loses nothing (it can be applied again). The comparison is of values, not text: comments
+    and layout (which `dvc exp run -S` rewrites) are never an edit to keep."""
+    if force:
+        return
     base_text = committed_text(params_path)
-    if force or workspace_text in (base_text, target_text):
+    workspace, base, target = (load_yaml_text(t) for t in (params_path.read_text(), base_text, target_text))
+    if workspace in (base, target):
         return
     for other in available(presets_dir):
         try:
-            if render(other, base_text, presets_dir) == workspace_text:
+            if load_yaml_text(render(other, base_text, presets_dir)) == workspace:
                 return
         except NepError:
             continue
-    lines = lost_edits(load_yaml_text(workspace_text), load_yaml_text(base_text), load_yaml_text(target_text))
-    lines = lines or ["(comments or layout only)"]
+    lines = lost_edits(workspace, base, target)
+    if not lines:
+        return
     raise NepError(
         f"{params_path} has uncommitted edits that preset '{name}' would overwrite:\n  " + "\n  ".join(lines)
-        + f"\nCommit them (git commit {params_path.name}) to keep them, or rerun with --force to discard them."
+        + f"\nCommit them (git commit {params_path.name}) to keep them, reset them (git checkout "
+        f"{params_path.name}), or rerun with --force to discard them."
     )
 
 

@@ -284,7 +284,7 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
     known = Stamps(stamps)
     locals_: list[tuple[str, str]] = []
     if source == "git":
-        manifest["git"] = git_state(git["repos"], git["rev"])
+        manifest["git"] = git_state(git["repos"], git["rev"], git.get("pins"))
     else:
         if source == "jsonl":
             if not jsonl["paths"]:

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.util.jsonl import read_jsonl
 from nep.core.records import RecordError, validate_commit
+from nep.util.errors import NepError
+from nep.util.jsonl import read_jsonl
 
 # The paper's seven languages, by file extension (`.h` counts as C).
 EXTENSIONS: dict[str, str] = {
@@ -141,18 +142,52 @@ def hf_files(*, dataset: str, revision: str, languages: Iterable[str], files: st
     return out
 
 
-def hub_file(dataset: str, revision: str, file: str, config: str = "") -> str:
-    """The local copy of one file of a hub dataset (downloaded on first use)."""
-    try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError
+HUB_PROBE_TIMEOUT_S = 5.0  # one request that says whether the hub answers at all, before any download
 
+
+
+
+def hub_unreachable(endpoint: str | None = None, timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the hub does not answer (None when it does): one request with a short timeout and no
+    retries, so an offline machine learns it in seconds rather than after a download's retries."""
+    from huggingface_hub import constants, get_session
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = (endpoint or constants.ENDPOINT).rstrip("/")
+    try:
+        get_session().head(f"{url}/api/datasets", timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - any transport failure means unreachable
+        return f"{url} does not answer ({type(e).__name__})"
+    return None
+
+
+def hub_file(dataset: str, revision: str, file: str, config: str = "") -> str:
+    """The local copy of one file of a hub dataset (downloaded on first use; a cached copy is used
+    without asking the hub). An unreachable hub is one line saying so, after one quick probe."""
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+
+    cached = try_to_load_from_cache(dataset, file, revision=revision, repo_type="dataset")
+    if isinstance(cached, str):
+        return cached
+    why = hub_unreachable()
+    if why:
+        raise NepError(
+            f"the hub is unreachable ({why}) and {dataset}@{revision[:12]}/{file} is not cached",
+            param="ingest.hf.dataset",
+            hint="connect and run once to cache it, or point ingest.hf.dataset at a local copy")
+    try:
         return hf_hub_download(dataset, file, repo_type="dataset", revision=revision)
-    except EntryNotFoundError as e:
+    except RemoteEntryNotFoundError as e:
         raise NepError(f"{dataset}: no data for language config '{config}' ({file})") from e
-    except Exception as e:  # offline, no such dataset or revision
+    except LocalEntryNotFoundError as e:  # the hub stopped answering after the probe
+        raise NepError(f"the hub is unreachable and {dataset}@{revision[:12]}/{file} is not cached",
+                                  param="ingest.hf.dataset",
+                                  hint="connect and run once to cache it, or point ingest.hf.dataset at a local copy") from e
+    except Exception as e:  # no such dataset or revision
         raise NepError(f"ingest.hf: cannot fetch {file} of {dataset}@{revision} ({type(e).__name__}: {e}); "
-                         "check ingest.hf.dataset/revision and the network, or point ingest.hf.dataset at a local copy") from e
+                         "check ingest.hf.dataset/revision, or point ingest.hf.dataset at a local copy") from e
 
 
 def local_path(name: str) -> str:
@@ -325,18 +360,64 @@ def repository_names(repos: list[str]) -> list[str]:
     return [arg if names.count(name) > 1 else name for arg, name in zip(repos, names)]
 
 
-def git_state(repos: list[str], rev: str) -> list[dict[str, Any]]:
-    """What mining `repos` at `rev` depends on: per repository its name, path prefix and the commit
-    shas `rev` resolves to (cheap: no history is read). Equal states mine equal records."""
+
+
+def revisions(repos: list[str], rev: str = "HEAD", pins: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(revision, param that sets it) of each repository: a pin (`ingest.git.pins`, keyed by the
+    repository as listed) unless `rev` is set to something other than HEAD, which then applies to
+    every repository."""
+    pins = pins or {}
+    if rev != "HEAD" or not pins:
+        return [(rev, "ingest.git.rev") for _ in repos]
+    return [(pins[r], f"ingest.git.pins[{r!r}]") if r in pins else ("HEAD", "ingest.git.rev") for r in repos]
+
+
+def _is_shallow(repo: Path) -> bool:
+    return _git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true"
+
+
+def check_revision(repo: Path, rev: str, param: str) -> list[str]:
+    """The commit shas `rev` resolves to in `repo` (a range gives two, the excluded one as ^sha);
+    a one-line NepError naming `param` and the fix when `repo` does not have them, or when a
+    pinned commit's history is cut by a shallow clone."""
+    shallow = _is_shallow(repo)
+    unpin = ("-S 'ingest.git.pins={}' to mine the current history" if param.startswith("ingest.git.pins")
+             else "-S ingest.git.rev=HEAD to mine the current history")
+    fix = f"run `git -C {repo} fetch --unshallow`, or {unpin}" if shallow else unpin
+    result = subprocess.run(["git", "-C", str(repo), "rev-parse", rev, "--"], capture_output=True, text=True)
+    shas = result.stdout.split()[:-1] if result.returncode == 0 else []  # the last line is "--"
+    missing = rev if result.returncode != 0 else next(
+        (s.lstrip("^") for s in shas if not _has_commit(repo, s.lstrip("^"))), None)
+    if missing is not None:
+        where = "this shallow clone of" if shallow else "the history of"
+        raise NepError(f"{_short_rev(missing)} is not a revision in {where} {repo}", param=param, hint=fix)
+    if shallow and param.startswith("ingest.git.pins"):
+        raise NepError(f"{repo} is a shallow clone: its pinned history {_short_rev(rev)} is cut short",
+                               param=param, hint=fix)
+    return shas
+
+
+def _has_commit(repo: Path, sha: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "cat-file", "-e", f"{sha}^{{commit}}"],
+                          capture_output=True).returncode == 0
+
+
+def _short_rev(rev: str) -> str:
+    return rev[:12] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else repr(rev)
+
+
+def git_state(repos: list[str], rev: str, pins: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """What mining `repos` at `rev` (or their pins, see `revisions`) depends on: per repository its
+    name, path prefix and the commit shas its revision resolves to (cheap: no history is read).
+    Equal states mine equal records. A revision a repository lacks fails here, before any work."""
     if not repos:
         raise NepError("ingest.git.repos is empty: list the repositories to mine")
     state = []
-    for arg, name in zip(repos, repository_names(repos)):
+    for arg, name, (repo_rev, param) in zip(repos, repository_names(repos), revisions(repos, rev, pins)):
         repo = Path(arg)
-        resolved = _git(repo, "rev-parse", rev, "--").decode().split()
-        shallow = _git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true"
+        resolved = check_revision(repo, repo_rev, param)
         state.append({"repo": arg, "name": name, "prefix": repository_prefix(repo), "revs": resolved,
-                      "shallow": shallow})
+                      "shallow": _is_shallow(repo)})
     return state
 
 
@@ -344,6 +425,7 @@ def git_records(
     repos: list[str],
     *,
     rev: str = "HEAD",
+    pins: dict[str, str] | None = None,
     max_commits: int = 0,
     max_file_bytes: int = 1_000_000,
     languages: Iterable[str] = DEFAULT_LANGUAGES,
@@ -364,12 +446,13 @@ def git_records(
     if not repos:
         raise NepError("ingest.git.repos is empty: list the repositories to mine")
     names = repository_names(repos)
-    for repo_arg, name in zip(repos, names):
+    for repo_arg, name, (repo_rev, param) in zip(repos, names, revisions(repos, rev, pins)):
         repo = Path(repo_arg)
-        if _git(repo, "rev-parse", "--is-shallow-repository").strip() == b"true":
+        check_revision(repo, repo_rev, param)
+        if _is_shallow(repo):
             drops["shallow_repository"] += 1
         paths = (".",) if repository_prefix(repo) else ()
-        commits = _commits(repo, rev, max_commits, paths)
+        commits = _commits(repo, repo_rev, max_commits, paths)
         changes = _changes(repo, [c[0] for c in commits], paths) if commits else {}
         blobs = BlobReader(repo)
         try:

@@ -31,14 +31,14 @@ LABELS = {
     "exact_match": "exact match",
     "partial_match": "partial match",
     "position_match": "position match",
-    "llm_judge": "LLM judge",
+    "llm_judge": "judge",  # the judge stage's verdict: an LLM's, or the offline rules' (judge.backend)
     "delta_chrf": "delta chrF (Zed)",
 }
 AXIS_LABELS = {
     "exact_match": "exact match (share of examples)",
     "partial_match": "partial match (share of examples)",
     "position_match": "position match (share of examples)",
-    "llm_judge": "LLM judge (share judged correct)",
+    "llm_judge": "judged correct (share; judge.backend: rules or an LLM)",
     "delta_chrf": "delta chrF (Zed's definition, 0–1)",
 }
 TITLES = {m: label[0].upper() + label[1:] for m, label in LABELS.items()}  # "Exact match"...
@@ -135,6 +135,62 @@ def reference_predictor(table: pd.DataFrame) -> str | None:
 
 
 # ---------------------------------------------------------------- tables
+
+
+def csv_columns(columns: list[str], *first: str) -> list[str]:
+    """A reader's order: the row's names (`first`), n, each headline metric with its interval and
+    p-value, then the rest by name."""
+    lead = [*first, "n", *(c for m in HEADLINE for c in (m, f"{m}_lo", f"{m}_hi", f"{m}_p"))]
+    return [c for c in lead if c in columns] + sorted(c for c in columns if c not in lead)
+
+
+def judge_label(backend: str | None, model: str | None = None) -> str:
+    """The judge column's name: what judged (`rules` is not an LLM)."""
+    if backend == "openai":
+        return f"LLM judge ({model})" if model else "LLM judge"
+    return f"{backend} judge" if backend else "judge"
+
+
+def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, Any]) -> list[str]:
+    """Markdown lines saying what was measured: nep's commit, the model (and plainly when it is the
+    tiny smoke model), the data source and sizes, the label and judge backends, the params that
+    shape the numbers. Only values that the same commit and params reproduce (no dates, hosts)."""
+    ft, ingest, gen = params["finetune"], params["ingest"], params["generate"]
+    lines = []
+    if ft["base_model"] == "tiny-random":
+        lines += ["> **Smoke model.** `finetune.base_model: tiny-random` is a tiny randomly initialised model "
+                  "that proves the machinery; its scores say nothing about next-edit prediction. Set a real "
+                  "model (docs: the paper's configuration) for results.", ""]
+    if ingest["source"] == "git":
+        git = ingest["git"]
+        pins = git.get("pins", {}) if git["rev"] == "HEAD" else {}
+        source = "git: " + ", ".join(f"`{r}` at `{pins.get(r, git['rev'])}`" for r in git["repos"])
+    elif ingest["source"] == "hf":
+        source = f"hub dataset `{ingest['hf']['dataset']}` at `{ingest['hf']['revision']}`"
+    else:
+        source = "JSONL: " + ", ".join(f"`{p}`" for p in ingest["jsonl"]["paths"])
+    if params["split"]["strategy"] == "external":
+        source += f"; test set `{params['split']['external_test']}`"
+    size_text = ", ".join(f"{k} {sizes[k]}" for k in ("records", "filtered", "train", "test") if sizes.get(k) is not None)
+    label, judge = params["label"], params["judge"]
+    kinds = ", ".join(f"`{n}` ({e.get('kind')}{', ' + e['model'] if e.get('model') else ''})"
+                      for n, e in gen["predictors"].items())
+    post = params["posttrain"]["method"]
+    lines += [
+        f"- nep commit: `{commit or 'unknown (not a git checkout)'}`",
+        f"- model: `{ft['base_model']}`, LoRA r={ft['lora_r']}, learning rate {ft['learning_rate']}, "
+        f"{ft['epochs']} epochs" + (f", at most {ft['max_steps']} steps" if ft["max_steps"] else "")
+        + ("" if post == "none" else f"; post-training: {post}"),
+        f"- data: {source}" + (f" ({size_text})" if size_text else ""),
+        f"- split: {sizes.get('strategy') or params['split']['strategy']}; prompts cut to "
+        f"{params['process']['context_lines']} context lines" if params["process"]["context_lines"] else
+        f"- split: {sizes.get('strategy') or params['split']['strategy']}; whole files in prompts",
+        f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] != "heuristic" else ""),
+        f"- judge backend: {judge_label(judge['backend'], judge['model'] if judge['backend'] == 'openai' else None)}",
+        f"- predictors: {kinds}; greedy, at most {gen['max_new_tokens']} new tokens",
+        f"- intervals: {params['evaluate']['bootstrap_samples']} bootstrap samples, seed {params['evaluate']['seed']}",
+    ]
+    return lines
 
 
 def _with_ci(value: Any, lo: Any, hi: Any) -> str:
@@ -256,14 +312,19 @@ def build_report(
     curves_dir: Path = paths.FINETUNE_CURVES,
     template_dir: Path = paths.PLOT_TEMPLATES,
     charts: tuple[Chart, ...] = CHARTS,
+    about: list[str] | None = None,
+    judge: str = "judge",
 ) -> dict[str, Any]:
     """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
-    exists); return flat counts."""
+    exists); `about`: the provenance lines (see `provenance`), `judge`: the judge column's name
+    (see `judge_label`); return flat counts."""
     predictors = with_p_values(read_rows(predictors_path, "predictor"), headline_path)
     languages = read_rows(languages_path, "language")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.svg"):
         stale.unlink()
+    predictors = predictors[csv_columns(list(predictors.columns), "predictor")]
+    languages = languages[csv_columns(list(languages.columns), "language", "predictor")]
     predictors.to_csv(out_dir / "predictors.csv", index=False, float_format="%.6g", lineterminator="\n")
     languages.to_csv(out_dir / "languages.csv", index=False, float_format="%.6g", lineterminator="\n")
 
@@ -285,22 +346,24 @@ def build_report(
         "Written by `python -m stages.report` (`dvc repro report`) from metrics/evaluate/. "
         "Tables: predictors.csv, languages.csv. Interactive charts: `dvc plots show`.",
         "",
+        *(["## What was measured", "", *about, ""] if about else []),
         "## Predictors",
         "",
-        "Share of test examples (delta chrF: the refined metric), with the 95% bootstrap "
+        "Share of test examples (delta chrF: Zed's definition, on 0–1), with the 95% bootstrap "
         "confidence interval in brackets; – where a metric was not computed.",
         "",
-        _markdown(headline_table(predictors)),
+        _markdown(headline_table(predictors).rename(columns={LABELS["llm_judge"]: judge})),
         "",
     ]
     if reference:
         parts += [
             f"Paired p-values against `{reference}` (the reference predictor):",
             "",
-            _markdown(p_value_table(predictors, reference)),
+            _markdown(p_value_table(predictors, reference).rename(columns={LABELS["llm_judge"]: judge})),
             "",
         ]
-    parts += ["## Languages", "", _markdown(language_table(languages)), "", "## Charts", ""]
+    parts += ["## Languages", "", _markdown(language_table(languages).rename(columns={LABELS["llm_judge"]: judge})),
+              "", "## Charts", ""]
     parts += [f"![{chart.title}]({chart.file_name})\n" for chart in drawn]
     (out_dir / "README.md").write_text("\n".join(parts).rstrip() + "\n", encoding="utf-8")
     return {

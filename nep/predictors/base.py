@@ -149,6 +149,9 @@ class Predictor:
     required: ClassVar[tuple[str, ...]] = ()  # options that must be given (non-empty)
     name: str = ""  # the params entry, set by build_predictor; named in errors
     max_failure_rate: float = 0.0  # set from the entry by build_predictor
+    # Set by the runner: a predictor that answers in groups may call it with the share of an
+    # example done while a group is in flight (a row finished, decoding steps); optional.
+    progress = None
 
     def predict(self, examples: Sequence[dict[str, Any]], todo: Sequence[int], settings: Settings) -> Iterator[Group]:
         raise NotImplementedError

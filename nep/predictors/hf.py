@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -69,7 +70,8 @@ class TransformersGenerator:
         return next(self.model.parameters()).device
 
     def generate(
-        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True
+        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True,
+        progress: Callable[[float], None] | None = None,
     ) -> list[Prediction]:
         import torch
         from transformers import GenerationConfig
@@ -94,9 +96,13 @@ class TransformersGenerator:
                 eos_token_id=self.eos_ids,
                 **PURE_GREEDY,
             )
+            extra = {}
+            if progress is not None:
+                progress(len(prompts) - len(todo))  # skipped prompts are done
+                extra["stopping_criteria"] = [RowProgress(progress, self.eos_ids, batch["input_ids"].shape[1], budget)]
             start = time.perf_counter()
             with torch.inference_mode():
-                generated = self.model.generate(**batch, generation_config=config)
+                generated = self.model.generate(**batch, generation_config=config, **extra)
             elapsed = time.perf_counter() - start
             new_tokens = generated[:, batch["input_ids"].shape[1] :].tolist()
             for i, tokens in zip(todo, new_tokens, strict=True):
@@ -108,6 +114,31 @@ class TransformersGenerator:
                 text = self.tokenizer.decode(kept, skip_special_tokens=False)
                 results[i] = Prediction(text, len(kept), latency_s=elapsed)
         return [r for r in results if r is not None]
+
+
+class RowProgress:
+    """A stopping criterion that never stops: after each decoding step it reports, through
+    `progress`, the batch's advance in examples (a row that reached EOS counts 1, an unfinished one
+    its share of the token budget), so progress and ETA move within a batch."""
+
+    def __init__(self, progress: Callable[[float], None], eos_ids: list[int], prompt_len: int, budget: int):
+        self.progress, self.eos_ids, self.prompt_len, self.budget = progress, eos_ids, prompt_len, max(budget, 1)
+        self.finished = None
+        self.reported = 0.0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        last = input_ids[:, -1]
+        hit = torch.isin(last, torch.tensor(self.eos_ids, device=last.device))
+        self.finished = hit if self.finished is None else self.finished | hit
+        steps = input_ids.shape[1] - self.prompt_len
+        done = int(self.finished.sum())
+        now = done + (len(last) - done) * min(steps / self.budget, 1.0)
+        if now > self.reported:
+            self.progress(now - self.reported)
+            self.reported = now
+        return torch.zeros(len(last), dtype=torch.bool, device=last.device)
 
 
 def missing_model(param: str, model: str, error: Exception) -> NepError:
@@ -191,7 +222,8 @@ class HFPredictor(Predictor):
         gen = self.generator
         prompts = [self.render(ex) for ex in examples]
         # A rendered chat template already holds its special tokens (BOS etc.).
-        return gen.generate(prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat)
+        return gen.generate(prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat,
+                            progress=self.progress)
 
     def predict(self, examples, todo, settings):
         self.threads = settings.threads

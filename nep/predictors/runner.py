@@ -49,6 +49,8 @@ REQUIRED_FIELDS = ("id", "prompt", "next")
 CARRIED_FIELDS = ("commit", "path", "new_file", "old_file")
 SMALL_FILE = 64 << 20  # files up to this size are fingerprinted by content, larger ones by size and time
 # Entry keys that cannot change an answer: a killed run resumes after they are changed.
+# Examples done (a batch in flight counts its finished rows and its share of decoding steps), ETA.
+PROGRESS_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n:.0f}/{total_fmt} examples [{elapsed}<{remaining}]"
 NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size",
                         "max_failure_rate"})
 
@@ -249,7 +251,16 @@ def generate(
     failed: dict[int, dict[str, Any]] = {}  # this run's failures: never in the checkpoint
     start = time.perf_counter()
     try:
-        with tqdm(total=len(examples), initial=resumed, desc=name, unit="ex", disable=not progress) as bar:
+        with tqdm(total=len(examples), initial=resumed, desc=name, disable=not progress,
+                  bar_format=PROGRESS_FORMAT) as bar:
+            credit = 0.0  # progress a predictor reported (`predictor.progress`) for answers not yet yielded
+
+            def advance(amount: float) -> None:
+                nonlocal credit
+                credit += amount
+                bar.update(amount)
+
+            predictor.progress = advance
             for group in predictor.predict(examples, todo, settings):
                 entries = []
                 for i, prediction in group:
@@ -263,7 +274,8 @@ def generate(
                         entries.append(entry)
                 if entries:
                     checkpoint.append(entries)
-                bar.update(len(group))
+                bar.update(len(group) - credit)
+                credit = 0.0
     finally:
         checkpoint.close()
     wall = time.perf_counter() - start

@@ -222,7 +222,11 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     with `merge`, also the merged model under out_dir/merged. Same training → same bytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    from nep.util.console import expected_warnings
+
+    # train_embeddings resizes the embeddings for the prompt markers, so peft saves them: expected
+    with expected_warnings((UserWarning, "Setting `save_embedding_layers` to `True`")):
+        model.save_pretrained(out_dir)
     _sort_adapter_config(out_dir / "adapter_config.json")
     tokenizer.save_pretrained(out_dir)
     if merge:

@@ -38,6 +38,7 @@ from nep.train.model import (
     save_finetuned,
 )
 from nep.util import device as nep_device
+from nep.util.console import expected_log
 from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,11 @@ def run_finetune(
     examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
     log.info("finetune: %d of %d examples used (%d truncated)", stats.used, stats.examples, stats.truncated)
     with tempfile.TemporaryDirectory(prefix="nep-finetune-") as scratch:
-        trainer = build_sft_trainer(model, tokenizer, examples, cfg, scratch, backend=backend, live=live, progress=progress)
+        # trl logs each example whose tokenized prompt is not a prefix of prompt + completion; nep
+        # counts those (examples_prompt_merged in the metrics), so the log line is expected
+        with expected_log("trl.trainer.sft_trainer", "tokenized prompt is not a prefix"):
+            trainer = build_sft_trainer(model, tokenizer, examples, cfg, scratch, backend=backend, live=live,
+                                        progress=progress)
         output = trainer.train()
     values, timing = split_timing(output.metrics)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]

@@ -35,13 +35,23 @@ class NepError(Exception):
         return f"{text} ({self.hint})" if self.hint else text
 
 
-def run_main(main: Callable[[], Any], name: str, *, resumable: bool = False) -> None:
+def run_main(main: Callable[[], Any], name: str, *, resumable: bool = False, in_project: bool = True,
+             banner: Callable[[], Any] | None = None) -> None:
     """Run a command's `main`: a NepError is one line on stderr and exit 1; Ctrl-C is one line and
-    exit 130 (a resumable command says that a rerun continues where it stopped)."""
+    exit 130 (a resumable command says that a rerun continues where it stopped). With `in_project`,
+    it first moves to the project root (a command started in a subdirectory works as from the root);
+    `banner` (a stage's one line saying what it does) runs before `main`."""
     try:
+        if in_project:
+            from nep.util.paths import enter_project_root
+
+            enter_project_root()
+        if banner is not None:
+            banner()
         result = main()
     except NepError as e:
-        print(f"{name}: {e}", file=sys.stderr)
+        text = str(e)  # prefixed by the command's name unless it already names it (`label.api_key_env: ...`)
+        print(text if text.startswith((f"{name}.", f"{name}@", f"{name}:")) else f"{name}: {text}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         tail = "; a rerun resumes where it stopped" if resumable else ""

@@ -31,6 +31,32 @@ REPORT = METRICS / "report"                            # the report stage's READ
 PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
 
 
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above `start` (the working directory) holding both dvc.yaml and
+    params.yaml: nep's project root, where every command runs. None when there is none."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / "dvc.yaml").is_file() and (directory / "params.yaml").is_file():
+            return directory
+    return None
+
+
+def enter_project_root() -> Path:
+    """Make the project root the working directory (a command started in a subdirectory finds its
+    params.yaml and data/ as DVC would); a NepError saying where to run when there is none."""
+    from nep.util.errors import NepError
+
+    if Path("params.yaml").is_file():  # a project (or a test's stand-in) right here
+        return Path.cwd()
+    root = project_root()
+    if root is None:
+        raise NepError(f"{Path.cwd()} is not inside a nep project (no dvc.yaml and params.yaml here or above)",
+                       hint="run from the project root, the directory with dvc.yaml")
+    if root != Path.cwd().resolve():
+        os.chdir(root)
+    return root
+
+
 def cache_root() -> Path:
     """nep's cache directory, outside every DVC output: $NEP_CACHE_DIR, else .cache/nep."""
     return Path(os.environ.get("NEP_CACHE_DIR") or CACHE)

@@ -1,0 +1,90 @@
+"""What a stage prints while it runs: one banner line (what it does, how big its input is), and
+library warnings that nep expects, silenced around the one call that raises them.
+
+Everything goes to stderr, so a stage's stdout stays its one-line summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROWS_SCAN_LIMIT = 1 << 30  # count the lines of JSONL inputs up to this size; larger ones show bytes only
+
+
+def size_text(n: int) -> str:
+    """Bytes for people: 980 B, 12.3 kB, 4.1 MB, 2.0 GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError  # unreachable
+
+
+def _lines(path: Path) -> int:
+    count = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def describe(path: str | Path) -> str:
+    """`path (N rows, size)` for a JSONL file, `path (N files, size)` for a directory,
+    `path (missing)` when it is not there."""
+    path = Path(path)
+    if path.is_file():
+        size = path.stat().st_size
+        if path.suffix == ".jsonl" and size <= ROWS_SCAN_LIMIT:
+            return f"{path} ({_lines(path):,} rows, {size_text(size)})"
+        return f"{path} ({size_text(size)})"
+    if path.is_dir():
+        files = [f for f in path.rglob("*") if f.is_file()]
+        return f"{path} ({len(files):,} files, {size_text(sum(f.stat().st_size for f in files))})"
+    return f"{path} (missing)"
+
+
+def banner(stage: str, does: str, inputs: list[str | Path] | str = ()) -> str:
+    """Print (to stderr) and return the stage's one banner line: `== stage: does <- inputs`.
+    `inputs` are paths (described by `describe`) or one ready-made text."""
+    shown = inputs if isinstance(inputs, str) else ", ".join(describe(p) for p in inputs)
+    line = f"== {stage}: {does}" + (f" <- {shown}" if shown else "")
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+@contextmanager
+def expected_warnings(*patterns: tuple[type[Warning], str]) -> Iterator[None]:
+    """Silence the library warnings nep expects (category, message regex), only inside the block;
+    every other warning still shows."""
+    with warnings.catch_warnings():
+        for category, message in patterns:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield
+
+
+class _Drop(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+@contextmanager
+def expected_log(logger: str, pattern: str) -> Iterator[None]:
+    """Drop the log records of `logger` whose message matches `pattern`, only inside the block
+    (for a library that logs, rather than warns, about something nep expects and counts)."""
+    target, drop = logging.getLogger(logger), _Drop(pattern)
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
