@@ -145,8 +145,12 @@ def keys(path: Path) -> list[tuple[str, str, str]]:
 
 def project(tmp: Path, source: Path, filter_params: dict) -> Path:
     dest = tmp / "project"
-    ignore = shutil.ignore_patterns(".git", "data", "models", ".cache", "__pycache__", ".pytest_cache", "dvc.lock",
-                                    "metrics", "benchmarks", "tmp", "cache")
+    anywhere = shutil.ignore_patterns(".git", ".cache", "__pycache__", ".pytest_cache", "tmp", "cache")
+    top = {"data", "models", "dvc.lock", "metrics", "benchmarks"}  # pipeline outputs (nep/data/ is code)
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return anywhere(directory, names) | (top & set(names) if Path(directory) == ROOT else set())
+
     shutil.copytree(ROOT, dest, ignore=ignore)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     params["ingest"]["source"] = "jsonl"

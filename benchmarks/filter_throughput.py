@@ -23,7 +23,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nep.data.filter import FilterConfig, filter_records
+from nep.config.schema import Filter
+from nep.data.filter import filter_records, paper_filter
 from nep.data.sources import git_records
 from nep.data.tokens import get_encoding
 
@@ -54,7 +55,7 @@ def stdlib_history(dest: Path) -> Path:
     return dest
 
 
-def baseline(records: list[dict], config: FilterConfig) -> list[dict]:
+def baseline(records: list[dict], config: Filter) -> list[dict]:
     """The paper scripts' way: a datasets.filter pass per check, the diff text computed once and
     parsed again in each check (benchmarks/paper_reference.py has the checks)."""
     import datasets
@@ -92,7 +93,7 @@ def main() -> None:
     records = list(git_records([str(repo)], drops=drops, max_file_bytes=10_000_000, progress=False))[: args.records]
     if not records:
         sys.exit(f"{repo}: no record mined ({dict(drops)})")
-    config = FilterConfig(edit_types=tuple(args.edit_types.split(",")))
+    config = paper_filter(edit_types=tuple(args.edit_types.split(",")))
     get_encoding(config.encoding)  # load the vocabulary outside the timings
 
     start = time.perf_counter()

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from nep.config.schema import FinetuneTiny
+from nep.config.schema import FinetuneTiny, section
 from nep.core.prompts import NEXT
-from nep.train.model import FinetuneConfig, prepare_hf
+from nep.train.model import prepare_hf
 from nep.train.sft import build_sft_trainer
 from nep.train.tiny import build_tiny_model
 from nep.util.device import configure_threads
@@ -50,7 +50,7 @@ def main() -> None:
               f"torch threads {threads} ({torch.get_num_threads()}); device cpu; SFTTrainer")
         print(f"{'seq len':>8} {'steps':>6} {'tokens':>8} {'seconds':>8} {'tokens/s':>9}")
         for length in args.lengths:
-            cfg = FinetuneConfig.from_params({"tiny": {"max_steps": args.steps, "max_seq_length": length}})
+            cfg = section("finetune", {"tiny": {"max_steps": args.steps, "max_seq_length": length}})
             model, tokenizer = prepare_hf(tiny, cfg)
             long_enough = [s for s in texts if len(tokenizer(s)["input_ids"]) > length]
             if not long_enough:

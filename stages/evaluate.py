@@ -13,10 +13,11 @@ Metric definitions: nep/evaluate/metrics.py (the paper's), nep/evaluate/refined.
 
 from __future__ import annotations
 
-from nep.config.params import load_params
+from nep.config.params import load_section
 from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 
 def write(ev: Evaluation) -> None:
@@ -27,18 +28,18 @@ def write(ev: Evaluation) -> None:
 
 
 def main() -> None:
-    params = load_params("evaluate")
-    predictors = list(load_params("generate")["predictors"])
+    cfg = load_section("evaluate")
+    predictors = list(load_section("generate").predictors)
     try:
         ev = evaluate(
             predictors,
-            reference=params["reference"],
-            context_lines=params["context_lines"],
-            bootstrap_samples=params["bootstrap_samples"],
-            seed=params["seed"],
-            protocol=params["protocol"],
+            reference=cfg.reference,
+            context_lines=cfg.context_lines,
+            bootstrap_samples=cfg.bootstrap_samples,
+            seed=cfg.seed,
+            protocol=cfg.protocol,
         )
-    except InputError as e:  # a missing or unusable generation/judgment file: one line
+    except NepError as e:  # a missing or unusable generation/judgment file: one line
         raise SystemExit(f"evaluate: {e}") from None
     write(ev)
     for row in ev.predictor_rows:

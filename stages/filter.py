@@ -12,29 +12,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
-from nep.data.filter import FilterConfig, run_filter
+from nep.config.params import load_section
+from nep.config.schema import Filter
+from nep.data.filter import run_filter
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 INPUT = paths.INGEST
 OUTPUT = paths.FILTER
 METRICS = paths.metrics("filter")
 
 
-def run(*, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS, workers: int = 0,
-        **params: Any) -> dict[str, Any]:
-    """Filter `input_path` (ingest's directory, or a JSONL file of records) with the filter params;
-    write survivors and metrics; return the metrics."""
-    metrics = run_filter(input_path, output_path, FilterConfig(**params), workers)
+def run(cfg: Filter, *, input_path: Path = INPUT, output_path: Path = OUTPUT, metrics_path: Path = METRICS
+        ) -> dict[str, Any]:
+    """Filter `input_path` (ingest's directory, or a JSONL file of records) with the `filter:`
+    params; write survivors and metrics; return the metrics."""
+    metrics = run_filter(input_path, output_path, cfg, cfg.workers)
     write_metrics(metrics_path, metrics)
     return metrics
 
 
 def main() -> None:
     try:
-        print(run(**load_params("filter")))
-    except InputError as e:
+        print(run(load_section("filter")))
+    except NepError as e:
         raise SystemExit(f"filter: {e}") from None
 
 

@@ -19,24 +19,25 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Finetune
 from nep.core.examples import read_training_set
-from nep.train.model import FinetuneConfig, FinetuneSetupError
 from nep.train.sft import run_finetune
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, write_metrics
 
 METRICS_DIR = paths.METRICS / "finetune"
 
 
 def finetune(
+    cfg: Finetune,
     *,
     train_path: str | Path = paths.TRAIN,
     out_dir: str | Path = paths.FINETUNE,
     metrics_dir: str | Path = METRICS_DIR,
     timing_path: str | Path | None = None,
     progress: bool = True,
-    **params: Any,
 ) -> dict[str, Any]:
     """Train on the processed examples in `train_path`; save the model to `out_dir`, DVCLive's
     metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
@@ -45,7 +46,6 @@ def finetune(
 
     from nep.util.device import distributed_state
 
-    cfg = FinetuneConfig.from_params(params)
     drops: Counter = Counter()
     records = read_training_set(train_path, drops)
     out_dir, metrics_dir = Path(out_dir), Path(metrics_dir)
@@ -76,8 +76,8 @@ def finetune(
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        metrics = finetune(**load_params("finetune"))
-    except (FinetuneSetupError, InputError) as e:  # no GPU/package/base model, no training set: one line
+        metrics = finetune(load_section("finetune"))
+    except NepError as e:  # no GPU/package/base model, no training set: one line
         sys.exit(str(e))
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 

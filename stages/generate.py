@@ -14,10 +14,10 @@ import argparse
 import logging
 import sys
 
-from nep.config.params import load_params
-from nep.predictors.base import PredictorError, Settings
+from nep.config.params import load_section
+from nep.predictors.base import Settings
 from nep.predictors.runner import generate
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 
 def main() -> None:
@@ -25,16 +25,14 @@ def main() -> None:
     parser.add_argument("--predictor", required=True, help="a key of params.yaml generate.predictors")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("generate")
-    predictors = params["predictors"]
+    cfg = load_section("generate")
+    predictors = cfg.predictors
     if args.predictor not in predictors:
         sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
-    settings = Settings(
-        max_new_tokens=params["max_new_tokens"], batch_size=params["batch_size"], threads=params["threads"]
-    )
+    settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads)
     try:
         metrics = generate(args.predictor, predictors[args.predictor], settings)
-    except (PredictorError, InputError) as e:  # a known external failure or missing input: one line
+    except NepError as e:  # a known failure, missing input, too many failed: one line
         sys.exit(f"generate@{args.predictor}: {e}")
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

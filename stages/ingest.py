@@ -18,21 +18,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Ingest
 from nep.data.ingest import ingest
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 OUTPUT = paths.INGEST
 METRICS = paths.metrics("ingest")
 STAMPS = paths.CACHE / "ingest" / "stamps.json"
 
 
-def run(*, source: str, languages: list[str], git: dict, jsonl: dict, hf: dict, workers: int = 0,
-        output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS) -> dict[str, Any]:
-    """Ingest from `source` with its params section; write the index and metrics; return the metrics."""
-    metrics = ingest(source=source, languages=languages, git=git, jsonl=jsonl, hf=hf, workers=workers,
-                     out_dir=output_dir, stamps=stamps)
+def run(cfg: Ingest, *, output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS
+        ) -> dict[str, Any]:
+    """Ingest from `cfg.source` (the `ingest:` params); write the index and metrics; return the metrics."""
+    source = cfg.source
+    metrics = ingest(cfg, out_dir=output_dir, stamps=stamps)
     write_metrics(metrics_path, metrics)
     if metrics["records_out"] == 0:
         hint = {
@@ -42,14 +44,14 @@ def run(*, source: str, languages: list[str], git: dict, jsonl: dict, hf: dict, 
             "hf": "language configs that do not exist, or max_records_per_language",
         }[source]
         drops = {k: v for k, v in metrics.items() if k.startswith("dropped.")}
-        raise InputError(f"ingest ({source}) produced no record: likely {hint}; drops: {drops}")
+        raise NepError(f"ingest ({source}) produced no record: likely {hint}; drops: {drops}")
     return metrics
 
 
 def main() -> None:
     try:
-        print(run(**load_params("ingest")))
-    except InputError as e:
+        print(run(load_section("ingest")))
+    except NepError as e:
         raise SystemExit(f"ingest: {e}") from None
 
 

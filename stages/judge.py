@@ -15,19 +15,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Judge
 from nep.evaluate.judges import judge_file
-from nep.llm.client import ParamError
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 
-def run(*, predictor: str, input_path: Path | None = None, output_path: Path | None = None,
-        metrics_path: Path | None = None, timing_path: Path | None = None, **params: Any) -> dict[str, Any]:
+def run(cfg: Judge, *, predictor: str, input_path: Path | None = None, output_path: Path | None = None,
+        metrics_path: Path | None = None, timing_path: Path | None = None) -> dict[str, Any]:
     """Judge data/generate/<predictor>.jsonl; write judgments, metrics and timing; return the metrics.
     Raises TooManyFailures after writing them when more judgments than `max_failure_rate` stayed null."""
     report = judge_file(input_path or paths.generations(predictor), output_path or paths.judgments(predictor),
-                        params, desc=f"judge {predictor}")
+                        cfg, desc=f"judge {predictor}")
     metrics = {"predictor": predictor, **report.metrics}
     write_metrics(metrics_path or paths.metrics("judge", predictor), metrics)
     write_metrics(timing_path or paths.timing("judge", predictor), report.timing)
@@ -40,11 +41,9 @@ def main() -> None:
     parser.add_argument("--predictor", required=True, help="a name under generate.predictors")
     args = parser.parse_args()
     try:
-        print(run(predictor=args.predictor, **load_params("judge")))
-    except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
-        sys.exit(f"judge.{e.param}: {e}")
-    except InputError as e:  # a missing or unusable input file: one line
-        sys.exit(f"judge: {e}")
+        print(run(load_section("judge"), predictor=args.predictor))
+    except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
+        sys.exit(f"judge.{e.param}: {e.message}" if e.param and "." not in e.param else f"judge: {e}")
 
 
 if __name__ == "__main__":

@@ -13,20 +13,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Label
 from nep.data.label import label_file
-from nep.llm.client import ParamError
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 METRICS, TIMING = paths.metrics("label"), paths.timing("label")
 
 
-def run(*, input_path: Path = paths.FILTER, output_path: Path = paths.LABEL, metrics_path: Path = METRICS,
-        timing_path: Path = TIMING, **params: Any) -> dict[str, Any]:
+def run(cfg: Label, *, input_path: Path = paths.FILTER, output_path: Path = paths.LABEL,
+        metrics_path: Path = METRICS, timing_path: Path = TIMING) -> dict[str, Any]:
     """Label `input_path`; write the records, metrics and timing; return the metrics. Raises
     TooManyFailures after writing them when more labels than `max_failure_rate` stayed null."""
-    report = label_file(input_path, output_path, params)
+    report = label_file(input_path, output_path, cfg)
     write_metrics(metrics_path, report.metrics)
     write_metrics(timing_path, report.timing)
     report.check()
@@ -35,11 +36,9 @@ def run(*, input_path: Path = paths.FILTER, output_path: Path = paths.LABEL, met
 
 def main() -> None:
     try:
-        print(run(**load_params("label")))
-    except ParamError as e:  # a missing key, an unreachable endpoint, too many failures: one line
-        sys.exit(f"label.{e.param}: {e}")
-    except InputError as e:  # a missing or unusable input file: one line
-        sys.exit(f"label: {e}")
+        print(run(load_section("label")))
+    except NepError as e:  # a missing key or input, an unreachable endpoint, too many failures
+        sys.exit(f"label.{e.param}: {e.message}" if e.param and "." not in e.param else f"label: {e}")
 
 
 if __name__ == "__main__":

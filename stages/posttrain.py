@@ -19,15 +19,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Posttrain
 from nep.core.examples import read_training_set
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, write_jsonl, write_metrics
 
 CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
 
 
 def posttrain(
+    cfg: Posttrain,
     *,
     train_path: str | Path = paths.TRAIN,
     sft_dir: str | Path = paths.FINETUNE,
@@ -37,16 +40,14 @@ def posttrain(
     metrics_path: str | Path | None = None,
     timing_path: str | Path | None = None,
     progress: bool = True,
-    **params: Any,
 ) -> dict[str, Any]:
     """Post-train the adapter in `sft_dir` on the examples in `train_path`; returns the metrics."""
-    from nep.train.posttrain import PosttrainConfig, run_posttrain
+    from nep.train.posttrain import run_posttrain
 
-    cfg = PosttrainConfig.from_params(params)
     drops: Counter = Counter()
     records = read_training_set(train_path, drops)
     if not (Path(sft_dir) / "adapter_config.json").exists():
-        raise InputError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
+        raise NepError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
     out_dir, data_dir, curves_dir = Path(out_dir), Path(data_dir), Path(curves_dir)
     for d in (out_dir, data_dir, curves_dir):
         shutil.rmtree(d, ignore_errors=True)
@@ -77,11 +78,10 @@ def posttrain(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from nep.train.model import FinetuneSetupError
 
     try:
-        metrics = posttrain(**load_params("posttrain"))
-    except (FinetuneSetupError, InputError) as e:
+        metrics = posttrain(load_section("posttrain"))
+    except NepError as e:
         sys.exit(str(e))
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 

@@ -11,21 +11,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
+from nep.config.params import load_section
+from nep.config.schema import Process
 from nep.core.examples import build_examples
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 
 METRICS = paths.metrics("process")
 
 
 def run(
-    *, context_lines: int, input_path: Path = paths.LABEL, output_path: Path = paths.PROCESS,
+    cfg: Process, *, input_path: Path = paths.LABEL, output_path: Path = paths.PROCESS,
     metrics_path: Path = METRICS,
 ) -> dict[str, Any]:
     """Process `input_path`; write the examples and metrics; return the metrics."""
     drops: Counter = Counter()
-    n = write_jsonl(output_path, build_examples(read_jsonl(input_path, drops), drops, context_lines=context_lines))
+    n = write_jsonl(output_path, build_examples(read_jsonl(input_path, drops), drops, context_lines=cfg.context_lines))
     metrics = {"records_in": n + sum(drops.values()), "examples_out": n, **flat_counts("dropped", drops)}
     write_metrics(metrics_path, metrics)
     return metrics
@@ -33,8 +35,8 @@ def run(
 
 def main() -> None:
     try:
-        print(run(**load_params("process")))
-    except InputError as e:  # bad or unreachable input: one line, no traceback
+        print(run(load_section("process")))
+    except NepError as e:  # bad or unreachable input: one line, no traceback
         raise SystemExit(f"process: {e}") from None
 
 

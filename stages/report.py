@@ -15,7 +15,8 @@ from typing import Any
 
 from nep.evaluate.report import build_report
 from nep.util import paths
-from nep.util.jsonl import InputError, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_metrics
 
 METRICS = paths.metrics("report")
 
@@ -30,7 +31,7 @@ def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[s
 def main() -> None:
     try:
         print(run())
-    except InputError as e:  # missing or malformed evaluate tables: one line, no traceback
+    except NepError as e:  # missing or malformed evaluate tables: one line, no traceback
         raise SystemExit(f"report: {e}") from None
 
 

@@ -12,24 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nep.config.params import load_params
-from nep.data.split import SplitError, split_dataset
+from nep.config.params import load_section
+from nep.config.schema import Split
+from nep.data.split import split_dataset
 from nep.util import paths
-from nep.util.jsonl import InputError, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import write_jsonl, write_metrics
 
 METRICS = paths.metrics("split")
 
 
 def run(
-    *, strategy: str, test_fraction: float, seed: int, external_test: str, external_train: str,
-    external_revision: str, input_path: Path = paths.PROCESS, train_path: Path = paths.TRAIN,
+    cfg: Split, *, input_path: Path = paths.PROCESS, train_path: Path = paths.TRAIN,
     test_path: Path = paths.TEST, metrics_path: Path = METRICS,
 ) -> dict[str, Any]:
     """Split; write both sides and the metrics; return the metrics."""
-    result, metrics = split_dataset(
-        strategy=strategy, test_fraction=test_fraction, seed=seed, external_test=external_test,
-        external_train=external_train, external_revision=external_revision, examples_path=input_path,
-    )
+    result, metrics = split_dataset(cfg, examples_path=input_path)
     write_jsonl(train_path, result.train)
     write_jsonl(test_path, result.test)
     write_metrics(metrics_path, metrics)
@@ -38,8 +36,8 @@ def run(
 
 def main() -> None:
     try:
-        print(run(**load_params("split")))
-    except (InputError, SplitError) as e:  # bad or unreachable input: one line, no traceback
+        print(run(load_section("split")))
+    except NepError as e:  # bad or unreachable input: one line, no traceback
         raise SystemExit(f"split: {e}") from None
 
 

@@ -82,7 +82,12 @@ def git_repo(tmp_path: Path):
 
 def copy_project(dest: Path) -> Path:
     """Copy the project's tracked-or-new files (no data, models or caches) into `dest`."""
-    ignore = shutil.ignore_patterns(".git", "data", "models", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache", "dvc.lock", "benchmarks", "cache", "tmp")
+    anywhere = shutil.ignore_patterns(".git", ".cache", "__pycache__", ".pytest_cache", ".ruff_cache", "cache", "tmp")
+    top = {"data", "models", "dvc.lock", "benchmarks"}  # pipeline outputs at the root (nep/data/ is code)
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return anywhere(directory, names) | (top & set(names) if Path(directory) == REPO_ROOT else set())
+
     shutil.copytree(REPO_ROOT, dest, ignore=ignore)
     return dest
 

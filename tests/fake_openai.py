@@ -17,7 +17,9 @@ Behaviour is driven by markers in the last message (so it is deterministic under
 - `[[fault:F1,F2,...]]` — attempt n at this exact request gets fault Fn; later attempts succeed.
   `[[fault:*F]]` — every attempt gets F. Faults: 429, 500, 503 (with Retry-After: `retry_after`),
   400, 401 (echoing the Authorization header), slow (sleeps `slow_s`, then answers), drop (closes the connection without a response),
-  malformed (200 with a body that is not JSON), empty (200 with empty content).
+  malformed (200 with a body that is not JSON), empty (200 with empty content), html (200 with a
+  gateway's HTML page), nochoices (200, `choices: []`), null (200, `content: null`), echo (200
+  answering with the Authorization header, as a misbehaving proxy might).
 `fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
 `latency(key) -> seconds` adds a delay to every answer (key: a hash of the request body).
 """
@@ -140,9 +142,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        headers = {"Content-Type": "application/json", **(headers or {})}
         self.send_header("Content-Length", str(len(payload)))
-        for k, v in (headers or {}).items():
+        for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(payload)
@@ -184,10 +186,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             elif fault == "malformed":
                 self._send(200, b'{"id": "chatcmpl-x", "choices": [{"message": ')
+            elif fault == "html":
+                page = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+                self._send(200, page, {"Content-Type": "text/html"})
+            elif fault in ("nochoices", "null"):
+                choices = [] if fault == "nochoices" else [
+                    {"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]
+                self._send(200, json.dumps({"id": "chatcmpl-x", "object": "chat.completion", "created": 0,
+                                            "model": body.get("model", ""), "choices": choices}).encode())
             else:
                 if fault == "slow":
                     time.sleep(fake.slow_s)
-                text = "" if fault == "empty" else answer
+                text = ("" if fault == "empty" else
+                        f"{answer} (your header: {self.headers.get('Authorization', '')})" if fault == "echo" else answer)
                 prompt_chars = sum(len(str(m.get("content", ""))) for m in body.get("messages") or [])
                 reply = {
                     "id": f"chatcmpl-{key[:12]}",

@@ -104,7 +104,7 @@ def load_params_sections(path: Path) -> list[str | None]:
         if isinstance(node, ast.Call):
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-            if name == "load_params":
+            if name in ("load_params", "load_section"):
                 arg = node.args[0] if node.args else None
                 sections.append(arg.value if isinstance(arg, ast.Constant) else None)
     return sections
@@ -169,7 +169,7 @@ def test_stage_declares_the_params_it_reads(name: str):
     for stage in resolved(name):
         declared = [p for d in stage.deps if hasattr(d, "params") for p in d.params]
         module = stage_module(stage.cmd)
-        files = [module, *(REPO_ROOT / m for m in transitive_nep_imports(module))]
+        files = [module, *(REPO_ROOT / m for m in transitive_nep_imports(module) - NOT_DEPS)]
         for path in (f for f in files if f.exists()):
             for section in load_params_sections(path):
                 assert section is not None, f"{path.name}: load_params() without a section reads undeclared params"

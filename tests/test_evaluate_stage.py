@@ -13,7 +13,8 @@ from conftest import REPO_ROOT, git, run_dvc
 
 from nep.core.prompts import build_prompt
 from nep.evaluate.evaluation import HEADLINE, MAIN_METRICS, evaluate
-from nep.util.jsonl import InputError, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import write_jsonl
 from stages import evaluate as evaluate_stage
 
 ORIGINAL = "".join(f"value_{i} = {i}\n" for i in range(12))
@@ -156,7 +157,7 @@ def test_imported_generations_get_the_papers_numbers_not_the_chunk_ones(tmp_path
 def test_reference_is_chosen_in_params(two_predictors: Path):
     h = run(["finetuned", "identity"], reference="identity").headline
     assert "finetuned.exact_match_p" in h and "identity.exact_match_p" not in h
-    with pytest.raises(InputError, match="evaluate.reference: 'nope'"):
+    with pytest.raises(NepError, match="evaluate.reference: 'nope'"):
         run(["finetuned", "identity"], reference="nope")
 
 
@@ -197,23 +198,23 @@ def test_id_mismatches_are_counted(tmp_path: Path, monkeypatch):
 def test_judgments_of_other_generations_are_an_error(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_predictor(tmp_path, "p", [generation("a", NEXT)], judged(old=1))
-    with pytest.raises(InputError, match=r"p\.jsonl: no judgment id matches"):
+    with pytest.raises(NepError, match=r"p\.jsonl: no judgment id matches"):
         run(["p"])
 
 
 def test_missing_judge_file_names_it(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_predictor(tmp_path, "p", [generation("a", NEXT)], None)
-    with pytest.raises(InputError, match=r"judge/p\.jsonl: judgment file not found"):
+    with pytest.raises(NepError, match=r"judge/p\.jsonl: judgment file not found"):
         run(["p"])
 
 
 def test_empty_generations_are_an_error(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_predictor(tmp_path, "p", [], [])
-    with pytest.raises(InputError, match=r"generate/p\.jsonl: no usable generation records"):
+    with pytest.raises(NepError, match=r"generate/p\.jsonl: no usable generation records"):
         run(["p"])
-    with pytest.raises(InputError, match="no predictors"):
+    with pytest.raises(NepError, match="no predictors"):
         run([])
 
 
@@ -238,7 +239,7 @@ def test_bad_records_are_dropped_and_counted(tmp_path: Path, monkeypatch):
 def test_duplicate_generation_id_is_an_error(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_predictor(tmp_path, "p", [generation("a", NEXT), generation("a", NEXT)], [])
-    with pytest.raises(InputError, match="duplicate generation id a"):
+    with pytest.raises(NepError, match="duplicate generation id a"):
         run(["p"])
 
 

@@ -10,8 +10,9 @@ import pytest
 from conftest import make_example
 
 from nep.core.prompts import NEXT
-from nep.predictors.base import PredictorError, Settings, build_predictor
+from nep.predictors.base import Settings, build_predictor
 from nep.predictors.runner import generate
+from nep.util.errors import NepError
 from nep.util.jsonl import read_jsonl, write_jsonl
 
 
@@ -125,5 +126,5 @@ def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypa
 
 def test_a_missing_file_names_the_param(tmp_path, test_set):
     predictor = build_predictor("theirs", {"kind": "file", "path": str(tmp_path / "none.jsonl")})
-    with pytest.raises(PredictorError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
+    with pytest.raises(NepError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
         list(predictor.predict(test_set, [0], Settings(8)))

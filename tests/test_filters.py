@@ -10,7 +10,7 @@ import pytest
 
 import nep.data.filter as filters
 from nep.core.edits import compute_chunks, diff_chunks, diff_hunks, hunk_window, window_lines
-from nep.data.filter import FilterConfig, filter_records, structural_reason
+from nep.data.filter import filter_records, paper_filter, structural_reason
 from nep.data.tokens import count_tokens
 
 BASE = [f"value_{i} = {i}\n" for i in range(200)]
@@ -29,7 +29,7 @@ def record(old: str, new: str, lang: str = "Python", **extra) -> dict:
     return {"old_contents": old, "new_contents": new, "lang": lang, "commit": "c", "new_file": "f.py", **extra}
 
 
-DEFAULT = FilterConfig(max_chars=0, max_tokens=0)  # structure checks only
+DEFAULT = paper_filter(max_chars=0, max_tokens=0)  # structure checks only
 
 
 def test_chunk_lines_boundary_5_passes_6_fails():
@@ -40,7 +40,7 @@ def test_chunk_lines_boundary_5_passes_6_fails():
     new_lines = list(BASE)
     new_lines[30:33] = ["x = 1\n", "y = 2\n", "z = 3\n"]
     new_lines.insert(10, "w = 0\n")
-    config = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "replace"))
+    config = paper_filter(max_chars=0, max_tokens=0, edit_types=("add", "replace"))
     assert structural_reason(old, "".join(new_lines), config) == "chunk_too_long"
 
 
@@ -63,15 +63,11 @@ def test_window_boundary_80_passes_81_fails():
 
 
 def test_a_limit_of_0_disables_the_chunk_and_window_checks():
-    from nep.config.schema import Filter
-
     long_chunk = with_inserts({10: 1, 20: 9})
     wide = with_inserts({10: 1, 150: 1})
     assert structural_reason(*long_chunk, DEFAULT) == "chunk_too_long"
     assert structural_reason(*wide, DEFAULT) == "window_too_long"
-    params = Filter(max_chars=0, max_tokens=0, max_chunk_lines=0, max_window_lines=0)  # the schema accepts 0
-    config = FilterConfig(max_chars=0, max_tokens=0, max_chunk_lines=params.max_chunk_lines,
-                          max_window_lines=params.max_window_lines)
+    config = paper_filter(max_chars=0, max_tokens=0, max_chunk_lines=0, max_window_lines=0)  # the schema accepts 0
     assert structural_reason(*long_chunk, config) is None
     assert structural_reason(*wide, config) is None
     # the other checks still run
@@ -92,12 +88,12 @@ def test_window_between_changed_lines_is_not_the_papers():
     # fewer context lines (a param) narrow the window
     old, new = with_inserts({10: 1, 85: 1})
     assert structural_reason(old, new, DEFAULT) == "window_too_long"
-    assert structural_reason(old, new, FilterConfig(max_chars=0, max_tokens=0, hunk_context_lines=1)) is None
+    assert structural_reason(old, new, paper_filter(max_chars=0, max_tokens=0, hunk_context_lines=1)) is None
 
 
 def test_a_final_newline_change_is_not_a_chunk():
     old, new = with_inserts({10: 1, 20: 1})
-    every = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
+    every = paper_filter(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
     # two insertions plus a final newline removed: two add chunks for the paper, kept add-only
     assert [c.type for c in compute_chunks(old, new[:-1])] == ["add", "add", "replace"]
     assert [c.type for c in diff_chunks(old, new[:-1])] == ["add", "add"]
@@ -121,14 +117,14 @@ def test_a_one_line_hunk_range_has_no_count_and_no_window():
 
 def test_special_token_text_is_dropped_like_the_papers_encode():
     old, new = with_inserts({10: 1, 20: 1}, ["<|endoftext|>\n", *BASE])
-    result = filter_records([record(old, new)], FilterConfig(max_chars=0))
+    result = filter_records([record(old, new)], paper_filter(max_chars=0))
     assert not result.kept and result.dropped == {"special_token": 1}
-    assert len(filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=0)).kept) == 1
+    assert len(filter_records([record(old, new)], paper_filter(max_chars=0, max_tokens=0)).kept) == 1
 
 
 def test_one_chunk_is_too_few():
     assert structural_reason(*with_inserts({10: 2}), DEFAULT) == "too_few_chunks"
-    assert structural_reason(*with_inserts({10: 2}), FilterConfig(max_chars=0, max_tokens=0, min_chunks=1)) is None
+    assert structural_reason(*with_inserts({10: 2}), paper_filter(max_chars=0, max_tokens=0, min_chunks=1)) is None
 
 
 def test_no_change():
@@ -144,34 +140,34 @@ def test_delete_only_and_replace_need_their_edit_types():
     assert [c.type for c in compute_chunks(old, replaced)] == ["replace", "replace"]
     assert structural_reason(old, deleted, DEFAULT) == "edit_type"
     assert structural_reason(old, replaced, DEFAULT) == "edit_type"
-    every = FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
+    every = paper_filter(max_chars=0, max_tokens=0, edit_types=("add", "delete", "replace"))
     assert structural_reason(old, deleted, every) is None
     assert structural_reason(old, replaced, every) is None
     # one disallowed chunk among allowed ones is enough to drop
     mixed = "".join(BASE[:10] + ["new = 1\n"] + BASE[10:40] + BASE[41:])
     assert structural_reason(old, mixed, DEFAULT) == "edit_type"
-    assert structural_reason(old, mixed, FilterConfig(max_chars=0, max_tokens=0, edit_types=("add", "delete"))) is None
+    assert structural_reason(old, mixed, paper_filter(max_chars=0, max_tokens=0, edit_types=("add", "delete"))) is None
 
 
 def test_unknown_edit_type_is_rejected():
     with pytest.raises(ValueError, match="edit_types"):
-        FilterConfig(edit_types=("move",))
+        paper_filter(edit_types=("move",))
 
 
 def test_char_boundary():
     old, new = with_inserts({10: 1, 20: 1})
     n = len(old) + len(new)
-    assert structural_reason(old, new, FilterConfig(max_chars=n, max_tokens=0)) is None
-    assert structural_reason(old, new, FilterConfig(max_chars=n - 1, max_tokens=0)) == "too_many_chars"
+    assert structural_reason(old, new, paper_filter(max_chars=n, max_tokens=0)) is None
+    assert structural_reason(old, new, paper_filter(max_chars=n - 1, max_tokens=0)) == "too_many_chars"
 
 
 def test_token_boundary():
     old, new = with_inserts({10: 1, 20: 1})
     tokens = count_tokens(old + new)
     assert 2 * len((old + new).encode()) > 2 * tokens  # so the byte shortcut does not decide
-    kept = filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=2 * tokens))
+    kept = filter_records([record(old, new)], paper_filter(max_chars=0, max_tokens=2 * tokens))
     assert len(kept.kept) == 1
-    dropped = filter_records([record(old, new)], FilterConfig(max_chars=0, max_tokens=2 * tokens - 1))
+    dropped = filter_records([record(old, new)], paper_filter(max_chars=0, max_tokens=2 * tokens - 1))
     assert not dropped.kept and dropped.dropped == {"too_many_tokens": 1}
 
 
@@ -187,7 +183,7 @@ def test_only_survivors_of_cheap_checks_are_tokenized(monkeypatch):
     good = record(*with_inserts({10: 1, 20: 1}))
     long = record(*with_inserts({10: 1, 20: 1}, BASE * 20))
     one_chunk = record(*with_inserts({10: 1}))
-    result = filter_records([good, long, one_chunk], FilterConfig(max_chars=32768, max_tokens=64))
+    result = filter_records([good, long, one_chunk], paper_filter(max_chars=32768, max_tokens=64))
     assert seen == [good["old_contents"] + good["new_contents"]]
     assert result.dropped == {"too_many_chars": 1, "too_few_chunks": 1, "too_many_tokens": 1}
 
@@ -195,7 +191,7 @@ def test_only_survivors_of_cheap_checks_are_tokenized(monkeypatch):
 def test_small_records_skip_tokenization(monkeypatch):
     monkeypatch.setattr(filters, "count_tokens_batch", lambda texts, *a, **k: pytest.fail("tokenized"))
     small = record(*with_inserts({2: 1, 4: 1}, BASE[:6]))
-    assert len(filter_records([small], FilterConfig()).kept) == 1
+    assert len(filter_records([small], paper_filter()).kept) == 1
 
 
 def test_filter_stage_metrics_and_bad_lines(tmp_path):
@@ -214,7 +210,7 @@ def test_filter_stage_metrics_and_bad_lines(tmp_path):
     ]
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(lines) + "\n")
-    metrics = run(input_path=src, output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json")
+    metrics = run(paper_filter(), input_path=src, output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json")
     assert metrics["records_in"] == 6
     assert metrics["records_out"] == 2
     assert metrics["dropped.malformed_json"] == 1

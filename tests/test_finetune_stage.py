@@ -10,6 +10,7 @@ import pytest
 import yaml
 from conftest import copy_project, git, run_dvc
 
+from nep.config.schema import Finetune, section
 from nep.core.examples import build_examples
 from nep.util.jsonl import write_jsonl
 from stages.finetune import finetune
@@ -51,8 +52,8 @@ def test_stage_trains_saves_logs_and_reruns_to_the_same_bytes(tmp_path: Path):
     with train_path.open("a") as f:
         f.write("{not json\n")
     out, metrics_dir, timing = tmp_path / "models", tmp_path / "metrics", tmp_path / "timing.json"
-    run = {"train_path": train_path, "out_dir": out, "metrics_dir": metrics_dir, "timing_path": timing, "progress": False, **FAST}
-    metrics = finetune(**run)
+    run = {"train_path": train_path, "out_dir": out, "metrics_dir": metrics_dir, "timing_path": timing, "progress": False}
+    metrics = finetune(section("finetune", FAST), **run)
 
     assert metrics["backend"] == "hf" and metrics["smoke_model"] is True
     assert metrics["examples"] == 13 and metrics["examples_used"] == 12
@@ -79,7 +80,7 @@ def test_stage_trains_saves_logs_and_reruns_to_the_same_bytes(tmp_path: Path):
             text = data.decode()
             assert not any(word in text for word in ("runtime", "per_second", "timestamp", "wall_s", "tokens_per_s")), name
     # the same inputs and params give the same bytes
-    finetune(**run)
+    finetune(section("finetune", FAST), **run)
     assert {**_tree(out), **{f"metrics/{k}": v for k, v in _tree(metrics_dir).items()}} == tracked
 
 
@@ -91,7 +92,7 @@ def test_stage_fails_before_paying_with_one_line(tmp_path: Path, monkeypatch: py
         pytest.skip("checks the CPU message")
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "data/split/train.jsonl", processed_examples(1))
-    monkeypatch.setattr(stage, "load_params", lambda section: {"backend": "unsloth"})
+    monkeypatch.setattr(stage, "load_section", lambda name: Finetune(backend="unsloth"))
     with pytest.raises(SystemExit) as e:
         stage.main()
     assert str(e.value.code).startswith("finetune.backend: unsloth needs a CUDA GPU") and "\n" not in str(e.value.code)
@@ -107,7 +108,8 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
     train_path = tmp_path / "train.jsonl"
     write_jsonl(train_path, processed_examples(4))
     out = tmp_path / "models"
-    finetune(train_path=train_path, out_dir=out, metrics_dir=tmp_path / "m", timing_path=tmp_path / "t.json", progress=False, merge=True, **FAST)
+    finetune(section("finetune", {**FAST, "merge": True}), train_path=train_path, out_dir=out, metrics_dir=tmp_path / "m",
+             timing_path=tmp_path / "t.json", progress=False)
     model, tokenizer = load_finetuned(out, device="cpu")
     merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()
     enc = tokenizer(processed_examples(1)[0]["prompt"], return_tensors="pt")
@@ -116,15 +118,15 @@ def test_stage_merges_on_request_and_loader_reads_it(tmp_path: Path):
 
 
 def test_stage_rejects_bad_input(tmp_path: Path):
-    from nep.util.jsonl import InputError
+    from nep.util.errors import NepError
 
-    with pytest.raises(InputError, match="not found"):
-        finetune(train_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
+    with pytest.raises(NepError, match="not found"):
+        finetune(Finetune(), train_path=tmp_path / "missing.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
     (tmp_path / "empty.jsonl").write_text("")
-    with pytest.raises(InputError, match="no training examples"):
-        finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
+    with pytest.raises(NepError, match="no training examples"):
+        finetune(Finetune(), train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m")
     with pytest.raises(ValueError, match=r"finetune\.epoch: unknown key \(did you mean finetune\.epochs"):
-        finetune(train_path=tmp_path / "empty.jsonl", out_dir=tmp_path / "o", metrics_dir=tmp_path / "m", epoch=3)
+        section("finetune", {"epoch": 3})
 
 
 _dvc = run_dvc  # conftest's one way of running dvc

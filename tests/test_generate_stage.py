@@ -19,9 +19,10 @@ from test_predictors import examples
 
 from nep.core.prompts import parse_prompt
 from nep.predictors import runner as generation
-from nep.predictors.base import IdentityPredictor, Prediction, PredictorError, Settings
+from nep.predictors.base import IdentityPredictor, Prediction, Settings
 from nep.predictors.runner import Checkpoint, checkpoint_dir, generate
-from nep.util.jsonl import InputError, read_jsonl, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import read_jsonl, write_jsonl
 
 RECORD_FIELDS = {
     "id", "prompt", "output", "ground_truth", "language", "output_tokens", "raw_output", "extracted",
@@ -120,11 +121,13 @@ def test_openai_run_reports_llm_accounting_and_no_request_lines(tmp_path, test_s
         records, metrics = run(tmp_path, test_set, "api", entry)
         again, metrics_again = run(tmp_path / "again", test_set, "api", entry)
     assert all(r["output"] == "x = 1\n" for r in records) and again == records
-    assert metrics["llm.requests"] == len(records) and metrics["llm.failed"] == 0
-    assert metrics_again["llm.cache_hits"] == len(records)  # answers are cached across runs
-    assert not [r for r in caplog.records if r.name.startswith(("httpx", "openai"))]
+    assert metrics == metrics_again and metrics["failed"] == 0  # the metrics do not depend on the cache
+    assert not any(k.startswith("llm.") for k in metrics)
     timing = json.loads((tmp_path / "timing" / "api.json").read_text())
-    assert not any(k.startswith("llm.") and not ("time" in k or k.endswith("_s")) for k in timing)
+    timing_again = json.loads((tmp_path / "again" / "timing" / "api.json").read_text())
+    assert timing["llm.requests"] == len(records) and timing["llm.cache_hits"] == 0
+    assert timing_again["llm.cache_hits"] == len(records)  # answers are cached across runs
+    assert not [r for r in caplog.records if r.name.startswith(("httpx", "openai"))]
 
 
 class Crash(RuntimeError):
@@ -198,9 +201,9 @@ def test_bad_input_names_file_and_record(tmp_path):
     path = tmp_path / "test.jsonl"
     good = make_example("a = 1\n", "a = 1\nb = 2\n", "a = 1\nb = 2\nc = 3\n")
     write_jsonl(path, [good, {"id": "broken", "prompt": "x"}])
-    with pytest.raises(InputError, match=r"test\.jsonl: record 2 \(id 'broken'\) lacks .*next"):
+    with pytest.raises(NepError, match=r"test\.jsonl: record 2 \(id 'broken'\) lacks .*next"):
         run(tmp_path, path, "i", {"kind": "identity"})
-    with pytest.raises(InputError, match=r"nothing\.jsonl: file not found"):
+    with pytest.raises(NepError, match=r"nothing\.jsonl: file not found"):
         run(tmp_path, tmp_path / "nothing.jsonl", "i", {"kind": "identity"})
     with pytest.raises(ValueError, match=r"generate\.predictors\.i\.kind"):
         run(tmp_path, path, "i", {"kind": "identiy"})
@@ -219,7 +222,6 @@ def test_missing_model_is_one_line_from_the_stage(tmp_path, test_set):
         done = subprocess.run([sys.executable, "-m", "stages.generate", "--predictor", name], cwd=project,
                               env=env, capture_output=True, text=True)
         assert done.returncode != 0 and expect in done.stderr and "Traceback" not in done.stderr, done.stderr
-    assert PredictorError.__mro__[1] is RuntimeError
 
 
 def test_dvc_yaml_wires_one_stage_per_predictor():

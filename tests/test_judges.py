@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from nep.config.schema import Judge
 from nep.core.prompts import build_prompt
 from nep.evaluate.judges import judge_messages, rules_judgment, tree_sitter_parser
 from nep.llm.verdicts import TooManyFailures
-from nep.util.jsonl import InputError, read_jsonl, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import read_jsonl, write_jsonl
 from stages import judge as judge_stage
 
 CASES = [
@@ -63,8 +65,9 @@ def test_judge_stage_rules(tmp_path):
     records = [generation(0, TRUTH), generation(1, CURRENT + "print( w )  # show\n"), {"id": "broken", "prompt": "p"},
                generation(2, CURRENT), generation(3, "", extracted=False)]
     write_jsonl(tmp_path / "gen.jsonl", records)
-    metrics = judge_stage.run(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
-                              metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json", backend="rules")
+    metrics = judge_stage.run(Judge(backend="rules"), predictor="p", input_path=tmp_path / "gen.jsonl",
+                              output_path=tmp_path / "j.jsonl", metrics_path=tmp_path / "m.json",
+                              timing_path=tmp_path / "t.json")
     out = list(read_jsonl(tmp_path / "j.jsonl"))
     assert [(j["id"], j["judgment"], j["reason"].split(":")[0]) for j in out] == [
         ("ex0", 1, "exact"), ("ex1", 1, "syntax_tree"), ("broken", None, "invalid generation record"),
@@ -79,12 +82,12 @@ def test_judge_stage_joins_by_id_and_refuses_duplicate_ids(tmp_path):
     write_jsonl(tmp_path / "gen.jsonl", records)
     files = dict(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
                  metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json")
-    judge_stage.run(**files, backend="rules")
+    judge_stage.run(Judge(backend="rules"), **files)
     assert [(j["id"], j["judgment"]) for j in read_jsonl(tmp_path / "j.jsonl")] == [
         (None, None), ("ex0", 1), ("ex9", None), ("ex1", 0)]
     write_jsonl(tmp_path / "gen.jsonl", [generation(0, TRUTH), generation(0, CURRENT)])
-    with pytest.raises(InputError, match=r"gen.jsonl: duplicate generation ids \['ex0'\]"):
-        judge_stage.run(**files, backend="rules")
+    with pytest.raises(NepError, match=r"gen.jsonl: duplicate generation ids \['ex0'\]"):
+        judge_stage.run(Judge(backend="rules"), **files)
 
 
 def test_llm_judge_prompt():
@@ -104,11 +107,11 @@ def test_judge_stage_llm(tmp_path, fake_openai, monkeypatch):
                generation(5, CURRENT + "x()  # [[fault:*500]]\n")]
     write_jsonl(tmp_path / "gen.jsonl", records)
     params = dict(predictor="p", input_path=tmp_path / "gen.jsonl", output_path=tmp_path / "j.jsonl",
-                  metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json", backend="openai",
-                  base_url=fake_openai.url, model="judge-m", api_key_env="NEP_TEST_KEY", max_attempts=2,
-                  timeout_s=5, shortcut_exact=True, prices={"judge-m": {"input": 1.0, "output": 1.0}})
+                  metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json")
+    cfg = dict(backend="openai", base_url=fake_openai.url, model="judge-m", api_key_env="NEP_TEST_KEY",
+               max_attempts=2, timeout_s=5, shortcut_exact=True, prices={"judge-m": {"input": 1.0, "output": 1.0}})
     with pytest.raises(TooManyFailures, match="2 of 6 judgments failed"):
-        judge_stage.run(max_failure_rate=0.1, **params)
+        judge_stage.run(Judge(**{**cfg, "max_failure_rate": 0.1}), **params)
     # written before failing, so the reasons can be read
     out = list(read_jsonl(tmp_path / "j.jsonl"))
     assert [j["judgment"] for j in out] == [1, 0, 1, 0, None, None]
@@ -123,7 +126,7 @@ def test_judge_stage_llm(tmp_path, fake_openai, monkeypatch):
     assert timing["llm.wall_time_s"] > 0 and not any("time" in k for k in metrics)
 
     fake_openai.reset_counts()
-    metrics = judge_stage.run(max_failure_rate=0.5, **params)
+    metrics = judge_stage.run(Judge(**{**cfg, "max_failure_rate": 0.5}), **params)
     assert fake_openai.requests == 2 and metrics["llm.cache_hits"] == 3
     for path in tmp_path.rglob("*"):
         if path.is_file():

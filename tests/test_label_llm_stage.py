@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, project_on_history, run_dvc, two_chunk_commit
 
+from nep.config.schema import Label
 from nep.llm.cache import cache_path
 from nep.llm.verdicts import TooManyFailures
 from nep.util.jsonl import read_jsonl, write_jsonl
@@ -48,12 +49,12 @@ def test_label_stage_openai(tmp_path, fake_openai, monkeypatch):
     paths = dict(input_path=tmp_path / "in.jsonl", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json",
                  timing_path=tmp_path / "t.json")
     with pytest.raises(TooManyFailures, match=r"2 of 6 labels failed"):
-        label_stage.run(**paths, **llm_params(fake_openai))
+        label_stage.run(Label(**llm_params(fake_openai)), **paths)
     metrics = json.loads((tmp_path / "m.json").read_text())  # written before failing
     assert metrics["llm.failed.server_error"] == 1 and metrics["reason.unparseable"] == 1
 
     fake_openai.reset_counts()
-    metrics = label_stage.run(**paths, **{**llm_params(fake_openai), "max_failure_rate": 0.5})
+    metrics = label_stage.run(Label(**{**llm_params(fake_openai), "max_failure_rate": 0.5}), **paths)
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [r["label"] for r in out] == [1, 0, None, None, 1, 1] and [r["commit"] for r in out] == [
         r["commit"] for r in records]
@@ -89,7 +90,7 @@ def test_killed_label_stage_resumes_without_resending(tmp_path, fake_openai, mon
     fake_openai.reset_counts()
     monkeypatch.setenv("NEP_TEST_KEY", SECRET)
     monkeypatch.chdir(tmp_path)
-    metrics = label_stage.run(**params["label"])
+    metrics = label_stage.run(Label(**params["label"]))
     assert fake_openai.requests == n - answered and metrics["llm.cache_hits"] == answered
     assert metrics["records_out"] == n and metrics["yes"] == n
     assert_no_secret(tmp_path, cache_path().parent)

@@ -40,11 +40,12 @@ def test_all_and_unknown_labelers():
     labeler = build(LABELERS, {"backend": "all", "model": "ignored", "max_failure_rate": 0.0})
     assert isinstance(labeler, AllLabeler) and [v.value for v in labeler.verdicts([rec(BASE)] * 2)] == [1, 1]
     assert isinstance(build(LABELERS, {"backend": "heuristic"}), HeuristicLabeler)
-    with pytest.raises(ValueError, match=r"label.backend: unknown 'heurstic'.*did you mean 'heuristic'"):
+    with pytest.raises(ValueError, match=r"label.backend: 'heurstic' is not allowed \(allowed: 'all', 'heuristic'"):
         build(LABELERS, {"backend": "heurstic"})
 
 
 def test_label_stage_counts(tmp_path):
+    from nep.config.schema import Label
     from stages.label import run
 
     src = tmp_path / "in.jsonl"
@@ -52,7 +53,7 @@ def test_label_stage_counts(tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n" + json.dumps({"lang": "C"}) + "\n")
     out = tmp_path / "out.jsonl"
     files = dict(input_path=src, output_path=out, metrics_path=tmp_path / "m.json", timing_path=tmp_path / "t.json")
-    metrics = run(**files, backend="heuristic")
+    metrics = run(Label(backend="heuristic"), **files)
     assert metrics["yes"] == 1 and metrics["no"] == 1 and metrics["yes_rate"] == 0.5
     assert metrics["reason.shared_name"] == 1 and metrics["reason.no_shared_name"] == 1
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
@@ -61,4 +62,4 @@ def test_label_stage_counts(tmp_path):
     assert metrics["dropped.missing_commit"] == 1
     labeled = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["label"] for r in labeled] == [1, 0] and all(r["label_reason"] for r in labeled)
-    assert run(**files, backend="all")["yes"] == 2
+    assert run(Label(backend="all"), **files)["yes"] == 2

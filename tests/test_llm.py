@@ -16,12 +16,12 @@ from conftest import REPO_ROOT
 from nep.llm.cache import CachedBackend, cache_path
 from nep.llm.client import (
     ChatRequest,
-    LLMUnavailable,
     OpenAIBackend,
     backend_config,
     get_backend,
     in_request_order,
 )
+from nep.util.errors import NepError
 
 KEY = "sk-nep-test-SECRET-0123456789"
 
@@ -43,15 +43,21 @@ def api_key(monkeypatch):
 
 
 # One request per fault; transient faults (first attempt only) are retried into an answer,
-# persistent ones (`*`) end failed with their reason after max_attempts. A malformed 200 is not
-# retried (the openai client's retries are for 408/409/429/5xx, timeouts and connection errors).
+# persistent ones (`*`) end failed with their reason after max_attempts. A 200 that is not a usable
+# completion (malformed, HTML, no choices, null or empty content) is retried like a 5xx.
 FAULTS = [
     ("429", None, 2), ("500", None, 2), ("503", None, 2), ("slow", None, 2), ("drop", None, 2),
-    ("malformed", "bad_response", 1), ("429,503,500", "server_error", 3), ("*500", "server_error", 3),
+    ("malformed", None, 2), ("html", None, 2), ("nochoices", None, 2), ("null", None, 2), ("empty", None, 2),
+    ("malformed,503", None, 3), ("429,503,500", "server_error", 3), ("*500", "server_error", 3),
     ("*503", "server_error", 3), ("*slow", "timeout", 3), ("*drop", "connection", 3),
-    ("*malformed", "bad_response", 1), ("empty", "empty_content", 1), ("400", "client_error", 1),
-    ("401", "client_error", 1), ("", None, 1),
+    ("*malformed", "bad_response", 3), ("*html", "bad_response", 3), ("*nochoices", "bad_response", 3),
+    ("*null", "empty_content", 3), ("400", "client_error", 1), ("401", "client_error", 1), ("", None, 1),
 ]
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    monkeypatch.setattr("nep.llm.client.RETRY_DELAY_S", 0.01)
 
 
 def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
@@ -69,14 +75,72 @@ def test_every_fault_ends_answered_or_failed_with_reason(fake_openai):
             assert r.text is None and r.detail
     assert fake_openai.requests == sum(a for _, _, a in FAULTS) == llm.accounting.attempts
     m = llm.accounting.metrics()
-    assert m["llm.requests"] == len(FAULTS) and m["llm.failed"] == 10 and m["llm.cache_hits"] == 0
+    assert m["llm.requests"] == len(FAULTS) and m["llm.failed"] == 11 and m["llm.cache_hits"] == 0
     assert m["llm.failed.server_error"] == 3 and m["llm.failed.client_error"] == 2
-    assert m["llm.failed.bad_response"] == 2 and m["llm.failed.timeout"] == 1
+    assert m["llm.failed.bad_response"] == 3 and m["llm.failed.empty_content"] == 1
+    assert m["llm.failed.timeout"] == 1
     assert m["llm.retries"] == fake_openai.requests - len(FAULTS)
     assert m["llm.input_tokens"] > 0 and m["llm.output_tokens"] > 0
     assert fake_openai.authorization == {f"Bearer {KEY}"}
     echoed = results[str(next(i for i, f in enumerate(FAULTS) if f[0] == "401"))]
     assert "bad credentials" in echoed.detail and KEY not in echoed.detail
+    assert "after 3 attempts" in results[str(next(i for i, f in enumerate(FAULTS) if f[0] == "*html"))].detail
+
+
+def test_malformed_answers_retried_at_a_30_percent_fault_rate_stay_within_policy(fake_openai):
+    """Bad bodies on a first try (as from an overloaded proxy) are answered on the second: none fails."""
+    kinds = ["malformed", "html", "nochoices", "null"]
+    requests = [request(i, f"[[fault:{kinds[i % 4]}]]" if i % 10 < 3 else "") for i in range(40)]
+    results = list(backend(fake_openai, concurrency=8).complete_many(requests))
+    assert len(results) == 40 and all(r.error is None and r.text == "yes" for r in results)
+    assert fake_openai.requests == 40 + 12
+
+
+@pytest.mark.parametrize("suffix", ["  ", "\t", " \t "])
+def test_a_key_with_surrounding_blanks_is_stripped(fake_openai, monkeypatch, suffix):
+    monkeypatch.setenv("NEP_TEST_KEY", f" {KEY}{suffix}")
+    [result] = backend(fake_openai).complete_many([request(1)])
+    assert result.text == "yes" and fake_openai.authorization == {f"Bearer {KEY}"}
+
+
+@pytest.mark.parametrize("bad, what", [(KEY + "\r", f"U+000D (carriage return) at character {len(KEY) + 1}"),
+                                       (f"{KEY}\r\n", "U+000D"), (f" {KEY}\n", "U+000A (line feed)"),
+                                       (KEY[:6] + "\r" + KEY[6:], "U+000D (carriage return) at character 7"),
+                                       (KEY + "\x1bx", "U+001B at character 30"), (KEY + "é", "U+00E9 (latin small letter e")])
+def test_a_key_a_header_cannot_carry_is_refused_in_one_line_naming_api_key_env(fake_openai, monkeypatch, bad, what):
+    monkeypatch.setenv("NEP_TEST_KEY", bad)
+    with pytest.raises(NepError) as error:
+        list(backend(fake_openai).complete_many([request(1)]))
+    message = str(error.value)
+    assert error.value.param == "api_key_env" and "NEP_TEST_KEY" in message and what in message
+    assert "\n" not in message and KEY[8:] not in message and fake_openai.requests == 0
+
+
+def test_a_server_echoing_the_key_puts_it_in_no_answer_detail_log_or_cache(fake_openai, caplog):
+    caplog.set_level(logging.DEBUG)
+    requests = [request(0, "[[fault:echo]]"), request(1, "[[fault:*401]]")]
+    results = {r.id: r for r in backend(fake_openai).complete_many(requests)}
+    assert results["0"].text == "yes (your header: Bearer ***)"
+    assert "Bearer ***" in results["1"].detail
+    blob = b"".join(p.read_bytes() for p in cache_path().parent.iterdir())
+    assert KEY.encode() not in blob and b"Bearer ***" in blob
+    assert KEY not in caplog.text
+
+
+@pytest.mark.parametrize("secret", [KEY, 'sk-"quoted"\\back', "sk-é/ü+x y"])
+def test_scrub_removes_raw_escaped_and_quoted_forms(secret):
+    import json
+    import urllib.parse
+
+    from nep.llm.client import scrub, secret_forms
+
+    forms = secret_forms(secret)
+    texts = [secret, json.dumps(secret), json.dumps({"k": f"Bearer {secret}"}), repr(secret),
+             repr(f"Bearer {secret}".encode()), urllib.parse.quote(secret), urllib.parse.quote_plus(secret),
+             f"x{secret}y{secret}"]
+    for text in texts:
+        clean = scrub(text, forms)
+        assert "***" in clean and secret not in clean and secret[3:] not in clean, text
 
 
 def test_retry_after_is_honoured(fake_openai):
@@ -140,7 +204,7 @@ def test_cache_resends_only_missing_requests(fake_openai, monkeypatch):
 def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch):
     monkeypatch.delenv("NEP_TEST_KEY")
     llm = backend(fake_openai)
-    with pytest.raises(LLMUnavailable, match="NEP_TEST_KEY is not set") as error:
+    with pytest.raises(NepError, match="NEP_TEST_KEY is not set") as error:
         list(llm.complete_many([request(1)]))
     assert error.value.param == "api_key_env" and fake_openai.requests == 0
     monkeypatch.setenv("NEP_TEST_KEY", KEY)
@@ -156,7 +220,7 @@ def test_unreachable_endpoint_stops_with_the_param(tmp_path, monkeypatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path))
     llm = get_backend("openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NEP_TEST_KEY",
                       max_attempts=1)
-    with pytest.raises(LLMUnavailable, match="cannot connect to http://127.0.0.1:9/v1") as error:
+    with pytest.raises(NepError, match="cannot connect to http://127.0.0.1:9/v1") as error:
         list(llm.complete_many([request(1)]))
     assert error.value.param == "base_url"
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
+from nep.config.schema import Split
 from nep.core.edits import current_version
 from nep.core.prompts import build_prompt, paper_prompt, parse_prompt
 from nep.data.nep_dataset import HUB_ID, load_external, nep_examples
-from nep.data.split import SplitError, split_dataset
-from nep.util.jsonl import InputError
+from nep.data.split import split_dataset
+from nep.util.errors import NepError
 
 OLD = "".join(f"x{i} = {i}\n" for i in range(8))
 NEW = OLD.replace("x2 = 2\n", "x2 = 2\ny = 1\n").replace("x6 = 6\n", "x6 = 6\nz = y\n")
@@ -114,10 +115,10 @@ def test_processed_files_still_work_and_unknown_files_are_named(tmp_path):
     ext = load_external(str(write_jsonl(tmp_path / "p.jsonl", processed + [{"id": 1}])), split="test",
                         revision="main", param="external_test")
     assert ext.format == "processed" and len(ext.examples) == 3 and ext.drops == Counter({"bad_example": 1})
-    with pytest.raises(InputError, match=r"split.external_test: .*other.jsonl: neither the NEP schema.*first record has a, b"):
+    with pytest.raises(NepError, match=r"split.external_test: .*other.jsonl: neither the NEP schema.*first record has a, b"):
         load_external(str(write_jsonl(tmp_path / "other.jsonl", [{"a": 1, "b": 2}])), split="test",
                       revision="main", param="external_test")
-    with pytest.raises(InputError, match="split.external_train: nowhere/at/all.jsonl: no such file"):
+    with pytest.raises(NepError, match="split.external_train: nowhere/at/all.jsonl: no such file"):
         load_external("nowhere/at/all.jsonl", split="train", revision="main", param="external_train")
 
 
@@ -132,8 +133,7 @@ def test_hub_standin_as_train_and_test_with_leakage_removed(tmp_path):
     train = [nep_record(commit=f"{i:040x}") for i in range(6)]
     test = [nep_record(commit=f"{i:040x}", new_file="t.go") for i in (4, 5, 7)] + [nep_record(commit=f"{7:040x}", new_file="t.go")]
     hub = str(hub_standin(tmp_path / "hub", train, test))
-    split, metrics = split_dataset(strategy="external", test_fraction=0.2, seed=0, external_test=hub,
-                                   external_train=hub, external_revision="main",
+    split, metrics = split_dataset(Split(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub),
                                    examples_path=tmp_path / "not-read.jsonl")
     assert [e["commit"] for e in split.train] == [f"{i:040x}" for i in range(4)]
     assert len(split.test) == 4 and {e["language"] for e in split.test} == {"Go"}
@@ -141,24 +141,28 @@ def test_hub_standin_as_train_and_test_with_leakage_removed(tmp_path):
     assert metrics["format.train"] == metrics["format.test"] == "nep"
     assert metrics["external_test.duplicates_kept"] == 1 and metrics["external_test.language.Go"] == 4
     assert metrics["external_train.language.Python"] == 6
-    again = split_dataset(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub,
-                          external_revision="main", examples_path=tmp_path / "not-read.jsonl")
+    again = split_dataset(Split(strategy="external", test_fraction=0.2, seed=0, external_test=hub, external_train=hub),
+                          examples_path=tmp_path / "not-read.jsonl")
     assert again == (split, metrics)
 
 
 def test_nep_train_with_a_strategy_of_its_own_and_param_errors(tmp_path):
     hub = str(hub_standin(tmp_path / "hub", [nep_record(commit=f"{i:040x}") for i in range(10)], [nep_record()]))
-    common = {"test_fraction": 0.2, "seed": 0, "external_revision": "main", "examples_path": tmp_path / "x.jsonl"}
-    split, metrics = split_dataset(strategy="auto", external_test="", external_train=hub, **common)
+    x = tmp_path / "x.jsonl"
+
+    def split_dataset_(**kw):
+        return split_dataset(Split(test_fraction=0.2, seed=0, **kw), examples_path=x)
+
+    split, metrics = split_dataset_(strategy="auto", external_test="", external_train=hub)
     assert metrics["strategy"] == "time" and metrics["train"] + metrics["test"] == 10 and split.test
-    with pytest.raises(SplitError, match="split.external_test is set but split.strategy is 'auto'"):
-        split_dataset(strategy="auto", external_test=hub, external_train="", **common)
-    with pytest.raises(SplitError, match="split.external_test is empty"):
-        split_dataset(strategy="external", external_test="", external_train=hub, **common)
+    with pytest.raises(NepError, match="split.external_test is set but split.strategy is 'auto'"):
+        split_dataset_(strategy="auto", external_test=hub, external_train="")
+    with pytest.raises(NepError, match="split.external_test is empty"):
+        split_dataset_(strategy="external", external_test="", external_train=hub)
     (tmp_path / "only-test").mkdir()
     write_jsonl(tmp_path / "only-test" / "data" / "test.jsonl", [nep_record()])
-    with pytest.raises(InputError, match="split.external_train: cannot read split 'train'"):
-        split_dataset(strategy="external", external_test=hub, external_train=str(tmp_path / "only-test"), **common)
+    with pytest.raises(NepError, match="split.external_train: cannot read split 'train'"):
+        split_dataset_(strategy="external", external_test=hub, external_train=str(tmp_path / "only-test"))
 
 
 def test_missing_hub_is_one_line_naming_the_param(tmp_path):
@@ -195,4 +199,4 @@ def test_paper_benchmark_preset_through_dvc_on_a_hub_standin(tmp_path):
     assert metrics["external_test.duplicates_kept"] == 1
     rows = [json.loads(line) for line in (project / "data/split/test.jsonl").read_text().splitlines()]
     assert [r["commit"] for r in rows] == [r["commit"] for r in test] and len({r["id"] for r in rows}) == 3
-    assert all(r["next"] == NEW + "\n" and r["current"] == CURRENT for r in rows)
+    assert all(r["next"] == NEW and r["completion"] == NEW + "\n" and r["current"] == CURRENT for r in rows)

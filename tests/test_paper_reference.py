@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from nep.config.schema import Split
 from nep.data.split import split_dataset
 from nep.evaluate.evaluation import score_predictor, summarize
 from nep.predictors.base import Settings
@@ -149,9 +150,8 @@ def rows_and_answers(tmp_path, monkeypatch):
     train = [row(100 + k, eol=True) for k in range(4)]
     write_jsonl(tmp_path / "test.jsonl", rows)
     write_jsonl(tmp_path / "train.jsonl", train)
-    split, metrics = split_dataset(strategy="external", test_fraction=0.2, seed=0, external_test="test.jsonl",
-                                   external_train="train.jsonl", external_revision="main",
-                                   examples_path=tmp_path / "unused.jsonl")
+    params = Split(strategy="external", external_test="test.jsonl", external_train="train.jsonl")
+    split, metrics = split_dataset(params, examples_path=tmp_path / "unused.jsonl")
     assert metrics["external_test.duplicates_kept"] == 1 and len(split.test) == len(rows)
     write_jsonl(tmp_path / "data/split/test.jsonl", split.test)
     Path("data/judge").mkdir(parents=True, exist_ok=True)

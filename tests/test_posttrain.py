@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
+from nep.config.schema import Posttrain, section
 from nep.core.prompts import build_training_text
-from nep.train.model import FinetuneConfig, read_metadata
+from nep.train.model import read_metadata
 from nep.train.posttrain import (
-    PosttrainConfig,
     build_trainer,
     choose_prompts,
     load_trainable,
@@ -36,17 +36,17 @@ def records(n: int = 4) -> list[dict[str, str]]:
     return out
 
 
-def config(**kw) -> PosttrainConfig:
+def config(**kw) -> Posttrain:
     base = {"max_prompts": 2, "k": 2, "max_new_tokens": 12, "learning_rate": 1e-3, "gradient_accumulation_steps": 1,
             "max_steps": 1, "rescore": False}
-    return PosttrainConfig.from_params({**base, **kw})
+    return section("posttrain", {**base, **kw})
 
 
 @pytest.fixture(scope="module")
 def sft_dir(tmp_path_factory):
     """A tiny SFT adapter (one step) trained on the toy records."""
     out = tmp_path_factory.mktemp("sft")
-    cfg = FinetuneConfig.from_params(
+    cfg = section("finetune",
         {"tiny": {"max_steps": 1, "vocab_size": 300}, "gradient_accumulation_steps": 1, "embedding_learning_rate": 1e-4}
     )
     run_finetune(records(), out, cfg, progress=False)
@@ -78,7 +78,7 @@ def test_prompt_choice_is_seeded_and_capped():
 
 
 def test_train_config_keeps_sft_lora_and_embedding_ratio():
-    sft = FinetuneConfig.from_params({"learning_rate": 1e-4, "embedding_learning_rate": 1e-5, "tiny": {"max_steps": 6}})
+    sft = section("finetune", {"learning_rate": 1e-4, "embedding_learning_rate": 1e-5, "tiny": {"max_steps": 6}})
     t = train_config(sft, config(learning_rate=2e-6, max_steps=0))
     assert t.learning_rate == 2e-6 and t.embedding_learning_rate == pytest.approx(2e-7)
     assert t.lora_r == sft.lora_r and t.effective_max_steps == 0
@@ -90,7 +90,7 @@ def _step(method, sft_dir, tmp_path, data):
     model, tokenizer, meta = load_trainable(sft_dir)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     cfg = config(method=method)
-    trainer = build_trainer(method, model, tokenizer, data, cfg, FinetuneConfig.from_params(meta["params"]), tmp_path, progress=False)
+    trainer = build_trainer(method, model, tokenizer, data, cfg, section("finetune", meta["params"]), tmp_path, progress=False)
     assert trainer.train().global_step == 1
     after = dict(trainer.model.named_parameters())
     moved = [n for n, v in before.items() if not torch.equal(v, after[n].detach())]
@@ -178,8 +178,8 @@ def _stage(sft_dir, tmp_path, **params):
     write_jsonl(tmp_path / "train.jsonl", records())
     out = {k: tmp_path / v for k, v in [("out_dir", "models/posttrain"), ("data_dir", "data/posttrain"),
                                           ("curves_dir", "metrics/posttrain/plots/metrics")]}
-    metrics = posttrain(train_path=tmp_path / "train.jsonl", sft_dir=sft_dir, metrics_path=tmp_path / "metrics/posttrain.json",
-                        timing_path=tmp_path / "timing.json", progress=False, **out, **params)
+    metrics = posttrain(section("posttrain", params), train_path=tmp_path / "train.jsonl", sft_dir=sft_dir, metrics_path=tmp_path / "metrics/posttrain.json",
+                        timing_path=tmp_path / "timing.json", progress=False, **out)
     return metrics, out
 
 
@@ -204,3 +204,18 @@ def test_stage_dpo_writes_curves_and_jsonl(sft_dir, tmp_path):
     assert len(lines) == metrics["candidates"] == 4
     assert {"raw", "reward", "exact_match", "reversal", "unextractable"} <= set(json.loads(lines[0]))
     assert "train_runtime" not in metrics and "train_runtime" in json.loads((tmp_path / "timing.json").read_text())
+
+
+def test_the_plain_torch_logprobs_reach_trls_internals():
+    """use_torch_logprobs sets trl's module attribute only on tested releases; this fails when trl
+    drops or renames it (then GRPO on a CPU stops in one line instead)."""
+    import trl.trainer.utils as trl_utils
+
+    from nep.train.posttrain import use_torch_logprobs
+
+    assert hasattr(trl_utils, "_ChunkedLogProbFunction")
+    use_torch_logprobs()
+    assert trl_utils._ChunkedLogProbFunction is not None
+    import inspect
+
+    assert "_ChunkedLogProbFunction.apply" in inspect.getsource(trl_utils)

@@ -65,6 +65,14 @@ def test_api_keys_are_checked_where_an_llm_backend_is_chosen(offline_hub):
     assert run(with_(label__backend="openai", label__api_key_env=""), offline_hub)["label.api_key_env"].status == "skip"
 
 
+def test_a_key_a_header_cannot_carry_fails_without_printing_it(offline_hub):
+    params = with_(label__backend="openai")
+    row = run(params, {**offline_hub, "OPENAI_API_KEY": SECRET + "\r"})["label.api_key_env"]
+    assert row.status == "fail" and "OPENAI_API_KEY holds U+000D (carriage return)" in row.note
+    assert SECRET not in preflight.table([row])
+    assert run(params, {**offline_hub, "OPENAI_API_KEY": f" {SECRET}\t"})["label.api_key_env"].status == "pass"
+
+
 def test_openai_predictor_key(offline_hub):
     predictors = {**PARAMS["generate"]["predictors"],
                   "served": {"kind": "openai", "model": "m", "api_key_env": "SERVED_KEY", "needs": "x"}}

@@ -13,7 +13,6 @@ import yaml
 from conftest import REPO_ROOT, git, run_dvc
 
 from nep.config.presets import (
-    PresetError,
     apply_preset,
     check_preset,
     deep_merge,
@@ -21,6 +20,7 @@ from nep.config.presets import (
     main,
     set_args,
 )
+from nep.util.errors import NepError
 
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "presets").glob("*.yaml"))
 PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -142,10 +142,10 @@ def test_restoring_the_default_refuses_over_uncommitted_edits(project: Path, mon
         main(["offline"])
     assert "max_chunk_lines: 7" in params_path.read_text()
     params_path.write_text(params_path.read_text() + "# a note\n")
-    with pytest.raises(PresetError, match="max_chunk_lines"):
+    with pytest.raises(NepError, match="max_chunk_lines"):
         apply_preset("offline", params_path, project / "presets")
     edit(params_path, "filter", "max_chunk_lines", 5)  # only the comment differs now
-    with pytest.raises(PresetError, match="comments or layout only"):
+    with pytest.raises(NepError, match="comments or layout only"):
         apply_preset("offline", params_path, project / "presets")
     apply_preset("offline", params_path, project / "presets", force=True)
     assert params_path.read_text() == (REPO_ROOT / "params.yaml").read_text()

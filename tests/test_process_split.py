@@ -10,8 +10,8 @@ import pytest
 from nep.core.edits import current_version
 from nep.core.examples import build_examples
 from nep.core.prompts import example_id, parse_prompt
-from nep.data.split import SplitError, split_examples
-from nep.util.jsonl import InputError
+from nep.data.split import split_examples
+from nep.util.errors import NepError
 
 OLD = "".join(f"v{i} = {i}\n" for i in range(20))
 NEW = OLD.replace("v3 = 3\n", "v3 = 3\nw = 1\n").replace("v9 = 9\n", "v9 = 9\nz = w\n")
@@ -94,9 +94,9 @@ def test_external_split_removes_leaking_training_examples():
     external = [e for e in data if e["commit"] == "0c1"][:1]
     split = split_examples(data, strategy="external", test_fraction=0.2, seed=0, external=external)
     assert split.test == external and split.leaked == 2
-    with pytest.raises(SplitError):
+    with pytest.raises(NepError):
         split_examples(data, strategy="external", test_fraction=0.2, seed=0, external=[])
-    with pytest.raises(SplitError):
+    with pytest.raises(NepError):
         split_examples(data, strategy="random", test_fraction=0.2, seed=0)
 
 
@@ -105,18 +105,19 @@ SPLIT_PARAMS = {"strategy": "auto", "test_fraction": 0.2, "seed": 42, "external_
 
 
 def test_split_stage_errors_and_metrics(tmp_path):
+    from nep.config.schema import Split
     from stages.split import run
 
     src = tmp_path / "examples.jsonl"
     src.write_text("")
     kwargs = {"input_path": src, "train_path": tmp_path / "train.jsonl", "test_path": tmp_path / "test.jsonl",
               "metrics_path": tmp_path / "split.json"}
-    with pytest.raises(InputError, match="shallow clone"):
-        run(**kwargs, **SPLIT_PARAMS)
+    with pytest.raises(NepError, match="shallow clone"):
+        run(Split(**SPLIT_PARAMS), **kwargs)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=1, commits=1)))
-    with pytest.raises(InputError, match="test set empty"):
-        run(**kwargs, **SPLIT_PARAMS)
+    with pytest.raises(NepError, match="test set empty"):
+        run(Split(**SPLIT_PARAMS), **kwargs)
     src.write_text("".join(json.dumps(e) + "\n" for e in examples(repos=3, commits=3)) + "{bad\n")
-    metrics = run(**kwargs, **{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0})
+    metrics = run(Split(**{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0}), **kwargs)
     assert metrics["train"] + metrics["test"] == 18 and metrics["dropped.malformed_json"] == 1
     assert metrics["repos.train"] + metrics["repos.test"] == 3

@@ -48,7 +48,7 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
     records = [commit(i, f"# [[answer:{a}]]") for i, a in enumerate(answers)]
     records.append(commit(9, "# [[fault:*503]]"))
     params = dict(backend="openai", base_url=fake_openai.url, model="m", api_key_env="NEP_TEST_KEY",
-                  max_attempts=2, timeout_s=5, heuristic_param="ignored", max_failure_rate=0.2)
+                  max_attempts=2, timeout_s=5, max_failure_rate=0.2)
     labeler = build(LABELERS, params)
     assert isinstance(labeler, LLMRelevance)
     out = list(labeler.verdicts(records))

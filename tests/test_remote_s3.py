@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,71 @@ def test_the_readmes_bucket_command_creates_the_bucket(s3_endpoint: str, monkeyp
     subprocess.run([sys.executable, "-c", command.group(1)], check=True, env=os.environ.copy())
     names = [b["Name"] for b in boto3.client("s3", endpoint_url=s3_endpoint).list_buckets()["Buckets"]]
     assert "my-bucket" in names
+
+
+def test_preflight_warns_about_an_s3_remote_without_timeouts_or_verify(tmp_path: Path):
+    from nep.config.preflight import S3_REMOTE_SETTINGS, remote_settings_check, s3_remotes, table
+
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / ".dvc/config").write_text(
+        "[core]\n    no_scm = True\n"
+        f"['remote \"plain\"']\n    url = s3://{BUCKET}/a\n"
+        f"['remote \"tuned\"']\n    url = s3://{BUCKET}/b\n    connect_timeout = 10\n    read_timeout = 30\n"
+        "    verify = true\n"
+        f"['remote \"half\"']\n    url = s3://{BUCKET}/c\n    read_timeout = 30\n"
+    )
+    (project / ".dvc/config.local").write_text("['remote \"half\"']\n    connect_timeout = 5\n")  # --local counts
+    remotes = s3_remotes(project)
+    plain = remote_settings_check("plain", remotes["plain"])
+    assert plain.status == "warn" and plain.note.startswith("connect_timeout, read_timeout, verify unset")
+    for key, value in S3_REMOTE_SETTINGS.items():
+        assert f"dvc remote modify plain {key} {value}" in plain.note
+    assert remote_settings_check("tuned", remotes["tuned"]).status == "pass"
+    half = remote_settings_check("half", remotes["half"])
+    assert half.status == "warn" and half.note.startswith("verify unset (a changed object is pulled without error)")
+    assert "WARN" in table([plain, half])
+
+
+@pytest.mark.slow
+def test_the_documented_remote_settings_verify_pulls_and_bound_a_stalled_push(tmp_path: Path, s3_endpoint: str):
+    """DVC's defaults pull a changed object with rc 0; `verify true` refuses it. With the timeouts
+    set, a push to an endpoint that accepts connections and never answers ends with an error."""
+    import boto3
+
+    project = tmp_path / "project"
+    project.mkdir()
+    git(project, "init", "-q")
+    dvc(project, "init", "-q")
+    (project / "data.txt").write_text("the real data\n")
+    dvc(project, "add", "-q", "data.txt")
+    dvc(project, "remote", "add", "-d", "s3", f"s3://{BUCKET}/verify")
+    dvc(project, "remote", "modify", "s3", "endpointurl", s3_endpoint)
+    dvc(project, "push", "-q")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    [key] = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="verify/")["Contents"]]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"changed on the remote\n")
+
+    def pull() -> subprocess.CompletedProcess:
+        shutil.rmtree(project / ".dvc/cache", ignore_errors=True)
+        (project / "data.txt").unlink(missing_ok=True)
+        return subprocess.run(["dvc", "pull"], cwd=project, capture_output=True, text=True)
+
+    assert pull().returncode == 0 and (project / "data.txt").read_text() == "changed on the remote\n"  # the default
+    dvc(project, "remote", "modify", "s3", "verify", "true")
+    refused = pull()
+    assert refused.returncode != 0 and not (project / "data.txt").exists()
+
+    stalled = socket.socket()  # accepts connections (the backlog), never answers
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(64)
+    try:
+        (project / "more.txt").write_text("more\n")
+        dvc(project, "add", "-q", "more.txt")
+        dvc(project, "remote", "modify", "s3", "endpointurl", f"http://127.0.0.1:{stalled.getsockname()[1]}")
+        dvc(project, "remote", "modify", "s3", "connect_timeout", "1")
+        dvc(project, "remote", "modify", "s3", "read_timeout", "1")
+        done = subprocess.run(["dvc", "push", "-j", "4"], cwd=project, capture_output=True, text=True, timeout=300)
+    finally:
+        stalled.close()
+    assert done.returncode != 0 and "timeout" in (done.stdout + done.stderr).lower()

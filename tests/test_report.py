@@ -23,7 +23,7 @@ from nep.evaluate.report import (
     with_p_values,
 )
 from nep.util import paths
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 TEMPLATES = REPO_ROOT / paths.PLOT_TEMPLATES
 # one chart of each template (drawing all of them takes seconds: the slow test does)
@@ -177,14 +177,14 @@ def test_report_without_loss_curve_skips_that_chart(tmp_path):
 
 
 def test_report_names_a_missing_or_malformed_table(tmp_path):
-    with pytest.raises(InputError, match="predictors.json: not found"):
+    with pytest.raises(NepError, match="predictors.json: not found"):
         build_report(tmp_path / "r", predictors_path=tmp_path / "predictors.json")
     bad = tmp_path / "predictors.json"
     bad.write_text('[{"predictor": "x"}]')
-    with pytest.raises(InputError, match=r'predictors.json: expected a JSON object \{"rows"'):
+    with pytest.raises(NepError, match=r'predictors.json: expected a JSON object \{"rows"'):
         build_report(tmp_path / "r", predictors_path=bad)
     bad.write_text('{"rows": [{"predictor": "x"}, {"n": 3}]}')
-    with pytest.raises(InputError, match="predictors.json: 1 of 2 rows have no `predictor` name"):
+    with pytest.raises(NepError, match="predictors.json: 1 of 2 rows have no `predictor` name"):
         build_report(tmp_path / "r", predictors_path=bad)
 
 

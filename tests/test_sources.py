@@ -12,7 +12,7 @@ import pytest
 from conftest import git
 
 from nep.data.sources import git_records, hf_records, jsonl_records
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 PY = "".join(f"x{i} = {i}\n" for i in range(10))
 
@@ -64,10 +64,10 @@ def test_git_source_handles_renames_binary_non_utf8_merges_and_huge_files(git_re
 
 
 def test_git_source_errors_name_the_repository(tmp_path):
-    with pytest.raises(InputError, match="not-there"):
+    with pytest.raises(NepError, match="not-there"):
         mine(tmp_path / "not-there")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(InputError, match="plain"):
+    with pytest.raises(NepError, match="plain"):
         mine(tmp_path / "plain")
 
 
@@ -108,15 +108,15 @@ def test_jsonl_source_counts_bad_lines_and_reads_parquet(tmp_path):
 def test_jsonl_source_rejects_unusable_files(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(InputError, match="empty.jsonl"):
+    with pytest.raises(NepError, match="empty.jsonl"):
         list(jsonl_records([str(empty)], drops=Counter()))
-    with pytest.raises(InputError, match="missing.jsonl"):
+    with pytest.raises(NepError, match="missing.jsonl"):
         list(jsonl_records([str(tmp_path / "missing.jsonl")], drops=Counter()))
     binary = tmp_path / "binary.jsonl"
     binary.write_bytes(b"\xff\xfe{}\n")
-    with pytest.raises(InputError, match="binary.jsonl"):
+    with pytest.raises(NepError, match="binary.jsonl"):
         list(jsonl_records([str(binary)], drops=Counter()))
-    with pytest.raises(InputError, match="paths is empty"):
+    with pytest.raises(NepError, match="paths is empty"):
         list(jsonl_records([], drops=Counter()))
 
 
@@ -130,7 +130,7 @@ def test_hf_source_reads_a_local_commitpackft_layout(tmp_path):
     records = list(hf_records(dataset=str(tmp_path), revision="unused", languages=["Python", "C++"],
                               max_records_per_language=2, drops=drops))
     assert [r["commit"] for r in records] == ["python0", "python1", "c++0", "c++1"]
-    with pytest.raises(InputError, match="'go'"):
+    with pytest.raises(NepError, match="'go'"):
         list(hf_records(dataset=str(tmp_path), revision="x", languages=["Go"], drops=Counter()))
 
 
@@ -198,9 +198,10 @@ def test_lines_no_reader_can_hold_are_counted_drops(tmp_path):
     assert [r["commit"] for r in records] == ["c1", "c4"]
     assert drops == Counter({"lone_surrogate": 1, "too_deeply_nested": 1, "number_too_large": 1})
     # the same through ingest's parallel index
+    from nep.config.schema import Ingest
     from stages.ingest import run
 
-    metrics = run(source="jsonl", languages=["Python"], git={}, jsonl={"paths": [str(src)]}, hf={}, workers=2,
+    metrics = run(Ingest(source="jsonl", languages=["Python"], jsonl={"paths": [str(src)]}, workers=2),
                   output_dir=tmp_path / "ingest", metrics_path=tmp_path / "m.json", stamps=tmp_path / "stamps.json")
     assert metrics["records_out"] == 2
     assert metrics["dropped.lone_surrogate"] == metrics["dropped.too_deeply_nested"] == metrics["dropped.number_too_large"] == 1
@@ -211,12 +212,12 @@ def test_invalid_utf8_is_reported_at_its_line_and_offset(tmp_path):
     good = json.dumps(commitpack(1)).encode() + b"\n"
     src.write_bytes(good + good.replace(b'"s"', b'"caf\xe9"'))
     offset = len(good) + good.index(b'"s"') + 4
-    with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
+    with pytest.raises(NepError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
         list(jsonl_records([str(src)], drops=Counter()))
     from nep.data.ingest import IndexWriter, index_files
 
     writer = IndexWriter(tmp_path, Counter())
-    with pytest.raises(InputError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
+    with pytest.raises(NepError, match=rf"latin.jsonl:2: .*0xe9 at file offset {offset}\b"):
         index_files([(str(src), str(src))], writer, languages=None, workers=1)
     writer.close(RuntimeError())
 
@@ -260,12 +261,12 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path):
 
 
 def ingest(tmp_path: Path, source: str, **section) -> dict:
+    from nep.config.schema import Ingest
     from stages.ingest import run
 
-    sections = {"git": {}, "jsonl": {}, "hf": {}}
-    sections[source] = section
-    return run(source=source, languages=["Python"], workers=1, output_dir=tmp_path / "ingest",
-               metrics_path=tmp_path / "metrics.json", stamps=tmp_path / "stamps.json", **sections)
+    cfg = Ingest(source=source, languages=["Python"], workers=1, **{source: section})
+    return run(cfg, output_dir=tmp_path / "ingest", metrics_path=tmp_path / "metrics.json",
+               stamps=tmp_path / "stamps.json")
 
 
 def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
@@ -302,6 +303,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
 
 def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     import nep.util.batches
+    from nep.data.filter import paper_filter
     from stages.filter import run
 
     old = "".join(f"v{i} = {i}\n" for i in range(30))
@@ -314,8 +316,8 @@ def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     read: list[int] = []
     real = nep.util.batches.read_ranges
     monkeypatch.setattr(nep.util.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
-    metrics = run(input_path=tmp_path / "ingest", output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json",
-                  workers=1, max_chars=5000)
+    metrics = run(paper_filter(workers=1, max_chars=5000), input_path=tmp_path / "ingest",
+                  output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json")
     lines = src.read_bytes().splitlines(keepends=True)
     assert read == [0, len(lines[0]) + len(lines[1])]
     assert metrics["records_in"] == 3 and metrics["records_out"] == 2 and metrics["dropped.too_many_chars"] == 1

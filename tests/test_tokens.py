@@ -36,3 +36,18 @@ def test_encoding_equals_tiktokens_own_and_its_ranks_copy_is_reused(tiktoken_cac
     again = tokens.get_encoding.__wrapped__("o200k_base")
     assert again._mergeable_ranks == theirs._mergeable_ranks
     assert copies[0].read_bytes() != b"not marshal data"
+
+
+def test_the_fast_path_still_reaches_tiktokens_internals():
+    """The ranks copy relies on tiktoken's constructors reading `openai_public.load_tiktoken_bpe`
+    when called; this fails when a tested tiktoken release stops doing so (then narrow
+    FAST_PATH_TIKTOKEN, and the public path is taken)."""
+    assert tokens.fast_path_supported(), "tiktoken outside FAST_PATH_TIKTOKEN: the public path is used"
+    calls = []
+    real = openai_public.load_tiktoken_bpe
+    openai_public.load_tiktoken_bpe = lambda url, expected_hash=None: calls.append(url) or {b"a": 0}
+    try:
+        openai_public.ENCODING_CONSTRUCTORS["o200k_base"]()
+    finally:
+        openai_public.load_tiktoken_bpe = real
+    assert calls, "tiktoken's constructor no longer reads openai_public.load_tiktoken_bpe"

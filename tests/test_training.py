@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from nep.config.schema import Finetune, section
 from nep.core.prompts import MARKERS, NEXT, build_training_text
 from nep.train.model import (
-    FinetuneConfig,
-    FinetuneSetupError,
     add_markers,
     check_base_model,
     load_base_hf,
@@ -25,6 +24,7 @@ from nep.train.model import (
 )
 from nep.train.sft import build_sft_trainer, sft_examples, trainer_kwargs
 from nep.train.tiny import build_tiny_model
+from nep.util.errors import NepError
 
 IGNORE = -100
 ORIGINAL = "total = 0\nfor x in xs:\n    total += x\n"
@@ -38,7 +38,7 @@ def example(i: int) -> dict[str, str]:
     return {"prompt": t.prompt, "completion": t.completion}
 
 
-SMALL = FinetuneConfig.from_params(
+SMALL = section("finetune",
     {"tiny": {"max_steps": 3}, "gradient_accumulation_steps": 2, "warmup_steps": 1, "learning_rate": 1e-2, "embedding_learning_rate": 1e-2}
 )
 
@@ -69,7 +69,7 @@ def trained(trainer, tiny_dir, tmp_path_factory):
     assert output.global_step == 3
     assert torch.isfinite(torch.tensor(output.training_loss))
     out = tmp_path_factory.mktemp("finetuned")
-    save_finetuned(model, tokenizer, out, {"base_model": str(tiny_dir), "backend": "hf", "params": SMALL.to_dict()})
+    save_finetuned(model, tokenizer, out, {"base_model": str(tiny_dir), "backend": "hf", "params": SMALL.model_dump()})
     return model, tokenizer, base_state, before, out
 
 
@@ -126,7 +126,7 @@ def test_overlong_examples_truncated_or_dropped_and_counted(tiny_dir, tmp_path):
     assert len(kept) == stats.used == 1 and stats.truncated == 1 and stats.examples == 3
     assert stats.dropped == {"prompt_without_next_marker": 1, "missing_prompt_or_completion": 1}
     # and SFTTrainer cuts the truncated example's completion at the window, losing EOS
-    cfg = FinetuneConfig.from_params({"base_model": str(tiny_dir), "max_seq_length": n_prompt + 3})
+    cfg = section("finetune", {"base_model": str(tiny_dir), "max_seq_length": n_prompt + 3})
     model, tokenizer = prepare_hf(tiny_dir, cfg)
     row = build_sft_trainer(model, tokenizer, kept, cfg, tmp_path, progress=False).train_dataset[0]
     assert len(row["input_ids"]) == n_prompt + 3 and row["labels"][-1] != tokenizer.eos_token_id
@@ -188,34 +188,34 @@ def test_adapter_saves_and_loads_to_same_outputs(trained, tiny_dir):
 def test_config_defaults_are_the_papers_and_params_parse():
     from nep.config.params import load_yaml
 
-    cfg = FinetuneConfig()
+    cfg = Finetune()
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout) == (16, 16, 0.0)
     assert cfg.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     assert (cfg.learning_rate, cfg.embedding_learning_rate, cfg.epochs) == (1e-4, 1e-5, 2)
     assert (cfg.batch_size, cfg.gradient_accumulation_steps, cfg.max_seq_length) == (1, 4, 2048)
     assert (cfg.warmup_steps, cfg.weight_decay, cfg.lr_scheduler, cfg.seed, cfg.threads) == (5, 0.01, "linear", 3407, 0)
-    assert FinetuneConfig.from_params(load_yaml(REPO_ROOT / "params.yaml")["finetune"]) == FinetuneConfig()  # params.yaml mirrors
+    assert section("finetune", load_yaml(REPO_ROOT / "params.yaml")["finetune"]) == Finetune()  # params.yaml mirrors
     # tiny-random's own caps apply to it alone; the main max_steps caps every model
     assert (cfg.effective_max_seq_length, cfg.effective_max_steps) == (cfg.tiny.max_seq_length, cfg.tiny.max_steps)
-    real = FinetuneConfig(base_model="Qwen/Qwen2.5-Coder-7B")
+    real = Finetune(base_model="Qwen/Qwen2.5-Coder-7B")
     assert (real.effective_max_seq_length, real.effective_max_steps) == (2048, 0)
-    assert FinetuneConfig(max_steps=2).effective_max_steps == 2
+    assert Finetune(max_steps=2).effective_max_steps == 2
     with pytest.raises(ValueError, match=r"finetune\.lora_rank: unknown key \(did you mean finetune\.lora_r"):
-        FinetuneConfig.from_params({"lora_rank": 8})
+        section("finetune", {"lora_rank": 8})
     with pytest.raises(ValueError, match="finetune.backend"):
-        FinetuneConfig.from_params({"backend": "tpu"})
+        section("finetune", {"backend": "tpu"})
 
 
 def test_trainer_args_are_the_params_and_keep_the_global_batch(monkeypatch, tmp_path):
-    args = trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)
+    args = trainer_kwargs(Finetune(base_model="x"), tmp_path)
     assert (args["learning_rate"], args["lr_scheduler_type"], args["warmup_steps"], args["weight_decay"]) == (1e-4, "linear", 5, 0.01)
     assert (args["per_device_train_batch_size"], args["gradient_accumulation_steps"], args["num_train_epochs"]) == (1, 4, 2)
     assert (args["seed"], args["max_steps"], args["save_strategy"], args["report_to"]) == (3407, -1, "no", "none")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)["gradient_accumulation_steps"] == 2
+    assert trainer_kwargs(Finetune(base_model="x"), tmp_path)["gradient_accumulation_steps"] == 2
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match="finetune.gradient_accumulation_steps"):
-        trainer_kwargs(FinetuneConfig(base_model="x"), tmp_path)
+        trainer_kwargs(Finetune(base_model="x"), tmp_path)
 
 
 def test_backend_fails_before_paying(monkeypatch):
@@ -225,13 +225,13 @@ def test_backend_fails_before_paying(monkeypatch):
         pytest.skip("checks the CPU fallback")
     assert resolve_backend("auto") == "hf"
     assert resolve_backend("hf") == "hf"
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
+    with pytest.raises(NepError, match=r"^finetune\.backend: unsloth needs a CUDA GPU.*set finetune\.backend to hf"):
         resolve_backend("unsloth")
     # a GPU but no unsloth: auto falls back, an explicit unsloth names the requirements file
     monkeypatch.setattr(nep.util.device, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "unsloth", None)  # import unsloth → ImportError
     assert resolve_backend("auto") == "hf"
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
+    with pytest.raises(NepError, match=r"^finetune\.backend: unsloth cannot be imported.*requirements-gpu\.txt"):
         resolve_backend("unsloth")
 
 
@@ -243,7 +243,7 @@ def test_missing_base_model_is_one_line_naming_the_param(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     check_base_model("tiny-random")
     check_base_model(str(tmp_path))  # a local directory is taken as it is
-    with pytest.raises(FinetuneSetupError, match=r"^finetune\.base_model: 'nep-test/no-such-model' ") as e:
+    with pytest.raises(NepError, match=r"^finetune\.base_model: 'nep-test/no-such-model' ") as e:
         check_base_model("nep-test/no-such-model")
     assert "\n" not in str(e.value)
 
@@ -306,7 +306,7 @@ def test_unsloth_backend_trains_and_loads(tmp_path):
     from nep.train.sft import run_finetune
 
     records = [example(i) for i in range(8)]
-    cfg = FinetuneConfig.from_params({"backend": "unsloth", "tiny": {"max_steps": 2, "max_seq_length": 512, "vocab_size": 400}})
+    cfg = section("finetune", {"backend": "unsloth", "tiny": {"max_steps": 2, "max_seq_length": 512, "vocab_size": 400}})
     metrics = run_finetune(records, tmp_path, cfg, progress=False).metrics
     assert metrics["backend"] == "unsloth" and metrics["steps"] == 2
     model, tokenizer = load_finetuned(tmp_path, device="cuda")

@@ -31,12 +31,15 @@ def test_tally():
 def test_every_backend_is_a_verdict_backend_built_from_its_section():
     for registry in (LABELERS, JUDGES):
         for name in registry.names():
-            backend = build(registry, {"backend": name, "model": "m", "max_failure_rate": 0.5, "unrelated": 1})
+            backend = build(registry, {"backend": name, "model": "m", "max_failure_rate": 0.5})
             assert isinstance(backend, VerdictBackend) and backend.max_failure_rate == 0.5, name
+            with pytest.raises(ValueError, match=r"\.unrelated: unknown key"):  # never silently dropped
+                build(registry, {"backend": name, "unrelated": 1})
     judge = build(JUDGES, {"backend": "openai", "model": "m", "shortcut_exact": False, "concurrency": 3})
-    assert isinstance(judge, LLMJudge) and not judge.shortcut_exact and judge.chat == {"model": "m", "concurrency": 3}
+    assert isinstance(judge, LLMJudge) and not judge.shortcut_exact and judge.chat["model"] == "m" and judge.chat["concurrency"] == 3
+    assert judge.chat["timeout_s"] == 120.0  # the schema's default for judge: one home per default
     assert isinstance(build(JUDGES, {"backend": "rules"}), RulesJudge)
-    with pytest.raises(ValueError, match="judge.backend: unknown 'llm'"):
+    with pytest.raises(ValueError, match="judge.backend: 'llm' is not allowed"):
         build(JUDGES, {"backend": "llm"})
 
 

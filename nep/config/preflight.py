@@ -6,8 +6,11 @@
 Checks: params.yaml against its schema; hub datasets and models reachable, or cached when
 HF_HUB_OFFLINE is set (short timeouts); an API key in each `api_key_env` of a chosen LLM backend
 (label, judge, openai predictors; the key itself is never printed); a CUDA GPU and an installed
-unsloth / vllm where chosen; each S3 remote's bucket (dvc remote list) reachable. Prints one row
-per check (pass / fail / skip, what, which param, what to do) and exits 1 on any failure.
+unsloth / vllm where chosen; each S3 remote's bucket (dvc remote list) reachable, and its
+`connect_timeout`, `read_timeout` and `verify` set (a warning otherwise: DVC's defaults let a
+stalled endpoint hang a push for many minutes and pull a changed object without a word). Prints
+one row per check (pass / warn / fail / skip, what, which param, what to do) and exits 1 on any
+failure.
 """
 
 from __future__ import annotations
@@ -22,15 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nep.util.errors import NepError
+
 HUB_TIMEOUT_S = 5.0
 S3_TIMEOUT_S = 5.0
 GPU_EXTRA = "pip install -r requirements-gpu.txt (Linux, CUDA)"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
+# What docs/operations.md ("Remote storage on S3") recommends for an S3 remote: seconds to connect,
+# seconds to wait for each read, and re-hashing every downloaded object.
+S3_REMOTE_SETTINGS = {"connect_timeout": "10", "read_timeout": "30", "verify": "true"}
+
+
 @dataclass
 class Check:
-    status: str  # pass | fail | skip
+    status: str  # pass | warn | fail | skip
     what: str
     param: str
     note: str = ""  # what to do (fail), or what was found
@@ -121,7 +131,12 @@ def model_check(model: str, param: str, env: Mapping[str, str]) -> Check:
 def key_check(var: str, param: str, used_by: str, env: Mapping[str, str]) -> Check:
     if not var:
         return Check("skip", f"API key for {used_by}", param, 'api_key_env is "" (no authentication)')
-    if env.get(var):
+    if (env.get(var) or "").strip(" \t"):
+        from nep.llm.client import header_problem
+
+        if problem := header_problem(env[var].strip(" \t")):  # the key itself is never printed
+            return Check("fail", f"API key for {used_by}", param, f"{var} holds {problem}, which an HTTP header "
+                         "cannot carry: export the key alone (no CR/LF from a CRLF .env file)")
         return Check("pass", f"API key for {used_by}", param, f"{var} is set")
     return Check("fail", f"API key for {used_by}", param, f"export {var}=... (or set {param} to the variable "
                  "that holds the key)")
@@ -181,6 +196,23 @@ def bucket_check(name: str, conf: dict[str, Any]) -> Check:
         return Check("fail", what, ".dvc/config", f"unreachable ({_short(e)}): check the url and endpointurl")
 
 
+def remote_settings_check(name: str, conf: dict[str, Any]) -> Check:
+    """Warn when an S3 remote lacks the settings that bound a stalled transfer and verify downloads."""
+    what = f"timeouts and verify of remote '{name}'"
+    missing = [k for k in ("connect_timeout", "read_timeout") if not conf.get(k)]
+    if not _truthy(str(conf.get("verify", ""))):
+        missing.append("verify")
+    if not missing:
+        return Check("pass", what, ".dvc/config", ", ".join(f"{k}={conf[k]}" for k in S3_REMOTE_SETTINGS))
+    fix = "; ".join(f"dvc remote modify {name} {k} {S3_REMOTE_SETTINGS[k]}" for k in missing)
+    why = []
+    if "verify" in missing:
+        why.append("a changed object is pulled without error")
+    if len(missing) > ("verify" in missing):
+        why.append("a stalled endpoint hangs push/pull for many minutes")
+    return Check("warn", what, ".dvc/config", f"{', '.join(missing)} unset ({'; '.join(why)}): {fix}")
+
+
 # ---------------------------------------------------------------- the run's needs
 def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, str] | None = None) -> Iterator[Check]:
     """Every check the configuration `params` (validated, defaults filled in) calls for."""
@@ -235,6 +267,7 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
         yield Check("skip", "S3 remote", ".dvc/config", "none configured (dvc remote list)")
     for name, conf in remotes.items():
         yield bucket_check(name, conf)
+        yield remote_settings_check(name, conf)
 
 
 def table(rows: list[Check]) -> str:
@@ -262,12 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--preset", help="check this preset (over the committed params.yaml) instead")
     args = parser.parse_args(argv)
-    from nep.config.presets import PresetError
+
     from nep.config.schema import ParamsError
 
     try:
         params = configuration(args.params, args.preset)
-    except (ParamsError, PresetError) as e:
+    except (ParamsError, NepError) as e:
         rows = [Check("fail", "params schema", line.split(": ")[1] if ": " in line else "params.yaml", line)
                 for line in str(e).splitlines()]
     else:
@@ -275,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
                 *checks(params, root=args.params.resolve().parent)]
     print(table(rows))
     failed = sum(r.status == "fail" for r in rows)
-    print(f"\n{failed} check(s) failed" if failed else "\nall checks passed (or skipped)")
+    warned = sum(r.status == "warn" for r in rows)
+    warnings = f", {warned} warning(s)" if warned else ""
+    print(f"\n{failed} check(s) failed{warnings}" if failed else f"\nall checks passed (or skipped){warnings}")
     return 1 if failed else 0
 
 

@@ -27,15 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.params import load_yaml, parse_yaml
+from nep.util.errors import NepError
 
 PRESETS_DIR = Path("presets")
 DEFAULT = "offline"  # the committed params.yaml itself
 # Maps whose entries are named by the user and replaced whole by a preset.
 OPEN_MAPS = ("generate.predictors",)
 
-
-class PresetError(ValueError):
-    """A preset that does not fit params.yaml, or one that would discard uncommitted edits."""
 
 
 def available(presets_dir: Path = PRESETS_DIR) -> list[str]:
@@ -47,10 +45,10 @@ def load_preset(name: str, presets_dir: Path = PRESETS_DIR) -> dict[str, Any]:
         return {}
     path = presets_dir / f"{name}.yaml"
     if not path.exists():
-        raise PresetError(f"{path}: no such preset (available: {', '.join(available(presets_dir))})")
+        raise NepError(f"{path}: no such preset (available: {', '.join(available(presets_dir))})")
     data = load_yaml(path) or {}
     if not isinstance(data, dict):
-        raise PresetError(f"{path}: a preset is a mapping of params.yaml sections")
+        raise NepError(f"{path}: a preset is a mapping of params.yaml sections")
     return data
 
 
@@ -127,7 +125,7 @@ def committed_text(params_path: Path) -> str:
         ["git", "show", f"HEAD:./{params_path.name}"], cwd=params_path.parent, capture_output=True, text=True
     )
     if result.returncode != 0:
-        raise PresetError(f"cannot read the committed {params_path} from git: {result.stderr.strip()}")
+        raise NepError(f"cannot read the committed {params_path} from git: {result.stderr.strip()}")
     return result.stdout
 
 
@@ -144,7 +142,7 @@ def render(name: str, base_text: str, presets_dir: Path = PRESETS_DIR) -> str:
     """The params.yaml text of preset `name` over `base_text` (comments kept), checked."""
     preset = load_preset(name, presets_dir)
     if errors := check_preset(preset, load_yaml_text(base_text)):
-        raise PresetError(f"{presets_dir / name}.yaml does not fit params.yaml:\n  " + "\n  ".join(errors))
+        raise NepError(f"{presets_dir / name}.yaml does not fit params.yaml:\n  " + "\n  ".join(errors))
     if not preset:
         return base_text
     from ruamel.yaml import YAML
@@ -177,7 +175,7 @@ def lost_edits(workspace: dict[str, Any], committed: dict[str, Any], target: dic
 
 
 def _guard(params_path: Path, name: str, target_text: str, presets_dir: Path, force: bool) -> None:
-    """Refuse (PresetError naming the keys) when replacing the workspace's params.yaml by
+    """Refuse (NepError naming the keys) when replacing the workspace's params.yaml by
     `target_text` would lose uncommitted edits; a workspace holding another preset as it is loses
     nothing (it can be applied again)."""
     workspace_text = params_path.read_text()
@@ -188,11 +186,11 @@ def _guard(params_path: Path, name: str, target_text: str, presets_dir: Path, fo
         try:
             if render(other, base_text, presets_dir) == workspace_text:
                 return
-        except PresetError:
+        except NepError:
             continue
     lines = lost_edits(load_yaml_text(workspace_text), load_yaml_text(base_text), load_yaml_text(target_text))
     lines = lines or ["(comments or layout only)"]
-    raise PresetError(
+    raise NepError(
         f"{params_path} has uncommitted edits that preset '{name}' would overwrite:\n  " + "\n  ".join(lines)
         + f"\nCommit them (git commit {params_path.name}) to keep them, or rerun with --force to discard them."
     )
@@ -249,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         target = render(args.name, committed_text(args.params))
         _guard(args.params, args.name, target, PRESETS_DIR, args.force)
-    except PresetError as e:
+    except NepError as e:
         raise SystemExit(str(e)) from None
     if args.set_args:
         overrides = set_args(load_yaml_text(target), load_yaml(args.params) or {})

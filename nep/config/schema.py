@@ -13,14 +13,17 @@ default in its section's model below, and the same value (with a comment) in par
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nep.util.errors import NepError
 
-class ParamsError(ValueError, SystemExit):
+
+class ParamsError(NepError, ValueError, SystemExit):
     """params.yaml does not fit the schema. One line per problem; uncaught, it exits with status 1
     and prints only the message (no traceback), since it is the user's input, not a bug."""
 
@@ -30,7 +33,27 @@ class ParamsError(ValueError, SystemExit):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # allow_inf_nan: YAML reads 1.0e400 as inf, which would train a NaN model
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit unsigned
+MAX_WORKERS = 64  # worker processes of a data stage; each is a fork of the stage
+MAX_THREADS = 256  # torch threads
+# A predictor's name is a file name (data/generate/<name>.jsonl) and part of a DVC stage name
+PREDICTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+def _seed(default: int) -> Any:
+    return Field(default, ge=0, le=MAX_SEED)
+
+
+def _workers() -> Any:
+    return Field(0, ge=0, le=MAX_WORKERS)
+
+
+def _threads() -> Any:
+    return Field(0, ge=0, le=MAX_THREADS)
 
 
 def _default(model: type[BaseModel]) -> Any:
@@ -65,7 +88,7 @@ class Ingest(Section):
     git: IngestGit = _default(IngestGit)
     jsonl: IngestJsonl = _default(IngestJsonl)
     hf: IngestHf = _default(IngestHf)
-    workers: int = Field(0, ge=0)
+    workers: int = _workers()
 
 
 # ---------------------------------------------------------------- filter
@@ -78,7 +101,7 @@ class Filter(Section):
     max_window_lines: int = Field(80, ge=0)
     edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
     hunk_context_lines: int = Field(3, ge=0)
-    workers: int = Field(0, ge=0)
+    workers: int = _workers()
 
 
 # ---------------------------------------------------------------- label / judge (LLM backends)
@@ -122,7 +145,7 @@ class Process(Section):
 class Split(Section):
     strategy: Literal["auto", "repo", "time", "external"] = "auto"
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 42
+    seed: int = _seed(42)
     external_test: str = ""
     external_train: str = ""
     external_revision: str = Field("main", min_length=1)
@@ -138,9 +161,12 @@ class FinetuneTiny(Section):
     max_steps: int = Field(6, ge=0)
 
 
+TINY_MODEL = "tiny-random"  # the offline smoke model's name (nep.train.tiny)
+
+
 class Finetune(Section):
     backend: Literal["auto", "unsloth", "hf"] = "auto"
-    base_model: str = "tiny-random"
+    base_model: str = TINY_MODEL
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -160,12 +186,27 @@ class Finetune(Section):
     lr_scheduler: str = "linear"
     max_grad_norm: float = Field(1.0, ge=0)
     max_steps: int = Field(0, ge=0)
-    seed: int = 3407
+    seed: int = _seed(3407)
     gradient_checkpointing: bool = True
     load_in_4bit: bool = False
     merge: bool = False
-    threads: int = Field(0, ge=0)  # CPU runs: torch threads, 0 = auto (nep.util.device.configure_threads)
+    threads: int = _threads()  # CPU runs: torch threads, 0 = auto (nep.util.device.configure_threads)
     tiny: FinetuneTiny = _default(FinetuneTiny)
+
+    @property
+    def is_tiny(self) -> bool:
+        """Whether the base model is the offline smoke model (nep.train.tiny)."""
+        return self.base_model == TINY_MODEL
+
+    @property
+    def effective_max_seq_length(self) -> int:
+        return self.tiny.max_seq_length if self.is_tiny else self.max_seq_length
+
+    @property
+    def effective_max_steps(self) -> int:
+        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
+        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
+        return min(caps, default=0)
 
 
 # ---------------------------------------------------------------- posttrain
@@ -188,7 +229,7 @@ class Posttrain(Section):
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
     max_seq_length: int = Field(2048, ge=2)
-    seed: int = 0
+    seed: int = _seed(0)
     reward: PosttrainReward = _default(PosttrainReward)
     margin: float = Field(0.0, ge=0)
     add_ground_truth: bool = True
@@ -201,7 +242,7 @@ class Posttrain(Section):
     warmup_steps: int = Field(0, ge=0)
     max_steps: int = Field(0, ge=0)
     rescore: bool = True
-    threads: int = Field(0, ge=0)
+    threads: int = _threads()
 
 
 # ---------------------------------------------------------------- generate
@@ -234,7 +275,7 @@ def check_predictor_entry(name: str, entry: Any) -> None:
 class Generate(Section):
     max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(8, ge=1)
-    threads: int = Field(0, ge=0)  # CPU runs of hf/finetuned: torch threads, 0 = auto (nep.util.device)
+    threads: int = _threads()  # CPU runs of hf/finetuned: torch threads, 0 = auto (nep.util.device)
     # each entry is checked by its kind (check_predictor_entry, called by `validate`)
     predictors: dict[str, dict[str, Any]] = Field(DEFAULT_PREDICTORS, min_length=1)
 
@@ -247,7 +288,7 @@ class Evaluate(Section):
     context_lines: int = Field(3, ge=0)
     reference: str = ""
     bootstrap_samples: int = Field(10000, ge=1)
-    seed: int = 0
+    seed: int = _seed(0)
 
 
 class Params(Section):
@@ -263,6 +304,27 @@ class Params(Section):
     generate: Generate = _default(Generate)
     judge: Judge = _default(Judge)
     evaluate: Evaluate = _default(Evaluate)
+
+
+# the section models by stage name (nep.config.params.load_section)
+SECTIONS: dict[str, type[Section]] = {name: field.annotation for name, field in Params.model_fields.items()}
+
+
+def section(name: str, values: Any) -> Section:
+    """The `name:` section as its schema object: `values` as it is when it already is one, else a
+    mapping checked against the schema (ParamsError naming `<name>.<key>`); for library callers
+    and tests that hold plain data. Stages get theirs from nep.config.params.load_section."""
+    model = SECTIONS[name]
+    if isinstance(values, model):
+        return values
+    try:
+        return model.model_validate(values)
+    except ValidationError:
+        try:
+            Params.model_validate({name: values})
+        except ValidationError as e:
+            raise ParamsError(format_errors(e)) from None
+        raise
 
 
 # ---------------------------------------------------------------- errors, one line each
@@ -303,8 +365,14 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{given!r} is not allowed (allowed: {ctx['expected']})"
     bounds = {"greater_than_equal": "≥ {ge}", "greater_than": "> {gt}", "less_than_equal": "≤ {le}",
               "less_than": "< {lt}"}
+    if kind == "finite_number":
+        why = " (YAML reads a literal too large for a float, such as 1e400, as inf)" if given == given else ""
+        return f"{given!r} is not a finite number{why}"
     if kind in bounds:
-        return f"{given!r} is out of range (allowed: {bounds[kind].format(**ctx)})"
+        allowed = {"seed": f"0 to 2**32-1 = {MAX_SEED}",
+                   "workers": f"0 to {MAX_WORKERS} worker processes; 0 = one per usable core",
+                   "threads": f"0 to {MAX_THREADS}; 0 = chosen for this machine"}.get(str(loc[-1]))
+        return f"{given!r} is out of range (allowed: {allowed or bounds[kind].format(**ctx)})"
     if kind == "too_short":
         return f"{given!r} is too short (allowed: at least {ctx.get('min_length')} item(s))"
     if kind == "value_error":
@@ -329,6 +397,10 @@ def _predictor_problems(params: Any) -> list[str]:
         return []
     problems = []
     for name, entry in predictors.items():
+        if not isinstance(name, str) or not PREDICTOR_NAME.fullmatch(name):
+            problems.append(f"generate.predictors: {name!r} is not a plain name: use letters, digits, '_', '-' "
+                            "and '.' (not first), at most 64 characters (it names data/generate/<name>.jsonl)")
+            continue
         if isinstance(entry, dict):
             try:
                 check_predictor_entry(str(name), entry)

@@ -17,7 +17,8 @@ from typing import Any
 from nep.core.edits import compute_chunks, current_version, trim_to_window
 from nep.core.prompts import build_training_text, example_id
 from nep.core.records import RecordError, validate_commit
-from nep.util.jsonl import InputError, read_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import read_jsonl
 
 # Fields a processed example must carry as strings to be split, trained on and scored.
 NEEDED = ("id", "repos", "commit", "prompt", "completion")
@@ -133,8 +134,8 @@ def read_examples(path: str | Path, drops: Counter) -> list[dict[str, Any]]:
 
 def read_training_set(path: str | Path, drops: Counter) -> list[dict[str, Any]]:
     """Every object of a training file (malformed lines counted in `drops`; the trainer counts
-    unusable examples itself). InputError when there is none."""
+    unusable examples itself). NepError when there is none."""
     records = list(read_jsonl(path, drops))
     if not records:
-        raise InputError(f"{path}: no training examples")
+        raise NepError(f"{path}: no training examples")
     return records

@@ -19,12 +19,14 @@ in bounded batches. Since a token is at least one byte, a record whose `2 * byte
 
 from __future__ import annotations
 
+from nep.util.errors import NepError
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nep.config.schema import Filter
 from nep.core.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
 from nep.util.jsonl import flat_counts, parse_object
 from nep.data.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
@@ -34,29 +36,15 @@ TOKEN_BATCH_RECORDS = 64
 TOKEN_BATCH_CHARS = 1 << 20
 
 
-@dataclass(frozen=True)
-class FilterConfig:
-    """The filter's thresholds. The field defaults are the PAPER's filter (add-only), what the
-    benchmarks and tests compare against; the pipeline always passes every field from params.yaml,
-    whose defaults live in nep/config/schema.py."""
-
-    max_chars: int = 32768
-    max_tokens: int = 8192
-    encoding: str = DEFAULT_ENCODING
-    min_chunks: int = 2
-    max_chunk_lines: int = 5
-    max_window_lines: int = 80
-    edit_types: tuple[str, ...] = ("add",)
-    hunk_context_lines: int = 3
-
-    def __post_init__(self) -> None:
-        unknown = set(self.edit_types) - set(EDIT_TYPES)
-        if unknown or not self.edit_types:
-            raise ValueError(f"filter.edit_types must be a non-empty subset of {list(EDIT_TYPES)}, got {list(self.edit_types)}")
-        object.__setattr__(self, "edit_types", tuple(self.edit_types))
+def paper_filter(**overrides: Any) -> Filter:
+    """The PAPER's filter (add-only chunks; every other threshold is the schema's default, which is
+    the paper's), with `overrides`: what the benchmarks and tests compare against. The pipeline
+    passes its `filter:` section (nep.config.schema.Filter) instead."""
+    values = {"edit_types": ["add"], **overrides}
+    return Filter(**{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
 
 
-def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
+def structural_reason(old: str, new: str, config: Filter) -> str | None:
     """Why old → new fails a check other than the token count, or None when it passes them."""
     if config.max_chars and len(old) + len(new) > config.max_chars:
         return "too_many_chars"
@@ -79,7 +67,7 @@ def structural_reason(old: str, new: str, config: FilterConfig) -> str | None:
     return None
 
 
-def token_reasons(texts: list[str], config: FilterConfig, threads: int = 2) -> list[str | None]:
+def token_reasons(texts: list[str], config: Filter, threads: int = 2) -> list[str | None]:
     """Per text (old + new): `too_many_tokens`, `special_token` or None (it passes)."""
     reasons: list[str | None] = [None] * len(texts)
     if not config.max_tokens or not texts:
@@ -98,7 +86,7 @@ def token_reasons(texts: list[str], config: FilterConfig, threads: int = 2) -> l
     return reasons
 
 
-def filter_stream(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter,
+def filter_stream(records: Iterable[dict[str, Any]], config: Filter, dropped: Counter,
                   language_in: Counter | None = None, threads: int = 2) -> Iterator[dict[str, Any]]:
     """The records (validated dicts with `old_contents`, `new_contents`, `lang`) that pass every
     filter, in input order, tokenizing in bounded batches; the others are counted in `dropped`."""
@@ -119,7 +107,7 @@ def filter_stream(records: Iterable[dict[str, Any]], config: FilterConfig, dropp
     yield from _tokens_checked(batch, config, dropped, threads)
 
 
-def _tokens_checked(batch: list[dict[str, Any]], config: FilterConfig, dropped: Counter, threads: int):
+def _tokens_checked(batch: list[dict[str, Any]], config: Filter, dropped: Counter, threads: int):
     reasons = token_reasons([r["old_contents"] + r["new_contents"] for r in batch], config, threads)
     for r, reason in zip(batch, reasons):
         if reason:
@@ -145,7 +133,7 @@ class FilterResult:
         return metrics
 
 
-def filter_records(records: Iterable[dict[str, Any]], config: FilterConfig, *, progress: bool = False) -> FilterResult:
+def filter_records(records: Iterable[dict[str, Any]], config: Filter, *, progress: bool = False) -> FilterResult:
     """Keep the records that pass every filter, in input order (in memory: the stage streams
     through nep.util.batches instead); count the others by reason and language."""
     from tqdm import tqdm
@@ -179,7 +167,7 @@ def dump_line(record: dict[str, Any]) -> bytes | None:
             return None
 
 
-def _survivors(records: Iterable[dict[str, Any]], config: FilterConfig, dropped: Counter, language_in: Counter | None,
+def _survivors(records: Iterable[dict[str, Any]], config: Filter, dropped: Counter, language_in: Counter | None,
                threads: int) -> tuple[list[bytes], Counter]:
     lines: list[bytes] = []
     language_out: Counter = Counter()
@@ -193,7 +181,7 @@ def _survivors(records: Iterable[dict[str, Any]], config: FilterConfig, dropped:
     return lines, language_out
 
 
-def filter_rows(task: tuple[str, list[tuple[int, int]], FilterConfig, int]) -> tuple[list[bytes], Counter, Counter]:
+def filter_rows(task: tuple[str, list[tuple[int, int]], Filter, int]) -> tuple[list[bytes], Counter, Counter]:
     """Worker: read the indexed records at (offset, length) in a file, filter them; return the
     survivors' lines, drops by reason and survivors by language."""
     from nep.util.batches import read_ranges
@@ -222,7 +210,7 @@ def filter_rows(task: tuple[str, list[tuple[int, int]], FilterConfig, int]) -> t
     return lines, dropped, language_out
 
 
-def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[bytes], Counter, Counter, Counter]:
+def filter_block(task: tuple[str, int, int, Filter, int]) -> tuple[list[bytes], Counter, Counter, Counter]:
     """Worker: filter the records of one block of a JSONL file of records (all fields kept);
     return survivors' lines, drops (bad lines and invalid records included), records by language
     in and out."""
@@ -250,7 +238,7 @@ def filter_block(task: tuple[str, int, int, FilterConfig, int]) -> tuple[list[by
     return lines, dropped, language_in, language_out
 
 
-def run_filter(input_path: str | Path, output_path: str | Path, config: FilterConfig, workers: int = 0) -> dict[str, int]:
+def run_filter(input_path: str | Path, output_path: str | Path, config: Filter, workers: int = 0) -> dict[str, int]:
     """Filter the records of ingest's output directory (its index: records too large for
     `max_chars` are counted without being read) or of a JSONL file of records; write the survivors
     in input order to `output_path`; return the metrics. Work is spread over `workers` processes
@@ -279,9 +267,9 @@ def run_filter(input_path: str | Path, output_path: str | Path, config: FilterCo
         write_lines(output_path, collect(ordered_map(filter_rows, tasks, workers)))
     else:
         if not input_path.is_file():
-            from nep.util.jsonl import InputError
+            from nep.util.errors import NepError
 
-            raise InputError(f"{input_path}: file not found")
+            raise NepError(f"{input_path}: file not found")
         tasks = ((str(input_path), s, e, config, threads) for s, e in line_blocks(input_path))
         write_lines(output_path, collect(ordered_map(filter_block, tasks, workers)))
     metrics = result.metrics()
@@ -295,12 +283,12 @@ STRUCTURAL_REASONS = {"too_many_chars", "no_change", "too_few_chunks", "edit_typ
                       "window_too_long", "too_many_tokens", "special_token", "unserializable"}
 
 
-def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: FilterResult) -> Iterator[tuple]:
+def _index_tasks(in_dir: Path, config: Filter, threads: int, result: FilterResult) -> Iterator[tuple]:
     """Worker tasks from ingest's index; records over `max_chars` are counted here, unread."""
     import os
 
     from nep.data.ingest import read_index
-    from nep.util.jsonl import InputError
+    from nep.util.errors import NepError
     from nep.data.sources import local_path
 
     files, rows = read_index(in_dir)
@@ -308,7 +296,7 @@ def _index_tasks(in_dir: Path, config: FilterConfig, threads: int, result: Filte
     for f in files:
         path = local_path(f["path"])
         if not os.path.isfile(path) or os.path.getsize(path) != f["bytes"]:
-            raise InputError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
+            raise NepError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
         paths.append(path)
     batch: list[tuple[int, int]] = []
     batch_file, batch_bytes = -1, 0

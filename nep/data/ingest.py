@@ -11,7 +11,10 @@ output and re-runs filter; filter reads only the rows that pass its cheap checks
 
 from __future__ import annotations
 
+from nep.config.schema import Ingest
+from nep.util.errors import NepError
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +25,7 @@ import orjson
 import xxhash
 
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map
-from nep.util.jsonl import BOM, InputError, atomic_file, not_utf8, parse_line
+from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
 
 INDEX = "index.jsonl"
 SOURCES = "sources.json"
@@ -47,17 +50,28 @@ def record_key(record: dict[str, Any]) -> int:
 
 
 def split_lines(data: bytes, start: int) -> Iterator[tuple[int, int, bytes]]:
-    """(line number from 1, absolute offset, line without \\n/\\r\\n) of a block read at `start`;
-    a BOM at the very start of the file is skipped."""
+    """(line number from 1, absolute offset, line without its ending) of a block read at `start`.
+    A line ends at LF, CRLF or a lone CR (Python's universal newlines: a JSON line holds no raw CR,
+    since JSON escapes control characters in strings). A BOM at the very start of the file is skipped."""
     pos = 3 if start == 0 and data.startswith(BOM) else 0
     lineno = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        end = len(data) if nl < 0 else nl
+    if b"\r" not in data:  # the common case, at find()'s speed
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            end = len(data) if nl < 0 else nl
+            lineno += 1
+            yield lineno, start + pos, data[pos:end]
+            pos = end + 1
+        return
+    for match in _EOL.finditer(data, pos):
         lineno += 1
-        line = data[pos:end]
-        yield lineno, start + pos, line[:-1] if line.endswith(b"\r") else line
-        pos = end + 1
+        yield lineno, start + pos, data[pos : match.start()]
+        pos = match.end()
+    if pos < len(data):
+        yield lineno + 1, start + pos, data[pos:]
+
+
+_EOL = re.compile(rb"\r\n?|\n")
 
 
 def index_block(path: str, start: int, end: int, languages: tuple[str, ...] | None) -> Block:
@@ -162,13 +176,17 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
     langs = tuple(languages) if languages is not None else None
     for name, local in paths:
         if not os.path.isfile(local):
-            raise InputError(f"{local}: file not found")
+            raise NepError(f"{local}: file not found")
+        readable(local)
         if local.endswith(".parquet"):  # no line offsets: its records are materialized
-            kept = sum(writer.add_record(r) for obj in read_records_file(local, writer.drops)
-                       if (r := checked_record(obj, langs, writer.drops)) is not None)
+            kept = 0  # valid records, duplicates of earlier ones included
+            for obj in read_records_file(local, writer.drops):
+                if (r := checked_record(obj, langs, writer.drops)) is not None:
+                    kept += 1
+                    writer.add_record(r)
             writer.sources.append({"path": name, "bytes": os.path.getsize(local), "xxh3": _file_hash(local)})
             if require_records and not kept:
-                raise InputError(f"{local}: no valid commit record")
+                raise NepError(f"{local}: no valid commit record")
             continue
         file = writer.add_file(name)
         tasks = [(local, start, end, langs) for start, end in line_blocks(local)]
@@ -178,14 +196,25 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
                 lineno, offset, e = block.error
                 raise not_utf8(local, line_base + lineno, offset, e)
             writer.drops.update(block.drops)
+            kept += len(block.rows)  # valid records: one repeated from an earlier file is a counted duplicate
             for key, lineno, offset, length, lang, chars in block.rows:
-                kept += writer.add(file, key, line_base + lineno, offset, length, lang, chars)
+                writer.add(file, key, line_base + lineno, offset, length, lang, chars)
             line_base += block.lines
             digests.append(block.digest)
         writer.files[file].update(bytes=os.path.getsize(local), xxh3=xxhash.xxh3_128_hexdigest(b"".join(digests)))
         writer.sources.append({"path": name, **{k: writer.files[file][k] for k in ("bytes", "xxh3")}})
         if require_records and not kept:
-            raise InputError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
+            raise NepError(f"{local}: no valid commit record (empty file, or every line malformed/filtered)")
+
+
+def readable(path: str) -> None:
+    """NepError of one line naming `path` when it cannot be opened for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise NepError(f"{path}: cannot read ({e.strerror or e}): fix its permissions or remove it from the "
+                         "source") from None
 
 
 def _file_hash(path: str) -> str:
@@ -240,15 +269,16 @@ class Stamps:
             f.write(orjson.dumps(self.data, option=orjson.OPT_SORT_KEYS))
 
 
-def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dict[str, Any], hf: dict[str, Any],
-           workers: int, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
-    """Index the records of `source` into `out_dir` (index.jsonl, sources.json, and commits.jsonl
-    for git); return the metrics. When the source is the same as at the last run (git: the same
+def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
+    """Index the records of `cfg.source` (the `ingest:` params) into `out_dir` (index.jsonl,
+    sources.json, and commits.jsonl for git); return the metrics. When the source is the same as at the last run (git: the same
     resolved commits; files: the same size, time and inode as when last hashed) and the outputs are
     there, nothing is read or written again."""
     from nep.util.batches import worker_count
     from nep.data.sources import dedupe, git_records, git_state, hf_files, local_path
 
+    source, languages, workers = cfg.source, cfg.languages, cfg.workers
+    git, jsonl, hf = cfg.git.model_dump(), cfg.jsonl.model_dump(), cfg.hf.model_dump()
     params = {"git": git, "jsonl": jsonl, "hf": hf}[source]
     manifest: dict[str, Any] = {"source": source, "languages": list(languages), "params": params}
     known = Stamps(stamps)
@@ -258,7 +288,7 @@ def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dic
     else:
         if source == "jsonl":
             if not jsonl["paths"]:
-                raise InputError("ingest.jsonl.paths is empty: list the JSONL files to read")
+                raise NepError("ingest.jsonl.paths is empty: list the JSONL files to read")
             locals_ = [(p, p) for p in jsonl["paths"]]
         else:
             locals_ = hf_files(dataset=hf["dataset"], revision=hf["revision"], languages=languages,

@@ -96,8 +96,8 @@ class HeuristicLabeler(VerdictBackend):
             yield Verdict(record_id(record, i), *heuristic_verdict(record))
 
 
-def label_file(input_path: Path, output_path: Path, params: dict[str, Any]) -> Report:
-    """Label the commit records of `input_path` with the labeler `params["backend"]`; write them,
+def label_file(input_path: Path, output_path: Path, cfg: Any) -> Report:
+    """Label the commit records of `input_path` with the labeler `cfg.backend` (the `label:` params); write them,
     in input order, with `label` (1/0/None) and `label_reason`. The caller writes the report's
     metrics and timing, then calls `report.check()` (the labeler's max_failure_rate)."""
     from tqdm import tqdm
@@ -105,7 +105,7 @@ def label_file(input_path: Path, output_path: Path, params: dict[str, Any]) -> R
     start = time.perf_counter()
     drops: Counter = Counter()
     records = list(valid_records(read_jsonl(input_path, drops), drops))
-    labeler = build(LABELERS, params)
+    labeler = build(LABELERS, cfg)
     tally = Tally()
     verdicts = tqdm(labeler.verdicts(records), total=len(records), desc="label", unit="rec")
     n = write_jsonl(output_path, ({**record, "label": v.value, "label_reason": v.reason}

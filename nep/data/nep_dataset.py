@@ -19,6 +19,7 @@ as the paper scores them, and counted; each gets its own id.
 
 from __future__ import annotations
 
+from nep.util.errors import NepError
 import hashlib
 import json
 import re
@@ -29,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from nep.core.examples import NEEDED, make_example, valid_examples
-from nep.util.jsonl import InputError
 from nep.core.prompts import NEXT, example_id, template_completion
 from nep.data.sources import language_of, read_records_file
 
@@ -145,7 +145,7 @@ def _with_datasets(name: str, *, split: str, revision: str | None, param: str, h
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"the Hugging Face hub (revision {revision})" if hub else "a local directory"
         help_ = _offline_help(param) if hub else "it needs data files named by split (data/train.jsonl, data/test.jsonl)"
-        raise InputError(f"split.{param}: cannot read split '{split}' of {name} from {where}: "
+        raise NepError(f"split.{param}: cannot read split '{split}' of {name} from {where}: "
                          f"{type(e).__name__}: {reason}; {help_}") from e
     return [dict(r) for r in ds]
 
@@ -160,7 +160,7 @@ def load_rows(source: str, *, split: str, revision: str, param: str, drops: Coun
         return _with_datasets(str(path.resolve()), split=split, revision=None, param=param, hub=False)
     if _is_hub_id(source):
         return _with_datasets(source, split=split, revision=revision, param=param, hub=True)
-    raise InputError(f"split.{param}: {source}: no such file or directory, and not a hub id (owner/name)")
+    raise NepError(f"split.{param}: {source}: no such file or directory, and not a hub id (owner/name)")
 
 
 def load_external(source: str, *, split: str, revision: str, param: str) -> External:
@@ -168,7 +168,7 @@ def load_external(source: str, *, split: str, revision: str, param: str) -> Exte
     drops: Counter = Counter()
     rows = load_rows(source, split=split, revision=revision, param=param, drops=drops)
     if not rows:
-        raise InputError(f"split.{param}: {source}: no record")
+        raise NepError(f"split.{param}: {source}: no record")
     first = rows[0]
     if is_nep_record(first):
         stats: Counter = Counter()
@@ -176,10 +176,10 @@ def load_external(source: str, *, split: str, revision: str, param: str) -> Exte
     elif all(k in first for k in NEEDED):
         ext = External(valid_examples(rows, drops), "processed", drops)
     else:
-        raise InputError(
+        raise NepError(
             f"split.{param}: {source}: neither the NEP schema ({', '.join(NEP_FIELDS)}) nor nep's processed "
             f"examples ({', '.join(NEEDED)}, ...); its first record has {', '.join(sorted(first)) or 'no field'}"
         )
     if not ext.examples:
-        raise InputError(f"split.{param}: {source}: no valid example (dropped: {dict(ext.drops)})")
+        raise NepError(f"split.{param}: {source}: no valid example (dropped: {dict(ext.drops)})")
     return ext

@@ -7,13 +7,14 @@ and counts what it drops, by reason, in a `Counter` the caller passes in.
 
 from __future__ import annotations
 
+from nep.util.errors import NepError
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.util.jsonl import InputError, read_jsonl
+from nep.util.jsonl import read_jsonl
 from nep.core.records import RecordError, validate_commit
 
 # The paper's seven languages, by file extension (`.h` counts as C).
@@ -80,28 +81,28 @@ def read_records_file(path: str | Path, drops: Counter) -> Iterator[dict[str, An
     """Raw objects of a JSONL or Parquet file (malformed JSON lines are counted in `drops`)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: file not found")
+        raise NepError(f"{path}: file not found")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
             table = pq.ParquetFile(path)
         except Exception as e:  # pyarrow raises several types for a corrupt file
-            raise InputError(f"{path}: not a readable Parquet file ({e})") from e
+            raise NepError(f"{path}: not a readable Parquet file ({e})") from e
         for batch in table.iter_batches():
             yield from batch.to_pylist()
         return
     try:
         yield from read_jsonl(path, drops)
     except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+        raise NepError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
 
 
 def jsonl_records(paths: list[str], *, languages: Iterable[str] | None = None, drops: Counter) -> Iterator[dict[str, Any]]:
     """Records of local JSONL/Parquet files in the CommitPackFT schema, in file then line order.
     A file without a single valid record is an error naming it."""
     if not paths:
-        raise InputError("ingest.jsonl.paths is empty: list the JSONL/Parquet files to read")
+        raise NepError("ingest.jsonl.paths is empty: list the JSONL/Parquet files to read")
     for path in paths:
         kept = 0
         for obj in read_records_file(path, drops):
@@ -110,7 +111,7 @@ def jsonl_records(paths: list[str], *, languages: Iterable[str] | None = None, d
                 kept += 1
                 yield record
         if not kept:
-            raise InputError(f"{path}: no valid commit record (empty file, or every line malformed/filtered)")
+            raise NepError(f"{path}: no valid commit record (empty file, or every line malformed/filtered)")
 
 
 # ------------------------------------------------------------------------------------------- hf
@@ -124,7 +125,7 @@ def hf_files(*, dataset: str, revision: str, languages: Iterable[str], files: st
     sha is served from the cache without network), or a local directory with the same layout; the
     name is `hf://datasets/<id>@<revision>/<file>` or the local path."""
     if split != "train":
-        raise InputError(f"ingest.hf.split: CommitPackFT's data files hold only the 'train' split, not {split!r}")
+        raise NepError(f"ingest.hf.split: CommitPackFT's data files hold only the 'train' split, not {split!r}")
     local = Path(dataset)
     out = []
     for lang in languages:
@@ -133,7 +134,7 @@ def hf_files(*, dataset: str, revision: str, languages: Iterable[str], files: st
         if local.is_dir():
             path = local / file
             if not path.is_file():
-                raise InputError(f"{dataset}: no data for language config '{config}' ({path})")
+                raise NepError(f"{dataset}: no data for language config '{config}' ({path})")
             out.append((str(path), str(path)))
             continue
         out.append((f"hf://datasets/{dataset}@{revision}/{file}", hub_file(dataset, revision, file, config)))
@@ -148,9 +149,9 @@ def hub_file(dataset: str, revision: str, file: str, config: str = "") -> str:
 
         return hf_hub_download(dataset, file, repo_type="dataset", revision=revision)
     except EntryNotFoundError as e:
-        raise InputError(f"{dataset}: no data for language config '{config}' ({file})") from e
+        raise NepError(f"{dataset}: no data for language config '{config}' ({file})") from e
     except Exception as e:  # offline, no such dataset or revision
-        raise InputError(f"ingest.hf: cannot fetch {file} of {dataset}@{revision} ({type(e).__name__}: {e}); "
+        raise NepError(f"ingest.hf: cannot fetch {file} of {dataset}@{revision} ({type(e).__name__}: {e}); "
                          "check ingest.hf.dataset/revision and the network, or point ingest.hf.dataset at a local copy") from e
 
 
@@ -188,14 +189,11 @@ def hf_records(
 # ------------------------------------------------------------------------------------------ git
 
 
-class GitError(InputError):
-    """A repository git cannot read."""
-
 
 def _git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     result = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True)
     if result.returncode != 0:
-        raise GitError(f"{repo}: git {' '.join(args)} failed: {result.stderr.decode(errors='replace').strip()}")
+        raise NepError(f"{repo}: git {' '.join(args)} failed: {result.stderr.decode(errors='replace').strip()}")
     return result.stdout
 
 
@@ -231,7 +229,7 @@ class BlobReader:
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().split()
         if len(header) != 3:
-            raise GitError(f"blob {sha} is missing ({b' '.join(header).decode(errors='replace')})")
+            raise NepError(f"blob {sha} is missing ({b' '.join(header).decode(errors='replace')})")
         data = self.proc.stdout.read(int(header[2]))
         self.proc.stdout.read(1)  # the newline after the contents
         return data
@@ -320,7 +318,7 @@ def repository_names(repos: list[str]) -> list[str]:
     for arg in repos:
         repo = Path(arg)
         if not repo.exists():
-            raise InputError(f"{arg}: repository not found")
+            raise NepError(f"{arg}: repository not found")
         prefix = repository_prefix(repo).rstrip("/")
         root = Path(_git(repo, "rev-parse", "--show-toplevel").decode("utf-8", errors="surrogateescape").strip())
         names.append(f"{repository_name(root)}/{prefix}" if prefix else repository_name(repo))
@@ -331,7 +329,7 @@ def git_state(repos: list[str], rev: str) -> list[dict[str, Any]]:
     """What mining `repos` at `rev` depends on: per repository its name, path prefix and the commit
     shas `rev` resolves to (cheap: no history is read). Equal states mine equal records."""
     if not repos:
-        raise InputError("ingest.git.repos is empty: list the repositories to mine")
+        raise NepError("ingest.git.repos is empty: list the repositories to mine")
     state = []
     for arg, name in zip(repos, repository_names(repos)):
         repo = Path(arg)
@@ -364,7 +362,7 @@ def git_records(
 
     languages = set(languages)
     if not repos:
-        raise InputError("ingest.git.repos is empty: list the repositories to mine")
+        raise NepError("ingest.git.repos is empty: list the repositories to mine")
     names = repository_names(repos)
     for repo_arg, name in zip(repos, names):
         repo = Path(repo_arg)

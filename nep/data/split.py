@@ -15,6 +15,8 @@ dataset's `train` split, used as given).
 
 from __future__ import annotations
 
+from nep.config.schema import Split as SplitParams
+from nep.util.errors import NepError
 import hashlib
 import random
 from collections import Counter, defaultdict
@@ -23,14 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from nep.core.examples import read_examples
-from nep.util.jsonl import InputError, flat_counts
+from nep.util.jsonl import flat_counts
 from nep.data.nep_dataset import load_external
 
 STRATEGIES = ("auto", "repo", "time", "external")
 
-
-class SplitError(ValueError):
-    """A split that cannot be made (too little data, unknown strategy)."""
 
 
 @dataclass
@@ -48,7 +47,7 @@ def _repo_split(examples: list[dict[str, Any]], test_fraction: float, seed: int)
         sizes[e["repos"]] += 1
     repos = sorted(sizes)
     if len(repos) < 2:
-        raise SplitError(f"split.strategy repo needs at least two repositories, found {repos}")
+        raise NepError(f"split.strategy repo needs at least two repositories, found {repos}")
     random.Random(seed).shuffle(repos)
     target = test_fraction * len(examples)
     test: set[str] = set()
@@ -96,14 +95,14 @@ def split_examples(
 ) -> Split:
     """Split examples into train and test (input order kept on each side)."""
     if strategy not in STRATEGIES:
-        raise SplitError(f"split.strategy must be one of {STRATEGIES}, not {strategy!r}")
+        raise NepError(f"split.strategy must be one of {STRATEGIES}, not {strategy!r}")
     if not 0 < test_fraction < 1 and strategy != "external":
-        raise SplitError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
+        raise NepError(f"split.test_fraction must be in (0, 1), got {test_fraction}")
     if strategy == "auto":
         strategy = "repo" if len({e["repos"] for e in examples}) > 1 else "time"
     if strategy == "external":
         if not external:
-            raise SplitError("split.strategy external needs a non-empty split.external_test file")
+            raise NepError("split.strategy external needs a non-empty split.external_test file")
         # By commit alone: external sets may not name the repository (the NEP dataset does not).
         test_commits = {e["commit"] for e in external}
         train = [e for e in examples if e["commit"] not in test_commits]
@@ -119,17 +118,17 @@ def split_examples(
     return Split(train, test, strategy)
 
 
-def split_dataset(
-    *, strategy: str, test_fraction: float, seed: int, external_test: str, external_train: str,
-    external_revision: str, examples_path: Path,
-) -> tuple[Split, dict[str, Any]]:
-    """Read what to split (`examples_path`, or `external_train`) and the external test set, split,
-    and return the split with its flat metrics. Raises InputError/SplitError naming the param."""
+def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict[str, Any]]:
+    """Read what to split (`examples_path`, or `cfg.external_train`) and the external test set,
+    split as the `split:` params say, and return the split with its flat metrics. Raises NepError
+    naming the param."""
+    strategy, test_fraction, seed = cfg.strategy, cfg.test_fraction, cfg.seed
+    external_test, external_train, external_revision = cfg.external_test, cfg.external_train, cfg.external_revision
     if external_test and strategy != "external":
-        raise SplitError(f"split.external_test is set but split.strategy is {strategy!r}: "
+        raise NepError(f"split.external_test is set but split.strategy is {strategy!r}: "
                          "set split.strategy: external, or clear split.external_test")
     if strategy == "external" and not external_test:
-        raise SplitError("split.strategy is external but split.external_test is empty: name a processed "
+        raise NepError("split.strategy is external but split.external_test is empty: name a processed "
                          "JSONL, a file or directory in the NEP schema, or the hub id lurf21/NextEditPrediction")
     info: dict[str, Any] = {}
     drops: Counter = Counter()
@@ -140,7 +139,7 @@ def split_dataset(
     else:
         examples = read_examples(examples_path, drops)
         if not examples:
-            raise InputError(
+            raise NepError(
                 f"{examples_path}: no example reached split. Likely causes: a shallow clone or a short history "
                 "(git fetch --unshallow; mine more repositories in ingest.git.repos), filters too strict "
                 "(see metrics/filter.json; e.g. filter.edit_types: [add, delete, replace]), or every record "
@@ -155,7 +154,7 @@ def split_dataset(
     result = split_examples(examples, strategy=strategy, test_fraction=test_fraction, seed=seed, external=external)
     if not result.train or not result.test:
         side = "test" if not result.test else "train"
-        raise InputError(
+        raise NepError(
             f"split ({result.strategy}) left the {side} set empty with {len(examples)} examples from "
             f"{len({e['repos'] for e in examples})} repositories and {len({e['commit'] for e in examples})} "
             "commits: mine more history or repositories, or relax the filters"

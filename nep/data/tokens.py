@@ -87,6 +87,24 @@ def ensure_bpe_file(encoding: str) -> Path | None:
     return path
 
 
+# The ranks copy swaps `tiktoken_ext.openai_public.load_tiktoken_bpe` (a module attribute tiktoken's
+# constructors read, not a documented API) for one call. It saves 0.2-0.3 s of the filter stage's
+# 0.8 s at the default size, so it is kept, but only on the tiktoken releases it was tested with;
+# tests/data/test_tokens.py fails when those internals change. Other releases take the public path.
+FAST_PATH_TIKTOKEN = ((0, 14), (0, 14))  # oldest and newest tested (major, minor)
+
+
+def fast_path_supported() -> bool:
+    """Whether the installed tiktoken is one the ranks-copy fast path was tested with."""
+    from importlib.metadata import version
+
+    try:
+        major, minor = (int(x) for x in version("tiktoken").split(".")[:2])
+    except (ValueError, ImportError):
+        return False
+    return FAST_PATH_TIKTOKEN[0] <= (major, minor) <= FAST_PATH_TIKTOKEN[1]
+
+
 @lru_cache(maxsize=4)
 def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     """tiktoken's encoding `name`, working offline for o200k_base and cl100k_base.
@@ -94,13 +112,13 @@ def get_encoding(name: str = DEFAULT_ENCODING) -> tiktoken.Encoding:
     Built by tiktoken's own constructor for `name` (its pattern and special tokens), with the BPE
     ranks read from a marshal copy that `_cached_ranks` keeps beside tiktoken's file: parsing the
     200,000 base64 lines of o200k takes 0.3-0.5 s in every process that counts tokens, reading the
-    copy 0.07 s. Other encodings (plugins, or no offline file: see `ensure_bpe_file`) go through
-    `tiktoken.get_encoding`."""
+    copy 0.07 s. Other encodings (plugins, or no offline file: see `ensure_bpe_file`) and tiktoken
+    releases the fast path was not tested with go through `tiktoken.get_encoding`."""
     import tiktoken
     from tiktoken_ext import openai_public
 
     constructor = getattr(openai_public, "ENCODING_CONSTRUCTORS", {}).get(name)
-    if ensure_bpe_file(name) is None or constructor is None:
+    if ensure_bpe_file(name) is None or constructor is None or not fast_path_supported():
         return tiktoken.get_encoding(name)
     with _LOADER_SWAP:  # the constructor reads the module's loader: swap it for this call only
         real = openai_public.load_tiktoken_bpe

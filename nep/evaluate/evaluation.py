@@ -31,7 +31,8 @@ from nep.evaluate.stats import (
     ratio,
 )
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, read_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl
 
 GENERATION_FIELDS = ("id", "prompt", "output", "ground_truth")
 
@@ -82,7 +83,7 @@ class Evaluation:
 def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
     """id → judgment (1/0/None). Judgments other than 1/0/null are counted and read as None."""
     if not path.exists():
-        raise InputError(f"{path}: judgment file not found (run `dvc repro judge` first)")
+        raise NepError(f"{path}: judgment file not found (run `dvc repro judge` first)")
     judgments: dict[str, int | None] = {}
     for rec in read_jsonl(path, drops):
         rid, value = rec.get("id"), rec.get("judgment")
@@ -90,7 +91,7 @@ def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
             drops["judgment_without_id"] += 1
             continue
         if rid in judgments:
-            raise InputError(f"{path}: duplicate judgment for id {rid}")
+            raise NepError(f"{path}: duplicate judgment for id {rid}")
         if isinstance(value, bool):
             value = int(value)
         if value not in (0, 1, None):
@@ -116,7 +117,7 @@ def score_predictor(
             drops["missing_field"] += 1
             continue
         if rec["id"] in seen:
-            raise InputError(f"{generations_path}: duplicate generation id {rec['id']}")
+            raise NepError(f"{generations_path}: duplicate generation id {rec['id']}")
         seen.add(rec["id"])
         try:
             sections = parse_prompt(rec["prompt"])
@@ -141,10 +142,10 @@ def score_predictor(
             )
         )
     if not scores:
-        raise InputError(f"{generations_path}: no usable generation records ({dict(drops) or 'empty file'})")
+        raise NepError(f"{generations_path}: no usable generation records ({dict(drops) or 'empty file'})")
     unmatched = len(judgments.keys() - seen)
     if judgments and unmatched == len(judgments):
-        raise InputError(
+        raise NepError(
             f"{judgments_path}: no judgment id matches {generations_path} (stale judgments? re-run judge)"
         )
     counts = {
@@ -276,10 +277,10 @@ def evaluate(
     """Score each predictor in `generate.predictors` and compare it with `reference` ("" = the
     first predictor), under `protocol`. Returns the headline and details metrics and the two tables."""
     if not predictors:
-        raise InputError("no predictors to evaluate (params.yaml generate.predictors is empty)")
+        raise NepError("no predictors to evaluate (params.yaml generate.predictors is empty)")
     reference = reference or predictors[0]
     if reference not in predictors:
-        raise InputError(
+        raise NepError(
             f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
         )
     scored = {name: score_predictor(name, context_lines=context_lines, protocol=protocol) for name in predictors}

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from nep.core.edits import unified_diff
 from nep.core.prompts import parse_prompt
 from nep.llm.verdicts import LLMVerdicts, Report, Tally, Verdict, VerdictBackend, build
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl
 from nep.util.registry import Registry
 
 JUDGES = Registry("judge.backend", {"rules": "nep.evaluate.judges:RulesJudge", "openai": "nep.evaluate.judges:LLMJudge"})
@@ -196,8 +197,8 @@ class LLMJudge(LLMVerdicts):
         return None
 
 
-def judge_file(input_path: Path, output_path: Path, params: dict[str, Any], desc: str = "judge") -> Report:
-    """Judge the generation records of `input_path` with the judge `params["backend"]`; write one
+def judge_file(input_path: Path, output_path: Path, cfg: Any, desc: str = "judge") -> Report:
+    """Judge the generation records of `input_path` with the judge `cfg.backend` (the `judge:` params); write one
     judgment per record, in input order (`id`, `judgment` 1/0/None, `reason`; `answer` for LLM
     judges). Records lacking a field are kept, judged None (`invalid_generation_record`); the others
     are joined to their verdicts by id. The caller writes metrics and timing, then `report.check()`."""
@@ -207,13 +208,13 @@ def judge_file(input_path: Path, output_path: Path, params: dict[str, Any], desc
     drops: Counter = Counter()
     records = list(read_jsonl(input_path, drops))
     if not records:
-        raise InputError(f"{input_path}: no generation records to judge")
+        raise NepError(f"{input_path}: no generation records to judge")
     problems = [[k for k in REQUIRED if not isinstance(r.get(k), str)] for r in records]
     valid = [r for r, missing in zip(records, problems) if not missing]
     ids = Counter(r["id"] for r in valid)
     if duplicated := [i for i, n in ids.items() if n > 1]:
-        raise InputError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
-    judge = build(JUDGES, params)
+        raise NepError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
+    judge = build(JUDGES, cfg)
     verdicts = {v.id: v for v in tqdm(judge.verdicts(valid), total=len(valid), desc=desc, unit="rec")}
     tally = Tally()
 
@@ -227,7 +228,7 @@ def judge_file(input_path: Path, output_path: Path, params: dict[str, Any], desc
         return {**out, "answer": v.answer} if judge.uses_llm else out
 
     n = write_jsonl(output_path, (judgment(r, m) for r, m in zip(records, problems)))
-    metrics = {"backend": params["backend"], "records": n, **tally.metrics(), **flat_counts("dropped", drops),
+    metrics = {"backend": cfg.backend, "records": n, **tally.metrics(), **flat_counts("dropped", drops),
                **judge.metrics()}
     timing = {"wall_time_s": round(time.perf_counter() - start, 3), **judge.timing()}
     return Report(metrics, timing, judge)

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from nep.util import paths
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 # The headline metrics, in the paper's order, then Zed's delta chrF; names as in evaluate's rows.
 HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
@@ -89,15 +89,15 @@ CHARTS: tuple[Chart, ...] = (
 def read_rows(path: Path, key: str) -> pd.DataFrame:
     """A `{"rows": [...]}` table written by evaluate, as a DataFrame; every row names its `key`."""
     if not path.exists():
-        raise InputError(f"{path}: not found (run `dvc repro evaluate` first)")
+        raise NepError(f"{path}: not found (run `dvc repro evaluate` first)")
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
     except (ValueError, KeyError, TypeError) as e:
-        raise InputError(f'{path}: expected a JSON object {{"rows": [...]}} ({e})') from None
+        raise NepError(f'{path}: expected a JSON object {{"rows": [...]}} ({e})') from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InputError(f"{path}: `rows` must be a list of objects")
+        raise NepError(f"{path}: `rows` must be a list of objects")
     if missing := sum(1 for r in rows if not isinstance(r.get(key), str)):
-        raise InputError(f"{path}: {missing} of {len(rows)} rows have no `{key}` name")
+        raise NepError(f"{path}: {missing} of {len(rows)} rows have no `{key}` name")
     return pd.DataFrame(rows)
 
 
@@ -105,13 +105,13 @@ def with_p_values(table: pd.DataFrame, headline_path: Path) -> pd.DataFrame:
     """`table` with `<metric>_p` columns taken from evaluate's headline (`<predictor>.<metric>_p`)
     where the rows do not carry them (empty for the reference predictor)."""
     if not headline_path.exists():
-        raise InputError(f"{headline_path}: not found (run `dvc repro evaluate` first)")
+        raise NepError(f"{headline_path}: not found (run `dvc repro evaluate` first)")
     try:
         headline = json.loads(headline_path.read_text(encoding="utf-8"))
     except ValueError as e:
-        raise InputError(f"{headline_path}: not JSON ({e})") from None
+        raise NepError(f"{headline_path}: not JSON ({e})") from None
     if not isinstance(headline, dict):
-        raise InputError(f"{headline_path}: expected a flat JSON object")
+        raise NepError(f"{headline_path}: expected a flat JSON object")
     table = table.copy()
     for m in HEADLINE:
         if f"{m}_p" not in table:
@@ -222,7 +222,7 @@ def render_svg(spec: dict[str, Any]) -> str:
     try:
         import vl_convert
     except ImportError:
-        raise InputError("the report needs vl-convert-python: pip install -r requirements.txt") from None
+        raise NepError("the report needs vl-convert-python: pip install -r requirements.txt") from None
     return _stable_clip_ids(vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE))
 
 

@@ -14,29 +14,41 @@ Interface (stable; code against this):
 - `complete_many` yields one `ChatResult` per request, in completion order (cache hits first), as
   each answer arrives; at most `concurrency` requests are in flight (a thread pool over the `openai`
   client). It never raises for a failed request: the result carries `error` (a FAILURE_REASONS
-  key) and `detail`. It raises `LLMUnavailable` (naming the param) when the key is missing or the
+  key) and `detail`. It raises `NepError` (naming the param) when the key is missing or the
   endpoint cannot be reached at all.
 - Retries are the `openai` client's own (`max_retries = max_attempts - 1`): 408/409/429/5xx,
-  timeouts and connection errors, exponential backoff with jitter, honouring Retry-After.
+  timeouts and connection errors, exponential backoff with jitter, honouring Retry-After. A 200
+  that is not a usable completion (a truncated JSON body, a gateway's HTML page, no choices, null
+  or empty content) is retried by nep the same way; `max_attempts` bounds all HTTP attempts of a request.
 - `get_backend` wraps the backend in nep.llm.cache's SQLite response cache (`cache=False` turns it
   off), so a re-run sends only the requests not yet answered.
 - The API key is read from the environment variable *named* by `api_key_env` when requests are
   sent (not when every answer is cached); it is never stored. `api_key_env: ""` for servers without auth.
+  Surrounding blanks (spaces, tabs: a pasted key) are stripped; a key still holding a character an
+  HTTP header cannot carry (a CR or LF from a CRLF `.env`, any control or non-ASCII character) is
+  refused before any request (NepError naming `api_key_env`, never the key). Every text and detail a backend
+  returns, and every log line of the HTTP libraries while it runs, is scrubbed of the key in raw,
+  escaped (JSON, repr) and URL-quoted form (`scrub`), so a server echoing it cannot put it in a file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
 import threading
 import time
+import unicodedata
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from nep.util.errors import NepError
 from nep.util.registry import Registry
 
 FAILURE_REASONS = {
@@ -44,24 +56,21 @@ FAILURE_REASONS = {
     "server_error": "HTTP 5xx on every attempt",
     "timeout": "no answer within timeout_s on every attempt (or HTTP 408/409)",
     "connection": "connection dropped on every attempt",
-    "bad_response": "a response that is not a chat completion (e.g. malformed JSON): not retried",
-    "empty_content": "a completion with no text: not retried",
+    "bad_response": "a response that is not a chat completion (truncated JSON, an HTML page, no choices) "
+                    "on every attempt",
+    "empty_content": "a completion with null or empty text on every attempt",
     "client_error": "HTTP 4xx other than 408/409/429 (bad request, auth, unknown model): not retried",
 }
+
+# A 200 answer that is not a usable completion: retried by nep (the openai client retries only
+# statuses and transport errors), with exponential backoff from RETRY_DELAY_S up to MAX_RETRY_DELAY_S.
+RETRIED_ANSWERS = ("bad_response", "empty_content")
+RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
 
 BACKENDS = Registry("LLM backend", {"openai": "nep.llm.client:OpenAIBackend"})
 
 
-class ParamError(RuntimeError):
-    """A known external failure a stage reports as one line naming its param (`section.param`)."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(message)
-        self.param = param
-
-
-class LLMUnavailable(ParamError):
-    """No request can succeed: the API key is missing or the endpoint cannot be reached."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,71 @@ class Accounting:
         return {"llm.wall_time_s": round(self.wall_time_s, 3)}
 
 
+def header_problem(value: str) -> str | None:
+    """What makes `value` unsendable as an HTTP header value (printable ASCII only), else None;
+    describes the character and its position, never the value."""
+    for i, ch in enumerate(value):
+        if not " " <= ch <= "~":
+            name = unicodedata.name(ch, "") or {"\r": "CARRIAGE RETURN", "\n": "LINE FEED", "\t": "TAB"}.get(ch, "")
+            return f"U+{ord(ch):04X}{f' ({name.lower()})' if name else ''} at character {i + 1} of {len(value)}"
+    return None
+
+
+def secret_forms(*secrets: str) -> tuple[str, ...]:
+    """Every form in which a secret could be written: raw, JSON- and repr-escaped (str and bytes),
+    URL-quoted; longest first, so a longer form is replaced before a shorter one inside it."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret.strip()) < 4:  # "EMPTY"-like placeholders and blanks are no secret
+            continue
+        forms.update({secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+                      repr(secret)[1:-1], repr(secret.encode("utf-8", "replace"))[2:-1],
+                      urllib.parse.quote(secret), urllib.parse.quote(secret, safe=""),
+                      urllib.parse.quote_plus(secret), urllib.parse.quote_plus(secret, safe="")})
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every form of a secret (see `secret_forms`) replaced by `***`."""
+    for form in secrets:
+        if form in text:
+            text = text.replace(form, "***")
+    return text
+
+
+class _ScrubFilter(logging.Filter):
+    def __init__(self, secrets: tuple[str, ...]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+LIBRARY_LOGGERS = ("openai", "httpx", "httpx2", "httpcore")
+
+
+@contextlib.contextmanager
+def scrubbed_logs(secrets: tuple[str, ...]) -> Iterator[None]:
+    """While the block runs, log records of the HTTP libraries are scrubbed of `secrets`."""
+    if not secrets:
+        yield
+        return
+    scrubber = _ScrubFilter(secrets)
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(scrubber)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(scrubber)
+
+
 _attempts = threading.local()  # HTTP attempts of the request the current worker thread is sending
 
 
@@ -162,6 +236,7 @@ class OpenAIBackend:
     max_tokens: int | None = None
     seed: int | None = None
     accounting: Accounting = field(default_factory=Accounting, init=False, repr=False)
+    _secrets: tuple[str, ...] = field(default=(), init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.max_attempts < 1:
@@ -179,18 +254,26 @@ class OpenAIBackend:
                 "sampling": self.sampling(request)}
 
     def api_key(self) -> str:
+        """The key from the environment, stripped of surrounding blanks; NepError (naming
+        `api_key_env`, never the key) when it is unset or holds a character a header cannot carry."""
         if not self.api_key_env:
             return "EMPTY"  # servers without auth (a local vllm serve) accept any key
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} is not set: export "
+        raw = os.environ.get(self.api_key_env) or ""
+        key = raw.strip(" \t")
+        if not key.strip():
+            raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} is not set: export "
                                  "the API key there, or set api_key_env to \"\" for a server without authentication")
+        if problem := header_problem(key):
+            raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} holds {problem}, which "
+                                 "cannot be sent in an HTTP header: export the key alone (a CR or LF comes from a "
+                                 ".env file with CRLF line endings or a trailing newline)")
+        self._secrets = secret_forms(raw, key)
         return key
 
     def client(self, api_key: str) -> Any:
         import openai
 
-        for name in ("openai", "httpx", "httpx2", "httpcore"):  # no log line per request or retry
+        for name in LIBRARY_LOGGERS:  # no log line per request or retry
             if logging.getLogger(name).level == logging.NOTSET:
                 logging.getLogger(name).setLevel(logging.WARNING)
         http_client = getattr(openai, "DefaultHttpx2Client", None) or openai.DefaultHttpxClient  # openai 3 / 1
@@ -204,6 +287,10 @@ class OpenAIBackend:
             return
         api_key = self.api_key()
         client = self.client(api_key)
+        with scrubbed_logs(self._secrets if self.api_key_env else ()):
+            yield from self._complete(client, api_key, requests)
+
+    def _complete(self, client: Any, api_key: str, requests: list[ChatRequest]) -> Iterator[ChatResult]:
         pool = ThreadPoolExecutor(min(self.concurrency, len(requests)), thread_name_prefix="nep-llm")
         start, before = time.perf_counter(), self.accounting.wall_time_s
         answered = 0
@@ -213,7 +300,7 @@ class OpenAIBackend:
                 result = future.result()
                 if result.error == "unreachable":
                     if not answered:
-                        raise LLMUnavailable("base_url", f"cannot connect to {self.base_url} ({result.detail}):"
+                        raise NepError(param="base_url", message=f"cannot connect to {self.base_url} ({result.detail}):"
                                              " start the server or fix base_url")
                     result.error = "connection"  # it answered before: count it, go on
                 answered += result.error is None
@@ -225,10 +312,32 @@ class OpenAIBackend:
             client.close()
 
     def _send(self, client: Any, api_key: str, request: ChatRequest) -> ChatResult:
-        import openai
-
+        """One request to its end: the openai client's retries, then nep's own for a 200 that is
+        not a usable completion, at most `max_attempts` HTTP attempts in all."""
         _attempts.n = 0
         t0 = time.perf_counter()
+        retries = 0
+        while True:
+            result = self._attempt(client, request)
+            if result.error not in RETRIED_ANSWERS or _attempts.n >= self.max_attempts:
+                break
+            retries += 1
+            time.sleep(min(RETRY_DELAY_S * 2 ** (retries - 1), MAX_RETRY_DELAY_S))
+            client = client.with_options(max_retries=max(0, self.max_attempts - _attempts.n - 1))
+        result.attempts, result.latency_s = _attempts.n, time.perf_counter() - t0
+        secrets = self._secrets if self.api_key_env else ()
+        if result.error is None:
+            result.text = scrub(result.text or "", secrets)  # a server echoing the key
+            return result
+        detail = f"after {_attempts.n} attempts: {result.detail}" if _attempts.n > 1 else result.detail
+        # a server echoing the key must not put it in a file; then keep details short
+        result.detail = scrub(detail, secrets)[:300]
+        return result
+
+    def _attempt(self, client: Any, request: ChatRequest) -> ChatResult:
+        """One call of the openai client (its own retries included): the answer or why there is none."""
+        import openai
+
         error, detail = None, ""
         try:
             response = client.chat.completions.create(model=self.model, messages=request.messages,
@@ -236,10 +345,12 @@ class OpenAIBackend:
             choices = response.choices
             usage = response.usage
             tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
-            text = choices[0].message.content if choices and choices[0].message else None
+            if not choices or choices[0].message is None:
+                return ChatResult(request.id, None, "bad_response", "a completion without choices")
+            text = choices[0].message.content
             if text and text.strip():
-                return ChatResult(request.id, text, None, "", *tokens, time.perf_counter() - t0, _attempts.n)
-            error, detail = "empty_content", "the completion has no text"
+                return ChatResult(request.id, text, None, "", *tokens)
+            error, detail = "empty_content", f"the completion has {'null' if text is None else 'empty'} content"
         except openai.APITimeoutError:
             error, detail = "timeout", f"no answer within {self.timeout_s}s"
         except openai.APIStatusError as e:
@@ -254,12 +365,7 @@ class OpenAIBackend:
             detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
         except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError) as e:
             error, detail = "bad_response", f"{type(e).__name__}: {e}"
-        if _attempts.n > 1:
-            detail = f"after {_attempts.n} attempts: {detail}"
-        # a server echoing the key must not put it in a file; then keep details short
-        detail = (detail.replace(api_key, "***") if api_key else detail)[:300]
-        return ChatResult(request.id, None, error, detail, latency_s=time.perf_counter() - t0,
-                          attempts=_attempts.n)
+        return ChatResult(request.id, None, error, detail)
 
 
 def get_backend(name: str, *, cache: bool = True, **config: Any) -> Any:

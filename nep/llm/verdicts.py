@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from nep.config.schema import section
 from nep.llm.client import (
     ChatRequest,
     ChatResult,
-    ParamError,
     backend_config,
     get_backend,
     in_request_order,
     parse_yes_no,
 )
+from nep.util.errors import NepError
 from nep.util.registry import Registry
 
 
@@ -42,11 +43,11 @@ class Verdict:
     answer: str | None = None  # the LLM's raw text, when one answered
 
 
-class TooManyFailures(ParamError):
+class TooManyFailures(NepError):
     """More verdicts stayed null than the stage's `max_failure_rate` allows."""
 
     def __init__(self, message: str):
-        super().__init__("max_failure_rate", message)
+        super().__init__(message, param="max_failure_rate")
 
 
 def check_failure_rate(failures: dict[str, int], total: int, max_failure_rate: float, what: str = "verdicts") -> None:
@@ -60,6 +61,15 @@ def check_failure_rate(failures: dict[str, int], total: int, max_failure_rate: f
         f"{failed} of {total} {what} failed ({reasons}), more than max_failure_rate={max_failure_rate}; "
         "answers so far are cached: fix the endpoint or raise the limit and run again"
     )
+
+
+def own_options(cls: type, params: dict[str, Any], skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """The options of `params` that backend `cls` takes. Every option it takes must be a param of
+    the section (a backend option with no param would silently keep its default)."""
+    own = {f.name for f in fields(cls) if f.init} - set(skip)
+    if missing := sorted(own - set(params)):
+        raise TypeError(f"{cls.__name__}: options {missing} have no param in the stage's section")
+    return {k: params[k] for k in own}
 
 
 def record_id(record: dict[str, Any], position: int) -> str:
@@ -79,10 +89,10 @@ class VerdictBackend:
         self.nulls: Counter = Counter()  # tag -> verdicts without a value
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> VerdictBackend:
-        """Built from a stage's params section; keys meant for other backends are ignored."""
-        own = {f.name for f in fields(cls) if f.init}
-        return cls(**{k: v for k, v in params.items() if k in own})
+    def from_params(cls, cfg: Any) -> VerdictBackend:
+        """Built from a stage's params section (a schema object, so every key is a known one);
+        the options of other backends (an endpoint's, for an offline labeler) are not its own."""
+        return cls(**own_options(cls, cfg.model_dump()))
 
     def verdicts(self, records: Iterable[dict[str, Any]]) -> Iterator[Verdict]:
         for verdict in self.decide(list(records)):
@@ -104,9 +114,12 @@ class VerdictBackend:
         check_failure_rate(self.nulls, self.total, self.max_failure_rate, self.what)
 
 
-def build(registry: Registry, params: dict[str, Any]) -> VerdictBackend:
-    """The backend named by `params["backend"]` in `registry`, built from `params`."""
-    return registry.get(params["backend"]).from_params(params)
+def build(registry: Registry, cfg: Any) -> VerdictBackend:
+    """The backend named by `cfg.backend` in `registry`, built from `cfg`: the stage's params
+    section (nep.config.schema.Label or Judge; a mapping is checked against it first)."""
+    if isinstance(cfg, Mapping):
+        cfg = section(registry.what.split(".")[0], cfg)
+    return registry.get(cfg.backend).from_params(cfg)
 
 
 def yes_no_verdict(id: str, result: ChatResult) -> Verdict:
@@ -133,9 +146,9 @@ class LLMVerdicts(VerdictBackend):
         self.backend = get_backend("openai", **self.chat)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> VerdictBackend:
-        own = {f.name for f in fields(cls) if f.init} - {"chat"}
-        return cls(**{k: v for k, v in params.items() if k in own}, chat=backend_config(params))
+    def from_params(cls, cfg: Any) -> VerdictBackend:
+        params = cfg.model_dump()
+        return cls(**own_options(cls, params, skip={"chat"}), chat=backend_config(params))
 
     def messages(self, record: dict[str, Any]) -> list[dict[str, str]]:
         raise NotImplementedError

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ KINDS: dict[str, str] = {
 }
 # Keys of a predictor's params entry that are not options of its class.
 RESERVED_KEYS = ("kind", "needs")
+# Options every kind takes (the base class's policy), with their types.
+COMMON_OPTIONS: dict[str, Any] = {"max_failure_rate": float}
 
 SYSTEM_INSTRUCTION = """\
 You predict a programmer's next code edit. You are given a source file as it originally was, \
@@ -55,10 +58,6 @@ Answer with the complete file after that edit, every line of it, between <next_v
 </next_version> tags. Put nothing else between the tags: no explanations, no line numbers, no code \
 fence. Anything outside the tags is ignored."""
 
-
-class PredictorError(RuntimeError):
-    """A known external failure (missing package, model, file or key): one line naming the param
-    and what to do. Stages print it without a traceback."""
 
 
 def chat_messages(
@@ -108,7 +107,9 @@ def training_prompt(example: dict[str, Any], template: str = "nep") -> str:
 @dataclass
 class Prediction:
     """A predictor's answer for one example. `skipped` names why there is no model answer
-    (prompt_too_long, backend_error.<reason>, missing); `raw_output` is then "". `style`
+    (prompt_too_long, missing: final, the same inputs give the same skip); `error` names a failure
+    a rerun may not repeat (backend_error.<reason>): never saved as an answer, counted against the
+    predictor's `max_failure_rate`; `raw_output` is "" for both. `style`
     overrides the predictor's output style for this answer; `tags` are deterministic facts for
     the metrics (e.g. {"propagate_rule": "insert"}); `latency_s` is measured and goes only to the
     timing report."""
@@ -116,6 +117,7 @@ class Prediction:
     raw_output: str
     output_tokens: int = 0
     skipped: str | None = None
+    error: str | None = None
     style: Style | None = None
     tags: dict[str, str] = field(default_factory=dict)
     latency_s: float = 0.0
@@ -136,12 +138,17 @@ Group = list[tuple[int, Prediction]]  # (index into the test set, its prediction
 class Predictor:
     """Base class. `predict` yields groups of (test-set index, Prediction) for the indices in
     `todo`, in any order, each index exactly once; `style` says how nep.core.extract reads raw outputs.
-    `report` adds deterministic metrics, `timing` measured ones."""
+    `report` adds deterministic metrics, `timing` measured ones.
+
+    Every kind owns a failure policy, `max_failure_rate` (a common option, default 0: strict): when
+    a larger share of the test set ends in a Prediction with `error`, the run fails and writes
+    nothing (nep.predictors.runner)."""
 
     kind: ClassVar[str]
     style: Style = "completion"
     required: ClassVar[tuple[str, ...]] = ()  # options that must be given (non-empty)
     name: str = ""  # the params entry, set by build_predictor; named in errors
+    max_failure_rate: float = 0.0  # set from the entry by build_predictor
 
     def predict(self, examples: Sequence[dict[str, Any]], todo: Sequence[int], settings: Settings) -> Iterator[Group]:
         raise NotImplementedError
@@ -251,7 +258,7 @@ def _check(name: str, entry: dict[str, Any]) -> None:
         raise ValueError(f"{where}.kind: missing (choose one of {', '.join(kinds.names())})")
     kinds.check(entry["kind"])
     cls = kinds.get(entry["kind"])
-    known = cls.options()
+    known = {**cls.options(), **COMMON_OPTIONS}
     if "needs" in entry and not isinstance(entry["needs"], str):
         raise ValueError(f"{where}.needs: expected a path (str), got {entry['needs']!r}")
     options = {k: v for k, v in entry.items() if k not in RESERVED_KEYS}
@@ -265,9 +272,25 @@ def _check(name: str, entry: dict[str, Any]) -> None:
             TypeAdapter(known[key]).validate_python(value, strict=True)
         except ValidationError:
             raise ValueError(f"{where}.{key}: expected {_type_name(known[key])}, got {value!r}") from None
-    problem = cls.check_options(options)
+        if not _finite(value):
+            raise ValueError(f"{where}.{key}: {value!r} is not a finite number")
+    rate = options.get("max_failure_rate", 0.0)
+    if not 0 <= rate <= 1:
+        raise ValueError(f"{where}.max_failure_rate: {rate!r} is out of range (allowed: 0 to 1)")
+    problem = cls.check_options({k: v for k, v in options.items() if k not in COMMON_OPTIONS})
     if problem:
         raise ValueError(f"{where}.{problem[0]}: {problem[1]}")
+
+
+def _finite(value: Any) -> bool:
+    """False for an inf/nan float anywhere in a value (YAML reads 1e400 as inf)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def build_predictor(name: str, entry: dict[str, Any]) -> Predictor:
@@ -275,6 +298,8 @@ def build_predictor(name: str, entry: dict[str, Any]) -> Predictor:
     is loaded until it predicts."""
     _check(name, entry)
     cls = registry(name).get(entry["kind"])
-    predictor = cls(**{k: v for k, v in entry.items() if k not in RESERVED_KEYS})
+    skip = (*RESERVED_KEYS, *COMMON_OPTIONS)
+    predictor = cls(**{k: v for k, v in entry.items() if k not in skip})
     predictor.name = name
+    predictor.max_failure_rate = float(entry.get("max_failure_rate", 0.0))
     return predictor

@@ -33,8 +33,9 @@ from typing import Any, ClassVar, Literal
 
 from nep.core.extract import OPEN_TAG, Style
 from nep.core.prompts import MARKERS
-from nep.predictors.base import Prediction, Predictor, PredictorError
-from nep.util.jsonl import InputError, flat_counts, read_jsonl
+from nep.predictors.base import Prediction, Predictor
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl
 
 FILE_KEYS = ("new_file", "path", "old_file")
 
@@ -117,15 +118,15 @@ class FilePredictor(Predictor):
     def match(self, examples: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Test-set index → its row; counts every row's fate in `self.counts`."""
         if not Path(self.path).is_file():
-            raise PredictorError(f"{self.param('path')}: {self.path}: file not found")
+            raise NepError(f"{self.param('path')}: {self.path}: file not found")
         matcher = Matcher(examples)
         bad: Counter = Counter()
         counts: Counter = Counter()
         assigned: dict[int, dict[str, Any]] = {}
         try:
             rows = list(read_jsonl(self.path, drops=bad))
-        except (InputError, UnicodeDecodeError) as e:
-            raise PredictorError(f"{self.param('path')}: {e}") from e
+        except (NepError, UnicodeDecodeError) as e:
+            raise NepError(f"{self.param('path')}: {e}") from e
         for row in rows:
             counts["rows"] += 1
             output = row.get("output", row.get("model_output"))

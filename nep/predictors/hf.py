@@ -18,11 +18,11 @@ from nep.predictors.base import (
     SYSTEM_INSTRUCTION,
     Prediction,
     Predictor,
-    PredictorError,
     by_length,
     chat_messages,
     training_prompt,
 )
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ class TransformersGenerator:
         return [r for r in results if r is not None]
 
 
-def missing_model(param: str, model: str, error: Exception) -> PredictorError:
+def missing_model(param: str, model: str, error: Exception) -> NepError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return PredictorError(
+    return NepError(
         f"{param}: cannot load {model!r}: not a local model directory, and not found on (or not "
         f"reachable from) the Hugging Face hub ({first[:200]}); fix the id or path, or log in "
         "with `hf auth login` for a gated model"
@@ -229,7 +229,7 @@ class FinetunedPredictor(HFPredictor):
         from nep.util.device import resolve_dtype
 
         if not Path(self.model).exists():
-            raise PredictorError(f"{self.param('model')}: {self.model}: no fine-tuned model (run the finetune stage first)")
+            raise NepError(f"{self.param('model')}: {self.model}: no fine-tuned model (run the finetune stage first)")
         device = self.resolved_device()
         dtype = resolve_dtype(self.dtype, device)
         try:

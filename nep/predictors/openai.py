@@ -4,9 +4,12 @@ nep.llm.client's `openai` backend, with the chat prompt of instruct models.
 One backend serves the whole run: every remaining example becomes one request of a single
 `complete_many` call, which keeps `concurrency` requests in flight and streams answers back as
 they arrive (each saved at once by nep.predictors.runner). Answers are cached like every LLM call, so a
-re-run sends only what is missing. A request that fails after the backend's retries is recorded
-unextracted (reason ``backend_error.<reason>``). Accounting (`llm.requests`, `llm.cache_hits`,
-`llm.failed`, tokens, `llm.cost_usd` with `prices`) is the backend's, as for label and judge.
+re-run sends only what is missing. A request that fails after the backend's retries is a failed
+prediction (``backend_error.<reason>``): never saved, so a rerun asks again; more of them than
+`max_failure_rate` allows fails the run (nep.predictors.runner). The backend's accounting of this
+run (`llm.requests`, `llm.cache_hits`, `llm.retries`, tokens, `llm.cost_usd` with `prices`) depends
+on what earlier runs answered, so it goes to the timing report, not the metrics; the metrics count
+failures once, from the records (`failed`, `extraction.backend_error.<reason>`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nep.core.extract import Style
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, PredictorError, chat_messages
+from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
+from nep.util.errors import NepError
 
 # Options passed to the backend when given; left unset, the backend's own defaults apply.
 BACKEND_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout_s", "max_attempts", "cache")
@@ -69,27 +73,27 @@ class OpenAIPredictor(Predictor):
         from nep.llm.client import ChatRequest
 
         if importlib.util.find_spec("openai") is None:
-            raise PredictorError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
+            raise NepError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
                                  "pip install -r requirements.txt")
         requests = [
             ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens)
             for i in todo
         ]
-        from nep.llm.client import ParamError
 
         try:
             for r in self.backend().complete_many(requests):
                 if r.error is not None:
-                    prediction = Prediction("", skipped=f"backend_error.{r.error}", latency_s=r.latency_s)
+                    prediction = Prediction("", error=f"backend_error.{r.error}", latency_s=r.latency_s)
                 else:
                     prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
                 yield [(int(r.id), prediction)]
-        except ParamError as e:  # no key, endpoint unreachable: one line naming our param
-            raise PredictorError(f"{self.param(e.param)}: {e}") from e
-
-    def report(self):
-        # built (no request sent) even when every answer was resumed, so the keys are always there
-        return self.backend().accounting.metrics(self.prices)
+        except NepError as e:  # no key, endpoint unreachable: one line naming our param
+            if not e.param:
+                raise
+            raise NepError(e.message, param=self.param(e.param), hint=e.hint) from e
 
     def timing(self):
-        return self.backend().accounting.timing()
+        # built (no request sent) even when every answer was resumed, so the keys are always there
+        accounting = self.backend().accounting
+        run = {k: v for k, v in accounting.metrics(self.prices).items() if not k.startswith("llm.failed")}
+        return {**run, **accounting.timing()}

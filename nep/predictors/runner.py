@@ -9,6 +9,14 @@ local file or directory it names (sizes and times), `max_new_tokens` and the tes
 change any of them and the run starts afresh. When every example is answered, the records are
 written at once, in test-set order, and the checkpoint is removed.
 
+Failed answers are never final. A prediction with an `error` (an endpoint that failed after its
+retries) is not saved in the checkpoint, so the next run asks again. When more of the test set
+failed than the predictor's `max_failure_rate` (default 0) allows, the run stops with one line
+naming the param and the causes (TooManyFailedGenerations) and writes no record or metric: a
+rerun once the endpoint is healthy asks only the failures and writes the same bytes as an
+uninterrupted run. Tolerated failures are written as unextracted records (`extraction:
+backend_error.<reason>`) and counted once in the metrics (`failed`).
+
 Records and `metrics/generate/<p>.json` hold only values that the same inputs reproduce; measured
 times (wall time, latency, tokens per second) go to `metrics/timing/generate/<p>.json`.
 """
@@ -31,7 +39,8 @@ from nep.core.extract import extract_next_version
 from nep.core.prompts import template_completion
 from nep.predictors.base import Prediction, Settings, build_predictor
 from nep.util import paths
-from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,12 @@ REQUIRED_FIELDS = ("id", "prompt", "next")
 CARRIED_FIELDS = ("commit", "path", "new_file", "old_file")
 SMALL_FILE = 64 << 20  # files up to this size are fingerprinted by content, larger ones by size and time
 # Entry keys that cannot change an answer: a killed run resumes after they are changed.
-NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size"})
+NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size",
+                        "max_failure_rate"})
+
+
+class TooManyFailedGenerations(NepError):
+    """More of the test set failed than the predictor's max_failure_rate allows; nothing written."""
 
 
 def load_examples(path: str | Path) -> list[dict[str, Any]]:
@@ -48,7 +62,7 @@ def load_examples(path: str | Path) -> list[dict[str, Any]]:
     for n, ex in enumerate(read_jsonl(path), 1):
         missing = [f for f in REQUIRED_FIELDS if not isinstance(ex.get(f), str)]
         if missing:
-            raise InputError(f"{path}: record {n} (id {ex.get('id')!r}) lacks string field(s) {', '.join(missing)}")
+            raise NepError(f"{path}: record {n} (id {ex.get('id')!r}) lacks string field(s) {', '.join(missing)}")
         examples.append(ex)
     return examples
 
@@ -170,6 +184,7 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
         "extracted": extracted,
         "unextracted": n - extracted,
         "extracted_rate": extracted / n if n else 0.0,
+        "failed": sum(bool(a.get("error")) for a in answers),
         "output_tokens": sum(r["output_tokens"] for r in records),
         **flat_counts("extraction", Counter(r["extraction"] for r in records)),
         **{k: v for k, v in sorted(tags.items())},
@@ -177,8 +192,25 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
 
 
 def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> dict[str, Any]:
-    return {"i": i, "id": example["id"], "raw_output": p.raw_output, "output_tokens": p.output_tokens,
-            "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6)}
+    entry = {"i": i, "id": example["id"], "raw_output": p.raw_output, "output_tokens": p.output_tokens,
+             "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6)}
+    if p.error:  # a failure: recorded like a skip, never saved in the checkpoint
+        entry.update(raw_output="", output_tokens=0, skipped=p.error, error=p.error)
+    return entry
+
+
+def check_failures(name: str, predictor: Any, failed: dict[int, dict[str, Any]], total: int) -> None:
+    """TooManyFailedGenerations when the failed share of the test set exceeds the predictor's policy."""
+    if not failed or len(failed) / total <= predictor.max_failure_rate:
+        return
+    reasons = Counter(a["error"] for a in failed.values())
+    causes = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    raise TooManyFailedGenerations(
+        f"{len(failed)} of {total} generations failed ({causes}), more than max_failure_rate="
+        f"{predictor.max_failure_rate}; nothing written, the {total - len(failed)} answers so far are kept",
+        param=predictor.param("max_failure_rate"),
+        hint="fix the endpoint and run again: only the failures are asked again",
+    )
 
 
 def generate(
@@ -199,7 +231,7 @@ def generate(
     predictor = build_predictor(name, entry)
     test_path = Path(test_path)
     if not test_path.is_file():
-        raise InputError(f"{test_path}: file not found (run the split stage first)")
+        raise NepError(f"{test_path}: file not found (run the split stage first)")
     examples = load_examples(test_path)
     key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes())
     folder = checkpoint_dir()
@@ -214,23 +246,31 @@ def generate(
         log.info("%s: resuming, %d of %d examples already answered (%s)", name, resumed, len(examples), checkpoint.path)
     todo = [i for i in range(len(examples)) if i not in done]
     asked = set(todo)
+    failed: dict[int, dict[str, Any]] = {}  # this run's failures: never in the checkpoint
     start = time.perf_counter()
     try:
         with tqdm(total=len(examples), initial=resumed, desc=name, unit="ex", disable=not progress) as bar:
             for group in predictor.predict(examples, todo, settings):
                 entries = []
                 for i, prediction in group:
-                    if i not in asked or i in done:
+                    if i not in asked or i in done or i in failed:
                         raise RuntimeError(f"predictor {name!r} answered example {i} unasked or twice")
-                    done[i] = answer_entry(i, examples[i], prediction, predictor.style)
-                    entries.append(done[i])
-                checkpoint.append(entries)
-                bar.update(len(entries))
+                    entry = answer_entry(i, examples[i], prediction, predictor.style)
+                    if prediction.error:
+                        failed[i] = entry
+                    else:
+                        done[i] = entry
+                        entries.append(entry)
+                if entries:
+                    checkpoint.append(entries)
+                bar.update(len(group))
     finally:
         checkpoint.close()
     wall = time.perf_counter() - start
-    if len(done) != len(examples):
-        raise RuntimeError(f"predictor {name!r} left {len(examples) - len(done)} examples unanswered")
+    if len(done) + len(failed) != len(examples):
+        raise RuntimeError(f"predictor {name!r} left {len(examples) - len(done) - len(failed)} examples unanswered")
+    check_failures(name, predictor, failed, len(examples))
+    done.update(failed)
     answers = [done[i] for i in range(len(examples))]
     records = [make_record(ex, a) for ex, a in zip(examples, answers, strict=True)]
     metrics = {**summarize(records, answers), **predictor.report()}
@@ -238,7 +278,8 @@ def generate(
     new_tokens = sum(a["output_tokens"] for a in new)
     timing = {
         "wall_s": round(wall, 3),
-        "examples_generated": len(new),
+        "examples_generated": len(new) - len(failed),
+        "examples_failed": len(failed),
         "examples_resumed": resumed,
         "mean_latency_s": round(sum(a["latency_s"] for a in new) / len(new), 6) if new else 0.0,
         "tokens_per_s": round(new_tokens / wall, 3) if wall > 0 else 0.0,

@@ -10,14 +10,8 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from nep.core.extract import Style
-from nep.predictors.base import (
-    SYSTEM_INSTRUCTION,
-    Prediction,
-    Predictor,
-    PredictorError,
-    chat_messages,
-    training_prompt,
-)
+from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages, training_prompt
+from nep.util.errors import NepError
 
 INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
 
@@ -26,7 +20,7 @@ def import_vllm(param: str):
     try:
         import vllm
     except ImportError as e:
-        raise PredictorError(f"{param}: kind 'vllm' needs the vllm package ({e}); {INSTALL_HINT}") from e
+        raise NepError(f"{param}: kind 'vllm' needs the vllm package ({e}); {INSTALL_HINT}") from e
     return vllm
 
 
@@ -83,7 +77,7 @@ class VLLMPredictor(Predictor):
             return self.model
         config = Path(self.adapter) / "adapter_config.json"
         if not config.exists():
-            raise PredictorError(f"{self.param('adapter')}: {config}: not found; is {self.adapter} a LoRA adapter "
+            raise NepError(f"{self.param('adapter')}: {config}: not found; is {self.adapter} a LoRA adapter "
                                  "directory (the finetune stage's output)?")
         self.model = json.loads(config.read_text())["base_model_name_or_path"]
         return self.model

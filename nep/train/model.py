@@ -14,11 +14,12 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nep.config.schema import Finetune, ParamsError, format_errors
+from nep.config.schema import TINY_MODEL, Finetune
 from nep.core.prompts import MARKERS
-from nep.train.tiny import SMOKE_WARNING, TINY_MODEL
+from nep.train.tiny import SMOKE_WARNING
 from nep.util import device as nep_device
 from nep.util.device import resolve_device, resolve_dtype
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -29,53 +30,6 @@ EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
 BACKENDS = ("auto", "unsloth", "hf")
 S = TypeVar("S")
 
-
-class FinetuneSetupError(RuntimeError):
-    """A known external problem found before training (GPU, package, base model): one line
-    naming the param and what to do. The stage prints it without a traceback."""
-
-
-def validate_section(model: type[S], section: str, params: dict[str, Any]) -> S:
-    """`model` (a nep.config.schema section schema, or a subclass) from a params dict; unknown keys and
-    bad values raise ValueError (nep.config.schema.ParamsError) naming `<section>.<key>`."""
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(params)
-    except ValidationError:
-        from nep.config.schema import Params  # the whole schema, so messages name `<section>.<key>`
-
-        try:
-            Params.model_validate({section: params})
-        except ValidationError as e:
-            raise ParamsError(format_errors(e)) from None
-        raise
-
-
-class FinetuneConfig(Finetune):
-    """The `finetune:` params (schema and defaults: nep.config.schema.Finetune, the paper's values)."""
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> FinetuneConfig:
-        """From a `finetune:` params dict (see `validate_section`)."""
-        return validate_section(cls, "finetune", params)
-
-    @property
-    def is_tiny(self) -> bool:
-        return self.base_model == TINY_MODEL
-
-    @property
-    def effective_max_seq_length(self) -> int:
-        return self.tiny.max_seq_length if self.is_tiny else self.max_seq_length
-
-    @property
-    def effective_max_steps(self) -> int:
-        """The tighter of `max_steps` and (for tiny-random) `tiny.max_steps`; 0 = no cap."""
-        caps = [c for c in (self.max_steps, self.tiny.max_steps if self.is_tiny else 0) if c > 0]
-        return min(caps, default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 # ---------------------------------------------------------------- backend and base model
@@ -91,7 +45,7 @@ def resolve_backend(name: str) -> str:
     if name == "hf" or (name == "auto" and not cuda):
         return "hf"
     if not cuda:
-        raise FinetuneSetupError(
+        raise NepError(
             "finetune.backend: unsloth needs a CUDA GPU and none is visible; set finetune.backend to hf (or auto)"
         )
     try:
@@ -101,7 +55,7 @@ def resolve_backend(name: str) -> str:
             log.info("unsloth not usable (%s); using the hf backend", e)
             return "hf"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FinetuneSetupError(
+        raise NepError(
             f"finetune.backend: unsloth cannot be imported ({reason}); "
             "pip install -r requirements-gpu.txt, or set finetune.backend to hf"
         ) from None
@@ -119,14 +73,14 @@ def check_base_model(name: str) -> None:
         AutoConfig.from_pretrained(name)
     except OSError as e:  # not found, offline, gated: transformers raises OSError
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FinetuneSetupError(
+        raise NepError(
             f"finetune.base_model: {name!r} is not a local directory and cannot be fetched from the "
             f"Hugging Face hub ({reason}); check the id and the network (or HF_HUB_OFFLINE and the cache), "
             "or give a local path"
         ) from None
 
 
-def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig, *, write: bool = True) -> str | Path:
+def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: Finetune, *, write: bool = True) -> str | Path:
     """The base model to load: the hub id/path, or for tiny-random the smoke model built under
     out_dir/base from the training texts (only its path when `write` is false: another process
     of the same run builds it)."""
@@ -144,7 +98,7 @@ def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: FinetuneConfig
     )
 
 
-def prepare_model(base: str | Path, cfg: FinetuneConfig, backend: str):
+def prepare_model(base: str | Path, cfg: Finetune, backend: str):
     """(peft model with markers and LoRA, tokenizer) for the resolved backend."""
     return prepare_unsloth(base, cfg) if backend == "unsloth" else prepare_hf(base, cfg)
 
@@ -207,7 +161,7 @@ def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, tru
     return model, tokenizer
 
 
-def lora_config(cfg: FinetuneConfig):
+def lora_config(cfg: Finetune):
     """peft LoraConfig from the params (embeddings trained fully via modules_to_save)."""
     from peft import LoraConfig
 
@@ -222,7 +176,7 @@ def lora_config(cfg: FinetuneConfig):
     )
 
 
-def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str | None = None):
+def prepare_hf(base: str | Path, cfg: Finetune, device: str | None = None):
     """transformers + peft: base model, markers, LoRA. Returns (peft model, tokenizer)."""
     import torch
     from peft import get_peft_model
@@ -233,7 +187,7 @@ def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str | None = None)
     return get_peft_model(model, lora_config(cfg)), tokenizer
 
 
-def prepare_unsloth(base: str | Path, cfg: FinetuneConfig):
+def prepare_unsloth(base: str | Path, cfg: Finetune):
     """unsloth (GPU only): FastLanguageModel.from_pretrained + get_peft_model, markers added in
     between. unsloth is imported here, lazily. Returns (peft model, tokenizer)."""
     from unsloth import FastLanguageModel

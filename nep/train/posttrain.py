@@ -8,7 +8,11 @@ embedding group, DVCLive steps), driven by the `posttrain:` params. transformers
 on a GPU the same trainers run with trl's fused kernels.
 
 trl computes log-probabilities through a Triton kernel (`trl.kernels`), which the CPU build of
-torch lacks; `use_torch_logprobs` fills that gap with the same computation in plain torch.
+torch lacks, and trl offers no public switch to a plain-torch path. `use_torch_logprobs` fills that
+gap with the same computation in plain torch by setting trl's module attribute
+`trl.trainer.utils._ChunkedLogProbFunction`, only where it is None (no Triton) and only on the trl
+releases it was tested with (TRL_TESTED); elsewhere GRPO on a CPU stops in one line before any work.
+tests/train/test_posttrain.py fails when those internals change.
 """
 
 from __future__ import annotations
@@ -23,19 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nep.config.schema import Posttrain
+from nep.config.schema import Finetune, Posttrain, section
 from nep.train.model import (
-    FinetuneConfig,
     add_markers,
     base_model_path,
     load_base_hf,
     read_metadata,
     save_finetuned,
-    validate_section,
 )
 from nep.train.rewards import RewardWeights, make_pair, prompt_sections, reward_function, score_candidate
 from nep.util import device as nep_device
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +57,31 @@ CURVES = {
 }
 
 
-class PosttrainConfig(Posttrain):
-    """The `posttrain:` params (schema and defaults: nep.config.schema.Posttrain)."""
+def reward_weights(cfg: Posttrain) -> RewardWeights:
+    """The reward's weights from the `posttrain.reward:` params."""
+    return RewardWeights.from_params(cfg.reward.model_dump())
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> PosttrainConfig:
-        """From a `posttrain:` params dict (see nep.train.model.validate_section)."""
-        return validate_section(cls, "posttrain", params)
 
-    @property
-    def weights(self) -> RewardWeights:
-        return RewardWeights.from_params(self.reward.model_dump())
+TRL_TESTED = ((1, 15), (1, 15))  # oldest and newest trl (major, minor) the plain-torch path was tested with
 
 
 def use_torch_logprobs() -> None:
     """Give trl's fused LM head a plain-torch log-prob function where its Triton kernel is missing
     (CPU builds of torch): same inputs, same outputs, autograd through torch."""
+    from importlib.metadata import version
+
     import torch
     import trl.trainer.utils as trl_utils
 
-    if trl_utils._ChunkedLogProbFunction is not None:
+    if getattr(trl_utils, "_ChunkedLogProbFunction", None) is not None:
         return
+    trl_version = tuple(int(x) for x in version("trl").split(".")[:2])
+    if not TRL_TESTED[0] <= trl_version <= TRL_TESTED[1] or not hasattr(trl_utils, "_ChunkedLogProbFunction"):
+        raise NepError(
+            f"trl {version('trl')} needs Triton for post-training log-probabilities, which this torch lacks; "
+            f"nep's plain-torch path is tested with trl {TRL_TESTED[0][0]}.{TRL_TESTED[0][1]}-"
+            f"{TRL_TESTED[1][0]}.{TRL_TESTED[1][1]}",
+            param="posttrain.method", hint="install a tested trl (requirements.txt), or post-train on a GPU")
 
     class TorchLogProb:
         @staticmethod
@@ -116,14 +122,14 @@ def load_trainable(model_dir: str | Path, device: str = "cpu"):
     return model.to(device), tokenizer, metadata
 
 
-def choose_prompts(records: list[dict[str, Any]], cfg: PosttrainConfig) -> list[int]:
+def choose_prompts(records: list[dict[str, Any]], cfg: Posttrain) -> list[int]:
     """Indices of up to `max_prompts` usable training records (seeded choice, in file order)."""
     usable = [i for i, r in enumerate(records) if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]
     chosen = random.Random(cfg.seed).sample(usable, min(cfg.max_prompts, len(usable)))
     return sorted(chosen)
 
 
-def train_config(sft: FinetuneConfig, cfg: PosttrainConfig) -> FinetuneConfig:
+def train_config(sft: Finetune, cfg: Posttrain) -> Finetune:
     """The SFT run's params with the post-training schedule (the embedding rows keep SFT's ratio
     of learning rates; the tiny model's SFT step cap does not apply)."""
     ratio = sft.embedding_learning_rate / sft.learning_rate
@@ -145,12 +151,12 @@ class Sampled:
     skipped: Counter
 
 
-def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: list[int], cfg: PosttrainConfig) -> Sampled:
+def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: list[int], cfg: Posttrain) -> Sampled:
     """k sampled completions per chosen prompt (seeded per prompt), each scored by nep.train.rewards.
     Prompts leaving no room for `max_new_tokens` within `max_seq_length` are skipped and counted."""
     import torch
 
-    weights, out = cfg.weights, Sampled([], [], Counter())
+    weights, out = reward_weights(cfg), Sampled([], [], Counter())
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     was_training = model.training
     model.eval()
@@ -186,12 +192,12 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
     return out
 
 
-def build_pairs(groups, cfg: PosttrainConfig) -> tuple[list[dict[str, Any]], Counter]:
+def build_pairs(groups, cfg: Posttrain) -> tuple[list[dict[str, Any]], Counter]:
     """DPO pairs (nep.train.rewards.make_pair) of every sampled prompt, and the outcome counts."""
     pairs, outcomes = [], Counter()
     for record, group in groups:
         sections = prompt_sections(record)
-        truth = score_candidate(record["completion"], weights=cfg.weights, **sections).reward  # as the model writes it
+        truth = score_candidate(record["completion"], weights=reward_weights(cfg), **sections).reward  # as the model writes it
         pair, outcome = make_pair(
             id=record.get("id", ""), prompt=record["prompt"], ground_truth=record["completion"], truth_reward=truth,
             candidates=group, margin=cfg.margin, add_ground_truth=cfg.add_ground_truth,
@@ -217,8 +223,8 @@ def summary(sampled: Sampled, suffix: str = "") -> dict[str, Any]:
 # ---------------------------------------------------------------- trainers
 
 
-def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg: PosttrainConfig,
-                  sft: FinetuneConfig, scratch: str | Path, *, live=None, progress: bool = True):
+def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg: Posttrain,
+                  sft: Finetune, scratch: str | Path, *, live=None, progress: bool = True):
     """trl's DPOTrainer (data: prompt/chosen/rejected) or GRPOTrainer (data: prompt, original,
     current, ground_truth; nep's reward) on the trainable SFT adapter `model`."""
     from datasets import Dataset
@@ -252,7 +258,7 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         def decode(ids):
             return tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False)
 
-        return GRPOTrainer(reward_funcs=[reward_function(cfg.weights, decode=decode)], args=args, **common)
+        return GRPOTrainer(reward_funcs=[reward_function(reward_weights(cfg), decode=decode)], args=args, **common)
     raise ValueError(f"posttrain.method: unknown {method!r}; choose from {METHODS}")
 
 
@@ -264,7 +270,7 @@ class PosttrainResult:
     timing: dict[str, Any]  # metrics/timing/posttrain.json
 
 
-def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: str | Path, cfg: PosttrainConfig,
+def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: str | Path, cfg: Posttrain,
                   *, live=None, progress: bool = True) -> PosttrainResult:
     """Post-train the SFT adapter in `sft_dir` on training `records` by `cfg.method`, saving the
     adapter (loadable by nep.train.sft.load_finetuned) to `out_dir`. `none` copies the SFT output."""
@@ -282,7 +288,7 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     device = nep_device.resolve_device("auto")
     if device == "cpu":
         nep_device.configure_threads(cfg.threads)
-    sft = FinetuneConfig.from_params(sft_meta["params"])
+    sft = section("finetune", sft_meta["params"])
     model, tokenizer, _ = load_trainable(sft_dir, device)
     indices = choose_prompts(records, cfg)
     t0 = time.perf_counter()
@@ -298,12 +304,12 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
         metrics.update({"pairs": len(pairs), **{f"pairs.{k}": v for k, v in sorted(outcomes.items())}})
         data = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
         if not data:
-            raise InputError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
+            raise NepError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
         data = [{"prompt": r["prompt"], **prompt_sections(r)} for r, _ in sampled.groups]
         if not data:
-            raise InputError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
+            raise NepError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:
         trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress)
         output = trainer.train()
@@ -332,7 +338,7 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     return PosttrainResult(metrics, sampled.rows, pairs, timing)
 
 
-def save_metadata(out_dir: Path, sft_meta: dict[str, Any], cfg: PosttrainConfig) -> None:
+def save_metadata(out_dir: Path, sft_meta: dict[str, Any], cfg: Posttrain) -> None:
     """The SFT metadata (what load_finetuned reads) plus this run's posttrain params."""
     import json
 

@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nep.config.schema import ParamsError
+from nep.config.schema import Finetune, ParamsError
 from nep.core.prompts import MARKERS, NEXT
 from nep.train.model import (
     EMBEDDING_MODULES,
-    FinetuneConfig,
     build_base,
     check_base_model,
     prepare_model,
@@ -39,7 +38,7 @@ from nep.train.model import (
     save_finetuned,
 )
 from nep.util import device as nep_device
-from nep.util.jsonl import InputError
+from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True) -> dict[str, Any]:
+def trainer_kwargs(cfg: Finetune, output_dir: str | Path, *, backend: str = "hf", progress: bool = True) -> dict[str, Any]:
     """TrainingArguments shared by every trl config built on these params (SFTConfig here;
     DPOConfig, GRPOConfig alike): schedule, seed, precision, logging every step, no checkpoints,
     no reporting integrations (DVCLive goes through live_steps). The global batch is
@@ -162,7 +161,7 @@ def trainer_kwargs(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str 
     }
 
 
-def sft_config(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "hf", progress: bool = True):
+def sft_config(cfg: Finetune, output_dir: str | Path, *, backend: str = "hf", progress: bool = True):
     """trl SFTConfig: prompt/completion data, loss on the completion (and EOS) only, no packing,
     truncation at the effective max_seq_length (the completion is cut)."""
     from trl import SFTConfig
@@ -176,7 +175,7 @@ def sft_config(cfg: FinetuneConfig, output_dir: str | Path, *, backend: str = "h
     )
 
 
-def optimizer_cls_and_kwargs(model, cfg: FinetuneConfig) -> tuple[type, dict[str, Any]]:
+def optimizer_cls_and_kwargs(model, cfg: Finetune) -> tuple[type, dict[str, Any]]:
     """AdamW with the trained embedding rows (embed_tokens, lm_head copies) at
     `embedding_learning_rate` and the LoRA matrices at `learning_rate`, all with weight decay.
     For the Trainer's `optimizer_cls_and_kwargs` (its schedule then scales both groups)."""
@@ -255,7 +254,7 @@ def live_steps(live, curves: dict[str, str] | None = None):
 
 
 def build_sft_trainer(
-    model, tokenizer, examples: list[dict[str, str]], cfg: FinetuneConfig, output_dir: str | Path, *,
+    model, tokenizer, examples: list[dict[str, str]], cfg: Finetune, output_dir: str | Path, *,
     backend: str = "hf", live=None, progress: bool = True,
 ):
     """The SFTTrainer for prepared LoRA `model` and prompt/completion `examples` (from
@@ -265,7 +264,7 @@ def build_sft_trainer(
     from transformers import PrinterCallback
 
     if not examples:
-        raise InputError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+        raise NepError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
     trainer = sft_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, backend=backend, progress=progress),
@@ -286,7 +285,7 @@ class FinetuneResult:
 
 
 def run_finetune(
-    records: list[dict[str, Any]], out_dir: str | Path, cfg: FinetuneConfig, *, live=None, progress: bool = True
+    records: list[dict[str, Any]], out_dir: str | Path, cfg: Finetune, *, live=None, progress: bool = True
 ) -> FinetuneResult:
     """Fine-tune `cfg.base_model` on processed examples with SFTTrainer and save to `out_dir`
     (main process); log each step to the DVCLive `live` when given."""
@@ -328,7 +327,7 @@ def run_finetune(
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if trainer.is_world_process_zero():
-        metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.to_dict(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
+        metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.model_dump(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
         save_finetuned(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir, metadata, merge=cfg.merge)
     trainer.accelerator.wait_for_everyone()
     timing["wall_s"] = round(time.perf_counter() - start, 3)

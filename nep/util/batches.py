@@ -51,19 +51,42 @@ def ordered_map(func: Callable[[T], R], tasks: Iterable[T], workers: int = 1, wi
 
 
 def line_blocks(path: str | Path, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, int]]:
-    """(start, end) byte ranges covering the file, each ending just after a newline (or at the
-    end of the file), about `block_bytes` long: a worker reads whole lines from its range."""
+    """(start, end) byte ranges covering the file, each ending just after a line ending (LF, CRLF
+    or a lone CR) or at the end of the file, about `block_bytes` long: a worker reads whole lines
+    from its range."""
     size = os.path.getsize(path)
     start = 0
     with open(path, "rb") as f:
         while start < size:
-            f.seek(min(start + block_bytes, size))
-            end = f.tell()
+            end = min(start + block_bytes, size)
             if end < size:
-                f.readline()  # to the end of the line that crosses the boundary
-                end = f.tell()
+                end = _after_line_end(f, end, size)
             yield start, end
             start = end
+
+
+def _after_line_end(f: Any, pos: int, size: int) -> int:
+    """The offset just after the first line ending at or after `pos` (the file's size if none);
+    a CR directly followed by LF ends there as one CRLF."""
+    f.seek(pos)
+    while pos < size:
+        chunk = f.read(1 << 16)
+        if not chunk:
+            break
+        cut = min((i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0), default=-1)
+        if cut < 0:
+            pos += len(chunk)
+            continue
+        if chunk[cut : cut + 1] == b"\r":
+            if cut + 1 < len(chunk):
+                following = chunk[cut + 1 : cut + 2]
+            else:  # the chunk ends at the CR: is it a CRLF?
+                f.seek(pos + cut + 1)
+                following = f.read(1)
+            if following == b"\n":
+                cut += 1
+        return pos + cut + 1
+    return size
 
 
 def read_ranges(path: str | Path, ranges: list[tuple[int, int]]) -> list[bytes]:

@@ -29,11 +29,10 @@ class NepError(Exception):
         super().__init__(self.line())
 
     def line(self) -> str:
-        where = ", ".join(x for x in (self.path, self.param and f"param {self.param}") if x)
-        text = f"{where}: {self.message}" if where else self.message
-        if self.hint:
-            text += f" ({self.hint})"
-        return " ".join(text.split("\n")[0].split()) if "\n" in text else text
+        """`path: param: message (hint)`, leaving out what the message already names."""
+        parts = [x for x in (self.path, self.param) if x and x not in self.message]
+        text = ": ".join([*parts, self.message])
+        return f"{text} ({self.hint})" if self.hint else text
 
 
 def run_main(main: Callable[[], Any], name: str, *, resumable: bool = False) -> None:

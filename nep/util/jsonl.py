@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -22,12 +23,11 @@ from typing import IO, Any
 
 import orjson
 
+from nep.util.errors import NepError
+
 BOM = b"\xef\xbb\xbf"
 MAX_DEPTH = 512  # nesting deeper than this is a bad line, not a crash later on
 
-
-class InputError(RuntimeError):
-    """Input that is unusable as a whole (missing file, no valid records)."""
 
 
 def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -72,26 +72,50 @@ def parse_line(line: bytes) -> tuple[Any, str | None]:
 
 
 def iter_lines(path: str | Path, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, bytes]]:
-    """(line number, byte offset, line without its newline) of a file's non-blank lines, read in
-    binary from `start` (a line start) to `end`; a leading UTF-8 BOM is skipped."""
-    with open(path, "rb") as f:
+    """(line number, byte offset, line without its ending) of a file's non-blank lines, read in
+    binary from `start` (a line start) to `end`. Lines end at LF, CRLF or a lone CR (universal
+    newlines); a leading UTF-8 BOM is skipped. A file that cannot be opened is an NepError naming it."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+    except OSError as e:
+        raise NepError(f"{path}: cannot read ({e.strerror or e})") from None
+    with f:
         f.seek(start)
         offset = start
-        for lineno, raw in enumerate(f, 1):
-            if offset == 0 and raw.startswith(BOM):
-                raw, offset = raw[3:], 3
-            if end is not None and offset >= end:
-                return
-            line = raw.rstrip(b"\r\n")
-            if line.strip():
-                yield lineno, offset, line
-            offset += len(raw)
+        lineno = 0
+        for chunk in f:
+            for raw in _split_lone_cr(chunk):
+                lineno += 1
+                if offset == 0 and raw.startswith(BOM):
+                    raw, offset = raw[3:], 3
+                if end is not None and offset >= end:
+                    return
+                line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith((b"\n", b"\r")) else raw
+                if line.strip():
+                    yield lineno, offset, line
+                offset += len(raw)
 
 
-def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> InputError:
+def _split_lone_cr(chunk: bytes) -> Iterator[bytes]:
+    """A line read up to LF, split after each CR not followed by LF (old Mac line endings)."""
+    if b"\r" not in chunk or not _LONE_CR.search(chunk):
+        yield chunk
+        return
+    pos = 0
+    for match in _LONE_CR.finditer(chunk):
+        yield chunk[pos : match.end()]
+        pos = match.end()
+    if pos < len(chunk):
+        yield chunk[pos:]
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
+def not_utf8(path: str | Path, lineno: int, offset: int, e: UnicodeDecodeError) -> NepError:
     """The error for a line that is not UTF-8: file, line and byte offset of the bad byte."""
     bad = e.object[e.start : e.start + 1].hex()
-    return InputError(f"{path}:{lineno}: not UTF-8 text ({e.reason}: byte 0x{bad} at file offset {offset + e.start}, "
+    return NepError(f"{path}:{lineno}: not UTF-8 text ({e.reason}: byte 0x{bad} at file offset {offset + e.start}, "
                       f"column {e.start + 1})")
 
 
@@ -113,13 +137,13 @@ def read_jsonl(path: str | Path, drops: Counter | None = None) -> Iterator[dict[
     naming file, line and byte offset."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: file not found")
+        raise NepError(f"{path}: file not found")
     for lineno, offset, line in iter_lines(path):
         obj, reason = parse_object(path, lineno, offset, line)
         if reason:
             if drops is None:
                 what = "expected a JSON object" if reason == "not_an_object" else f"bad JSON line ({reason})"
-                raise InputError(f"{path}:{lineno}: {what}")
+                raise NepError(f"{path}:{lineno}: {what}")
             drops[reason] += 1
             continue
         yield obj
