@@ -150,8 +150,8 @@ def rows_and_answers(tmp_path, monkeypatch):
     train = [row(100 + k, eol=True) for k in range(4)]
     write_jsonl(tmp_path / "test.jsonl", rows)
     write_jsonl(tmp_path / "train.jsonl", train)
-    params = Split(strategy="external", external_test="test.jsonl", external_train="train.jsonl")
-    split, metrics = split_dataset(params, examples_path=tmp_path / "unused.jsonl")
+    split, metrics = split_dataset(Split(strategy="external", external_test="test.jsonl", external_train="train.jsonl"),
+                                   examples_path=tmp_path / "unused.jsonl")
     assert metrics["external_test.duplicates_kept"] == 1 and len(split.test) == len(rows)
     write_jsonl(tmp_path / "data/split/test.jsonl", split.test)
     Path("data/judge").mkdir(parents=True, exist_ok=True)

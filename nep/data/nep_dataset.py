@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.core.examples import NEEDED, make_example, valid_examples
+
 from nep.core.prompts import NEXT, example_id, template_completion
 from nep.data.sources import language_of, read_records_file
 

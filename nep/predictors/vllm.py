@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from nep.core.extract import Style
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages, training_prompt
+from nep.predictors.base import (
+    SYSTEM_INSTRUCTION,
+    Prediction,
+    Predictor,
+    chat_messages,
+    training_prompt,
+)
 from nep.util.errors import NepError
 
 INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
