@@ -199,4 +199,4 @@ def test_paper_benchmark_preset_through_dvc_on_a_hub_standin(tmp_path):
     assert metrics["external_test.duplicates_kept"] == 1
     rows = [json.loads(line) for line in (project / "data/split/test.jsonl").read_text().splitlines()]
     assert [r["commit"] for r in rows] == [r["commit"] for r in test] and len({r["id"] for r in rows}) == 3
-    assert all(r["next"] == NEW + "\n" and r["current"] == CURRENT for r in rows)
+    assert all(r["next"] == NEW and r["completion"] == NEW + "\n" and r["current"] == CURRENT for r in rows)

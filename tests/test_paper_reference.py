@@ -196,6 +196,16 @@ def test_paper_offline_protocol_equals_the_papers_functions_on_offline_rows(rows
     rows, outputs = rows_and_answers
     raw = [o + "\n" for o in outputs]
     scores = import_and_score("offline", rows, raw, "paper_offline")
+    # the paper's own rows carry no commit or file: matched by their ground truth (the text tail)
+    path = Path("offline_by_truth.jsonl")
+    path.write_text("".join(json.dumps({"model_output": o, "ground_truth": r["text"].split(NEXT_MARKER)[1]}) + "\n"
+                            for r, o in zip(rows, raw, strict=True)))
+    generate("by_truth", {"kind": "file", "path": str(path), "needs": str(path)}, Settings(16),
+             test_path="data/split/test.jsonl", progress=False)
+    Path("data/judge/by_truth.jsonl").write_text("")
+    by_truth, _ = score_predictor("by_truth", context_lines=3, protocol="paper_offline")
+    assert [s.exact_match for s in by_truth] == [s.exact_match for s in scores]
+    assert json.loads(Path("metrics/generate/by_truth.json").read_text())["file.matched"] == len(rows)
     reference = [ref_scores(r["current_contents"], r["text"].split(NEXT_MARKER)[1], o)
                  for r, o in zip(rows, raw, strict=True)]
     assert [(int(s.exact_match), int(s.partial_match), int(s.position_match)) for s in scores] == reference

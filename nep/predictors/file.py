@@ -9,7 +9,8 @@ the first of these keys that the row has and that finds an example, never by its
 1. `id` equal to the example's `id`;
 2. `commit` plus a file name (`new_file`, `old_file` or `path`) equal to the example's `commit`
    plus its `new_file`, `path` or `old_file`;
-3. `ground_truth` equal to the example's next version, when exactly one example has it.
+3. `ground_truth` equal to the example's next version (or to it as the template writes it, with
+   its newline: the paper's `generate_offline.py` rows), when exactly one example has it.
 
 A key that finds several examples is narrowed by the later keys; still several → the row is
 `ambiguous`, unless those examples are identical (same prompt and next version: the benchmark
@@ -65,7 +66,9 @@ class Matcher:
                 for name in {ex.get(k) for k in FILE_KEYS}:
                     if isinstance(name, str) and name:
                         self.by_file.setdefault((commit, name), []).append(i)
-            self.by_truth.setdefault(ex["next"], []).append(i)
+            # the real next version, or the template's (what generate_offline.py rows carry)
+            for truth in {ex["next"], ex.get("completion") or ex["next"]}:
+                self.by_truth.setdefault(truth, []).append(i)
 
     def keys(self, row: dict[str, Any]) -> list[tuple[str, list[int]]]:
         """(rule, examples it finds) for each key the row has, in rule order."""
