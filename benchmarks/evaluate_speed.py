@@ -18,6 +18,7 @@ import time
 
 from nep.core.prompts import build_prompt
 from nep.evaluate import evaluation
+from nep.util import paths
 from nep.util.jsonl import write_jsonl
 
 LANGUAGES = ("Python", "Java", "Go", "C", "C++", "JavaScript", "TypeScript")
@@ -56,7 +57,7 @@ def main() -> None:
         try:
             write_inputs(args.examples, predictors)
             t0 = time.perf_counter()
-            scored = [evaluation.score_predictor(name, context_lines=3)[0] for name in predictors]
+            scored = [evaluation.score_predictor(name, paths.generations(name), paths.judgments(name), context_lines=3)[0] for name in predictors]
             t1 = time.perf_counter()
             for scores in scored:  # what evaluate() computes on top of the scores
                 evaluation.intervals(scores, samples=args.samples, seed=0)
@@ -65,7 +66,7 @@ def main() -> None:
                     evaluation.intervals(group, samples=args.samples, seed=0)
                 evaluation.paired_tests(scores, scored[0], samples=args.samples, seed=0)
             t2 = time.perf_counter()
-            evaluation.evaluate(predictors, reference="", context_lines=3, bootstrap_samples=args.samples, seed=0)
+            evaluation.evaluate({n: (paths.generations(n), paths.judgments(n)) for n in predictors}, reference="", context_lines=3, bootstrap_samples=args.samples, seed=0)
             t3 = time.perf_counter()
         finally:
             os.chdir(cwd)

@@ -28,9 +28,9 @@ def write(ev: Evaluation) -> None:
 
 def main() -> None:
     cfg = load_section("evaluate")
-    predictors = list(load_section("generate").predictors)
+    inputs = {name: (paths.generations(name), paths.judgments(name)) for name in load_section("generate").predictors}
     ev = evaluate(
-        predictors,
+        inputs,
         reference=cfg.reference,
         context_lines=cfg.context_lines,
         bootstrap_samples=cfg.bootstrap_samples,

@@ -13,6 +13,7 @@ from conftest import REPO_ROOT, git, run_dvc
 
 from nep.core.prompts import build_prompt
 from nep.evaluate.evaluation import HEADLINE, MAIN_METRICS, evaluate
+from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import write_jsonl
 from stages import evaluate as evaluate_stage
@@ -49,7 +50,8 @@ def judged(**verdicts: int | None) -> list[dict]:
 
 
 def run(predictors: list[str], reference: str = "", samples: int = 300):
-    return evaluate(predictors, reference=reference, context_lines=3, bootstrap_samples=samples, seed=0)
+    inputs = {name: (paths.generations(name), paths.judgments(name)) for name in predictors}
+    return evaluate(inputs, reference=reference, context_lines=3, bootstrap_samples=samples, seed=0)
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from nep.evaluate.protocol import paper_offline_extract, scored_pair
 from nep.predictors.base import Prediction, Settings
 from nep.predictors.runner import generate
 from nep.util.jsonl import read_jsonl, write_jsonl
+from nep.util.paths import generations as _gen
+from nep.util.paths import judgments as _judge
 
 BASE = "".join(f"value_{i} = compute({i})\n" for i in range(12))
 CURRENT = BASE.replace("value_2 = compute(2)\n", "value_2 = compute(2)\nlog(value_2)\n")
@@ -52,7 +54,7 @@ def run(name: str, entry: dict, protocol: str = "next_version") -> tuple[list[di
     Path("data/judge").mkdir(parents=True, exist_ok=True)
     Path(f"data/judge/{name}.jsonl").write_text("")
     records = list(read_jsonl(f"data/generate/{name}.jsonl"))
-    scores, _ = score_predictor(name, context_lines=3, protocol=protocol)
+    scores, _ = score_predictor(name, *predictor_files(name), context_lines=3, protocol=protocol)
     return records, scores
 
 
@@ -213,3 +215,8 @@ def test_paper_offline_scores_both_sides_with_the_template_newline(project, monk
     assert [s.exact_match_eol for s in scores] == [False, True]
     record = {"ground_truth": "a", "output": "", "raw_output": "", "extracted": False, "extraction": "missing"}
     assert scored_pair(record, "paper_offline") == ("a\n", "", False)  # no answer: a miss
+
+
+def predictor_files(name: str):
+    """The pipeline's generations and judgments files of predictor `name` (relative to the cwd)."""
+    return _gen(name), _judge(name)

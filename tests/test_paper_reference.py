@@ -21,6 +21,8 @@ from nep.evaluate.evaluation import score_predictor, summarize
 from nep.predictors.base import Settings
 from nep.predictors.runner import generate
 from nep.util.jsonl import write_jsonl
+from nep.util.paths import generations as _gen
+from nep.util.paths import judgments as _judge
 
 NEXT_MARKER = "<|next_version|>\n"
 
@@ -167,7 +169,7 @@ def import_and_score(name: str, rows: list[dict], outputs: list[str], protocol: 
     generate(name, {"kind": "file", "path": str(path), "needs": str(path)}, Settings(16),
              test_path="data/split/test.jsonl", progress=False)
     Path(f"data/judge/{name}.jsonl").write_text("")
-    scores, counts = score_predictor(name, context_lines=3, protocol=protocol)
+    scores, counts = score_predictor(name, *predictor_files(name), context_lines=3, protocol=protocol)
     assert counts.get("dropped.missing_field", 0) == 0
     return scores
 
@@ -203,7 +205,7 @@ def test_paper_offline_protocol_equals_the_papers_functions_on_offline_rows(rows
     generate("by_truth", {"kind": "file", "path": str(path), "needs": str(path)}, Settings(16),
              test_path="data/split/test.jsonl", progress=False)
     Path("data/judge/by_truth.jsonl").write_text("")
-    by_truth, _ = score_predictor("by_truth", context_lines=3, protocol="paper_offline")
+    by_truth, _ = score_predictor("by_truth", *predictor_files("by_truth"), context_lines=3, protocol="paper_offline")
     assert [s.exact_match for s in by_truth] == [s.exact_match for s in scores]
     assert json.loads(Path("metrics/generate/by_truth.json").read_text())["file.matched"] == len(rows)
     reference = [ref_scores(r["current_contents"], r["text"].split(NEXT_MARKER)[1], o)
@@ -220,3 +222,8 @@ def test_the_old_ground_truth_differs_from_the_papers_api_scoring(rows_and_answe
     api = [ref_scores(r["current_contents"], r["new_contents"], o) for r, o in zip(rows, outputs, strict=True)]
     old = [ref_scores(r["current_contents"], r["text"].split(NEXT_MARKER)[1], o) for r, o in zip(rows, outputs, strict=True)]
     assert sum(t[0] for t in api) > 0 and sum(t[0] for t in old) == 0
+
+
+def predictor_files(name: str):
+    """The pipeline's generations and judgments files of predictor `name` (relative to the cwd)."""
+    return _gen(name), _judge(name)

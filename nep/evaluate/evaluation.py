@@ -30,7 +30,6 @@ from nep.evaluate.stats import (
     paired_permutation_p,
     ratio,
 )
-from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, read_jsonl
 
@@ -102,11 +101,10 @@ def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
 
 
 def score_predictor(
-    name: str, *, context_lines: int, protocol: str = "next_version"
+    name: str, generations_path: Path, judgments_path: Path, *, context_lines: int, protocol: str = "next_version"
 ) -> tuple[list[ExampleScore], dict[str, int]]:
     """Example scores of one predictor (its generations joined with its judgments by id), and
     its counts (drops, judge coverage). `protocol`: what is scored against what (nep/evaluate/protocol.py)."""
-    generations_path, judgments_path = paths.generations(name), paths.judgments(name)
     drops: Counter = Counter()
     judgments = read_judgments(judgments_path, drops)
     scores: list[ExampleScore] = []
@@ -271,11 +269,13 @@ def _row(summary: dict, cis: dict, **keys: str) -> dict:
 
 
 def evaluate(
-    predictors: list[str], *, reference: str, context_lines: int, bootstrap_samples: int, seed: int,
-    protocol: str = "next_version",
+    inputs: dict[str, tuple[Path, Path]], *, reference: str, context_lines: int, bootstrap_samples: int,
+    seed: int, protocol: str = "next_version",
 ) -> Evaluation:
-    """Score each predictor in `generate.predictors` and compare it with `reference` ("" = the
-    first predictor), under `protocol`. Returns the headline and details metrics and the two tables."""
+    """Score each predictor of `inputs` (name -> its generations and judgments files, in
+    `generate.predictors` order) and compare it with `reference` ("" = the first predictor), under
+    `protocol`. Returns the headline and details metrics and the two tables."""
+    predictors = list(inputs)
     if not predictors:
         raise NepError("no predictors to evaluate (params.yaml generate.predictors is empty)")
     reference = reference or predictors[0]
@@ -283,7 +283,8 @@ def evaluate(
         raise NepError(
             f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
         )
-    scored = {name: score_predictor(name, context_lines=context_lines, protocol=protocol) for name in predictors}
+    scored = {name: score_predictor(name, *inputs[name], context_lines=context_lines, protocol=protocol)
+              for name in predictors}
     ev = Evaluation()
     for name, (scores, counts) in scored.items():
         summary = summarize(scores)
