@@ -163,8 +163,8 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
                   "model (docs: the paper's configuration) for results.", ""]
     if ingest["source"] == "git":
         git = ingest["git"]
-        pins = git.get("pins", {}) if git["rev"] == "HEAD" else {}
-        source = "git: " + ", ".join(f"`{r}` at `{pins.get(r, git['rev'])}`" for r in git["repos"])
+        pins = {} if git["rev"] else git.get("pins", {})
+        source = "git: " + ", ".join(f"`{r}` at `{pins.get(r, git['rev'] or 'HEAD')}`" for r in git["repos"])
     elif ingest["source"] == "hf":
         source = f"hub dataset `{ingest['hf']['dataset']}` at `{ingest['hf']['revision']}`"
     else:
