@@ -171,3 +171,14 @@ def test_ctrl_c_is_one_line(resumable, capsys):
     err = capsys.readouterr().err.strip()
     assert caught.value.code == 130 and "\n" not in err
     assert err == "generate: interrupted" + ("; a rerun resumes where it stopped" if resumable else "")
+
+
+def test_dataset_bars_are_quiet_only_inside_the_block():
+    import datasets
+
+    from nep.util.console import quiet_dataset_bars
+
+    datasets.enable_progress_bars()
+    with quiet_dataset_bars():
+        assert datasets.are_progress_bars_disabled()
+    assert not datasets.are_progress_bars_disabled()

@@ -38,7 +38,7 @@ from nep.train.model import (
     save_finetuned,
 )
 from nep.util import device as nep_device
-from nep.util.console import expected_log
+from nep.util.console import expected_log, quiet_dataset_bars
 from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
@@ -307,7 +307,7 @@ def run_finetune(
     with tempfile.TemporaryDirectory(prefix="nep-finetune-") as scratch:
         # trl logs each example whose tokenized prompt is not a prefix of prompt + completion; nep
         # counts those (examples_prompt_merged in the metrics), so the log line is expected
-        with expected_log("trl.trainer.sft_trainer", "tokenized prompt is not a prefix"):
+        with expected_log("trl.trainer.sft_trainer", "tokenized prompt is not a prefix"), quiet_dataset_bars():
             trainer = build_sft_trainer(model, tokenizer, examples, cfg, scratch, backend=backend, live=live,
                                         progress=progress)
         output = trainer.train()

@@ -88,3 +88,18 @@ def expected_log(logger: str, pattern: str) -> Iterator[None]:
         yield
     finally:
         target.removeFilter(drop)
+
+
+@contextmanager
+def quiet_dataset_bars() -> Iterator[None]:
+    """No `datasets` progress bars inside the block (trl's five dataset-preparation passes over a
+    handful of examples: "Adding EOS", "Tokenizing"...); as they were afterwards."""
+    import datasets
+
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
