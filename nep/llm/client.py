@@ -272,7 +272,8 @@ class OpenAIBackend:
         raw = os.environ.get(self.api_key_env) or ""
         key = raw.strip(" \t")
         if not key.strip():
-            raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} is not set: export "
+            state = "holds only whitespace" if raw else "is not set"
+            raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} {state}: export "
                                  "the API key there, or set api_key_env to \"\" for a server without authentication")
         if problem := header_problem(key):
             raise LLMUnavailable("api_key_env", f"environment variable {self.api_key_env} holds {problem}, which "
