@@ -53,13 +53,13 @@ def main() -> None:
 
 
 def banner() -> None:
+    from nep.data.sources import revisions
     from nep.util.console import banner as show
 
     p = load_section("ingest").model_dump()
     if p["source"] == "git":
         g = p["git"]
-        pins = {} if g["rev"] != "HEAD" else g.get("pins", {})
-        what = ", ".join(f"{r}@{pins.get(r, g['rev'])[:12]}" for r in g["repos"])
+        what = ", ".join(f"{r}@{rev[:12]}" for r, (rev, _) in zip(g["repos"], revisions(g["repos"], g["rev"], g["pins"])))
     elif p["source"] == "jsonl":
         what = ", ".join(p["jsonl"]["paths"]) or "(no paths)"
     else:

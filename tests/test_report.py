@@ -234,8 +234,8 @@ def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
     text = "\n".join(lines)
     assert "Smoke model" in text and "tiny-random" in text
     assert f"nep commit: `{'0' * 40}`" in text
-    assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "train 13, test 5" in text
-    assert "judge backend: rules judge" in text and "label backend: heuristic" in text
+    assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "13 train examples, 5 test examples" in text
+    assert "judge: rules judge (offline" in text and "not an LLM" in text and "label backend: heuristic" in text
     params["finetune"]["base_model"] = "Qwen/Qwen2.5-Coder-7B"
     assert "Smoke model" not in "\n".join(provenance(params, commit=None, sizes={}))
     assert judge_label("rules") == "rules judge" and judge_label("openai", "gpt-4.1-mini") == "LLM judge (gpt-4.1-mini)"

@@ -63,9 +63,9 @@ def _default(model: type[BaseModel]) -> Any:
 # ---------------------------------------------------------------- ingest
 class IngestGit(Section):
     repos: list[str] = ["."]
-    rev: str = "HEAD"  # every repository's revision (a range: "v1.0..HEAD"); other than HEAD, it replaces pins
-    # A repository's own revision, keyed by the repository as listed in repos: the offline default
-    # pins this project's history, so every clone mines the same commits.
+    rev: str = ""  # "": each repository's pin, else HEAD; else every repository's revision (HEAD, a range "v1.0..HEAD")
+    # A repository's own revision while rev is "", keyed by the repository as listed in repos: the
+    # offline default pins this project's history, so every clone mines the same commits.
     pins: dict[str, str] = {".": "f19d35db8f82419e1a9b66f801f6b96218ee4912"}
     max_commits: int = Field(0, ge=0)
     max_file_bytes: int = Field(1_000_000, ge=1)

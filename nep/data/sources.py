@@ -362,12 +362,12 @@ def repository_names(repos: list[str]) -> list[str]:
 
 
 
-def revisions(repos: list[str], rev: str = "HEAD", pins: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(revision, param that sets it) of each repository: a pin (`ingest.git.pins`, keyed by the
-    repository as listed) unless `rev` is set to something other than HEAD, which then applies to
-    every repository."""
+def revisions(repos: list[str], rev: str = "", pins: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(revision, param that sets it) of each repository. `rev` "" (the default): a repository's
+    pin (`ingest.git.pins`, keyed by the repository as listed), else HEAD; any other `rev` (HEAD, a
+    branch, a range) applies to every repository."""
     pins = pins or {}
-    if rev != "HEAD" or not pins:
+    if rev:
         return [(rev, "ingest.git.rev") for _ in repos]
     return [(pins[r], f"ingest.git.pins[{r!r}]") if r in pins else ("HEAD", "ingest.git.rev") for r in repos]
 
@@ -381,9 +381,9 @@ def check_revision(repo: Path, rev: str, param: str) -> list[str]:
     a one-line NepError naming `param` and the fix when `repo` does not have them, or when a
     pinned commit's history is cut by a shallow clone."""
     shallow = _is_shallow(repo)
-    unpin = ("-S 'ingest.git.pins={}' to mine the current history" if param.startswith("ingest.git.pins")
-             else "-S ingest.git.rev=HEAD to mine the current history")
-    fix = f"run `git -C {repo} fetch --unshallow`, or {unpin}" if shallow else unpin
+    unpin = "-S ingest.git.rev=HEAD to mine the current history"
+    fetch = "git fetch --unshallow" if repo.resolve() == Path.cwd().resolve() else f"git -C {repo} fetch --unshallow"
+    fix = f"run `{fetch}`, or {unpin}" if shallow else unpin
     result = subprocess.run(["git", "-C", str(repo), "rev-parse", rev, "--"], capture_output=True, text=True)
     shas = result.stdout.split()[:-1] if result.returncode == 0 else []  # the last line is "--"
     missing = rev if result.returncode != 0 else next(
@@ -424,7 +424,7 @@ def git_state(repos: list[str], rev: str, pins: dict[str, str] | None = None) ->
 def git_records(
     repos: list[str],
     *,
-    rev: str = "HEAD",
+    rev: str = "",
     pins: dict[str, str] | None = None,
     max_commits: int = 0,
     max_file_bytes: int = 1_000_000,

@@ -163,15 +163,17 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
                   "model (docs: the paper's configuration) for results.", ""]
     if ingest["source"] == "git":
         git = ingest["git"]
-        pins = git.get("pins", {}) if git["rev"] == "HEAD" else {}
-        source = "git: " + ", ".join(f"`{r}` at `{pins.get(r, git['rev'])}`" for r in git["repos"])
+        pins = {} if git["rev"] else git.get("pins", {})
+        source = "git: " + ", ".join(f"`{r}` at `{pins.get(r, git['rev'] or 'HEAD')}`" for r in git["repos"])
     elif ingest["source"] == "hf":
         source = f"hub dataset `{ingest['hf']['dataset']}` at `{ingest['hf']['revision']}`"
     else:
         source = "JSONL: " + ", ".join(f"`{p}`" for p in ingest["jsonl"]["paths"])
     if params["split"]["strategy"] == "external":
         source += f"; test set `{params['split']['external_test']}`"
-    size_text = ", ".join(f"{k} {sizes[k]}" for k in ("records", "filtered", "train", "test") if sizes.get(k) is not None)
+    size_text = ", ".join(text.format(sizes[k]) for k, text in (
+        ("records", "{} commit records"), ("filtered", "{} kept by the filter"), ("train", "{} train examples"),
+        ("test", "{} test examples")) if sizes.get(k) is not None)
     label, judge = params["label"], params["judge"]
     kinds = ", ".join(f"`{n}` ({e.get('kind')}{', ' + e['model'] if e.get('model') else ''})"
                       for n, e in gen["predictors"].items())
@@ -186,7 +188,8 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
         f"{params['process']['context_lines']} context lines" if params["process"]["context_lines"] else
         f"- split: {sizes.get('strategy') or params['split']['strategy']}; whole files in prompts",
         f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] != "heuristic" else ""),
-        f"- judge backend: {judge_label(judge['backend'], judge['model'] if judge['backend'] == 'openai' else None)}",
+        f"- judge: {judge_label(judge['backend'], judge['model'] if judge['backend'] == 'openai' else None)}"
+        + (" (offline: exact, whitespace and syntax-tree comparison; not an LLM)" if judge["backend"] == "rules" else ""),
         f"- predictors: {kinds}; greedy, at most {gen['max_new_tokens']} new tokens",
         f"- intervals: {params['evaluate']['bootstrap_samples']} bootstrap samples, seed {params['evaluate']['seed']}",
     ]
