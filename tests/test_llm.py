@@ -127,6 +127,17 @@ def test_a_server_echoing_the_key_puts_it_in_no_answer_detail_log_or_cache(fake_
     assert KEY not in caplog.text
 
 
+def test_library_log_lines_are_scrubbed_while_a_backend_runs(caplog):
+    from nep.llm.client import scrubbed_logs, secret_forms
+
+    caplog.set_level(logging.DEBUG)
+    with scrubbed_logs(secret_forms(KEY)):
+        logging.getLogger("openai._base_client").warning("headers: %r", {"Authorization": f"Bearer {KEY}"})
+        logging.getLogger("httpx").warning("sent %s", KEY)
+    logging.getLogger("httpx").warning("after %s", "x")
+    assert KEY not in caplog.text and caplog.text.count("***") == 2 and "after x" in caplog.text
+
+
 @pytest.mark.parametrize("secret", [KEY, 'sk-"quoted"\\back', "sk-é/ü+x y"])
 def test_scrub_removes_raw_escaped_and_quoted_forms(secret):
     import json

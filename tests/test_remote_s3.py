@@ -159,18 +159,22 @@ def test_preflight_warns_about_an_s3_remote_without_timeouts_or_verify(tmp_path:
     (project / ".dvc/config").write_text(
         "[core]\n    no_scm = True\n"
         f"['remote \"plain\"']\n    url = s3://{BUCKET}/a\n"
-        f"['remote \"tuned\"']\n    url = s3://{BUCKET}/b\n    connect_timeout = 10\n    read_timeout = 30\n"
+        f"['remote \"tuned\"']\n    url = s3://{BUCKET}/b\n    connect_timeout = 5\n    read_timeout = 15\n"
         "    verify = true\n"
-        f"['remote \"half\"']\n    url = s3://{BUCKET}/c\n    read_timeout = 30\n"
+        f"['remote \"half\"']\n    url = s3://{BUCKET}/c\n    read_timeout = 15\n"
     )
     (project / ".dvc/config.local").write_text("['remote \"half\"']\n    connect_timeout = 5\n")  # --local counts
     remotes = s3_remotes(project)
-    plain = remote_settings_check("plain", remotes["plain"])
-    assert plain.status == "warn" and plain.note.startswith("connect_timeout, read_timeout, verify unset")
+    env = {"AWS_MAX_ATTEMPTS": "1"}
+    plain = remote_settings_check("plain", remotes["plain"], {})
+    assert plain.status == "warn"
+    assert plain.note.startswith("connect_timeout, read_timeout, AWS_MAX_ATTEMPTS, verify unset")
     for key, value in S3_REMOTE_SETTINGS.items():
         assert f"dvc remote modify plain {key} {value}" in plain.note
-    assert remote_settings_check("tuned", remotes["tuned"]).status == "pass"
-    half = remote_settings_check("half", remotes["half"])
+    assert "export AWS_MAX_ATTEMPTS=1" in plain.note
+    assert remote_settings_check("tuned", remotes["tuned"], env).status == "pass"
+    assert remote_settings_check("tuned", remotes["tuned"], {}).note.startswith("AWS_MAX_ATTEMPTS unset")
+    half = remote_settings_check("half", remotes["half"], env)
     assert half.status == "warn" and half.note.startswith("verify unset (a changed object is pulled without error)")
     assert "WARN" in table([plain, half])
 
@@ -178,7 +182,8 @@ def test_preflight_warns_about_an_s3_remote_without_timeouts_or_verify(tmp_path:
 @pytest.mark.slow
 def test_the_documented_remote_settings_verify_pulls_and_bound_a_stalled_push(tmp_path: Path, s3_endpoint: str):
     """DVC's defaults pull a changed object with rc 0; `verify true` refuses it. With the timeouts
-    set, a push to an endpoint that accepts connections and never answers ends with an error."""
+    and AWS_MAX_ATTEMPTS set, a push to an endpoint that accepts connections and never answers ends
+    with an error (benchmarks/s3_stall.py measures how soon)."""
     import boto3
 
     project = tmp_path / "project"
@@ -213,7 +218,8 @@ def test_the_documented_remote_settings_verify_pulls_and_bound_a_stalled_push(tm
         dvc(project, "remote", "modify", "s3", "endpointurl", f"http://127.0.0.1:{stalled.getsockname()[1]}")
         dvc(project, "remote", "modify", "s3", "connect_timeout", "1")
         dvc(project, "remote", "modify", "s3", "read_timeout", "1")
-        done = subprocess.run(["dvc", "push", "-j", "4"], cwd=project, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(["dvc", "push", "-j", "4"], cwd=project, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "AWS_MAX_ATTEMPTS": "1"})
     finally:
         stalled.close()
     assert done.returncode != 0 and "timeout" in (done.stdout + done.stderr).lower()

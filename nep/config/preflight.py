@@ -6,9 +6,10 @@
 Checks: params.yaml against its schema; hub datasets and models reachable, or cached when
 HF_HUB_OFFLINE is set (short timeouts); an API key in each `api_key_env` of a chosen LLM backend
 (label, judge, openai predictors; the key itself is never printed); a CUDA GPU and an installed
-unsloth / vllm where chosen; each S3 remote's bucket (dvc remote list) reachable, and its
-`connect_timeout`, `read_timeout` and `verify` set (a warning otherwise: DVC's defaults let a
-stalled endpoint hang a push for many minutes and pull a changed object without a word). Prints
+unsloth / vllm where chosen; each S3 remote's bucket (dvc remote list) reachable, its
+`connect_timeout`, `read_timeout` and `verify` set and `AWS_MAX_ATTEMPTS` in the environment (a
+warning otherwise: with the defaults a stalled endpoint hangs a push for about 7 minutes, and a
+changed object is pulled without a word; docs/operations.md). Prints
 one row per check (pass / warn / fail / skip, what, which param, what to do) and exits 1 on any
 failure.
 """
@@ -34,8 +35,10 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 # What docs/operations.md ("Remote storage on S3") recommends for an S3 remote: seconds to connect,
-# seconds to wait for each read, and re-hashing every downloaded object.
-S3_REMOTE_SETTINGS = {"connect_timeout": "10", "read_timeout": "30", "verify": "true"}
+# seconds to wait for each response, re-hashing every downloaded object; and in the environment,
+# botocore's attempts per call (s3fs keeps its own 5 retries around each).
+S3_REMOTE_SETTINGS = {"connect_timeout": "5", "read_timeout": "15", "verify": "true"}
+S3_ATTEMPTS = "1"
 
 
 @dataclass
@@ -196,20 +199,24 @@ def bucket_check(name: str, conf: dict[str, Any]) -> Check:
         return Check("fail", what, ".dvc/config", f"unreachable ({_short(e)}): check the url and endpointurl")
 
 
-def remote_settings_check(name: str, conf: dict[str, Any]) -> Check:
-    """Warn when an S3 remote lacks the settings that bound a stalled transfer and verify downloads."""
+def remote_settings_check(name: str, conf: dict[str, Any], env: Mapping[str, str]) -> Check:
+    """Warn when an S3 remote lacks what bounds a stalled transfer (timeouts in its config, botocore's
+    attempts in the environment) and what verifies downloads."""
     what = f"timeouts and verify of remote '{name}'"
     missing = [k for k in ("connect_timeout", "read_timeout") if not conf.get(k)]
+    stall = bool(missing)
+    if not (env.get("AWS_MAX_ATTEMPTS") or "").strip():
+        missing.append("AWS_MAX_ATTEMPTS")
+        stall = True
     if not _truthy(str(conf.get("verify", ""))):
         missing.append("verify")
     if not missing:
-        return Check("pass", what, ".dvc/config", ", ".join(f"{k}={conf[k]}" for k in S3_REMOTE_SETTINGS))
-    fix = "; ".join(f"dvc remote modify {name} {k} {S3_REMOTE_SETTINGS[k]}" for k in missing)
-    why = []
-    if "verify" in missing:
-        why.append("a changed object is pulled without error")
-    if len(missing) > ("verify" in missing):
-        why.append("a stalled endpoint hangs push/pull for many minutes")
+        found = ", ".join(f"{k}={conf[k]}" for k in S3_REMOTE_SETTINGS)
+        return Check("pass", what, ".dvc/config", f"{found}, AWS_MAX_ATTEMPTS={env['AWS_MAX_ATTEMPTS']}")
+    fix = "; ".join(f"export AWS_MAX_ATTEMPTS={S3_ATTEMPTS}" if k == "AWS_MAX_ATTEMPTS"
+                    else f"dvc remote modify {name} {k} {S3_REMOTE_SETTINGS[k]}" for k in missing)
+    why = [text for cond, text in ((stall, "a stalled endpoint hangs push/pull for minutes"),
+                                   ("verify" in missing, "a changed object is pulled without error")) if cond]
     return Check("warn", what, ".dvc/config", f"{', '.join(missing)} unset ({'; '.join(why)}): {fix}")
 
 
@@ -286,7 +293,7 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
         yield Check("skip", "S3 remote", ".dvc/config", "none configured (dvc remote list)")
     for name, conf in remotes.items():
         yield bucket_check(name, conf)
-        yield remote_settings_check(name, conf)
+        yield remote_settings_check(name, conf, env)
 
 
 def table(rows: list[Check]) -> str:

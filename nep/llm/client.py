@@ -199,19 +199,21 @@ LIBRARY_LOGGERS = ("openai", "httpx", "httpx2", "httpcore")
 
 @contextlib.contextmanager
 def scrubbed_logs(secrets: tuple[str, ...]) -> Iterator[None]:
-    """While the block runs, log records of the HTTP libraries are scrubbed of `secrets`."""
+    """While the block runs, every log record that reaches a handler of the root logger or of the
+    HTTP libraries' loggers (the openai client's children included, which propagate there) is
+    scrubbed of `secrets`."""
     if not secrets:
         yield
         return
     scrubber = _ScrubFilter(secrets)
-    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(scrubber)
+    handlers = {h for name in ("", *LIBRARY_LOGGERS) for h in logging.getLogger(name).handlers}
+    for handler in handlers:
+        handler.addFilter(scrubber)
     try:
         yield
     finally:
-        for logger in loggers:
-            logger.removeFilter(scrubber)
+        for handler in handlers:
+            handler.removeFilter(scrubber)
 
 
 _attempts = threading.local()  # HTTP attempts of the request the current worker thread is sending
@@ -261,7 +263,8 @@ class OpenAIBackend:
         raw = os.environ.get(self.api_key_env) or ""
         key = raw.strip(" \t")
         if not key.strip():
-            raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} is not set: export "
+            state = "holds only whitespace" if raw else "is not set"
+            raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} {state}: export "
                                  "the API key there, or set api_key_env to \"\" for a server without authentication")
         if problem := header_problem(key):
             raise NepError(param="api_key_env", message=f"environment variable {self.api_key_env} holds {problem}, which "
