@@ -170,3 +170,53 @@ def test_real_smollm2_boundary(smollm2_dir):
         assert training_row(tokenizer, **e)["input_ids"][: len(prompt_ids)] == prompt_ids
     assert merged_jointly == 2  # SmolLM2's BPE merges "\n" with leading whitespace
     assert sft_examples(examples, tokenizer, 4096)[1].prompt_merged == 0
+
+
+# ---------------------------------------------------------------- tied embeddings
+
+
+def tied_copy(tiny_dir: Path, tmp_path: Path) -> Path:
+    """The tiny model with `tie_word_embeddings` (as SmolLM2 and the small Qwens have)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shutil.copytree(tiny_dir, tmp_path / "tied")
+    config = AutoConfig.from_pretrained(tiny_dir)
+    config.tie_word_embeddings = True
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "tied")
+    return tmp_path / "tied"
+
+
+def test_tied_embeddings_train_one_shared_copy_and_merge_tied(tiny_dir, tmp_path):
+    import warnings
+
+    import torch
+
+    from nep.train.model import FinetuneConfig, load_finetuned, prepare_hf, save_finetuned, ties_embeddings
+
+    path = tied_copy(tiny_dir, tmp_path)
+    cfg = FinetuneConfig.from_params({"base_model": str(path)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # peft's "tied layer ... without ensure_weight_tying"
+        model, tokenizer = prepare_hf(path, cfg)
+    base = model.get_base_model()
+    assert ties_embeddings(load_base_hf(path, device="cpu")[0])
+    trained = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert len(trained) == 1 and "embed_tokens" in trained[0]  # one copy, shared by lm_head
+    copy = base.model.embed_tokens.modules_to_save["default"].weight
+    assert base.lm_head.modules_to_save["default"].weight is copy
+    ids = tokenizer(example()["prompt"] + example()["completion"], return_tensors="pt")["input_ids"]
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=10.0)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    save_finetuned(model, tokenizer, tmp_path / "out", {"base_model": str(path), "params": cfg.to_dict()})
+    loaded, _ = load_finetuned(tmp_path / "out", device="cpu")
+    merged = loaded.merge_and_unload()
+    assert ties_embeddings(merged)
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-5)
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)

@@ -269,11 +269,22 @@ def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, tru
     return model, tokenizer
 
 
-def lora_config(cfg: FinetuneConfig):
-    """peft LoraConfig from the params (embeddings trained fully via modules_to_save)."""
+def ties_embeddings(model) -> bool:
+    """Whether the model's output layer shares its weight with the input embeddings (SmolLM2,
+    Qwen2.5-0.5B...: `tie_word_embeddings`)."""
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    return out is not None and inp is not None and out.weight.data_ptr() == inp.weight.data_ptr()
+
+
+def lora_config(cfg: FinetuneConfig, *, tied: bool = False):
+    """peft LoraConfig from the params (embeddings trained fully via modules_to_save). With `tied`
+    embeddings, peft's `ensure_weight_tying` gives `lm_head` the trained copy of `embed_tokens`
+    (one matrix trained, as in the base model; merging keeps them tied), instead of two copies
+    that drift apart."""
     from peft import LoraConfig
 
     return LoraConfig(
+        ensure_weight_tying=tied and cfg.train_embeddings,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
@@ -292,7 +303,7 @@ def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str | None = None)
     model, tokenizer = load_base_hf(base, device=device)
     add_markers(tokenizer, model)
     torch.manual_seed(cfg.seed)  # LoRA A matrices start random
-    return get_peft_model(model, lora_config(cfg)), tokenizer
+    return get_peft_model(model, lora_config(cfg, tied=ties_embeddings(model))), tokenizer
 
 
 def prepare_unsloth(base: str | Path, cfg: FinetuneConfig):
