@@ -341,7 +341,10 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     with `merge`, also the merged model under out_dir/merged. Same training → same bytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    # The base embeddings (grown by the markers) are rebuilt exactly by `load_finetuned`, so peft's
+    # copy of them (its default once the vocabulary grew) is left out: the trained rows are in the
+    # adapter's modules_to_save, and the adapter stays small.
+    model.save_pretrained(out_dir, save_embedding_layers=False)
     _sort_adapter_config(out_dir / "adapter_config.json")
     tokenizer.save_pretrained(out_dir)
     if merge:
