@@ -220,3 +220,96 @@ def test_tied_embeddings_train_one_shared_copy_and_merge_tied(tiny_dir, tmp_path
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=ids).logits, expected, atol=1e-5)
         assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
+
+
+# ---------------------------------------------------------------- answers that never stop
+
+
+def test_repeated_tail_finds_a_block_repeated_n_times():
+    from nep.predictors.stop import loops, repeated_tail
+
+    assert repeated_tail("x = 1\n" + "#\n" * 8, 8) == "#\n" * 8
+    assert repeated_tail("x = 1\n" + "#\n" * 7, 8) is None
+    assert repeated_tail("#\n" * 8 + "# still writi", 8) == "#\n" * 8  # the line being written is not counted
+    todo = "    # TODO: Add your own code here\n\n"
+    assert repeated_tail("def f():\n" + todo * 8, 8) == todo * 8  # a two-line block
+    assert repeated_tail("a\nb\nc\nd\ne\n" * 8, 8) is None  # five lines: longer than MAX_PERIOD
+    assert repeated_tail("a\nb\n" * 8, 0) is None
+    # a run the prompt holds is the file, not a loop
+    assert loops("x\n" + "0,\n" * 8, prompt="data = [\n" + "0,\n" * 10, repeats=8) is False
+    assert loops("x\n" + "0,\n" * 8, prompt="data = [\n0,\n]\n", repeats=8) is True
+
+
+def newline_forever(tiny_dir):
+    """The tiny model with an output layer that always picks the newline token: a loop of blank lines."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert len(newline) == 1
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[newline[0]] = 1.0
+    model.lm_head = head
+    return model, tokenizer
+
+
+def test_generation_stops_a_loop_and_tags_why_each_answer_ended(tiny_dir):
+    from nep.predictors.hf import TransformersGenerator
+    from nep.predictors.runner import summarize
+
+    model, tokenizer = newline_forever(tiny_dir)
+    prompts = [example(0)["prompt"], example(1)["prompt"] + "x"]
+    gen = TransformersGenerator(model, tokenizer)
+    guarded = gen.generate(prompts, max_new_tokens=40, stop_repeats=8)
+    assert [p.raw_output for p in guarded] == ["\n" * 8] * 2  # greedy's own prefix, cut at the 8th repeat
+    assert [p.tags for p in guarded] == [{"stop": "repeated_lines"}] * 2
+    unguarded = gen.generate(prompts, max_new_tokens=40)
+    assert [p.output_tokens for p in unguarded] == [40, 40]
+    assert all(p.raw_output.startswith(g.raw_output) for p, g in zip(unguarded, guarded))
+    assert [p.tags for p in unguarded] == [{"stop": "max_new_tokens"}] * 2
+    answers = [{"tags": p.tags} for p in guarded + unguarded]
+    records = [{"extracted": True, "output_tokens": 1, "extraction": "completion"}] * 4
+    assert {k: v for k, v in summarize(records, answers).items() if k.startswith("stop.")} == {
+        "stop.max_new_tokens": 2, "stop.repeated_lines": 2}
+
+
+def test_an_answer_that_ends_is_tagged_eos(tiny_dir):
+    from nep.predictors.hf import TransformersGenerator
+
+    model, tokenizer = newline_forever(tiny_dir)
+    model.generation_config.eos_token_id = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    out = TransformersGenerator(model, tokenizer).generate([example()["prompt"]], max_new_tokens=5, stop_repeats=8)
+    assert (out[0].raw_output, out[0].tags) == ("", {"stop": "eos"})
+
+
+def test_stop_repeats_is_checked_in_the_params():
+    from nep.predictors.base import check_predictor
+
+    with pytest.raises(ValueError, match=r"generate\.predictors\.b\.stop_repeats: must be 0 \(no guard\) or at least 2"):
+        check_predictor("b", {"kind": "hf", "model": "m", "needs": "m", "stop_repeats": 1})
+    check_predictor("b", {"kind": "finetuned", "needs": "models/finetune", "stop_repeats": 0})
+
+
+def test_a_unified_diff_is_never_taken_for_the_next_version():
+    from nep.core.edits import unified_diff
+    from nep.core.extract import extract_answer, is_unified_diff
+    from nep.predictors.runner import make_record
+
+    diff = unified_diff(CURRENT, NEXT_VERSION, old_name="t.py", new_name="t.py")
+    assert is_unified_diff(diff) and is_unified_diff("\n@@ -3,2 +3,3 @@\n x\n+y\n") and is_unified_diff("diff --git a/x b/x\n")
+    assert not is_unified_diff(NEXT_VERSION) and not is_unified_diff("")
+    assert not is_unified_diff('EXPECTED = """\n--- a\n+++ b\n"""\n')  # a file that holds a diff
+    assert not is_unified_diff("--- a heading in a text file\nbody\n")
+    assert extract_answer(diff, "completion") == extract_answer(f"<next_version>\n{diff}</next_version>", "chat")
+    assert extract_answer(diff, "completion").method == "diff" and not extract_answer(diff, "completion").ok
+    assert extract_answer(diff, "completion", current=diff).text == diff  # editing a patch file
+    assert extract_answer(diff, "direct").ok and extract_answer(NEXT_VERSION).text == NEXT_VERSION
+    e = {"id": "1", "next": NEXT_VERSION, **example()}
+    answer = {"skipped": None, "raw_output": diff, "style": "completion", "output_tokens": 9}
+    record = make_record(e, answer)
+    assert (record["extracted"], record["extraction"], record["output"]) == (False, "diff", "")
