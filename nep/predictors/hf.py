@@ -224,12 +224,14 @@ class HFPredictor(Predictor):
 @dataclass
 class FinetunedPredictor(HFPredictor):
     """The finetune stage's adapter (`model`: its output directory) on its base model, loaded
-    with nep.train.sft.load_finetuned, given the training prompt."""
+    with nep.train.model.load_finetuned (merged into the base weights unless `merge_adapter` is
+    false), given the training prompt."""
 
     kind: ClassVar[str] = "finetuned"
     required: ClassVar[tuple[str, ...]] = ()
     model: str = "models/finetune"
     chat: bool | None = False
+    merge_adapter: bool = True  # generate with the adapter merged into the base weights (faster on the CPU)
 
     @classmethod
     def check_options(cls, options):
@@ -251,6 +253,6 @@ class FinetunedPredictor(HFPredictor):
         device = self.resolved_device()
         dtype = resolve_dtype(self.dtype, device)
         try:
-            return load_finetuned(self.model, device=device, dtype=dtype)
+            return load_finetuned(self.model, device=device, dtype=dtype, merge=self.merge_adapter)
         except OSError as e:  # the base model named in its metadata is missing
             raise missing_model(self.param("model"), self.model, e) from e

@@ -378,15 +378,16 @@ def base_model_path(model_dir: str | Path, metadata: dict[str, Any]) -> str:
     return metadata["base_model"]
 
 
-def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=None):
+def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=None, merge: bool = False):
     """Load the finetune stage's output for generation: the base model (from the hub id or path
     in its metadata, or model_dir/base for tiny-random) with the markers' embeddings rebuilt
     exactly as in training, and the LoRA adapter on top, in eval mode on `device` (auto: cuda when
     available, else cpu; dtype auto as in `nep.util.device.resolve_dtype`).
 
-    Returns (model, tokenizer): a `peft.PeftModel` wrapping a transformers causal LM, and the
-    tokenizer saved with the adapter (markers included) with `padding_side="left"` for batched
-    generation. Generate from `tokenizer(prompt)` (special tokens on, as in training); the model
+    Returns (model, tokenizer): a `peft.PeftModel` wrapping a transformers causal LM (with `merge`,
+    the adapter merged into a plain transformers model: the same function up to float rounding,
+    and faster, with no LoRA side path in every layer), and the tokenizer saved with the adapter
+    (markers included) with `padding_side="left"` for batched generation. Generate from `tokenizer(prompt)` (special tokens on, as in training); the model
     ends a prediction with `tokenizer.eos_token_id`.
     """
     from peft import PeftModel
@@ -401,6 +402,8 @@ def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=No
     base, _ = load_base_hf(base_model_path(model_dir, metadata), device=device, dtype=dtype)
     add_markers(tokenizer, base)
     model = PeftModel.from_pretrained(base, model_dir)
+    if merge:
+        model = model.merge_and_unload()
     model.to(device).eval()
     tokenizer.padding_side = "left"
     return model, tokenizer
