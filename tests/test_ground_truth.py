@@ -78,7 +78,7 @@ class FakeGenerator:
         self.tokenizer = types.SimpleNamespace(chat_template=None)
         self.prompts: list[str] = []
 
-    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True, progress=None):
+    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True, progress=None, stop_repeats=0):
         self.prompts += prompts
         by_prompt = {ex["prompt"]: ex for ex in EXAMPLES}
         by_paper = {paper_prompt(ex["original"], ex["current"], old_file=ex["path"], new_file=ex["path"]): ex
@@ -119,7 +119,7 @@ def fake_vllm(monkeypatch) -> list[str]:
             for p in prompts:
                 ex = next((e for e in EXAMPLES if e["prompt"] == p), None) or by_paper[p]
                 text = template_answers(ex)
-                out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text, token_ids=[0] * 5)]))
+                out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text, token_ids=[0] * 5, finish_reason="stop")]))
             return out
 
     module = types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw)

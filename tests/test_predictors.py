@@ -373,9 +373,12 @@ def test_finetuned_adapter_generates_batched_like_one_at_a_time(finetuned_dir):
     single = predict_all(predictor, exs, max_new_tokens=10, batch_size=1)
     assert [p.raw_output for p in batched] == [p.raw_output for p in single]
     assert all(p.output_tokens <= 10 for p in batched)
-    # the adapter is really applied: the model is a PEFT model whose tokenizer has the markers
+    # the adapter is applied, merged into the base weights: the unmerged PEFT model answers the same
     model = predictor.generator.model
-    assert type(model).__name__.startswith("Peft")
+    unmerged = build_predictor("u", {"kind": "finetuned", "model": str(finetuned_dir), "merge_adapter": False})
+    assert type(unmerged.generator.model).__name__.startswith("Peft") and not type(model).__name__.startswith("Peft")
+    assert [p.raw_output for p in predict_all(unmerged, exs, max_new_tokens=10, batch_size=8)] == [
+        p.raw_output for p in batched]
     assert predictor.generator.tokenizer.convert_tokens_to_ids("<|next_version|>") is not None
 
 

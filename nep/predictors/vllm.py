@@ -161,6 +161,7 @@ class VLLMPredictor(Predictor):
                 outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
             share = (time.perf_counter() - start) / len(batch)
             yield [
-                (i, Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), latency_s=share))
+                (i, Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), latency_s=share,
+                               tags={"stop": "max_new_tokens" if o.outputs[0].finish_reason == "length" else "eos"}))
                 for i, o in zip(idx, outputs, strict=True)
             ]
