@@ -13,12 +13,11 @@ import time
 import pytest
 from conftest import REPO_ROOT
 
+from nep.llm.backends import backend_config, get_backend
 from nep.llm.cache import CachedBackend, cache_path
 from nep.llm.client import (
     ChatRequest,
     OpenAIBackend,
-    backend_config,
-    get_backend,
     in_request_order,
 )
 from nep.util.errors import NepError

@@ -11,8 +11,9 @@ import sys
 import pytest
 from conftest import REPO_ROOT, problem_lines
 
+from nep.config.__main__ import main
 from nep.config.params import load_params, parse_yaml
-from nep.config.schema import MAX_SEED, MAX_WORKERS, ParamsError, main
+from nep.config.schema import MAX_SEED, MAX_WORKERS, ParamsError
 
 CASES = [
     ("finetune:\n  learning_rate: 1.0e400\n", "finetune.learning_rate: inf is not a finite number"),

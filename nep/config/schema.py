@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -429,30 +428,3 @@ def validate(params: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
 
 def defaults() -> dict[str, Any]:
     return Params().model_dump()
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    import yaml
-
-    from nep.config.params import load_yaml
-
-    parser = argparse.ArgumentParser(prog="python -m nep.config", description=__doc__.split("\n\n")[0])
-    parser.add_argument("path", nargs="?", default="params.yaml")
-    parser.add_argument("--defaults", action="store_true", help="print the schema's defaults as YAML")
-    args = parser.parse_args(argv)
-    if args.defaults:
-        print(yaml.safe_dump(defaults(), sort_keys=False), end="")
-        return 0
-    try:
-        validate(load_yaml(args.path), args.path)
-    except ParamsError as e:
-        print(e, file=sys.stderr)
-        return 1
-    print(f"{args.path}: OK")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

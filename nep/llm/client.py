@@ -2,7 +2,8 @@
 
 Interface (stable; code against this):
 
-    from nep.llm.client import ChatRequest, get_backend
+    from nep.llm.backends import get_backend
+    from nep.llm.client import ChatRequest
     backend = get_backend("openai", base_url="http://127.0.0.1:8000/v1", model="m",
                           api_key_env="OPENAI_API_KEY", concurrency=16)
     for result in backend.complete_many([ChatRequest(id="a", messages=[{"role": "user", "content": "hi"}])]):
@@ -20,7 +21,7 @@ Interface (stable; code against this):
   timeouts and connection errors, exponential backoff with jitter, honouring Retry-After. A 200
   that is not a usable completion (a truncated JSON body, a gateway's HTML page, no choices, null
   or empty content) is retried by nep the same way; `max_attempts` bounds all HTTP attempts of a request.
-- `get_backend` wraps the backend in nep.llm.cache's SQLite response cache (`cache=False` turns it
+- `nep.llm.backends.get_backend` wraps the backend in nep.llm.cache's SQLite response cache (`cache=False` turns it
   off), so a re-run sends only the requests not yet answered.
 - The API key is read from the environment variable *named* by `api_key_env` when requests are
   sent (not when every answer is cached); it is never stored. `api_key_env: ""` for servers without auth.
@@ -45,11 +46,10 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from nep.util.errors import NepError
-from nep.util.registry import Registry
 
 FAILURE_REASONS = {
     "rate_limited": "HTTP 429 on every attempt",
@@ -68,7 +68,6 @@ RETRIED_ANSWERS = ("bad_response", "empty_content")
 RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 8.0
 
-BACKENDS = Registry("LLM backend", {"openai": "nep.llm.client:OpenAIBackend"})
 
 
 
@@ -369,27 +368,6 @@ class OpenAIBackend:
         except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError) as e:
             error, detail = "bad_response", f"{type(e).__name__}: {e}"
         return ChatResult(request.id, None, error, detail)
-
-
-def get_backend(name: str, *, cache: bool = True, **config: Any) -> Any:
-    """The backend registered under `name`, built with `config` (unknown keys raise TypeError) and,
-    unless `cache` is false, wrapped in the response cache (nep.llm.cache.CachedBackend)."""
-    cls = BACKENDS.get(name)
-    try:
-        backend = cls(**config)
-    except TypeError as e:
-        raise TypeError(f"LLM backend '{name}': {e}") from e
-    if not cache:
-        return backend
-    from nep.llm.cache import CachedBackend
-
-    return CachedBackend(backend)
-
-
-def backend_config(params: dict[str, Any], name: str = "openai") -> dict[str, Any]:
-    """The keys of a stage's params section that `get_backend(name, ...)` takes."""
-    names = {f.name for f in fields(BACKENDS.get(name)) if f.init} | {"cache"}
-    return {k: v for k, v in params.items() if k in names}
 
 
 def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest]) -> Iterator[ChatResult]:

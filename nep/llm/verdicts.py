@@ -22,11 +22,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from nep.config.schema import section
+from nep.llm.backends import backend_config, get_backend
 from nep.llm.client import (
     ChatRequest,
     ChatResult,
-    backend_config,
-    get_backend,
     in_request_order,
     parse_yes_no,
 )

@@ -61,7 +61,7 @@ class OpenAIPredictor(Predictor):
 
     def backend(self):
         if self._backend is None:
-            from nep.llm.client import get_backend
+            from nep.llm.backends import get_backend
 
             given = {k: getattr(self, k) for k in BACKEND_OPTIONS if getattr(self, k) is not None}
             self._backend = get_backend("openai", model=self.model, temperature=0.0, **given)
