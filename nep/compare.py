@@ -20,7 +20,8 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from nep.util.errors import NepError, run_main
+from nep.util.cli import run_main
+from nep.util.errors import NepError
 
 ORDER = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")  # the rest follow
 EVALUATE = "metrics/evaluate.json:"

@@ -52,6 +52,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from nep.util.errors import run_main
+    from nep.util.cli import run_main
 
     run_main(main, "judge", resumable=True)

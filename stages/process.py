@@ -47,6 +47,6 @@ def banner() -> None:
 
 
 if __name__ == "__main__":
-    from nep.util.errors import run_main
+    from nep.util.cli import run_main
 
     run_main(main, "process", banner=banner)

@@ -48,6 +48,6 @@ def banner() -> None:
 
 
 if __name__ == "__main__":
-    from nep.util.errors import run_main
+    from nep.util.cli import run_main
 
     run_main(main, "split", banner=banner)

@@ -161,7 +161,7 @@ def test_expected_log_drops_only_matching_records_inside_the_block(caplog):
 
 @pytest.mark.parametrize("resumable", [False, True])
 def test_ctrl_c_is_one_line(resumable, capsys):
-    from nep.util.errors import run_main
+    from nep.util.cli import run_main
 
     def interrupted():
         raise KeyboardInterrupt

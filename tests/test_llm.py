@@ -248,7 +248,8 @@ def test_registry_and_config():
 
 KILLED_RUN = textwrap.dedent("""
     import sys
-    from nep.llm.client import ChatRequest, get_backend
+    from nep.llm.backends import get_backend
+    from nep.llm.client import ChatRequest
     llm = get_backend("openai", base_url=sys.argv[1], model="fake-model", api_key_env="NEP_TEST_KEY",
                       concurrency=4)
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]

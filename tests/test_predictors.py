@@ -227,12 +227,12 @@ def test_missing_vllm_names_the_param_and_the_requirements(monkeypatch):
 
 
 def test_a_model_that_does_not_load_is_one_line_naming_the_param(monkeypatch):
-    import nep.train.model
+    import nep.predictors.hf
 
     def not_found(model, **kw):
         raise OSError(f"{model} is not a local folder and is not a valid model identifier\nmore text")
 
-    monkeypatch.setattr(nep.train.model, "load_base_hf", not_found)
+    monkeypatch.setattr(nep.predictors.hf, "load_base_hf", not_found)
     predictor = build_predictor("big", {"kind": "hf", "model": "no-such-org/no-such-model", "device": "cpu"})
     with pytest.raises(NepError, match=r"^generate\.predictors\.big\.model: cannot load .*not a valid") as info:
         predict_all(predictor, examples()[:1])

@@ -302,6 +302,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
 
 
 def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
+    import nep.data.filter
     import nep.util.batches
     from nep.data.filter import paper_filter
     from stages.filter import run
@@ -315,7 +316,7 @@ def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     ingest(tmp_path, "jsonl", paths=[str(src)])
     read: list[int] = []
     real = nep.util.batches.read_ranges
-    monkeypatch.setattr(nep.util.batches, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
+    monkeypatch.setattr(nep.data.filter, "read_ranges", lambda path, ranges: read.extend(o for o, _ in ranges) or real(path, ranges))
     metrics = run(paper_filter(workers=1, max_chars=5000), input_path=tmp_path / "ingest",
                   output_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "f.json")
     lines = src.read_bytes().splitlines(keepends=True)

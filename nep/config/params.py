@@ -7,6 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from nep.config.schema import SECTIONS, ParamsError, validate
+from nep.util.jsonl import atomic_file
+from nep.util.paths import cache_root
+
 # YAML 1.2's core schema (what DVC's ruamel reader uses for `-S` and `dvc params diff`), not PyYAML's
 # YAML 1.1: `1:30` is a string (not 90), `yes`/`on` are strings, `010` is ten, `1e-05` is a float
 # (digits may be grouped with `_`, as ruamel allows).
@@ -77,7 +81,6 @@ def parse_yaml(text: str, path: str | Path = "<params>") -> Any:
     try:
         return yaml.load(text, Loader=_loader())
     except yaml.YAMLError as e:
-        from nep.config.schema import ParamsError
 
         raise ParamsError(yaml_error_line(e, path)) from None
 
@@ -86,7 +89,6 @@ def _text(raw: bytes, path: str | Path) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        from nep.config.schema import ParamsError
 
         raise ParamsError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
@@ -95,7 +97,6 @@ def load_yaml(path: str | Path) -> Any:
     try:
         raw = Path(path).read_bytes()
     except OSError as e:
-        from nep.config.schema import ParamsError
 
         raise ParamsError(f"{path}: cannot read ({e.strerror or e})") from None
     return parse_yaml(_text(raw, path), path)
@@ -115,7 +116,6 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
     key = _check_key(raw)
     params = _read_checked(key)
     if params is None:
-        from nep.config.schema import validate
 
         params = validate(parse_yaml(_text(raw, path), path), path)
         _write_checked(key, params)
@@ -129,7 +129,6 @@ def load_params(section: str | None = None, path: str | Path = "params.yaml") ->
 def load_section(name: str, path: str | Path = "params.yaml") -> Any:
     """One section of params.yaml as its typed schema object (nep.config.schema: `Filter`,
     `Finetune`...), checked like `load_params`, every default filled in. Stages pass it on as it is."""
-    from nep.config.schema import SECTIONS
 
     if name not in SECTIONS:
         raise KeyError(f"no params section '{name}' (sections: {', '.join(SECTIONS)})")
@@ -137,7 +136,6 @@ def load_section(name: str, path: str | Path = "params.yaml") -> Any:
 
 
 def _checked_path() -> Path:
-    from nep.util.paths import cache_root
 
     return cache_root() / "params.checked.json"
 
@@ -174,7 +172,6 @@ def _write_checked(key: str, params: dict[str, Any]) -> None:
     """Remember the checked params when they survive a JSON round trip unchanged."""
     import json
 
-    from nep.util.jsonl import atomic_file
 
     text = json.dumps({"key": key, "params": params})  # key order kept: predictors run in file order
     if json.loads(text)["params"] != params:

@@ -26,6 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nep.config.params import load_yaml, parse_yaml
+from nep.config.presets import committed_text, render
+from nep.config.schema import ParamsError, validate
+from nep.data.sources import check_revision, revisions
+from nep.llm.client import header_problem
+from nep.util import device
 from nep.util.errors import NepError
 
 HUB_TIMEOUT_S = 5.0
@@ -135,7 +141,6 @@ def key_check(var: str, param: str, used_by: str, env: Mapping[str, str]) -> Che
     if not var:
         return Check("skip", f"API key for {used_by}", param, 'api_key_env is "" (no authentication)')
     if (env.get(var) or "").strip(" \t"):
-        from nep.llm.client import header_problem
 
         if problem := header_problem(env[var].strip(" \t")):  # the key itself is never printed
             return Check("fail", f"API key for {used_by}", param, f"{var} holds {problem}, which an HTTP header "
@@ -147,7 +152,6 @@ def key_check(var: str, param: str, used_by: str, env: Mapping[str, str]) -> Che
 
 def cuda_check(param: str, used_by: str) -> Check:
     try:
-        from nep.util import device
 
         ok = device.cuda_available()
     except Exception as e:  # noqa: BLE001 - a broken torch is a failed check
@@ -224,7 +228,6 @@ def remote_settings_check(name: str, conf: dict[str, Any], env: Mapping[str, str
 def git_checks(git: dict[str, Any]) -> Iterator[Check]:
     """Each repository to mine has its revision (a pin, or ingest.git.rev), and the whole of its
     history when pinned (not a shallow clone)."""
-    from nep.data.sources import check_revision, revisions
 
     for repo, (rev, param) in zip(git["repos"], revisions(git["repos"], git["rev"], git.get("pins"))):
         what = f"git {repo} at {rev[:12]}"
@@ -306,12 +309,9 @@ def table(rows: list[Check]) -> str:
 
 
 def configuration(params_path: Path, preset: str | None) -> dict[str, Any]:
-    from nep.config.params import load_yaml, parse_yaml
-    from nep.config.schema import validate
 
     if not preset:
         return validate(load_yaml(params_path), params_path)
-    from nep.config.presets import committed_text, render
 
     return validate(parse_yaml(render(preset, committed_text(params_path))), f"preset {preset}")
 
@@ -322,7 +322,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", help="check this preset (over the committed params.yaml) instead")
     args = parser.parse_args(argv)
 
-    from nep.config.schema import ParamsError
 
     try:
         params = configuration(args.params, args.preset)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.params import load_yaml, parse_yaml
+from nep.config.schema import ParamsError, validate
 from nep.util.errors import NepError
 
 PRESETS_DIR = Path("presets")
@@ -85,7 +86,6 @@ def _styled_like(value: Any, like: Any) -> Any:
 def check_preset(preset: dict[str, Any], base: dict[str, Any]) -> list[str]:
     """Problems of the configuration `preset` merged over `base` makes, one line each per the
     params schema (nep/config/schema.py); an empty list when it fits."""
-    from nep.config.schema import ParamsError, validate
 
     try:
         validate(deep_merge(copy.deepcopy(base), preset), "preset")

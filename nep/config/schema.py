@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from nep.predictors import base as predictors
 from nep.util.errors import NepError
 
 
@@ -260,7 +261,6 @@ def check_predictor_entry(name: str, entry: Any) -> None:
     """Raise ValueError when a `generate.predictors` entry does not fit its kind. Uses
     nep.predictors.base.check_predictor (its kinds and options) when that exists, else checks the keys
     every entry needs."""
-    from nep.predictors import base as predictors
 
     check = getattr(predictors, "check_predictor", None)
     if check is not None:

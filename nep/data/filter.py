@@ -30,6 +30,17 @@ from nep.config.schema import Filter
 from nep.core.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
 from nep.util.jsonl import flat_counts, parse_object
 from nep.data.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
+from nep.util.batches import read_ranges
+from nep.util.jsonl import parse_line
+from nep.data.sources import checked_record
+from nep.data.ingest import split_lines
+from nep.core.records import valid_records
+from nep.util.batches import line_blocks, ordered_map, worker_count
+from nep.util.jsonl import write_lines
+from nep.data.tokens import get_encoding
+from nep.util.errors import NepError
+from nep.data.ingest import read_index
+from nep.data.sources import local_path
 
 # Records tokenized together: bounds the filter's working set whatever the input size.
 TOKEN_BATCH_RECORDS = 64
@@ -184,9 +195,6 @@ def _survivors(records: Iterable[dict[str, Any]], config: Filter, dropped: Count
 def filter_rows(task: tuple[str, list[tuple[int, int]], Filter, int]) -> tuple[list[bytes], Counter, Counter]:
     """Worker: read the indexed records at (offset, length) in a file, filter them; return the
     survivors' lines, drops by reason and survivors by language."""
-    from nep.util.batches import read_ranges
-    from nep.util.jsonl import parse_line
-    from nep.data.sources import checked_record
 
     path, ranges, config, threads = task
     dropped: Counter = Counter()
@@ -214,8 +222,6 @@ def filter_block(task: tuple[str, int, int, Filter, int]) -> tuple[list[bytes], 
     """Worker: filter the records of one block of a JSONL file of records (all fields kept);
     return survivors' lines, drops (bad lines and invalid records included), records by language
     in and out."""
-    from nep.data.ingest import split_lines
-    from nep.core.records import valid_records
 
     path, start, end, config, threads = task
     with open(path, "rb") as f:
@@ -243,13 +249,10 @@ def run_filter(input_path: str | Path, output_path: str | Path, config: Filter, 
     `max_chars` are counted without being read) or of a JSONL file of records; write the survivors
     in input order to `output_path`; return the metrics. Work is spread over `workers` processes
     (0 = every usable core) in bounded batches: memory does not grow with the input."""
-    from nep.util.batches import line_blocks, ordered_map, worker_count
-    from nep.util.jsonl import write_lines
 
     input_path, workers = Path(input_path), worker_count(workers)
     threads = 1 if workers > 1 else 2
     if workers > 1 and config.max_tokens:
-        from nep.data.tokens import get_encoding
 
         get_encoding(config.encoding)  # once, before the workers fork, rather than in each of them
     result = FilterResult(kept=[], language_out=Counter())
@@ -267,7 +270,6 @@ def run_filter(input_path: str | Path, output_path: str | Path, config: Filter, 
         write_lines(output_path, collect(ordered_map(filter_rows, tasks, workers)))
     else:
         if not input_path.is_file():
-            from nep.util.errors import NepError
 
             raise NepError(f"{input_path}: file not found")
         tasks = ((str(input_path), s, e, config, threads) for s, e in line_blocks(input_path))
@@ -287,9 +289,6 @@ def _index_tasks(in_dir: Path, config: Filter, threads: int, result: FilterResul
     """Worker tasks from ingest's index; records over `max_chars` are counted here, unread."""
     import os
 
-    from nep.data.ingest import read_index
-    from nep.util.errors import NepError
-    from nep.data.sources import local_path
 
     files, rows = read_index(in_dir)
     paths = []

@@ -26,6 +26,10 @@ import xxhash
 
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map
 from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
+from nep.data.sources import checked_record
+from nep.data.sources import checked_record, read_records_file
+from nep.util.batches import worker_count
+from nep.data.sources import dedupe, git_records, git_state, hf_files, local_path
 
 INDEX = "index.jsonl"
 SOURCES = "sources.json"
@@ -76,7 +80,6 @@ _EOL = re.compile(rb"\r\n?|\n")
 
 def index_block(path: str, start: int, end: int, languages: tuple[str, ...] | None) -> Block:
     """Validate the records of one block (a worker task); see nep.data.sources.checked_record."""
-    from nep.data.sources import checked_record
 
     with open(path, "rb") as f:
         f.seek(start)
@@ -171,7 +174,6 @@ def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, langua
                 workers: int = 1, require_records: bool = True) -> None:
     """Index JSONL files, (name recorded in sources.json, local path) each, in parallel blocks.
     A file without one valid record is an error naming it (when `require_records`)."""
-    from nep.data.sources import checked_record, read_records_file
 
     langs = tuple(languages) if languages is not None else None
     for name, local in paths:
@@ -274,8 +276,6 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
     sources.json, and commits.jsonl for git); return the metrics. When the source is the same as at the last run (git: the same
     resolved commits; files: the same size, time and inode as when last hashed) and the outputs are
     there, nothing is read or written again."""
-    from nep.util.batches import worker_count
-    from nep.data.sources import dedupe, git_records, git_state, hf_files, local_path
 
     source, languages, workers = cfg.source, cfg.languages, cfg.workers
     git, jsonl, hf = cfg.git.model_dump(), cfg.jsonl.model_dump(), cfg.hf.model_dump()

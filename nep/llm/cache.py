@@ -1,7 +1,7 @@
 """A response cache any chat backend can wear: answers in SQLite, committed as they arrive.
 
     from nep.llm.cache import CachedBackend
-    backend = CachedBackend(OpenAIBackend(model="m"))   # nep.llm.client.get_backend does this by default
+    backend = CachedBackend(OpenAIBackend(model="m"))   # nep.llm.backends.get_backend does this by default
 
 The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.client.Accounting) and
 `identity(request)` (a JSON-able dict of everything that decides the answer: endpoint, model,

@@ -137,7 +137,7 @@ class LLMVerdicts(VerdictBackend):
     """Yes/no questions to a chat model (nep.llm.client, cached), one per record not decided by `shortcut`."""
 
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # USD per Mtok, for llm.cost_usd
-    chat: dict[str, Any] = field(default_factory=dict)  # nep.llm.client.get_backend("openai", **chat)
+    chat: dict[str, Any] = field(default_factory=dict)  # nep.llm.backends.get_backend("openai", **chat)
     uses_llm: ClassVar[bool] = True
 
     def __post_init__(self) -> None:

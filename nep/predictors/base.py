@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from nep.core.extract import Style
-from nep.core.prompts import parse_prompt
+from nep.core.prompts import paper_prompt, parse_prompt
 from nep.predictors.propagate import propagate
 from nep.util.registry import Registry
 
@@ -92,7 +92,6 @@ def training_prompt(example: dict[str, Any], template: str = "nep") -> str:
         return example["prompt"]
     if template != "paper":
         raise ValueError(f"unknown template {template!r} (expected 'nep' or 'paper')")
-    from nep.core.prompts import paper_prompt
 
     sections = parse_prompt(example["prompt"])
     original, current = example.get("original"), example.get("current")

@@ -24,6 +24,8 @@ from nep.predictors.base import (
     training_prompt,
 )
 from nep.predictors.stop import EOS, LENGTH, REPEATED, RepeatedLinesStop
+from nep.train.model import load_base_hf, load_finetuned
+from nep.util.device import configure_threads, resolve_device, resolve_dtype
 from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,6 @@ class HFPredictor(Predictor):
         self.threads = 0
 
     def resolved_device(self) -> str:
-        from nep.util.device import configure_threads, resolve_device
 
         device = resolve_device(self.device)
         if device == "cpu":
@@ -203,8 +204,6 @@ class HFPredictor(Predictor):
         return device
 
     def load(self):
-        from nep.train.model import load_base_hf
-        from nep.util.device import resolve_dtype
 
         device = self.resolved_device()
         try:
@@ -281,8 +280,6 @@ class FinetunedPredictor(HFPredictor):
             raise ValueError("kind 'finetuned' uses the training prompt; `chat` must be false")
 
     def load(self):
-        from nep.train.model import load_finetuned
-        from nep.util.device import resolve_dtype
 
         if not Path(self.model).exists():
             raise NepError(f"{self.param('model')}: {self.model}: no fine-tuned model (run the finetune stage first)")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nep.core.extract import Style
+from nep.llm.backends import get_backend
+from nep.llm.client import ChatRequest
 from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
 from nep.util.errors import NepError
 
@@ -61,7 +63,6 @@ class OpenAIPredictor(Predictor):
 
     def backend(self):
         if self._backend is None:
-            from nep.llm.backends import get_backend
 
             given = {k: getattr(self, k) for k in BACKEND_OPTIONS if getattr(self, k) is not None}
             self._backend = get_backend("openai", model=self.model, temperature=0.0, **given)
@@ -70,7 +71,6 @@ class OpenAIPredictor(Predictor):
     def predict(self, examples, todo, settings):
         if not todo:
             return
-        from nep.llm.client import ChatRequest
 
         if importlib.util.find_spec("openai") is None:
             raise NepError(f"{self.param('kind')}: kind 'openai' needs the openai package; "

@@ -17,6 +17,8 @@ from nep.predictors.base import (
     chat_messages,
     training_prompt,
 )
+from nep.predictors.hf import HFPredictor, missing_model
+from nep.util.device import cuda_available
 from nep.util.errors import NepError
 
 INSTALL_HINT = "pip install -r requirements-gpu.txt (Linux, CUDA)"
@@ -112,7 +114,6 @@ class VLLMPredictor(Predictor):
                     trust_remote_code=self.trust_remote_code,
                 )
             except OSError as e:
-                from nep.predictors.hf import missing_model
 
                 raise missing_model(self.param("model"), self.model, e) from e
         return self._llm
@@ -121,12 +122,10 @@ class VLLMPredictor(Predictor):
         """Whether vLLM can run here: the package is installed and a CUDA GPU is visible."""
         import importlib.util
 
-        from nep.util.device import cuda_available
 
         return importlib.util.find_spec("vllm") is not None and cuda_available()
 
     def hf_fallback(self):
-        from nep.predictors.hf import HFPredictor
 
         hf = HFPredictor(model=self.base_model(), chat=bool(self.chat), template=self.template, system=self.system,
                          system_role=self.system_role, dtype=self.dtype, trust_remote_code=self.trust_remote_code)

@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 
 from nep.config.schema import TINY_MODEL, Finetune
 from nep.core.prompts import MARKERS
-from nep.train.tiny import SMOKE_WARNING
+from nep.train.tiny import (
+    SMOKE_WARNING,
+    build_tiny_model,  # logs SMOKE_WARNING
+)
 from nep.util import device as nep_device
 from nep.util.device import resolve_device, resolve_dtype
 from nep.util.errors import NepError
@@ -88,7 +91,6 @@ def build_base(records: list[dict[str, Any]], out_dir: Path, cfg: Finetune, *, w
         return cfg.base_model
     if not write:
         return Path(out_dir) / TINY_BASE_DIR
-    from nep.train.tiny import build_tiny_model  # logs SMOKE_WARNING
 
     texts = [r["prompt"] + r["completion"] for r in records if isinstance(r.get("prompt"), str) and isinstance(r.get("completion"), str)]
     t = cfg.tiny

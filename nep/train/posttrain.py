@@ -29,6 +29,7 @@ from typing import Any
 
 from nep.config.schema import Finetune, Posttrain, section
 from nep.train.model import (
+    METADATA_FILE,
     add_markers,
     base_model_path,
     load_base_hf,
@@ -36,6 +37,7 @@ from nep.train.model import (
     save_finetuned,
 )
 from nep.train.rewards import RewardWeights, make_pair, prompt_sections, reward_function, score_candidate
+from nep.train.sft import live_steps, optimizer_cls_and_kwargs, split_timing, trainer_kwargs
 from nep.util import device as nep_device
 from nep.util.errors import NepError
 
@@ -229,7 +231,6 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
     current, ground_truth; nep's reward) on the trainable SFT adapter `model`."""
     from datasets import Dataset
 
-    from nep.train.sft import live_steps, optimizer_cls_and_kwargs, trainer_kwargs
 
     use_torch_logprobs()
     tcfg = train_config(sft, cfg)
@@ -313,7 +314,6 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:
         trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress)
         output = trainer.train()
-    from nep.train.sft import split_timing
 
     _, train_timing = split_timing(output.metrics)
     timing.update(train_timing)
@@ -342,7 +342,6 @@ def save_metadata(out_dir: Path, sft_meta: dict[str, Any], cfg: Posttrain) -> No
     """The SFT metadata (what load_finetuned reads) plus this run's posttrain params."""
     import json
 
-    from nep.train.model import METADATA_FILE
 
     meta = {**sft_meta, "posttrain": cfg.model_dump()}
     (out_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

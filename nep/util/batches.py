@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nep.util.device import usable_cores
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -22,7 +24,6 @@ BLOCK_BYTES = 4 << 20  # a worker's share of a file at a time
 
 def worker_count(workers: int = 0) -> int:
     """`workers`, or every usable core when 0 (the data stages are CPU bound and short)."""
-    from nep.util.device import usable_cores
 
     return workers if workers > 0 else usable_cores()
 

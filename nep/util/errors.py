@@ -8,10 +8,7 @@ since it is a bug. Ctrl-C ends a command with one line (exit 130).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 
 class NepError(Exception):
@@ -33,29 +30,3 @@ class NepError(Exception):
         parts = [x for x in (self.path, self.param) if x and x not in self.message]
         text = ": ".join([*parts, self.message])
         return f"{text} ({self.hint})" if self.hint else text
-
-
-def run_main(main: Callable[[], Any], name: str, *, resumable: bool = False, in_project: bool = True,
-             banner: Callable[[], Any] | None = None) -> None:
-    """Run a command's `main`: a NepError is one line on stderr and exit 1; Ctrl-C is one line and
-    exit 130 (a resumable command says that a rerun continues where it stopped). With `in_project`,
-    it first moves to the project root (a command started in a subdirectory works as from the root);
-    `banner` (a stage's one line saying what it does) runs before `main`."""
-    try:
-        if in_project:
-            from nep.util.paths import enter_project_root
-
-            enter_project_root()
-        if banner is not None:
-            banner()
-        result = main()
-    except NepError as e:
-        text = str(e)  # prefixed by the command's name unless it already names it (`label.api_key_env: ...`)
-        print(text if text.startswith((f"{name}.", f"{name}@", f"{name}:")) else f"{name}: {text}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        tail = "; a rerun resumes where it stopped" if resumable else ""
-        print(f"\n{name}: interrupted{tail}", file=sys.stderr)
-        raise SystemExit(130) from None
-    if isinstance(result, int) and not isinstance(result, bool):
-        raise SystemExit(result)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from nep.util.errors import NepError
+
 DATA = Path("data")
 MODELS = Path("models")
 METRICS = Path("metrics")
@@ -44,7 +46,6 @@ def project_root(start: Path | None = None) -> Path | None:
 def enter_project_root() -> Path:
     """Make the project root the working directory (a command started in a subdirectory finds its
     params.yaml and data/ as DVC would); a NepError saying where to run when there is none."""
-    from nep.util.errors import NepError
 
     if Path("params.yaml").is_file():  # a project (or a test's stand-in) right here
         return Path.cwd()
