@@ -24,13 +24,14 @@ METRICS = paths.metrics("report")
 
 
 def nep_commit() -> str | None:
-    """The commit of the code that ran (`git rev-parse HEAD`), marked when nep/ or stages/ have
-    uncommitted changes; None outside a git checkout. The same for every clone of a commit."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:
+    """The last commit that changed nep's code (`git log -1 -- nep stages`), marked when nep/ or
+    stages/ have uncommitted changes; None outside a git checkout. Not HEAD: committing the results
+    of a run moves HEAD, and a fresh clone of that commit must write the same report (and dvc.lock)."""
+    last = subprocess.run(["git", "log", "-1", "--format=%H", "--", "nep", "stages"], capture_output=True, text=True)
+    if last.returncode != 0 or not last.stdout.strip():
         return None
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "nep", "stages"], capture_output=True, text=True)
-    return head.stdout.strip() + (" + uncommitted changes in nep/ or stages/" if dirty.stdout.strip() else "")
+    return last.stdout.strip() + (" + uncommitted changes in nep/ or stages/" if dirty.stdout.strip() else "")
 
 
 def sizes() -> dict[str, Any]:

@@ -233,7 +233,7 @@ def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
                                                      "strategy": "time"})
     text = "\n".join(lines)
     assert "Smoke model" in text and "tiny-random" in text
-    assert f"nep commit: `{'0' * 40}`" in text
+    assert f"nep code: commit `{'0' * 40}`" in text
     assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "13 train examples, 5 test examples" in text
     assert "judge: rules judge (offline" in text and "not an LLM" in text and "label backend: heuristic" in text
     params["finetune"]["base_model"] = "Qwen/Qwen2.5-Coder-7B"

@@ -179,7 +179,7 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
                       for n, e in gen["predictors"].items())
     post = params["posttrain"]["method"]
     lines += [
-        f"- nep commit: `{commit or 'unknown (not a git checkout)'}`",
+        f"- nep code: commit `{commit or 'unknown (not a git checkout)'}` (the last that changed nep/ or stages/)",
         f"- model: `{ft['base_model']}`, LoRA r={ft['lora_r']}, learning rate {ft['learning_rate']}, "
         f"{ft['epochs']} epochs" + (f", at most {ft['max_steps']} steps" if ft["max_steps"] else "")
         + ("" if post == "none" else f"; post-training: {post}"),
