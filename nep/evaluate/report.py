@@ -61,7 +61,9 @@ class Chart:
 
     @property
     def file_name(self) -> str:
-        return self.title.lower().replace(" ", "_") + ".svg"
+        """The title as a plain file name: "Delta chrF (Zed) by predictor" -> delta_chrf_zed_by_predictor.svg."""
+        words = "".join(c if c.isalnum() else " " for c in self.title.lower()).split()
+        return "_".join(words) + ".svg"
 
     def dvc_definition(self) -> dict[str, Any]:
         """This chart as dvc.yaml's `plots:` entry value."""
