@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT
-from test_sources import commitpack
+from data.test_sources import commitpack
 
 from nep.util.batches import line_blocks
 from nep.util.errors import NepError

@@ -248,7 +248,7 @@ def test_a_killed_writer_leaves_no_temporary_file(tmp_path):
     script = ("import itertools, time\nfrom nep.util.jsonl import write_jsonl\n"
               "def slow():\n    for i in itertools.count():\n        yield {'i': i}\n        time.sleep(0.001)\n"
               f"write_jsonl({str(tmp_path / 'out.jsonl')!r}, slow())\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
     import time
 
     time.sleep(1.5)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, copy_project, git, make_example
 from fake_openai import FakeOpenAI
-from test_predictors import examples
+from predictors.test_predictors import examples
 
 from nep.core.prompts import parse_prompt
 from nep.predictors import runner as generation
@@ -229,7 +229,7 @@ def test_dvc_yaml_wires_one_stage_per_predictor():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["generate"]
     assert dvc["foreach"] == "${generate.predictors}"
     deps = set(dvc["do"]["deps"])
-    # code deps are checked against the imports by tests/test_config.py; the SFT loop is not one
+    # code deps are checked against the imports by tests/config/test_config.py; the SFT loop is not one
     assert "nep/predictors" in deps and "nep/train/sft.py" not in deps
     assert "${item.needs}" in deps
     assert {"generate.max_new_tokens", "generate.batch_size", "generate.threads"} <= set(dvc["do"]["params"])

@@ -30,7 +30,7 @@ IGNORE = -100
 ORIGINAL = "total = 0\nfor x in xs:\n    total += x\n"
 CURRENT = "total = 0\ncount = 0\nfor x in xs:\n    total += x\n"
 NEXT_VERSION = "total = 0\ncount = 0\nfor x in xs:\n    total += x\n    count += 1\n"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def example(i: int) -> dict[str, str]:
