@@ -77,6 +77,7 @@ def build(dest: Path, libs: dict[str, Path], *, quiet: bool = False) -> list[tup
     if len(libs) < 2:
         raise NepError(f"need at least two Python 3 standard libraries, found {sorted(libs) or 'none'}")
     dest.mkdir(parents=True, exist_ok=True)
+    dest = dest.resolve()
     _git(dest, "init", "-q", "-b", "main")
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     commits: list[tuple[str, str]] = []
