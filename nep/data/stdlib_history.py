@@ -29,7 +29,7 @@ from pathlib import Path
 from nep.util.errors import NepError, run_main
 
 DEFAULT_ROOT = Path("/root/.pyenv/versions")
-EXCLUDED_DIRS = {"site-packages", "__pycache__", "lib-dynload", "idlelib", "turtledemo"}
+EXCLUDED_DIRS = {"site-packages", "__pycache__", "lib-dynload"}
 EPOCH = 1577836800  # 2020-01-01T00:00:00Z; commit i is dated EPOCH + i days
 AUTHOR = ("CPython developers", "cpython@python.invalid")
 
