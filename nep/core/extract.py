@@ -130,3 +130,33 @@ def extract_next_version(raw: str, style: Style = "completion") -> Extraction:
     if style == "direct":
         return Extraction(raw, "direct")
     raise ValueError(f"unknown output style {style!r} (expected 'completion', 'chat' or 'direct')")
+
+
+# ---------------------------------------------------------------- a diff is not a file
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+\d+(?:,\d+)? @@")
+
+
+def is_unified_diff(text: str) -> bool:
+    """Whether `text` is a unified diff rather than a file: its first non-blank line opens one
+    (`--- a` followed by `+++ b`, `diff --git`, or a hunk header `@@ -1,2 +1,3 @@`). Models
+    imitating the prompt's `<|edits_diff|>` section answer that way."""
+    lines = [line for line in text.split("\n") if line.strip()][:2]
+    if not lines:
+        return False
+    first = lines[0]
+    if first.startswith("diff --git ") or _HUNK.match(first):
+        return True
+    return first.startswith("--- ") and len(lines) > 1 and lines[1].startswith("+++ ")
+
+
+def extract_answer(raw: str, style: Style = "completion", *, current: str | None = None) -> Extraction:
+    """`extract_next_version`, except that a model's answer which is a unified diff is not taken
+    for the next version (method `diff`) unless the current version is one too (a patch file
+    being edited). `direct` answers are taken as they are."""
+    extraction = extract_next_version(raw, style)
+    if style == "direct" or not extraction.ok or not is_unified_diff(extraction.text or ""):
+        return extraction
+    if current is not None and is_unified_diff(current):
+        return extraction
+    return Extraction(None, "diff")

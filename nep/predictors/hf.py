@@ -22,6 +22,7 @@ from nep.predictors.base import (
     by_length,
     chat_messages,
 )
+from nep.predictors.stop import EOS, LENGTH, REPEATED, RepeatedLinesStop
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ PURE_GREEDY: dict[str, Any] = {
 
 class TransformersGenerator:
     """Batched greedy generation with a transformers causal LM: left padding, an attention mask,
-    stop at any EOS id, padding after EOS dropped. Prompts longer than the model's context are
+    stop at any EOS id (or at a loop), padding after EOS dropped. Prompts longer than the model's context are
     skipped (reason ``prompt_too_long``); `max_new_tokens` shrinks so a batch fits the context."""
 
     def __init__(self, model, tokenizer):
@@ -68,10 +69,12 @@ class TransformersGenerator:
         return next(self.model.parameters()).device
 
     def generate(
-        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True
+        self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True, stop_repeats: int = 0
     ) -> list[Prediction]:
+        """Greedy answers to `prompts`, each tagged with why it ended (nep.predictors.stop); with
+        `stop_repeats` ≥ 2, a row stops once it loops (nep.predictors.stop.RepeatedLinesStop)."""
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         encoded = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
         results: list[Prediction | None] = [None] * len(prompts)
@@ -93,19 +96,26 @@ class TransformersGenerator:
                 eos_token_id=self.eos_ids,
                 **PURE_GREEDY,
             )
+            width = batch["input_ids"].shape[1]
+            guard = RepeatedLinesStop(self.tokenizer, [prompts[i] for i in todo], width, stop_repeats)
             start = time.perf_counter()
             with torch.inference_mode():
-                generated = self.model.generate(**batch, generation_config=config)
+                generated = self.model.generate(
+                    **batch, generation_config=config, stopping_criteria=StoppingCriteriaList([guard])
+                )
             elapsed = time.perf_counter() - start
-            new_tokens = generated[:, batch["input_ids"].shape[1] :].tolist()
-            for i, tokens in zip(todo, new_tokens, strict=True):
+            new_tokens = generated[:, width:].tolist()
+            for row, (i, tokens) in enumerate(zip(todo, new_tokens, strict=True)):
+                if row in guard.stopped:
+                    tokens = tokens[: guard.stopped[row]]
                 kept = []
                 for t in tokens:
                     if t in self.eos_ids:
                         break
                     kept.append(t)
+                stop = REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens) else LENGTH
                 text = self.tokenizer.decode(kept, skip_special_tokens=False)
-                results[i] = Prediction(text, len(kept), latency_s=elapsed)
+                results[i] = Prediction(text, len(kept), latency_s=elapsed, tags={"stop": stop})
         return [r for r in results if r is not None]
 
 
@@ -122,7 +132,9 @@ def missing_model(param: str, model: str, error: Exception) -> PredictorError:
 class HFPredictor(Predictor):
     """Any causal LM through transformers. `model`: hub id or local path. `chat`: true for an
     instruct model (chat template + SYSTEM_INSTRUCTION), false for a base model (training
-    prompt), null to decide by whether the tokenizer has a chat template."""
+    prompt), null to decide by whether the tokenizer has a chat template. `stop_repeats`: stop an
+    answer whose last lines are one block repeated this many times (a loop; nep.predictors.stop),
+    0 to let loops run to max_new_tokens."""
 
     kind: ClassVar[str] = "hf"
     required: ClassVar[tuple[str, ...]] = ("model",)
@@ -132,6 +144,14 @@ class HFPredictor(Predictor):
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    stop_repeats: int = 8
+
+    @classmethod
+    def check_options(cls, options):
+        repeats = options.get("stop_repeats", 0)
+        if isinstance(repeats, int) and not isinstance(repeats, bool) and (repeats < 0 or repeats == 1):
+            return "stop_repeats", f"must be 0 (no guard) or at least 2, got {repeats}"
+        return super().check_options(options)
 
     def __post_init__(self):
         if not self.model:
@@ -187,7 +207,9 @@ class HFPredictor(Predictor):
         gen = self.generator
         prompts = [self.render(ex) for ex in examples]
         # A rendered chat template already holds its special tokens (BOS etc.).
-        return gen.generate(prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat)
+        return gen.generate(
+            prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat, stop_repeats=self.stop_repeats
+        )
 
     def predict(self, examples, todo, settings):
         self.threads = settings.threads

@@ -27,7 +27,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nep.core.extract import extract_next_version
+from nep.core.extract import extract_answer
+from nep.core.prompts import parse_prompt
 from nep.predictors.base import Prediction, Settings, build_predictor
 from nep.util import paths
 from nep.util.jsonl import InputError, flat_counts, read_jsonl, write_jsonl, write_metrics
@@ -137,7 +138,7 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
     if answer["skipped"]:
         output, extracted, how = "", False, answer["skipped"]
     else:
-        extraction = extract_next_version(answer["raw_output"], answer["style"])
+        extraction = extract_answer(answer["raw_output"], answer["style"], current=_current(example))
         output, extracted, how = extraction.text or "", extraction.ok, extraction.method
     record = {
         "id": example["id"],
@@ -152,6 +153,13 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
     }
     record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})
     return record
+
+
+def _current(example: dict[str, Any]) -> str | None:
+    try:
+        return parse_prompt(example["prompt"])["current"]
+    except ValueError:  # a prompt without the markers (an imported test set)
+        return None
 
 
 def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict[str, Any]:

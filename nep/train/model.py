@@ -161,7 +161,10 @@ def add_markers(tokenizer, model=None) -> list[int]:
     """Add the four markers as special tokens (and a pad token if missing); check that each
     encodes to exactly one id; when `model` is given, grow its embeddings if the vocabulary
     outgrew them and set the marker rows (input and output) to the mean of the other rows.
-    Returns the marker ids, in MARKERS order."""
+    Returns the marker ids, in MARKERS order. With `model`, the tokenizer's EOS is first aligned
+    with the model's (`align_eos`)."""
+    if model is not None:
+        align_eos(tokenizer, model)
     if tokenizer.eos_token is None:
         raise ValueError(f"tokenizer of {tokenizer.name_or_path!r} has no EOS token")
     if tokenizer.pad_token is None:
@@ -195,14 +198,71 @@ def _init_marker_embeddings(model, vocab_size: int, marker_ids: list[int]) -> No
             w[marker_ids] = w[keep].float().mean(dim=0).to(w.dtype)
 
 
+# ---------------------------------------------------------------- EOS
+
+
+def model_eos_ids(model) -> list[int]:
+    """The end-of-sequence ids the model itself declares: its generation config's, then its
+    config's (either may be one id or a list), in that order, without repeats."""
+    ids: list[int] = []
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        eos = getattr(source, "eos_token_id", None)
+        for i in eos if isinstance(eos, list) else [eos]:
+            if isinstance(i, int) and i not in ids:
+                ids.append(i)
+    return ids
+
+
+def turn_end_id(tokenizer) -> int | None:
+    """The special token the tokenizer's chat template writes right after a message's content
+    (`<|im_end|>`, `<|eot_id|>`...), or None (no template, or plain text follows)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    probe = "nep-eos-probe"
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": probe}], tokenize=False)
+    except Exception:  # a template that needs other roles or arguments
+        return None
+    if not isinstance(rendered, str) or probe not in rendered:
+        return None
+    rest = rendered[rendered.index(probe) + len(probe) :]
+    ids = tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else []
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    return ids[0] if ids and ids[0] in special else None
+
+
+def align_eos(tokenizer, model) -> int | None:
+    """Make the tokenizer's EOS the model's: nep ends every training completion with
+    `tokenizer.eos_token` and stops generation at it, so it must be a token the model declares as
+    its end (config/generation config `eos_token_id`). A tokenizer that disagrees (SmolLM2's
+    converted from GGUF says `<|im_start|>`, id 1, while the model says `<|im_end|>`, id 2) is set
+    to the model's EOS: the chat template's end-of-turn token when it is one of the model's ids,
+    else the model's first. A model that declares no EOS keeps the tokenizer's. Returns the EOS id."""
+    declared = model_eos_ids(model)
+    current = tokenizer.eos_token_id
+    if not declared or current in declared:
+        return current
+    turn_end = turn_end_id(tokenizer)
+    chosen = turn_end if turn_end in declared else declared[0]
+    token = tokenizer.convert_ids_to_tokens(chosen)
+    if not isinstance(token, str) or chosen >= len(tokenizer):
+        raise ValueError(f"the model's EOS id {chosen} is not in the tokenizer of {tokenizer.name_or_path!r}")
+    log.warning(
+        "tokenizer EOS %r (id %s) is not the model's (eos_token_id %s); using %r (id %d)",
+        tokenizer.eos_token, current, declared, token, chosen,
+    )
+    tokenizer.eos_token = token
+    return chosen
+
+
 # ---------------------------------------------------------------- models
 
 
 def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, trust_remote_code: bool = False):
     """Base model and tokenizer through transformers (`base`: a hub id, a local directory, or a local
-    .gguf file, see nep.train.gguf), in `nep.util.device.resolve_dtype(dtype, device)`
-    (auto: bf16 on a GPU that has it, fp16 on an older one, fp32 on the CPU). The model is left on
-    the CPU; callers (the trainer, `load_finetuned`) move it."""
+    .gguf file, see nep.train.gguf), in `nep.util.device.resolve_dtype(dtype, device)` (auto: bf16 on
+    a GPU that has it, fp16 on an older one, fp32 on the CPU), the tokenizer's EOS aligned with the
+    model's (`align_eos`). The model is left on the CPU; callers (the trainer, `load_finetuned`) move it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
@@ -211,14 +271,26 @@ def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, tru
     model = AutoModelForCausalLM.from_pretrained(
         base, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
     )
+    align_eos(tokenizer, model)
     return model, tokenizer
 
 
-def lora_config(cfg: FinetuneConfig):
-    """peft LoraConfig from the params (embeddings trained fully via modules_to_save)."""
+def ties_embeddings(model) -> bool:
+    """Whether the model's output layer shares its weight with the input embeddings (SmolLM2,
+    Qwen2.5-0.5B...: `tie_word_embeddings`)."""
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    return out is not None and inp is not None and out.weight.data_ptr() == inp.weight.data_ptr()
+
+
+def lora_config(cfg: FinetuneConfig, *, tied: bool = False):
+    """peft LoraConfig from the params (embeddings trained fully via modules_to_save). With `tied`
+    embeddings, peft's `ensure_weight_tying` gives `lm_head` the trained copy of `embed_tokens`
+    (one matrix trained, as in the base model; merging keeps them tied), instead of two copies
+    that drift apart."""
     from peft import LoraConfig
 
     return LoraConfig(
+        ensure_weight_tying=tied and cfg.train_embeddings,
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
@@ -237,7 +309,7 @@ def prepare_hf(base: str | Path, cfg: FinetuneConfig, device: str | None = None)
     model, tokenizer = load_base_hf(base, device=device)
     add_markers(tokenizer, model)
     torch.manual_seed(cfg.seed)  # LoRA A matrices start random
-    return get_peft_model(model, lora_config(cfg)), tokenizer
+    return get_peft_model(model, lora_config(cfg, tied=ties_embeddings(model))), tokenizer
 
 
 def prepare_unsloth(base: str | Path, cfg: FinetuneConfig):
@@ -275,7 +347,10 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     with `merge`, also the merged model under out_dir/merged. Same training → same bytes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    # The base embeddings (grown by the markers) are rebuilt exactly by `load_finetuned`, so peft's
+    # copy of them (its default once the vocabulary grew) is left out: the trained rows are in the
+    # adapter's modules_to_save, and the adapter stays small.
+    model.save_pretrained(out_dir, save_embedding_layers=False)
     _sort_adapter_config(out_dir / "adapter_config.json")
     tokenizer.save_pretrained(out_dir)
     if merge:

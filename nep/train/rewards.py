@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nep.core.extract import extract_next_version
+from nep.core.extract import extract_answer
 from nep.core.prompts import parse_prompt
 from nep.evaluate.metrics import ExampleScore, score_example
 
@@ -83,7 +83,7 @@ def score_candidate(
     raw: str, *, original: str, current: str, ground_truth: str, weights: RewardWeights, context_lines: int = 3
 ) -> Scored:
     """Extract the next version from a raw completion and score it against the ground truth."""
-    extraction = extract_next_version(raw, "completion")
+    extraction = extract_answer(raw, "completion", current=current)
     score = score_example(
         original=original, current=current, ground_truth=ground_truth,
         prediction=extraction.text if extraction.ok else "", extracted=extraction.ok, context_lines=context_lines,

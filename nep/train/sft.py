@@ -3,9 +3,10 @@ GPU. One training path; the backends differ only in how the model is loaded and 
 LoRA (nep/train/model.py).
 
 Each example is a prompt/completion pair (nep/core/prompts.py): the prompt ends with the
-`<|next_version|>` line, the completion is the next version. SFTTrainer appends EOS, tokenizes,
-masks the prompt (completion-only loss), truncates to `max_seq_length`, pads and trains; the
-pre-pass here (`sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
+`<|next_version|>` line, the completion is the next version. nep tokenizes the two apart and
+appends EOS (`training_row`, so the prompt's tokens are generation's); SFTTrainer masks the prompt
+(completion-only loss), truncates to `max_seq_length`, pads and trains; the pre-pass here
+(`sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
 or several processes under `accelerate launch` (same global batch: the accumulation is split
 across processes).
 
@@ -63,7 +64,7 @@ class ExampleStats:
     examples: int = 0
     used: int = 0
     truncated: int = 0
-    prompt_merged: int = 0  # the prompt's last token merges with the completion's first (see README)
+    prompt_merged: int = 0  # training sequences not starting with the inference prompt's tokens (training_row)
     dropped: Counter = field(default_factory=Counter)
     tokens: int = 0
     completion_tokens: int = 0
@@ -73,7 +74,8 @@ def sft_examples(
     records: Iterable[dict[str, Any]], tokenizer, max_seq_length: int, overlong: str = "truncate"
 ) -> tuple[list[dict[str, str]], ExampleStats]:
     """The prompt/completion pairs SFTTrainer will train on, with what it will do to them counted
-    (tokenized as it tokenizes: prompt alone, prompt + completion + EOS). Dropped and counted by
+    (tokenized as `training_row` tokenizes them; `prompt_merged` counts training sequences that do
+    not begin with the prompt's tokens as generation sees them: 0 unless that breaks). Dropped and counted by
     reason: no prompt/completion, a prompt not ending with the `<|next_version|>` line, a prompt
     that fills the window alone (`prompt_too_long`), and with `overlong: drop` any example longer
     than the window (`too_long`). With `truncate`, SFTTrainer cuts the completion (counted)."""
@@ -88,9 +90,9 @@ def sft_examples(
         if not prompt.endswith(f"{NEXT}\n"):
             stats.dropped["prompt_without_next_marker"] += 1
             continue
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        full_ids = tokenizer(prompt + completion + tokenizer.eos_token)["input_ids"]
-        prefix = len(prompt_ids) if full_ids[: len(prompt_ids)] == prompt_ids else _common_prefix(prompt_ids, full_ids)
+        prompt_ids = tokenizer(prompt)["input_ids"]  # as generation tokenizes it
+        full_ids = training_row(tokenizer, prompt, completion)["input_ids"]
+        prefix = _common_prefix(prompt_ids, full_ids)
         if prefix >= max_seq_length:
             stats.dropped["prompt_too_long"] += 1
             continue
@@ -105,6 +107,21 @@ def sft_examples(
         stats.completion_tokens += min(len(full_ids), max_seq_length) - prefix
         kept.append({"prompt": prompt, "completion": completion})
     return kept, stats
+
+
+def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]]:
+    """One training sequence: the prompt tokenized alone exactly as generation tokenizes it
+    (special tokens on), then the completion tokenized on its own, then the EOS id;
+    `completion_mask` marks the completion and EOS (the loss). Tokenizing the two sides apart
+    keeps the boundary where inference has it: tokenized together, the newline ending the prompt
+    merges with the completion's leading whitespace in byte-level BPEs (SmolLM2, Qwen), and
+    training would see a context that generation never gives."""
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+    }
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -259,17 +276,19 @@ def build_sft_trainer(
     backend: str = "hf", live=None, progress: bool = True,
 ):
     """The SFTTrainer for prepared LoRA `model` and prompt/completion `examples` (from
-    `sft_examples`): EOS appended, prompt masked, truncated, padded by trl; AdamW with the
+    `sft_examples`), tokenized here (`training_row`: prompt and completion apart, EOS appended,
+    prompt masked); truncated and padded by trl; AdamW with the
     embedding group; DVCLive curves when `live` is given. `output_dir` is scratch (no checkpoints)."""
     from datasets import Dataset
     from transformers import PrinterCallback
 
     if not examples:
         raise InputError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+    rows = [training_row(tokenizer, e["prompt"], e["completion"]) for e in examples]  # trl keeps them as given
     trainer = sft_trainer_class()(
         model=model,
         args=sft_config(cfg, output_dir, backend=backend, progress=progress),
-        train_dataset=Dataset.from_list(examples),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, cfg),
         callbacks=[live_steps(live)],

@@ -1,0 +1,72 @@
+"""Why a generated answer ended, and the guard that ends a loop.
+
+Greedy decoding (the paper's) from a small or undertrained model often falls into a loop
+(`#\\n#\\n#\\n…`, one comment line over and over) and runs to `max_new_tokens`. The guard stops
+such an answer once its last lines are one block of 1–`MAX_PERIOD` lines repeated `repeats`
+times in a row, unless the prompt itself holds that run (a file that really repeats a line). It
+never changes which token is chosen: an answer it stops is a prefix of the unguarded one.
+
+Every answer of the transformers predictors is tagged `stop`: `eos` (the model ended it),
+`repeated_lines` (the guard), `max_new_tokens` (cut at the limit); the generate stage counts the
+tags (`stop.<reason>` in metrics/generate/<predictor>.json).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+MAX_PERIOD = 4  # longest repeated block, in lines
+EOS, REPEATED, LENGTH = "eos", "repeated_lines", "max_new_tokens"
+
+
+def repeated_tail(text: str, repeats: int, *, max_period: int = MAX_PERIOD) -> str | None:
+    """The run (`repeats` copies of a block of 1–`max_period` complete lines, newline-joined)
+    that `text`'s complete lines end with, or None. The line being written is not counted."""
+    if repeats < 2:
+        return None
+    lines = text.split("\n")[:-1]  # complete lines only
+    for period in range(1, max_period + 1):
+        n = period * repeats
+        if len(lines) < n:
+            break
+        tail = lines[-n:]
+        if all(tail[i] == tail[i - period] for i in range(period, n)):
+            return "\n".join(tail) + "\n"
+    return None
+
+
+def loops(text: str, prompt: str, repeats: int) -> bool:
+    """Whether `text` ends in a run of repeated lines that `prompt` does not hold."""
+    run = repeated_tail(text, repeats)
+    return run is not None and run not in prompt
+
+
+class RepeatedLinesStop:
+    """A transformers stopping criterion, per row of a batch: stop a row once its generated text
+    `loops` (see above). `prompts` are the batch's prompt texts, `start` the padded prompt
+    width; `stopped[row]` records how many new tokens the row had when it was stopped."""
+
+    def __init__(self, tokenizer, prompts: Sequence[str], start: int, repeats: int):
+        self.tokenizer, self.prompts, self.start, self.repeats = tokenizer, list(prompts), start, repeats
+        self.stopped: dict[int, int] = {}
+        self._lines = [0] * len(self.prompts)  # newline count last seen per row: check only on a new line
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.repeats < 2:
+            return done
+        for row in range(input_ids.shape[0]):
+            if row in self.stopped:
+                done[row] = True
+                continue
+            text = self.tokenizer.decode(input_ids[row, self.start :], skip_special_tokens=False)
+            lines = text.count("\n")
+            if lines == self._lines[row]:
+                continue
+            self._lines[row] = lines
+            if loops(text, self.prompts[row], self.repeats):
+                self.stopped[row] = input_ids.shape[1] - self.start
+                done[row] = True
+        return done
