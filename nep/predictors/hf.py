@@ -168,10 +168,9 @@ class HFPredictor(Predictor):
         return device
 
     def load(self):
+        from nep.train.gguf import resolve_model
         from nep.train.model import load_base_hf
         from nep.util.device import resolve_dtype
-
-        from nep.train.gguf import resolve_model
 
         device = self.resolved_device()
         model = resolve_model(self.model, self.param("model"))  # a .gguf file: its dequantized copy
