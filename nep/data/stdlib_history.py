@@ -113,8 +113,8 @@ def ensure_history(dest: Path, root: Path) -> Path:
         return dest
     libs = installed(root)
     if len(libs) < 2:
-        raise NepError(f"{root}: needs at least two Python 3 standard libraries, found {sorted(libs) or 'none'}",
-                       param="ingest.git.stdlib_root", hint="install them (pyenv install 3.X) or set it to \"\"")
+        raise NepError(f"needs at least two Python 3 standard libraries, found {sorted(libs) or 'none'}",
+                       path=root, param="ingest.git.stdlib_root", hint="install them (pyenv install 3.X) or set it to \"\"")
     tmp = dest.with_name(f".{dest.name}.building")
     if tmp.exists():
         shutil.rmtree(tmp)
