@@ -7,7 +7,7 @@ Examples are this project's own source files (nep/*.py) as completions of a bare
 labelled. Each run trains `--steps` optimizer steps of batch 1 × gradient accumulation 4 after a
 one-step warm-up, with the paper's LoRA settings (r 16, q/k/v/o + gate/up/down, embeddings trained)
 and prints tokens/s. The numbers say how long the offline smoke default takes; they say nothing
-about real models (see README).
+about real models (see docs/training.md).
 """
 
 from __future__ import annotations

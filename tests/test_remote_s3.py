@@ -132,7 +132,7 @@ def test_preflight_checks_each_s3_remotes_bucket(tmp_path: Path, s3_endpoint: st
 
 
 def test_the_readmes_bucket_command_creates_the_bucket(s3_endpoint: str, monkeypatch):
-    """README, "Remote storage on S3": the one-line bucket creation works as written (boto3 reads
+    """docs/operations.md, "Remote storage on S3": the one-line bucket creation works as written (boto3 reads
     AWS_ENDPOINT_URL, here moto's server, as it reads the credentials: from the environment)."""
     import re
     import subprocess
@@ -141,9 +141,9 @@ def test_the_readmes_bucket_command_creates_the_bucket(s3_endpoint: str, monkeyp
     import boto3
     from conftest import REPO_ROOT
 
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "operations.md").read_text()
     command = re.search(r'^python -c "(import boto3; boto3\.client\(\'s3\'\)\.create_bucket\([^"]*\))"', readme, re.M)
-    assert command, "README: the bucket creation line"
+    assert command, "docs/operations.md: the bucket creation line"
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     subprocess.run([sys.executable, "-c", command.group(1)], check=True, env=os.environ.copy())
     names = [b["Name"] for b in boto3.client("s3", endpoint_url=s3_endpoint).list_buckets()["Buckets"]]
