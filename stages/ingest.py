@@ -20,6 +20,7 @@ from typing import Any
 
 from nep.config.params import load_params
 from nep.data.ingest import ingest
+from nep.data.stdlib_history import ensure_history
 from nep.util import paths
 from nep.util.jsonl import InputError, write_metrics
 
@@ -30,7 +31,12 @@ STAMPS = paths.CACHE / "ingest" / "stamps.json"
 
 def run(*, source: str, languages: list[str], git: dict, jsonl: dict, hf: dict, workers: int = 0,
         output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS) -> dict[str, Any]:
-    """Ingest from `source` with its params section; write the index and metrics; return the metrics."""
+    """Ingest from `source` with its params section; write the index and metrics; return the metrics.
+    With `git.stdlib_root`, a repository of `git.repos` that does not exist is first built from the
+    standard libraries installed there (nep.data.stdlib_history)."""
+    if source == "git" and git.get("stdlib_root"):
+        for repo in git["repos"]:
+            ensure_history(Path(repo), Path(git["stdlib_root"]))
     metrics = ingest(source=source, languages=languages, git=git, jsonl=jsonl, hf=hf, workers=workers,
                      out_dir=output_dir, stamps=stamps)
     write_metrics(metrics_path, metrics)

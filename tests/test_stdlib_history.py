@@ -90,3 +90,14 @@ def test_command_line(tmp_path, capsys):
     assert "2 commits, HEAD" in capsys.readouterr().out
     with pytest.raises(NepError, match="--versions: 3.11 not installed"):
         main([str(tmp_path / "h2"), "--root", str(root), "--versions", "3.11"])
+
+
+def test_ingest_stage_builds_a_missing_history_first(tmp_path):
+    from stages.ingest import run
+
+    root = fake_pyenv(tmp_path / "versions")
+    git = {"repos": [str(tmp_path / "hist")], "rev": "HEAD", "max_commits": 0, "max_file_bytes": 10**6,
+           "stdlib_root": str(root)}
+    metrics = run(source="git", languages=["Python"], git=git, jsonl={"paths": []}, hf={}, workers=1,
+                  output_dir=tmp_path / "out", metrics_path=tmp_path / "m.json", stamps=tmp_path / "s.json")
+    assert metrics["records_out"] == 1 and (tmp_path / "hist" / ".git").is_dir()

@@ -254,12 +254,7 @@ def ingest(*, source: str, languages: list[str], git: dict[str, Any], jsonl: dic
     known = Stamps(stamps)
     locals_: list[tuple[str, str]] = []
     if source == "git":
-        git = dict(git)
-        if stdlib_root := git.pop("stdlib_root", ""):
-            from nep.data.stdlib_history import ensure_history
-
-            for repo in git["repos"]:
-                ensure_history(Path(repo), Path(stdlib_root))
+        git = {k: v for k, v in git.items() if k != "stdlib_root"}  # built before (stages/ingest.py)
         manifest["git"] = git_state(git["repos"], git["rev"])
     else:
         if source == "jsonl":
