@@ -85,7 +85,7 @@ def test_real_smollm2_from_gguf_trains_two_lora_steps_and_answers(smollm2, tmp_p
     assert (Path(smollm2) / "gguf").is_dir()  # dequantized once, into the cache
     assert result.metrics["trainable_params"] > 0
 
-    predictor = FinetunedPredictor(name="finetuned", model=str(tmp_path / "ft"))
+    predictor = FinetunedPredictor(model=str(tmp_path / "ft"))
     example = {"id": "0", "prompt": text.prompt, "next": NEXT, "current": CURRENT, "language": "Python"}
     (prediction,) = predictor.generate([example], max_new_tokens=48)
     assert prediction.output_tokens > 0 and prediction.tags.get("stop") in ("eos", "max_new_tokens", "repeated_lines")
