@@ -21,6 +21,7 @@ from typing import Any
 from nep.config.params import load_section
 from nep.config.schema import Ingest
 from nep.data.ingest import ingest
+from nep.data.stdlib_history import ensure_history
 from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import write_metrics
@@ -32,8 +33,13 @@ STAMPS = paths.CACHE / "ingest" / "stamps.json"
 
 def run(cfg: Ingest, *, output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS
         ) -> dict[str, Any]:
-    """Ingest from `cfg.source` (the `ingest:` params); write the index and metrics; return the metrics."""
+    """Ingest from `cfg.source` (the `ingest:` params); write the index and metrics; return the metrics.
+    With `ingest.git.stdlib_root`, a repository of `ingest.git.repos` that does not exist is first
+    built from the standard libraries installed there (nep.data.stdlib_history)."""
     source = cfg.source
+    if source == "git" and cfg.git.stdlib_root:
+        for repo in cfg.git.repos:
+            ensure_history(Path(repo), Path(cfg.git.stdlib_root))
     metrics = ingest(cfg, out_dir=output_dir, stamps=stamps)
     write_metrics(metrics_path, metrics)
     if metrics["records_out"] == 0:

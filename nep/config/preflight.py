@@ -31,6 +31,7 @@ from nep.config.presets import committed_text, render
 from nep.config.schema import ParamsError, validate
 from nep.data.sources import check_revision, revisions
 from nep.llm.client import header_problem
+from nep.train.gguf import check_gguf
 from nep.util import device
 from nep.util.errors import NepError
 
@@ -133,6 +134,13 @@ def model_check(model: str, param: str, env: Mapping[str, str]) -> Check:
         return Check("skip", "model tiny-random", param, "built offline")
     if _pipeline_output(model) and not Path(model).exists():
         return Check("skip", f"model {model}", param, "made by the pipeline (finetune)")
+    if model.lower().endswith(".gguf"):
+
+        try:
+            check_gguf(model, param)
+        except NepError as e:
+            return Check("fail", f"model {model}", param, e.message + (f" ({e.hint})" if e.hint else ""))
+        return Check("pass", f"model {model}", param, "local .gguf file, sha256 checked")
     return hub_check(model, repo_type="model", revision=None, param=param, env=env)
 
 

@@ -284,6 +284,7 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
     known = Stamps(stamps)
     locals_: list[tuple[str, str]] = []
     if source == "git":
+        git = {k: v for k, v in git.items() if k != "stdlib_root"}  # built before (stages/ingest.py)
         manifest["git"] = git_state(git["repos"], git["rev"], git.get("pins"))
     else:
         if source == "jsonl":

@@ -24,6 +24,7 @@ from nep.predictors.base import (
     training_prompt,
 )
 from nep.predictors.stop import EOS, LENGTH, REPEATED, RepeatedLinesStop
+from nep.train.gguf import resolve_model
 from nep.train.model import load_base_hf, load_finetuned
 from nep.util.device import configure_threads, resolve_device, resolve_dtype
 from nep.util.errors import NepError
@@ -206,9 +207,10 @@ class HFPredictor(Predictor):
     def load(self):
 
         device = self.resolved_device()
+        model = resolve_model(self.model, self.param("model"))  # a .gguf file: its dequantized copy
         try:
             lm, tokenizer = load_base_hf(
-                self.model, device=device, dtype=resolve_dtype(self.dtype, device),
+                model, device=device, dtype=resolve_dtype(self.dtype, device),
                 trust_remote_code=self.trust_remote_code,
             )
         except OSError as e:  # transformers: not a directory, unknown repo, hub unreachable

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from nep.config.schema import TINY_MODEL, Finetune
 from nep.core.prompts import MARKERS
+from nep.train.gguf import check_gguf, is_gguf, resolve_model
 from nep.train.tiny import (
     SMOKE_WARNING,
     build_tiny_model,  # logs SMOKE_WARNING
@@ -67,8 +68,12 @@ def resolve_backend(name: str) -> str:
 
 def check_base_model(name: str) -> None:
     """Fail before training when `finetune.base_model` is neither tiny-random, a local directory,
-    nor a model the hub (or its local cache) can provide."""
+    a local .gguf file (with the expected sha256 when nep knows the file), nor a model the hub (or
+    its local cache) can provide."""
     if name == TINY_MODEL or Path(name).is_dir():
+        return
+    if is_gguf(name):
+        check_gguf(name, "finetune.base_model")  # exists, and is the file its name promises
         return
     from transformers import AutoConfig
 
@@ -210,13 +215,14 @@ def align_eos(tokenizer, model) -> int | None:
 
 
 def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, trust_remote_code: bool = False):
-    """Base model and tokenizer through transformers, in `nep.util.device.resolve_dtype(dtype, device)`
-    (auto: bf16 on a GPU that has it, fp16 on an older one, fp32 on the CPU), the tokenizer's EOS
-    aligned with the model's (`align_eos`). The model is left on the CPU; callers (the trainer,
-    `load_finetuned`) move it."""
+    """Base model and tokenizer through transformers (`base`: a hub id, a local directory, or a local
+    .gguf file, see nep.train.gguf), in `nep.util.device.resolve_dtype(dtype, device)` (auto: bf16 on
+    a GPU that has it, fp16 on an older one, fp32 on the CPU), the tokenizer's EOS aligned with the
+    model's (`align_eos`). The model is left on the CPU; callers (the trainer, `load_finetuned`) move it."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
+    base = resolve_model(base)  # a .gguf file: its dequantized copy in nep's cache
     tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(
         base, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
