@@ -57,6 +57,8 @@ def bare_generate(model, tokenizer, batches: list[list[str]], max_new_tokens: in
 
     tokens = 0
     tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
     for prompts in batches:
         batch = tokenizer(prompts, return_tensors="pt", padding=True)
         with torch.inference_mode():
