@@ -47,6 +47,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # seconds of CPU: the default suite stays under a minute of CPU
 def test_stage_trains_saves_logs_and_reruns_to_the_same_bytes(tmp_path: Path):
     train_path = tmp_path / "train.jsonl"
     write_jsonl(train_path, processed_examples(12))

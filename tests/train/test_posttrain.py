@@ -138,6 +138,7 @@ def test_none_copies_the_sft_adapter(sft_dir, tmp_path):
     assert (tmp_path / "out/adapter_model.safetensors").read_bytes() == (sft_dir / "adapter_model.safetensors").read_bytes()
 
 
+@pytest.mark.slow  # seconds of CPU: the default suite stays under a minute of CPU
 def test_reward_rises_on_a_toy_task(sft_dir, tmp_path):
     """DPO (with the chosen side's NLL, RPO-style) towards the ground truth on two short edits: the
     mean reward of k seeded samples on the same prompts goes up within a few dozen steps (measured

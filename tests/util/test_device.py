@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 
@@ -30,6 +31,7 @@ def test_a_wait_policy_from_the_environment_is_kept():
     assert python("import os, nep; print(os.environ['OMP_WAIT_POLICY'])", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
 
 
+@pytest.mark.slow  # seconds of CPU: the default suite stays under a minute of CPU
 def test_auto_threads_is_torchs_count_within_the_usable_cores_and_a_count_is_kept():
     out = python("import torch\n"
                  "from nep.util.device import configure_threads, usable_cores\n"
