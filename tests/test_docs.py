@@ -31,6 +31,8 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
+from nep.config.reference import split_comment
+
 FRONT_PAGE = REPO_ROOT / "README.md"
 PAGES = [FRONT_PAGE, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "benchmarks" / "README.md",
          REPO_ROOT / "CHANGELOG.md"]
@@ -59,19 +61,6 @@ class Command:
 
     def __str__(self) -> str:
         return f"{self.page}:{self.line}: {self.text}"
-
-
-def split_comment(line: str) -> tuple[str, str]:
-    """(code, comment) of a shell line; a `#` inside quotes, or not after a space, is not a comment."""
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'":
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
-            return line[:i].rstrip(), line[i + 1 :].strip()
-    return line.rstrip(), ""
 
 
 def needs_of(comment: str) -> set[str]:

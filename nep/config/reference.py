@@ -29,17 +29,18 @@ PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>.*)$")
 
 
-def _split_comment(text: str) -> tuple[str, str]:
-    """(value, comment) of the text after `key:`; a `#` inside quotes is not a comment."""
+def split_comment(line: str) -> tuple[str, str]:
+    """(code, comment) of a YAML or shell line; a `#` inside quotes, or not after a blank, is not a
+    comment."""
     quote = ""
-    for i, ch in enumerate(text):
+    for i, ch in enumerate(line):
         if quote:
             quote = "" if ch == quote else quote
         elif ch in "\"'":
             quote = ch
-        elif ch == "#" and (i == 0 or text[i - 1] == " "):
-            return text[:i].strip(), text[i + 1 :].strip()
-    return text.strip(), ""
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip(), line[i + 1 :].strip()
+    return line.rstrip(), ""
 
 
 def yaml_comments(path: Path = PARAMS_YAML) -> dict[str, str]:
@@ -62,7 +63,7 @@ def yaml_comments(path: Path = PARAMS_YAML) -> dict[str, str]:
             stack.pop()
         stack.append((indent, match["key"]))
         key = ".".join(k for _, k in stack)
-        eol = _split_comment(match["rest"])[1]
+        eol = split_comment(match["rest"])[1]
         header = " ".join(above if indent else [])
         text = " ".join([header if not header.endswith(":") else "", eol]).strip()
         if text:
