@@ -117,8 +117,9 @@ def test_gpu_and_gpu_packages_where_chosen(offline_hub, monkeypatch):
     assert preflight.package_check("yaml", "p").status == "pass"
 
 
-def test_the_paper_preset_reports_hub_and_gpu(offline_hub, tmp_path, monkeypatch, capsys):
-    """`python -m nep.preflight --preset paper` on this machine: hub and GPU missing, exit 1."""
+def offline_project(tmp_path, offline_hub, monkeypatch) -> None:
+    """A committed copy of the project's params, dvc.yaml and presets in `tmp_path` (the cwd), with
+    the hub an unreachable stand-in."""
     for name in ("params.yaml", "dvc.yaml"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     shutil.copytree(REPO_ROOT / "presets", tmp_path / "presets")
@@ -131,6 +132,11 @@ def test_the_paper_preset_reports_hub_and_gpu(offline_hub, tmp_path, monkeypatch
     for key, value in offline_hub.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+def test_the_paper_preset_reports_hub_and_gpu(offline_hub, tmp_path, monkeypatch, capsys):
+    """`python -m nep.preflight --preset paper` on this machine: hub and GPU missing, exit 1."""
+    offline_project(tmp_path, offline_hub, monkeypatch)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert preflight.main(["--preset", "paper"]) == 1
     out = capsys.readouterr().out
@@ -190,18 +196,7 @@ def test_a_reachable_hub_passes_and_a_missing_repo_is_named(fake_hub, tmp_path, 
 def test_the_paper_models_preset_names_each_model_it_cannot_reach(offline_hub, tmp_path, monkeypatch, capsys):
     """Offline, every released model and base model is one FAIL row naming its predictor; vLLM and
     the GPU are not failures there, since each entry falls back to transformers."""
-    for name in ("params.yaml", "dvc.yaml"):
-        shutil.copy(REPO_ROOT / name, tmp_path / name)
-    shutil.copytree(REPO_ROOT / "presets", tmp_path / "presets")
-    (tmp_path / ".dvc").mkdir()
-    (tmp_path / ".dvc" / "config").write_text("")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", "-A")
-    git(tmp_path, "commit", "-q", "-m", "init")
-    monkeypatch.chdir(tmp_path)
-    for key, value in offline_hub.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    offline_project(tmp_path, offline_hub, monkeypatch)
     assert preflight.main(["--preset", "paper-models"]) == 1
     out = capsys.readouterr().out
     preset = yaml.safe_load((REPO_ROOT / "presets/paper-models.yaml").read_text())
