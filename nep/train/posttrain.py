@@ -36,7 +36,7 @@ from nep.train.model import (
     read_metadata,
     save_finetuned,
 )
-from nep.train.rewards import RewardWeights, make_pair, prompt_sections, reward_function, score_candidate
+from nep.train.rewards import make_pair, prompt_sections, reward_function, score_candidate
 from nep.train.sft import live_steps, optimizer_cls_and_kwargs, split_timing, trainer_kwargs
 from nep.util import device as nep_device
 from nep.util.errors import NepError
@@ -57,11 +57,6 @@ CURVES = {
     "learning_rate": "learning_rate",
     "grad_norm": "grad_norm",
 }
-
-
-def reward_weights(cfg: Posttrain) -> RewardWeights:
-    """The reward's weights from the `posttrain.reward:` params."""
-    return RewardWeights.from_params(cfg.reward.model_dump())
 
 
 TRL_TESTED = ((1, 15), (1, 15))  # oldest and newest trl (major, minor) the plain-torch path was tested with
@@ -158,7 +153,7 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
     Prompts leaving no room for `max_new_tokens` within `max_seq_length` are skipped and counted."""
     import torch
 
-    weights, out = reward_weights(cfg), Sampled([], [], Counter())
+    weights, out = cfg.reward, Sampled([], [], Counter())
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     was_training = model.training
     model.eval()
@@ -199,7 +194,7 @@ def build_pairs(groups, cfg: Posttrain) -> tuple[list[dict[str, Any]], Counter]:
     pairs, outcomes = [], Counter()
     for record, group in groups:
         sections = prompt_sections(record)
-        truth = score_candidate(record["completion"], weights=reward_weights(cfg), **sections).reward  # as the model writes it
+        truth = score_candidate(record["completion"], weights=cfg.reward, **sections).reward  # as the model writes it
         pair, outcome = make_pair(
             id=record.get("id", ""), prompt=record["prompt"], ground_truth=record["completion"], truth_reward=truth,
             candidates=group, margin=cfg.margin, add_ground_truth=cfg.add_ground_truth,
@@ -259,7 +254,7 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         def decode(ids):
             return tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False)
 
-        return GRPOTrainer(reward_funcs=[reward_function(reward_weights(cfg), decode=decode)], args=args, **common)
+        return GRPOTrainer(reward_funcs=[reward_function(cfg.reward, decode=decode)], args=args, **common)
     raise ValueError(f"posttrain.method: unknown {method!r}; choose from {METHODS}")
 
 

@@ -24,28 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from nep.config.schema import PosttrainReward
 from nep.core.extract import extract_answer
 from nep.core.prompts import parse_prompt, strip_template_newline
 from nep.evaluate.metrics import ExampleScore, score_example
 
-COMPONENTS = ("exact_match", "partial_match", "position_match", "delta_chrf", "reversal", "unextractable")
-
-
-@dataclass(frozen=True)
-class RewardWeights:
-    """The reward's weights (`posttrain.reward:` in params.yaml; defaults: nep.config.schema.PosttrainReward);
-    penalties are subtracted."""
-
-    exact_match: float
-    partial_match: float
-    position_match: float
-    delta_chrf: float
-    reversal: float
-    unextractable: float
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> RewardWeights:
-        return cls(**{k: float(params[k]) for k in COMPONENTS})
+# The reward's weights are the `posttrain.reward:` params themselves (nep.config.schema.PosttrainReward);
+# the last two are penalties (subtracted).
+COMPONENTS = tuple(PosttrainReward.model_fields)
 
 
 @dataclass(frozen=True)
@@ -64,7 +50,7 @@ class Scored:
         return asdict(self)
 
 
-def reward_from_score(score: ExampleScore, weights: RewardWeights) -> Scored:
+def reward_from_score(score: ExampleScore, weights: PosttrainReward) -> Scored:
     """The reward of an evaluation score (undefined partial/position/reversal count 0)."""
     parts = {
         "exact_match": float(score.exact_match),
@@ -80,7 +66,7 @@ def reward_from_score(score: ExampleScore, weights: RewardWeights) -> Scored:
 
 
 def score_candidate(
-    raw: str, *, original: str, current: str, ground_truth: str, weights: RewardWeights, context_lines: int = 3
+    raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward, context_lines: int = 3
 ) -> Scored:
     """Extract the next version from a raw completion and score it against the ground truth."""
     extraction = extract_answer(raw, "completion", current=current)
@@ -140,7 +126,7 @@ def make_pair(
 
 
 def reward_function(
-    weights: RewardWeights, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3
+    weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3
 ) -> Callable[..., list[float]]:
     """A reward function for trl's GRPOTrainer: the dataset's `original`, `current` and
     `ground_truth` columns arrive as lists; `decode` (token ids → text, special tokens kept) reads

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from nep.config.schema import PosttrainReward
 from nep.core.prompts import NEXT, build_training_text, template_completion
 from nep.evaluate.metrics import delta_chrf, paper_scores
 from nep.evaluate.refined import refined_scores
 from nep.train.rewards import (
-    RewardWeights,
     Scored,
     make_pair,
     prompt_sections,
@@ -19,7 +19,7 @@ from nep.train.rewards import (
 ORIGINAL = "a = 1\nb = 2\n"
 CURRENT = "a = 1\nb = 2\nc = 3\n"
 TRUTH = "a = 1\nb = 2\nc = 3\nd = 4\n"
-W = RewardWeights(exact_match=1.0, partial_match=0.5, position_match=0.25, delta_chrf=0.5, reversal=0.5, unextractable=1.0)
+W = PosttrainReward(exact_match=1.0, partial_match=0.5, position_match=0.25, delta_chrf=0.5, reversal=0.5, unextractable=1.0)
 SECTIONS = {"original": ORIGINAL, "current": CURRENT, "ground_truth": TRUTH}
 
 
@@ -58,7 +58,7 @@ def test_unextractable_output_gets_only_the_penalty():
 
 
 def test_weights_scale_and_zero_out_terms():
-    only_chrf = RewardWeights(0, 0, 0, 1.0, 0, 0)
+    only_chrf = PosttrainReward(exact_match=0.0, partial_match=0.0, position_match=0.0, delta_chrf=1.0, reversal=0.0, unextractable=0.0)
     pred = "a = 1\nb = 2\nc = 3\nd = 5\n"
     assert score_candidate(template_completion(pred), weights=only_chrf, **SECTIONS).reward == pytest.approx(round(delta_chrf(CURRENT, TRUTH, pred), 6))
     assert score_candidate("", weights=only_chrf, **SECTIONS).reward == 0.0
