@@ -25,7 +25,7 @@ from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, write_jsonl, write_metrics
 
-CURVES_HEADER = ("loss", "reward", "kl")  # curves that exist (header only) when nothing is trained
+CURVES_HEADER = ("loss", "reward", "kl", "reward_margin")  # curves dvc.yaml plots: header only when nothing logged them
 
 
 def posttrain(

@@ -2,7 +2,8 @@
 
 Run: `python -m stages.report` (or `dvc repro report`), after evaluate. Reads metrics/evaluate.json
 (p-values), metrics/evaluate/predictors.json, languages.json and DVCLive's training loss
-(metrics/finetune/plots/metrics/train_loss.tsv); writes metrics/report/ (README.md with the
+(metrics/finetune/plots/metrics/train_loss.tsv) and, when posttrain.method trained, metrics/posttrain.json
+and its curves (loss, GRPO's reward, DPO's reward margin); writes metrics/report/ (README.md with the
 predictor × metric table, 95% CIs, p-values, the per-language table and the charts; predictors.csv,
 languages.csv; one SVG per chart, the same Vega-Lite charts as `dvc plots show`) and
 metrics/report.json (how many predictors, languages and charts it drew).
@@ -46,6 +47,16 @@ def sizes() -> dict[str, Any]:
     return found
 
 
+def posttrain_metrics(method: str) -> dict[str, Any] | None:
+    """metrics/posttrain.json when posttrain.method trained, else None (no section)."""
+    if method == "none":
+        return None
+    try:
+        return json.loads(paths.metrics("posttrain").read_text())
+    except (OSError, ValueError) as e:
+        raise NepError(f"{paths.metrics('posttrain')}: cannot read it ({e}); run `dvc repro posttrain`") from None
+
+
 def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[str, Any]:
     """Write the report and its counts; return the counts."""
     from nep.config.params import load_params
@@ -56,6 +67,7 @@ def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[s
               "judge": load_params("judge"), "evaluate": load_params("evaluate")}
     judge = params["judge"]
     metrics = build_report(out_dir, about=provenance(params, commit=nep_commit(), sizes=sizes()),
+                           posttrain=posttrain_metrics(params["posttrain"]["method"]),
                            judge=judge_label(judge["backend"], judge["model"] if judge["backend"] == "openai" else None))
     write_metrics(metrics_path, metrics)
     return metrics

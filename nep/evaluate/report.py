@@ -78,6 +78,13 @@ LANGUAGES_TABLE = paths.metrics("evaluate", "languages")
 CHARTS: tuple[Chart, ...] = (
     Chart("Training loss", "nep_loss", paths.FINETUNE_CURVES / "train_loss.tsv", "step",
           "train_loss", "optimizer step", "loss"),
+    # posttrain's curves: drawn when posttrain.method trained (header-only files are skipped)
+    Chart("Post-training loss", "nep_loss", paths.POSTTRAIN_CURVES / "loss.tsv", "step",
+          "loss", "optimizer step", "DPO / GRPO loss"),
+    Chart("Post-training reward", "nep_loss", paths.POSTTRAIN_CURVES / "reward.tsv", "step",
+          "reward", "optimizer step", "mean reward of the step's rollouts (GRPO)"),
+    Chart("DPO reward margin", "nep_loss", paths.POSTTRAIN_CURVES / "reward_margin.tsv", "step",
+          "reward_margin", "optimizer step", "chosen - rejected implicit reward (DPO)"),
     *(Chart(f"{TITLES[m]} by predictor", "nep_bars", PREDICTORS_TABLE, m, "predictor",
             AXIS_LABELS[m], "predictor") for m in HEADLINE),
     *(Chart(f"{TITLES[m]} by language", "nep_language_bars", LANGUAGES_TABLE, m, "language",
@@ -198,6 +205,31 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
     return lines
 
 
+# posttrain.json keys shown before → after training (the same prompts re-sampled with the same seeds)
+POSTTRAIN_BEFORE_AFTER = (("mean_reward", "mean reward of the samples"), ("best_of_k_reward", "best-of-k reward"),
+                          ("exact_match", "exact match of the samples"), ("unextractable", "unextractable samples"))
+
+
+def posttrain_lines(metrics: dict[str, Any]) -> list[str]:
+    """What post-training did (method, prompts, samples, pairs, steps) and each sampled reward
+    before and after it, as Markdown lines."""
+    method = metrics.get("method", "?")
+    done = [f"`{method}`: {metrics.get('prompts', 0)} training prompts, {metrics.get('candidates', 0)} samples"]
+    if method == "dpo":
+        done.append(f"{metrics.get('pairs', 0)} preference pairs")
+    done.append(f"{metrics.get('steps', 0)} optimizer steps, last loss {metrics.get('train_loss', float('nan')):.4f}")
+    rows = ["| sampled answers | before | after | change |", "|---|---:|---:|---:|"]
+    for key, label in POSTTRAIN_BEFORE_AFTER:
+        before, after = metrics.get(key), metrics.get(f"{key}_after")
+        if before is None:
+            continue
+        change = "–" if after is None else f"{after - before:+.4f}"
+        rows.append(f"| {label} | {before:.4f} | {'–' if after is None else f'{after:.4f}'} | {change} |")
+    return [", ".join(done) + ".", "", *rows, "",
+            "Rewards: nep/train/rewards.py (`posttrain.reward.*`); \"after\" re-samples the same prompts with the "
+            "same seeds once training is done (`posttrain.rescore`)."]
+
+
 def _with_ci(value: Any, lo: Any, hi: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -315,14 +347,17 @@ def build_report(
     predictors_path: Path = PREDICTORS_TABLE,
     languages_path: Path = LANGUAGES_TABLE,
     curves_dir: Path = paths.FINETUNE_CURVES,
+    posttrain_curves_dir: Path = paths.POSTTRAIN_CURVES,
+    posttrain: dict[str, Any] | None = None,
     template_dir: Path = paths.PLOT_TEMPLATES,
     charts: tuple[Chart, ...] = CHARTS,
     about: list[str] | None = None,
     judge: str = "judge",
 ) -> dict[str, Any]:
     """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
-    exists); `about`: the provenance lines (see `provenance`), `judge`: the judge column's name
-    (see `judge_label`); return flat counts."""
+    exists and has rows); `about`: the provenance lines (see `provenance`), `judge`: the judge
+    column's name (see `judge_label`), `posttrain`: metrics/posttrain.json when posttrain.method
+    trained (its before/after table); return flat counts."""
     predictors = with_p_values(read_rows(predictors_path, "predictor"), headline_path)
     languages = read_rows(languages_path, "language")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -337,9 +372,10 @@ def build_report(
     drawn: list[Chart] = []
     for chart in charts:
         frame = sources.get(chart.source)
-        if frame is None:  # a curve: read from curves_dir under its own name
-            frame = read_curve(curves_dir / chart.source.name)
-        if frame is None or chart.x not in frame or chart.y not in frame:
+        if frame is None:  # a curve: read from its stage's curve directory under its own name
+            folder = posttrain_curves_dir if chart.source.parent == paths.POSTTRAIN_CURVES else curves_dir
+            frame = read_curve(folder / chart.source.name)
+        if frame is None or frame.empty or chart.x not in frame or chart.y not in frame:
             continue
         (out_dir / chart.file_name).write_text(render_svg(chart_spec(chart, _records(frame), template_dir)))
         drawn.append(chart)
@@ -367,6 +403,8 @@ def build_report(
             _markdown(p_value_table(predictors, reference).rename(columns={LABELS["llm_judge"]: judge})),
             "",
         ]
+    if posttrain:
+        parts += ["## Post-training", "", *posttrain_lines(posttrain), ""]
     parts += ["## Languages", "", _markdown(language_table(languages).rename(columns={LABELS["llm_judge"]: judge})),
               "", "## Charts", ""]
     parts += [f"![{chart.title}]({chart.file_name})\n" for chart in drawn]

@@ -20,6 +20,7 @@ their own lr), `live_steps` (DVCLive curves, no timing), `split_timing`, `fused_
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -298,6 +299,17 @@ def build_sft_trainer(
     return trainer
 
 
+def epoch_mean_losses(log_history: list[dict[str, Any]]) -> dict[int, float]:
+    """Mean logged step loss per epoch (1, 2, ...): a step logged at epoch e (fractional, after the
+    step) belongs to epoch ceil(e). Over several epochs the per-step curve is noisy (one example
+    per step); whether the training loss fell is read from these means."""
+    groups: dict[int, list[float]] = {}
+    for h in log_history:
+        if "loss" in h and "epoch" in h:
+            groups.setdefault(max(1, math.ceil(round(h["epoch"], 6))), []).append(h["loss"])
+    return {e: sum(v) / len(v) for e, v in sorted(groups.items())}
+
+
 @dataclass
 class FinetuneResult:
     metrics: dict[str, Any]  # deterministic: metrics/finetune/metrics.json
@@ -332,6 +344,7 @@ def run_finetune(
         output = trainer.train()
     values, timing = split_timing(output.metrics)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    by_epoch = epoch_mean_losses(trainer.state.log_history)
     metrics: dict[str, Any] = {
         "backend": backend,
         "examples": stats.examples,
@@ -348,6 +361,7 @@ def run_finetune(
         "steps": output.global_step,
         "train_loss": losses[-1] if losses else float("nan"),
         "mean_loss": values.get("train_loss", output.training_loss),
+        **{f"mean_loss_epoch_{e}": v for e, v in by_epoch.items()},
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if trainer.is_world_process_zero():

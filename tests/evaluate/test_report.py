@@ -66,6 +66,15 @@ def loss_curve(directory: Path) -> None:
     (directory / "train_loss.tsv").write_text("step\ttrain_loss\n0\t2.5\n1\t2.25\n2\t1.75\n")
 
 
+def posttrain_curves(directory: Path, *, rows: bool = True) -> None:
+    """posttrain's DVCLive curves as a DPO run leaves them (reward and kl header-only), or every
+    one header-only (`rows=False`, posttrain.method none)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, values in (("loss", [0.693, 0.61]), ("reward_margin", [0.0, 0.4]), ("reward", []), ("kl", [])):
+        body = "".join(f"{i}\t{v}\n" for i, v in enumerate(values)) if rows else ""
+        (directory / f"{name}.tsv").write_text(f"step\t{name}\n{body}")
+
+
 # ---------------------------------------------------------------- the page and the templates
 
 
@@ -176,6 +185,33 @@ def test_report_without_loss_curve_skips_that_chart(tmp_path):
     assert "training_loss.svg" not in (tmp_path / "report/README.md").read_text()
 
 
+def test_report_draws_posttrain_curves_with_rows_and_its_before_after_table(tmp_path):
+    evaluate_tables(tmp_path)
+    loss_curve(tmp_path / "curves")
+    kwargs = dict(
+        headline_path=tmp_path / "metrics/evaluate.json",
+        predictors_path=tmp_path / "metrics/evaluate/predictors.json",
+        languages_path=tmp_path / "metrics/evaluate/languages.json",
+        curves_dir=tmp_path / "curves", posttrain_curves_dir=tmp_path / "post", template_dir=TEMPLATES,
+    )
+    posttrain_curves(tmp_path / "post", rows=False)  # method none: header-only curves, no section
+    counts = build_report(tmp_path / "none", **kwargs)
+    assert counts["charts"] == len(CHARTS) - 3
+    assert "Post-training" not in (tmp_path / "none/README.md").read_text()
+
+    posttrain_curves(tmp_path / "post")  # a DPO run: loss and reward margin have rows
+    metrics = {"method": "dpo", "prompts": 8, "candidates": 32, "pairs": 8, "steps": 4, "train_loss": 0.61,
+               "mean_reward": 0.1, "mean_reward_after": 0.25, "best_of_k_reward": 0.3, "best_of_k_reward_after": 0.3}
+    counts = build_report(tmp_path / "dpo", posttrain=metrics, **kwargs)
+    readme = (tmp_path / "dpo/README.md").read_text()
+    assert counts["charts"] == len(CHARTS) - 1  # GRPO's reward curve is header-only
+    assert "](post_training_loss.svg)" in readme and "](dpo_reward_margin.svg)" in readme
+    assert "](post_training_reward.svg)" not in readme
+    assert "`dpo`: 8 training prompts, 32 samples, 8 preference pairs, 4 optimizer steps" in readme
+    assert "| mean reward of the samples | 0.1000 | 0.2500 | +0.1500 |" in readme
+    assert "| best-of-k reward | 0.3000 | 0.3000 | +0.0000 |" in readme
+
+
 def test_report_names_a_missing_or_malformed_table(tmp_path):
     with pytest.raises(NepError, match="predictors.json: not found"):
         build_report(tmp_path / "r", predictors_path=tmp_path / "predictors.json")
@@ -208,6 +244,8 @@ def test_dvc_plots_show_writes_an_offline_page_with_every_chart(tmp_path):
     project = copy_project(tmp_path / "project")
     evaluate_tables(project)
     loss_curve(project / paths.FINETUNE_CURVES)
+    posttrain_curves(project / paths.POSTTRAIN_CURVES)
+    (project / paths.POSTTRAIN_CURVES / "reward.tsv").write_text("step\treward\n0\t0.1\n1\t0.2\n")
     git(project, "init", "-q", "-b", "main")
     output = run_dvc(project, "plots", "show", with_stderr=True)
     problems = [line for line in output.splitlines() if "WARNING" in line or "ERROR" in line]
@@ -215,7 +253,7 @@ def test_dvc_plots_show_writes_an_offline_page_with_every_chart(tmp_path):
     page = (project / "dvc_plots/index.html").read_text(encoding="utf-8")
     assert "cdn.jsdelivr" not in page and not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
     ids = re.findall(r'<div id = "([^"]+)"', page)
-    assert {re.sub(r"\W", "_", chart.title) for chart in CHARTS} <= set(ids)
+    assert {re.sub(r"[^\w-]", "_", chart.title) for chart in CHARTS} <= set(ids)
     assert not any("epoch" in i or "learning_rate" in i for i in ids)
     # the report stage draws the same charts, every one of them
     result = subprocess.run([sys.executable, "-m", "stages.report"], cwd=project, capture_output=True, text=True)

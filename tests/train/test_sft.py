@@ -313,3 +313,12 @@ def test_unsloth_backend_trains_and_loads(tmp_path):
     enc = tokenizer(records[0]["prompt"], return_tensors="pt").to("cuda")
     with torch.no_grad():
         assert torch.isfinite(model(**enc).logits.float()).all()
+
+
+def test_epoch_mean_losses_group_steps_by_the_epoch_they_ran_in():
+    from nep.train.sft import epoch_mean_losses
+
+    history = [{"loss": 4.0, "epoch": 0.5}, {"loss": 2.0, "epoch": 1.0}, {"loss": 1.0, "epoch": 1.5},
+               {"loss": 0.0, "epoch": 2.0}, {"train_runtime": 3.0, "epoch": 2.0}]
+    assert epoch_mean_losses(history) == {1: 3.0, 2: 0.5}
+    assert epoch_mean_losses([]) == {}
