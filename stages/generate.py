@@ -32,7 +32,8 @@ def main() -> None:
         sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
     kind = predictors[args.predictor].get("kind", "?")
     banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
-    settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads)
+    settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads,
+                        max_growth_tokens=cfg.max_growth_tokens)
     metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

@@ -281,6 +281,9 @@ class Generate(Section):
     max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(8, ge=1)
     threads: int = _threads()  # CPU runs of hf/finetuned: torch threads, 0 = auto (nep.util.device)
+    # > 0: an hf/finetuned/vllm answer stops (tag growth_limit) once it is this many tokens longer than
+    # the example's current version; 0 = off (max_new_tokens alone)
+    max_growth_tokens: int = Field(0, ge=0)
     # each entry is checked by its kind (check_predictor_entry, called by `validate`)
     predictors: dict[str, dict[str, Any]] = Field(DEFAULT_PREDICTORS, min_length=1)
 

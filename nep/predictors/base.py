@@ -129,6 +129,30 @@ class Settings:
     max_new_tokens: int
     batch_size: int = 8
     threads: int = 0  # CPU threads for torch (0: nep.util.device.auto_threads())
+    max_growth_tokens: int = 0  # > 0: an answer stops this many tokens beyond its current version's length
+
+
+def current_version(example: dict[str, Any]) -> str | None:
+    """The version the model sees last: the example's `current`, else its prompt's current section
+    (None when the prompt is not nep's template)."""
+    current = example.get("current")
+    if isinstance(current, str):
+        return current
+    try:
+        return parse_prompt(example["prompt"])["current"]
+    except (KeyError, ValueError):
+        return None
+
+
+def token_budgets(examples: Sequence[dict[str, Any]], count_tokens, max_new_tokens: int, growth: int) -> list[int]:
+    """Each example's token budget: `max_new_tokens`, or with `growth` > 0 at most the current
+    version's length in tokens (`count_tokens`) plus `growth` (generate.max_growth_tokens); an
+    example whose current version is unknown keeps `max_new_tokens`."""
+    budgets = []
+    for ex in examples:
+        current = current_version(ex) if growth > 0 else None
+        budgets.append(max_new_tokens if current is None else min(max_new_tokens, count_tokens(current) + growth))
+    return budgets
 
 
 Group = list[tuple[int, Prediction]]  # (index into the test set, its prediction)

@@ -21,9 +21,10 @@ from nep.predictors.base import (
     Predictor,
     by_length,
     chat_messages,
+    token_budgets,
     training_prompt,
 )
-from nep.predictors.stop import EOS, LENGTH, REPEATED, RepeatedLinesStop
+from nep.predictors.stop import EOS, GROWTH, LENGTH, REPEATED, RepeatedLinesStop, RowBudgetStop
 from nep.train.gguf import resolve_model
 from nep.train.model import load_base_hf, load_finetuned
 from nep.util.device import configure_threads, resolve_device, resolve_dtype
@@ -75,10 +76,12 @@ class TransformersGenerator:
 
     def generate(
         self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True, stop_repeats: int = 0,
-        progress: Callable[[float], None] | None = None,
+        progress: Callable[[float], None] | None = None, budgets: list[int] | None = None,
     ) -> list[Prediction]:
         """Greedy answers to `prompts`, each tagged with why it ended (nep.predictors.stop); with
-        `stop_repeats` ≥ 2, a row stops once it loops (nep.predictors.stop.RepeatedLinesStop)."""
+        `stop_repeats` ≥ 2, a row stops once it loops (nep.predictors.stop.RepeatedLinesStop);
+        `budgets`: per-prompt token limits below `max_new_tokens` (a row cut at its own is tagged
+        `growth_limit`)."""
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
@@ -92,7 +95,8 @@ class TransformersGenerator:
                 todo.append(i)
         if todo:
             longest = max(len(encoded[i]) for i in todo)
-            budget = max_new_tokens if self.context is None else min(max_new_tokens, self.context - longest)
+            limits = [min(max_new_tokens, budgets[i]) if budgets else max_new_tokens for i in todo]
+            budget = max(limits) if self.context is None else min(max(limits), self.context - longest)
             batch = self.tokenizer.pad(
                 {"input_ids": [encoded[i] for i in todo]}, padding=True, return_tensors="pt"
             ).to(self.device)
@@ -105,6 +109,8 @@ class TransformersGenerator:
             width = batch["input_ids"].shape[1]
             guard = RepeatedLinesStop(self.tokenizer, [prompts[i] for i in todo], width, stop_repeats)
             criteria = [guard]
+            if min(limits) < budget:
+                criteria.append(RowBudgetStop(limits, width))
             if progress is not None:
                 progress(len(prompts) - len(todo))  # skipped prompts are done
                 criteria.append(RowProgress(progress, self.eos_ids, width, budget))
@@ -116,14 +122,15 @@ class TransformersGenerator:
             elapsed = time.perf_counter() - start
             new_tokens = generated[:, width:].tolist()
             for row, (i, tokens) in enumerate(zip(todo, new_tokens, strict=True)):
-                if row in guard.stopped:
-                    tokens = tokens[: guard.stopped[row]]
+                # a row stopped early is padded to the batch's length after its stop: drop that
+                tokens = tokens[: guard.stopped[row] if row in guard.stopped else limits[row]]
                 kept = []
                 for t in tokens:
                     if t in self.eos_ids:
                         break
                     kept.append(t)
-                stop = REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens) else LENGTH
+                stop = (REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens)
+                        else GROWTH if limits[row] < max_new_tokens else LENGTH)
                 text = self.tokenizer.decode(kept, skip_special_tokens=False)
                 results[i] = Prediction(text, len(kept), latency_s=elapsed, tags={"stop": stop})
         return [r for r in results if r is not None]
@@ -238,20 +245,25 @@ class HFPredictor(Predictor):
             chat_messages(example, self.system, system_role=self.system_role), tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, examples: list[dict[str, Any]], max_new_tokens: int) -> list[Prediction]:
-        """One batch, in order."""
+    def generate(self, examples: list[dict[str, Any]], max_new_tokens: int, growth: int = 0) -> list[Prediction]:
+        """One batch, in order; `growth` > 0: each answer at most that many tokens longer than its
+        current version (generate.max_growth_tokens)."""
         gen = self.generator
         prompts = [self.render(ex) for ex in examples]
+        budgets = None
+        if growth > 0:
+            budgets = token_budgets(examples, lambda text: len(gen.tokenizer(text, add_special_tokens=False)["input_ids"]),
+                                    max_new_tokens, growth)
         # A rendered chat template already holds its special tokens (BOS etc.).
         return gen.generate(
             prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat, stop_repeats=self.stop_repeats,
-            progress=self.progress,
+            progress=self.progress, **({"budgets": budgets} if budgets else {}),
         )
 
     def predict(self, examples, todo, settings):
         self.threads = settings.threads
         for idx in by_length(examples, todo, settings.batch_size):
-            predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens)
+            predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens)
             n = len(idx)
             for p in predictions:
                 p.latency_s /= n  # the batch's wall time, shared by its examples

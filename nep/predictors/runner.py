@@ -38,6 +38,7 @@ from tqdm import tqdm
 from nep.core.extract import extract_answer
 from nep.core.prompts import parse_prompt, template_completion
 from nep.predictors.base import Prediction, Settings, build_predictor
+from nep.predictors.stop import CUT
 from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
@@ -82,13 +83,14 @@ def fingerprint(path: Path) -> Any:
     )
 
 
-def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes) -> str:
+def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes, max_growth_tokens: int = 0) -> str:
     # every local path the entry names, `needs` included (a finetuned entry may name its model there only)
     local = {v: fingerprint(Path(v)) for k, v in entry.items()
              if (k == "needs" or k not in NOT_IN_KEY) and isinstance(v, str) and v and Path(v).exists()}
     blob = json.dumps(
         {"entry": {k: v for k, v in entry.items() if k not in NOT_IN_KEY}, "local": local,
-         "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest()},
+         "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest(),
+         **({"max_growth_tokens": max_growth_tokens} if max_growth_tokens else {})},
         sort_keys=True, ensure_ascii=False, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -182,12 +184,17 @@ def _current(example: dict[str, Any]) -> str | None:
 
 
 def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Deterministic metrics: counts, tokens, extraction reasons, the predictors' tags."""
+    """Deterministic metrics: counts, tokens, extraction reasons, the predictors' tags, and for
+    predictors that tag why an answer stopped, the answers `cut` at a token limit (nep.predictors.stop.CUT)."""
     n = len(records)
     extracted = sum(r["extracted"] for r in records)
     tags: Counter = Counter()
     for a in answers:
         tags.update(f"{k}.{v}" for k, v in a["tags"].items())
+    cut = {}
+    if any("stop" in a["tags"] for a in answers):  # answers ended at a token limit, not by the model
+        cut["cut"] = sum(a["tags"].get("stop") in CUT for a in answers)
+        cut["cut_rate"] = cut["cut"] / n if n else 0.0
     return {
         "examples": n,
         "extracted": extracted,
@@ -197,6 +204,7 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
         "output_tokens": sum(r["output_tokens"] for r in records),
         **flat_counts("extraction", Counter(r["extraction"] for r in records)),
         **{k: v for k, v in sorted(tags.items())},
+        **cut,
     }
 
 
@@ -242,7 +250,7 @@ def generate(
     if not test_path.is_file():
         raise NepError(f"{test_path}: file not found (run the split stage first)")
     examples = load_examples(test_path)
-    key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes())
+    key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes(), settings.max_growth_tokens)
     folder = checkpoint_dir()
     for stale in folder.glob(f"{name}.*.jsonl"):  # an older run's answers for changed inputs
         old_key = stale.name[len(name) + 1 : -len(".jsonl")]

@@ -7,8 +7,9 @@ times in a row, unless the prompt itself holds that run (a file that really repe
 never changes which token is chosen: an answer it stops is a prefix of the unguarded one.
 
 Every answer of the transformers predictors is tagged `stop`: `eos` (the model ended it),
-`repeated_lines` (the guard), `max_new_tokens` (cut at the limit); the generate stage counts the
-tags (`stop.<reason>` in metrics/generate/<predictor>.json).
+`repeated_lines` (the guard), `max_new_tokens` (cut at the limit), `growth_limit` (cut once it grew
+`generate.max_growth_tokens` beyond the current version's length); the generate stage counts the
+tags (`stop.<reason>` in metrics/generate/<predictor>.json) and the cut ones (`cut`: the last two).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 MAX_PERIOD = 4  # longest repeated block, in lines
-EOS, REPEATED, LENGTH = "eos", "repeated_lines", "max_new_tokens"
+EOS, REPEATED, LENGTH, GROWTH = "eos", "repeated_lines", "max_new_tokens", "growth_limit"
+CUT = (LENGTH, GROWTH)  # answers that ended at a token limit, not where the model ended them
 
 
 def repeated_tail(text: str, repeats: int, *, max_period: int = MAX_PERIOD) -> str | None:
@@ -70,3 +72,18 @@ class RepeatedLinesStop:
                 self.stopped[row] = input_ids.shape[1] - self.start
                 done[row] = True
         return done
+
+
+class RowBudgetStop:
+    """A transformers stopping criterion: stop row `r` once it has `budgets[r]` new tokens (rows of
+    one batch may have different budgets; the batch runs to the largest). `start` is the padded
+    prompt width."""
+
+    def __init__(self, budgets: Sequence[int], start: int):
+        self.budgets, self.start = list(budgets), start
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        made = input_ids.shape[1] - self.start
+        return torch.tensor([made >= b for b in self.budgets], dtype=torch.bool, device=input_ids.device)

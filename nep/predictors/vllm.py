@@ -15,9 +15,11 @@ from nep.predictors.base import (
     Prediction,
     Predictor,
     chat_messages,
+    token_budgets,
     training_prompt,
 )
 from nep.predictors.hf import HFPredictor, missing_model
+from nep.predictors.stop import EOS, GROWTH, LENGTH
 from nep.util.device import cuda_available
 from nep.util.errors import NepError
 
@@ -133,6 +135,8 @@ class VLLMPredictor(Predictor):
         return hf
 
     def predict(self, examples, todo, settings):
+        """Greedy answers through vLLM (every test example in one call, or in `chunk_size` groups);
+        with generate.max_growth_tokens, each prompt gets its own token limit."""
         if not todo:
             return
         if self.fallback == "hf" and not self.adapter and not self.usable():
@@ -142,6 +146,8 @@ class VLLMPredictor(Predictor):
         vllm = import_vllm(self.param("kind"))
         llm = self.llm
         params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        growth = settings.max_growth_tokens
+        tokenizer = llm.get_tokenizer() if growth > 0 else None
         lora = None
         if self.adapter:
             from vllm.lora.request import LoRARequest
@@ -151,16 +157,28 @@ class VLLMPredictor(Predictor):
         for start_at in range(0, len(todo), size):
             idx = list(todo[start_at : start_at + size])
             batch = [examples[i] for i in idx]
+            limits = token_budgets(batch, lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+                                   settings.max_new_tokens, growth)
+            per_prompt = ([vllm.SamplingParams(temperature=0.0, max_tokens=n) for n in limits]
+                          if growth > 0 else params)
             start = time.perf_counter()
             if self.chat:
                 convs = [chat_messages(ex, self.system, system_role=self.system_role) for ex in batch]
-                outputs = llm.chat(convs, params, lora_request=lora, use_tqdm=False)
+                outputs = llm.chat(convs, per_prompt, lora_request=lora, use_tqdm=False)
             else:
                 prompts = [training_prompt(ex, self.template) for ex in batch]
-                outputs = llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+                outputs = llm.generate(prompts, per_prompt, lora_request=lora, use_tqdm=False)
             share = (time.perf_counter() - start) / len(batch)
             yield [
                 (i, Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), latency_s=share,
-                               tags={"stop": "max_new_tokens" if o.outputs[0].finish_reason == "length" else "eos"}))
-                for i, o in zip(idx, outputs, strict=True)
+                               tags={"stop": stop_reason(o.outputs[0].finish_reason, limit, settings.max_new_tokens)}))
+                for i, o, limit in zip(idx, outputs, limits, strict=True)
             ]
+
+
+def stop_reason(finish_reason: str | None, limit: int, max_new_tokens: int) -> str:
+    """nep's stop tag (nep.predictors.stop) for a vLLM finish reason: "length" is a cut, at the
+    answer's own growth limit when that was below max_new_tokens."""
+    if finish_reason != "length":
+        return EOS
+    return GROWTH if limit < max_new_tokens else LENGTH

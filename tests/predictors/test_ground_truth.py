@@ -136,6 +136,38 @@ def test_vllm_answers_the_file(project, monkeypatch, template):
         assert seen[0].startswith("<|original_code|>\n") and seen[0] != EXAMPLES[0]["prompt"]
 
 
+def test_vllm_gives_each_prompt_its_growth_limit(project, monkeypatch):
+    from nep.predictors.vllm import stop_reason
+
+    seen_params = []
+
+    class Tokenizer:
+        def encode(self, text, add_special_tokens=False):
+            return text.split()
+
+    class LLM:
+        def __init__(self, **kw):
+            pass
+
+        def get_tokenizer(self):
+            return Tokenizer()
+
+        def generate(self, prompts, params, lora_request=None, use_tqdm=False):
+            seen_params.append(params)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(
+                text="x", token_ids=[0] * p["max_tokens"], finish_reason="length")]) for p in params]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
+    generate("v", {"needs": "data/split/test.jsonl", "kind": "vllm", "model": "m", "chat": False},
+             Settings(64, 8, threads=1, max_growth_tokens=5), test_path="data/split/test.jsonl", progress=False)
+    [params] = seen_params
+    assert [p["max_tokens"] for p in params] == [min(64, len(ex["current"].split()) + 5) for ex in EXAMPLES]
+    metrics = json.loads(Path("metrics/generate/v.json").read_text())
+    assert metrics["stop.growth_limit"] == len(EXAMPLES) and metrics["cut"] == len(EXAMPLES)
+    assert (stop_reason("stop", 5, 64), stop_reason("length", 5, 64), stop_reason("length", 64, 64)) == (
+        "eos", "growth_limit", "max_new_tokens")
+
+
 def test_vllm_falls_back_to_hf_where_it_cannot_run(project, monkeypatch):
     import nep.predictors.hf as hf
 

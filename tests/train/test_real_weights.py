@@ -279,6 +279,47 @@ def test_generation_stops_a_loop_and_tags_why_each_answer_ended(tiny_dir):
         "stop.max_new_tokens": 2, "stop.repeated_lines": 2}
 
 
+def test_each_row_stops_at_its_own_growth_limit_and_is_tagged(tiny_dir):
+    from nep.predictors.hf import HFPredictor, TransformersGenerator
+    from nep.predictors.runner import summarize
+
+    model, tokenizer = newline_forever(tiny_dir)
+    gen = TransformersGenerator(model, tokenizer)
+    prompts = [example(0)["prompt"], example(1)["prompt"]]
+    out = gen.generate(prompts, max_new_tokens=12, budgets=[5, 12])
+    assert [p.output_tokens for p in out] == [5, 12]
+    assert [p.raw_output for p in out] == ["\n" * 5, "\n" * 12]  # greedy's own prefix, cut at its budget
+    assert [p.tags for p in out] == [{"stop": "growth_limit"}, {"stop": "max_new_tokens"}]
+    answers = [{"tags": p.tags} for p in out] + [{"tags": {"stop": "eos"}}, {"tags": {"stop": "repeated_lines"}}]
+    records = [{"extracted": True, "output_tokens": 1, "extraction": "completion"}] * 4
+    counts = summarize(records, answers)
+    assert (counts["cut"], counts["cut_rate"]) == (2, 0.5)
+    assert "cut" not in summarize(records[:1], [{"tags": {}}])  # a baseline has no stop tags, no count
+
+    # the hf predictor's budget: the current version's tokens plus generate.max_growth_tokens
+    hf = HFPredictor(model="unused", chat=False, stop_repeats=0)  # the newline loop runs on
+    hf._generator = gen
+    from nep.predictors.base import current_version
+
+    current = len(tokenizer(current_version(example(0)), add_special_tokens=False)["input_ids"])
+    [answer] = hf.generate([example(0)], max_new_tokens=current + 20, growth=3)
+    assert (answer.output_tokens, answer.tags) == (current + 3, {"stop": "growth_limit"})
+    [answer] = hf.generate([example(0)], max_new_tokens=current + 2, growth=3)  # max_new_tokens is lower
+    assert (answer.output_tokens, answer.tags) == (current + 2, {"stop": "max_new_tokens"})
+
+
+def test_token_budgets_follow_the_current_version():
+    from nep.core.prompts import build_prompt
+    from nep.predictors.base import current_version, token_budgets
+
+    examples = [{"current": "a b c", "prompt": ""}, {"prompt": build_prompt("x", "x y\n")}, {"prompt": "free text"}]
+    assert current_version(examples[1]) == "x y\n" and current_version(examples[2]) is None
+    words = lambda text: len(text.split())  # noqa: E731
+    assert token_budgets(examples, words, 100, 0) == [100, 100, 100]
+    assert token_budgets(examples, words, 100, 10) == [13, 12, 100]  # unknown current: max_new_tokens
+    assert token_budgets(examples, words, 12, 10) == [12, 12, 12]
+
+
 def test_an_answer_that_ends_is_tagged_eos(tiny_dir):
     from nep.predictors.hf import TransformersGenerator
 
