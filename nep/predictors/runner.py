@@ -38,7 +38,7 @@ from tqdm import tqdm
 from nep.core.extract import extract_answer
 from nep.core.prompts import parse_prompt, template_completion
 from nep.predictors.base import Prediction, Settings, build_predictor
-from nep.predictors.stop import CUT
+from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
@@ -152,9 +152,13 @@ class Checkpoint:
 
 
 def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """The generation record of one example from its saved answer."""
+    """The generation record of one example from its saved answer. An answer that did not end
+    (stop tag in nep.predictors.stop.INCOMPLETE) has no next version: extraction `incomplete`."""
+    stop = (answer.get("tags") or {}).get("stop")
     if answer["skipped"]:
         output, extracted, how = "", False, answer["skipped"]
+    elif stop in INCOMPLETE:  # cut at a token limit or in a loop: the model never finished its answer
+        output, extracted, how = "", False, "incomplete"
     else:
         extraction = extract_answer(answer["raw_output"], answer["style"], current=_current(example))
         output, extracted, how = extraction.text or "", extraction.ok, extraction.method
@@ -171,6 +175,7 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
         "raw_output": answer["raw_output"],
         "extracted": extracted,
         "extraction": how,
+        **({"stop": stop} if stop else {}),
     }
     record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})
     return record

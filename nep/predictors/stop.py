@@ -2,8 +2,10 @@
 
 Greedy decoding (the paper's) from a small or undertrained model often falls into a loop
 (`#\\n#\\n#\\n…`, one comment line over and over) and runs to `max_new_tokens`. The guard stops
-such an answer once its last lines are one block of 1–`MAX_PERIOD` lines repeated `repeats`
-times in a row, unless the prompt itself holds that run (a file that really repeats a line). It
+such an answer once its last lines are one block of 1–`MAX_PERIOD` lines repeated in a row:
+`repeats` times for a single line, and for a longer block of p lines ceil(`repeats` / p) times but
+at least `MIN_COPIES` (8 copies of one line, 4 of two lines, 3 of three or more), unless the prompt
+itself holds that run (a file that really repeats a line or a block). It
 never changes which token is chosen: an answer it stops is a prefix of the unguarded one.
 
 Every answer of the transformers predictors is tagged `stop`: `eos` (the model ended it),
@@ -16,19 +18,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-MAX_PERIOD = 4  # longest repeated block, in lines
+MAX_PERIOD = 16  # longest repeated block, in lines
+MIN_COPIES = 3  # a block of several lines counts as a loop from this many copies on
 EOS, REPEATED, LENGTH, GROWTH = "eos", "repeated_lines", "max_new_tokens", "growth_limit"
 CUT = (LENGTH, GROWTH)  # answers that ended at a token limit, not where the model ended them
+# Answers the model did not finish: no next version (nep.predictors.runner.make_record). A cut or
+# looping answer is a prefix of a file; scored as a file it would "delete" every line it never reached.
+INCOMPLETE = (*CUT, REPEATED)
+
+
+def copies_needed(period: int, repeats: int) -> int:
+    """How many copies in a row of a block of `period` lines make a loop (see the module docstring)."""
+    return repeats if period == 1 else max(min(MIN_COPIES, repeats), -(-repeats // period))
 
 
 def repeated_tail(text: str, repeats: int, *, max_period: int = MAX_PERIOD) -> str | None:
-    """The run (`repeats` copies of a block of 1–`max_period` complete lines, newline-joined)
+    """The run (`copies_needed` copies of a block of 1–`max_period` complete lines, newline-joined)
     that `text`'s complete lines end with, or None. The line being written is not counted."""
     if repeats < 2:
         return None
     lines = text.split("\n")[:-1]  # complete lines only
     for period in range(1, max_period + 1):
-        n = period * repeats
+        n = period * copies_needed(period, repeats)
         if len(lines) < n:
             break
         tail = lines[-n:]

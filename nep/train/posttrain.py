@@ -181,7 +181,7 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
                     break
                 kept.append(t)
             raw = tokenizer.decode(kept, skip_special_tokens=False)
-            scored = score_candidate(raw, weights=weights, **sections)
+            scored = score_candidate(raw, weights=weights, complete=len(kept) < len(row), **sections)
             group.append((raw, scored))
             out.rows.append({"id": record.get("id", str(index)), "index": index, "sample": sample, "raw": raw, **scored.as_dict()})
         out.groups.append((record, group))
@@ -254,7 +254,10 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         def decode(ids):
             return tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False)
 
-        return GRPOTrainer(reward_funcs=[reward_function(cfg.reward, decode=decode)], args=args, **common)
+        def ended(ids):  # trl keeps the EOS that ended a completion; a cut one has none
+            return bool(ids) and ids[-1] in specials
+
+        return GRPOTrainer(reward_funcs=[reward_function(cfg.reward, decode=decode, ended=ended)], args=args, **common)
     raise ValueError(f"posttrain.method: unknown {method!r}; choose from {METHODS}")
 
 

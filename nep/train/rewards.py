@@ -66,13 +66,17 @@ def reward_from_score(score: ExampleScore, weights: PosttrainReward) -> Scored:
 
 
 def score_candidate(
-    raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward, context_lines: int = 3
+    raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward, context_lines: int = 3,
+    complete: bool = True,
 ) -> Scored:
-    """Extract the next version from a raw completion and score it against the ground truth."""
+    """Extract the next version from a raw completion and score it against the ground truth. A
+    completion that did not end at EOS (`complete` false: cut at max_new_tokens) has no next
+    version, as in evaluation (nep.predictors.stop.INCOMPLETE): only the unextractable penalty."""
     extraction = extract_answer(raw, "completion", current=current)
+    ok = extraction.ok and complete
     score = score_example(
         original=original, current=current, ground_truth=ground_truth,
-        prediction=extraction.text if extraction.ok else "", extracted=extraction.ok, context_lines=context_lines,
+        prediction=extraction.text if ok else "", extracted=ok, context_lines=context_lines,
     )
     return reward_from_score(score, weights)
 
@@ -126,17 +130,23 @@ def make_pair(
 
 
 def reward_function(
-    weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3
+    weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3,
+    ended: Callable[[list[int]], bool] | None = None,
 ) -> Callable[..., list[float]]:
     """A reward function for trl's GRPOTrainer: the dataset's `original`, `current` and
     `ground_truth` columns arrive as lists; `decode` (token ids → text, special tokens kept) reads
-    the completions from their ids, so a marker the model writes still ends the next version."""
+    the completions from their ids, so a marker the model writes still ends the next version;
+    `ended` (token ids → whether the completion ended at EOS; trl keeps the EOS id) marks a
+    completion cut at the length limit as incomplete."""
 
     def nep_reward(prompts, completions, original, current, ground_truth, completion_ids=None, **_):
         texts = [decode(ids) for ids in completion_ids] if decode is not None and completion_ids is not None else completions
+        complete = ([ended(ids) for ids in completion_ids] if ended is not None and completion_ids is not None
+                    else [True] * len(texts))
         return [
-            score_candidate(t, original=o, current=c, ground_truth=g, weights=weights, context_lines=context_lines).reward
-            for t, o, c, g in zip(texts, original, current, ground_truth, strict=True)
+            score_candidate(t, original=o, current=c, ground_truth=g, weights=weights, context_lines=context_lines,
+                            complete=done).reward
+            for t, o, c, g, done in zip(texts, original, current, ground_truth, complete, strict=True)
         ]
 
     return nep_reward

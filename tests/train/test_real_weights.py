@@ -233,8 +233,13 @@ def test_repeated_tail_finds_a_block_repeated_n_times():
     assert repeated_tail("x = 1\n" + "#\n" * 7, 8) is None
     assert repeated_tail("#\n" * 8 + "# still writi", 8) == "#\n" * 8  # the line being written is not counted
     todo = "    # TODO: Add your own code here\n\n"
-    assert repeated_tail("def f():\n" + todo * 8, 8) == todo * 8  # a two-line block
-    assert repeated_tail("a\nb\nc\nd\ne\n" * 8, 8) is None  # five lines: longer than MAX_PERIOD
+    assert repeated_tail("def f():\n" + todo * 8, 8) == todo * 4  # a two-line block: from its 4th copy
+    five = "a\nb\nc\nd\ne\n"
+    assert repeated_tail("x\n" + five * 3, 8) == five * 3  # a longer block loops from its third copy
+    assert repeated_tail("x\n" + five * 2, 8) is None
+    seventeen = "".join(f"line {i}\n" for i in range(17))
+    assert repeated_tail(seventeen * 3, 8) is None  # longer than MAX_PERIOD
+    assert repeated_tail("x\n" + "y\nz\n" * 3, 8) is None and repeated_tail("y\nz\n" * 4, 8) == "y\nz\n" * 4
     assert repeated_tail("a\nb\n" * 8, 0) is None
     # a run the prompt holds is the file, not a loop
     assert loops("x\n" + "0,\n" * 8, prompt="data = [\n" + "0,\n" * 10, repeats=8) is False

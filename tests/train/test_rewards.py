@@ -116,3 +116,13 @@ def test_grpo_reward_function_decodes_ids_and_scores_each_completion():
     assert got == [pytest.approx(2.25), -1.0]
     plain = reward_function(W)(prompts=["p"], completions=[template_completion(TRUTH)], original=[ORIGINAL], current=[CURRENT], ground_truth=[TRUTH])
     assert plain == [pytest.approx(2.25)]
+
+
+def test_a_completion_that_did_not_end_gets_only_the_penalty():
+    """Cut at max_new_tokens, even the right text is no next version (as in evaluation)."""
+    cut = score_candidate(template_completion(TRUTH), weights=W, complete=False, **SECTIONS)
+    assert (cut.unextractable, cut.reward, cut.exact_match, cut.delta_chrf) == (1.0, -1.0, 0, 0)
+    ended = reward_function(W, decode=lambda ids: template_completion(TRUTH), ended=lambda ids: ids[-1] == 0)
+    got = ended(prompts=["p", "p"], completions=["", ""], completion_ids=[[5, 0], [5, 6]],
+                original=[ORIGINAL] * 2, current=[CURRENT] * 2, ground_truth=[TRUTH] * 2)
+    assert got == [pytest.approx(2.25), -1.0]  # the second ran to the length limit: no EOS id at its end
