@@ -90,8 +90,10 @@ def test_real_smollm2_from_gguf_trains_two_lora_steps_and_answers(smollm2, tmp_p
     (prediction,) = predictor.generate([example], max_new_tokens=48)
     assert prediction.output_tokens > 0 and prediction.tags.get("stop") in ("eos", "max_new_tokens", "repeated_lines")
     answer = {"skipped": None, "raw_output": prediction.raw_output, "style": "completion",
-              "output_tokens": prediction.output_tokens}
+              "output_tokens": prediction.output_tokens, "tags": prediction.tags}
     record = make_record(example, answer)
+    if prediction.tags["stop"] != "eos":  # cut or looping: no next version (docs/metrics.md)
+        assert (record["extracted"], record["extraction"]) == (False, "incomplete")
     # The answer is text: no marker, no chat-template token, no stray EOS left in it.
     assert isinstance(record["output"], str)
     assert not any(m in prediction.raw_output for m in ("<|next_version|>", "<|im_start|>", "<|im_end|>"))
