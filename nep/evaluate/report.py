@@ -153,6 +153,9 @@ def csv_columns(columns: list[str], *first: str) -> list[str]:
     return [c for c in lead if c in columns] + sorted(c for c in columns if c not in lead)
 
 
+LLM_LABELERS = ("openai",)  # label backends that ask label.model (heuristic, all and none do not)
+
+
 def judge_label(backend: str | None, model: str | None = None) -> str:
     """The judge column's name: what judged (`rules` is not an LLM)."""
     if backend == "openai":
@@ -196,7 +199,7 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
         f"- split: {sizes.get('strategy') or params['split']['strategy']}; prompts cut to "
         f"{params['process']['context_lines']} context lines" if params["process"]["context_lines"] else
         f"- split: {sizes.get('strategy') or params['split']['strategy']}; whole files in prompts",
-        f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] != "heuristic" else ""),
+        f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] in LLM_LABELERS else ""),
         f"- judge: {judge_label(judge['backend'], judge['model'] if judge['backend'] == 'openai' else None)}"
         + (" (offline: exact, whitespace and syntax-tree comparison; not an LLM)" if judge["backend"] == "rules" else ""),
         f"- predictors: {kinds}; greedy, at most {gen['max_new_tokens']} new tokens",

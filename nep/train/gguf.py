@@ -119,6 +119,9 @@ def dequantized_dir(path: str | Path, param: str = "finetune.base_model") -> Pat
         log.info("%s: tokenizer EOS %r replaced by the config's %r", path.name, tokenizer.eos_token,
                  tokenizer.convert_ids_to_tokens(eos))
         tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos)
+    # The converted config asks for WordPiece-style clean-up, which transformers ignores for a BPE
+    # tokenizer (with a warning on every decode); the original tokenizers do not ask for it.
+    tokenizer.clean_up_tokenization_spaces = False
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config  # the copy is plain fp32: trainable, savable

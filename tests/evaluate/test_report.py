@@ -274,6 +274,10 @@ def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
     assert f"nep code: commit `{'0' * 40}`" in text
     assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "13 train examples, 5 test examples" in text
     assert "judge: rules judge (offline" in text and "not an LLM" in text and "label backend: heuristic" in text
+    params["label"]["backend"] = "all"  # no labeling model asked: none named
+    assert "- label backend: all" in provenance(params, commit=None, sizes={})
+    params["label"].update(backend="openai", model="gpt-4o-mini")
+    assert "- label backend: openai (`gpt-4o-mini`)" in provenance(params, commit=None, sizes={})
     params["finetune"]["base_model"] = "Qwen/Qwen2.5-Coder-7B"
     assert "Smoke model" not in "\n".join(provenance(params, commit=None, sizes={}))
     assert judge_label("rules") == "rules judge" and judge_label("openai", "gpt-4.1-mini") == "LLM judge (gpt-4.1-mini)"
