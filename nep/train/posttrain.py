@@ -148,17 +148,19 @@ class Sampled:
     skipped: Counter
 
 
-def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: list[int], cfg: Posttrain) -> Sampled:
+def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: list[int], cfg: Posttrain,
+                      *, desc: str = "posttrain: sampling", progress: bool = True) -> Sampled:
     """k sampled completions per chosen prompt (seeded per prompt), each scored by nep.train.rewards.
     Prompts leaving no room for `max_new_tokens` within `max_seq_length` are skipped and counted."""
     import torch
+    from tqdm import tqdm
 
     weights, out = cfg.reward, Sampled([], [], Counter())
     eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    for index in indices:
+    for index in tqdm(indices, desc=desc, unit="prompt", disable=not progress):
         record = records[index]
         ids = tokenizer(record["prompt"])["input_ids"]
         if len(ids) + cfg.max_new_tokens > cfg.max_seq_length:
@@ -291,7 +293,7 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     model, tokenizer, _ = load_trainable(sft_dir, device)
     indices = choose_prompts(records, cfg)
     t0 = time.perf_counter()
-    sampled = sample_candidates(model, tokenizer, records, indices, cfg)
+    sampled = sample_candidates(model, tokenizer, records, indices, cfg, progress=progress)
     timing["sample_s"] = round(time.perf_counter() - t0, 3)
     pairs, outcomes = build_pairs(sampled.groups, cfg)
     metrics.update({
@@ -325,7 +327,8 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     })
     if cfg.rescore:
         t0 = time.perf_counter()
-        metrics.update(summary(sample_candidates(model, tokenizer, records, indices, cfg), "_after"))
+        metrics.update(summary(sample_candidates(model, tokenizer, records, indices, cfg, progress=progress,
+                                                 desc="posttrain: re-sampling"), "_after"))
         timing["rescore_s"] = round(time.perf_counter() - t0, 3)
     metadata = {**sft_meta, "backend": "hf"}
     save_finetuned(model, tokenizer, out_dir, metadata)
