@@ -52,9 +52,10 @@ def posttrain_metrics(method: str) -> dict[str, Any] | None:
     if method == "none":
         return None
     try:
-        return json.loads(paths.metrics("posttrain").read_text())
+        metrics = json.loads(paths.metrics("posttrain").read_text())
     except (OSError, ValueError) as e:
         raise NepError(f"{paths.metrics('posttrain')}: cannot read it ({e}); run `dvc repro posttrain`") from None
+    return metrics.get("posttraining", metrics)  # the stage nests its keys (`dvc exp show` columns)
 
 
 def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[str, Any]:

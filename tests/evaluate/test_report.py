@@ -137,7 +137,7 @@ def test_loss_chart_draws_training_and_evaluation_loss_in_one_chart():
     rows = [{"step": s, loss.y: 2.0 - s / 4, "filename": "train_loss.tsv"} for s in range(3)]
     rows += [{"step": 2, loss.y: 1.9, "filename": "eval_loss.tsv"}]
     svg = render_svg(chart_spec(loss, rows, TEMPLATES))
-    assert ">training loss<" in svg and ">evaluation loss<" in svg
+    assert ">training<" in svg and ">evaluation<" in svg  # the series (any curve: loss, reward...)
     assert ">optimizer step<" in svg and ".tsv" not in svg
 
 
@@ -289,3 +289,15 @@ def test_csv_columns_put_names_and_headline_first():
     cols = ["zeta", "exact_match_hi", "predictor", "n", "exact_match", "exact_match_lo", "alpha", "delta_chrf"]
     assert csv_columns(cols, "predictor") == ["predictor", "n", "exact_match", "exact_match_lo", "exact_match_hi",
                                               "delta_chrf", "alpha", "zeta"]
+
+
+def test_the_report_stage_reads_posttrains_nested_metrics(tmp_path, monkeypatch):
+    from stages.report import posttrain_metrics
+
+    monkeypatch.chdir(tmp_path)
+    assert posttrain_metrics("none") is None
+    with pytest.raises(NepError, match=r"metrics/posttrain\.json: cannot read it"):
+        posttrain_metrics("dpo")
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/posttrain.json").write_text(json.dumps({"posttraining": {"method": "dpo", "steps": 8}}))
+    assert posttrain_metrics("dpo") == {"method": "dpo", "steps": 8}
