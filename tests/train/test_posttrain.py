@@ -143,9 +143,10 @@ def test_reward_rises_on_a_toy_task(sft_dir, tmp_path):
     """DPO (with the chosen side's NLL, RPO-style) towards the ground truth on two short edits: the
     mean reward of k seeded samples on the same prompts goes up within a few dozen steps (measured
     2026-12-03 with Zed's delta-chrF in the reward and the template newline: 0.004 → 0.18 after 40
-    steps, 0.53 after 60)."""
+    steps, 0.53 after 60; with incomplete samples rewarded -1 since, max_new_tokens leaves room for EOS)."""
+    # room for the whole answer and its EOS: a sample cut at max_new_tokens is unextractable (reward -1)
     cfg = config(method="dpo", max_prompts=4, k=4, max_steps=60, learning_rate=1e-2, sft_weight=1.0,
-                 temperature=0.5, rescore=True)
+                 temperature=0.5, rescore=True, max_new_tokens=48)
     m = run_posttrain(records(4), sft_dir, tmp_path / "out", cfg, progress=False).metrics
     assert m["steps"] == 60
     assert m["mean_reward_after"] > m["mean_reward"] + 0.2, m
