@@ -133,15 +133,13 @@ class Settings:
 
 
 def current_version(example: dict[str, Any]) -> str | None:
-    """The version the model sees last: the example's `current`, else its prompt's current section
-    (None when the prompt is not nep's template)."""
-    current = example.get("current")
-    if isinstance(current, str):
-        return current
+    """The version the model sees last: its prompt's current section, else (a prompt without nep's
+    markers, e.g. an imported test set) the example's `current` field, else None."""
     try:
         return parse_prompt(example["prompt"])["current"]
     except (KeyError, ValueError):
-        return None
+        current = example.get("current")
+        return current if isinstance(current, str) else None
 
 
 def token_budgets(examples: Sequence[dict[str, Any]], count_tokens, max_new_tokens: int, growth: int) -> list[int]:

@@ -257,7 +257,7 @@ class HFPredictor(Predictor):
         # A rendered chat template already holds its special tokens (BOS etc.).
         return gen.generate(
             prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat, stop_repeats=self.stop_repeats,
-            progress=self.progress, **({"budgets": budgets} if budgets else {}),
+            progress=self.progress, budgets=budgets,
         )
 
     def predict(self, examples, todo, settings):

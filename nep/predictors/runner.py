@@ -36,8 +36,8 @@ from typing import Any
 from tqdm import tqdm
 
 from nep.core.extract import extract_answer
-from nep.core.prompts import parse_prompt, template_completion
-from nep.predictors.base import Prediction, Settings, build_predictor
+from nep.core.prompts import template_completion
+from nep.predictors.base import Prediction, Settings, build_predictor, current_version
 from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
 from nep.util.errors import NepError
@@ -160,7 +160,7 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
     elif stop in INCOMPLETE:  # cut at a token limit or in a loop: the model never finished its answer
         output, extracted, how = "", False, "incomplete"
     else:
-        extraction = extract_answer(answer["raw_output"], answer["style"], current=_current(example))
+        extraction = extract_answer(answer["raw_output"], answer["style"], current=current_version(example))
         output, extracted, how = extraction.text or "", extraction.ok, extraction.method
     record = {
         "id": example["id"],
@@ -179,13 +179,6 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
     }
     record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})
     return record
-
-
-def _current(example: dict[str, Any]) -> str | None:
-    try:
-        return parse_prompt(example["prompt"])["current"]
-    except ValueError:  # a prompt without the markers (an imported test set)
-        return None
 
 
 def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -78,7 +78,8 @@ class FakeGenerator:
         self.tokenizer = types.SimpleNamespace(chat_template=None)
         self.prompts: list[str] = []
 
-    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True, progress=None, stop_repeats=0):
+    def generate(self, prompts, *, max_new_tokens, add_special_tokens=True, progress=None, stop_repeats=0,
+                 budgets=None):
         self.prompts += prompts
         by_prompt = {ex["prompt"]: ex for ex in EXAMPLES}
         by_paper = {paper_prompt(ex["original"], ex["current"], old_file=ex["path"], new_file=ex["path"]): ex
