@@ -64,6 +64,32 @@ def strip_template_newline(answer: str) -> str:
     return answer[: -len(TEMPLATE_NEWLINE)] if answer.endswith(TEMPLATE_NEWLINE) else answer
 
 
+ANSWER_LEAD = "\n"  # the newline after <|next_version|>, on the model's side of the boundary
+
+
+def model_boundary(prompt: str) -> tuple[str, str]:
+    """Where the model's tokens begin: (what the model is given, what its tokens start with).
+
+    For a prompt ending with the `<|next_version|>` line, the marker is given without its newline
+    and the newline (`ANSWER_LEAD`) opens the answer's tokens. The prompt text is unchanged (the
+    two parts join to prompt + answer); only the token boundary moves. Byte-level BPEs (SmolLM2,
+    Qwen) merge a newline with the indentation after it, so every prompt section starts with a
+    "newline + indentation" token; an answer tokenized from its first indented line on would start
+    with a bare-indentation token the prompt never shows, and a small model then guesses the first
+    line's indentation (SmolLM2-135M got 36 of 108 wrong, docs/real-model.md). With the newline on
+    the answer's side, the answer starts with the same tokens as the current section. Any other
+    prompt (a chat template, an imported one) is left whole: (prompt, "")."""
+    if prompt.endswith(NEXT + ANSWER_LEAD):
+        return prompt[: -len(ANSWER_LEAD)], ANSWER_LEAD
+    return prompt, ""
+
+
+def strip_lead(text: str, lead: str) -> str:
+    """A generated text without the `lead` its tokens began with (`model_boundary`); a text that
+    does not start with it (a model that skipped the newline) is kept whole."""
+    return text[len(lead):] if lead and text.startswith(lead) else text
+
+
 def build_training_text(original: str, current: str, new: str, *, path: str = "") -> TrainingText:
     return TrainingText(build_prompt(original, current, path=path), template_completion(new))
 

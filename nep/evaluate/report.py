@@ -153,12 +153,12 @@ def csv_columns(columns: list[str], *first: str) -> list[str]:
     return [c for c in lead if c in columns] + sorted(c for c in columns if c not in lead)
 
 
-LLM_LABELERS = ("openai",)  # label backends that ask label.model (heuristic, all and none do not)
+LLM_BACKENDS = ("openai",)  # label/judge backends that ask an LLM (`model`); heuristic, all, rules do not
 
 
 def judge_label(backend: str | None, model: str | None = None) -> str:
     """The judge column's name: what judged (`rules` is not an LLM)."""
-    if backend == "openai":
+    if backend in LLM_BACKENDS:
         return f"LLM judge ({model})" if model else "LLM judge"
     return f"{backend} judge" if backend else "judge"
 
@@ -193,16 +193,18 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
     lines += [
         f"- nep code: commit `{commit or 'unknown (not a git checkout)'}` (the last that changed nep/ or stages/)",
         f"- model: `{ft['base_model']}`, LoRA r={ft['lora_r']}, learning rate {ft['learning_rate']}, "
-        f"{ft['epochs']} epochs" + (f", at most {ft['max_steps']} steps" if ft["max_steps"] else "")
+        f"{ft['epochs']} epoch{'s' if ft['epochs'] != 1 else ''}" + (f", at most {ft['max_steps']} steps" if ft["max_steps"] else "")
+        + f", sequences of at most {ft['max_seq_length']} tokens"
         + ("" if post == "none" else f"; post-training: {post}"),
         f"- data: {source}" + (f" ({size_text})" if size_text else ""),
         f"- split: {sizes.get('strategy') or params['split']['strategy']}; prompts cut to "
         f"{params['process']['context_lines']} context lines" if params["process"]["context_lines"] else
         f"- split: {sizes.get('strategy') or params['split']['strategy']}; whole files in prompts",
-        f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] in LLM_LABELERS else ""),
-        f"- judge: {judge_label(judge['backend'], judge['model'] if judge['backend'] == 'openai' else None)}"
+        f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] in LLM_BACKENDS else ""),
+        f"- judge: {judge_label(judge['backend'], judge['model'] if judge['backend'] in LLM_BACKENDS else None)}"
         + (" (offline: exact, whitespace and syntax-tree comparison; not an LLM)" if judge["backend"] == "rules" else ""),
-        f"- predictors: {kinds}; greedy, at most {gen['max_new_tokens']} new tokens",
+        f"- predictors: {kinds}; greedy, at most {gen['max_new_tokens']} new tokens"
+        + (f" and {gen['max_growth_tokens']} beyond the current version" if gen.get("max_growth_tokens") else ""),
         f"- intervals: {params['evaluate']['bootstrap_samples']} bootstrap samples, seed {params['evaluate']['seed']}",
     ]
     return lines

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from nep.core.extract import Style
+from nep.core.prompts import model_boundary, strip_lead
 from nep.predictors.base import (
     SYSTEM_INSTRUCTION,
     Prediction,
@@ -85,7 +86,8 @@ class TransformersGenerator:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
 
-        encoded = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+        split = [model_boundary(p) for p in prompts]  # a training-format prompt: the marker's newline is the model's
+        encoded = [self.tokenizer(head, add_special_tokens=add_special_tokens)["input_ids"] for head, _ in split]
         results: list[Prediction | None] = [None] * len(prompts)
         todo = []
         for i, ids in enumerate(encoded):
@@ -107,7 +109,8 @@ class TransformersGenerator:
                 **PURE_GREEDY,
             )
             width = batch["input_ids"].shape[1]
-            guard = RepeatedLinesStop(self.tokenizer, [prompts[i] for i in todo], width, stop_repeats)
+            guard = RepeatedLinesStop(self.tokenizer, [prompts[i] for i in todo], width, stop_repeats,
+                                      [split[i][1] for i in todo])
             criteria = [guard]
             if min(limits) < budget:
                 criteria.append(RowBudgetStop(limits, width))
@@ -131,7 +134,7 @@ class TransformersGenerator:
                     kept.append(t)
                 stop = (REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens)
                         else GROWTH if limits[row] < max_new_tokens else LENGTH)
-                text = self.tokenizer.decode(kept, skip_special_tokens=False)
+                text = strip_lead(self.tokenizer.decode(kept, skip_special_tokens=False), split[i][1])
                 results[i] = Prediction(text, len(kept), latency_s=elapsed, tags={"stop": stop})
         return [r for r in results if r is not None]
 

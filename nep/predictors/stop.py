@@ -57,10 +57,11 @@ def loops(text: str, prompt: str, repeats: int) -> bool:
 class RepeatedLinesStop:
     """A transformers stopping criterion, per row of a batch: stop a row once its generated text
     `loops` (see above). `prompts` are the batch's prompt texts, `start` the padded prompt
-    width; `stopped[row]` records how many new tokens the row had when it was stopped."""
+    width, `leads` what each row's tokens begin with before the answer (nep.core.prompts.model_boundary); `stopped[row]` records how many new tokens the row had when it was stopped."""
 
-    def __init__(self, tokenizer, prompts: Sequence[str], start: int, repeats: int):
+    def __init__(self, tokenizer, prompts: Sequence[str], start: int, repeats: int, leads: Sequence[str] | None = None):
         self.tokenizer, self.prompts, self.start, self.repeats = tokenizer, list(prompts), start, repeats
+        self.leads = list(leads) if leads is not None else [""] * len(self.prompts)  # text before the answer
         self.stopped: dict[int, int] = {}
         self._lines = [0] * len(self.prompts)  # newline count last seen per row: check only on a new line
 
@@ -75,6 +76,8 @@ class RepeatedLinesStop:
                 done[row] = True
                 continue
             text = self.tokenizer.decode(input_ids[row, self.start :], skip_special_tokens=False)
+            lead = self.leads[row]
+            text = text[len(lead):] if lead and text.startswith(lead) else text
             lines = text.count("\n")
             if lines == self._lines[row]:
                 continue

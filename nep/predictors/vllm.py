@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from nep.core.extract import Style
+from nep.core.prompts import model_boundary, strip_lead
 from nep.predictors.base import (
     SYSTEM_INSTRUCTION,
     Prediction,
@@ -166,13 +167,14 @@ class VLLMPredictor(Predictor):
                 convs = [chat_messages(ex, self.system, system_role=self.system_role) for ex in batch]
                 outputs = llm.chat(convs, per_prompt, lora_request=lora, use_tqdm=False)
             else:
-                prompts = [training_prompt(ex, self.template) for ex in batch]
-                outputs = llm.generate(prompts, per_prompt, lora_request=lora, use_tqdm=False)
+                split = [model_boundary(training_prompt(ex, self.template)) for ex in batch]
+                outputs = llm.generate([head for head, _ in split], per_prompt, lora_request=lora, use_tqdm=False)
             share = (time.perf_counter() - start) / len(batch)
+            leads = [""] * len(batch) if self.chat else [lead for _, lead in split]
             yield [
-                (i, Prediction(o.outputs[0].text, len(o.outputs[0].token_ids), latency_s=share,
+                (i, Prediction(strip_lead(o.outputs[0].text, lead), len(o.outputs[0].token_ids), latency_s=share,
                                tags={"stop": stop_reason(o.outputs[0].finish_reason, limit, settings.max_new_tokens)}))
-                for i, o, limit in zip(idx, outputs, limits, strict=True)
+                for i, o, limit, lead in zip(idx, outputs, limits, leads, strict=True)
             ]
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Finetune, Posttrain, section
+from nep.core.prompts import ANSWER_LEAD, model_boundary, strip_lead
 from nep.train.model import (
     METADATA_FILE,
     add_markers,
@@ -162,7 +163,8 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
     device = next(model.parameters()).device
     for index in tqdm(indices, desc=desc, unit="prompt", disable=not progress):
         record = records[index]
-        ids = tokenizer(record["prompt"])["input_ids"]
+        head, lead = model_boundary(record["prompt"])  # tokens as training and generation split them
+        ids = tokenizer(head)["input_ids"]
         if len(ids) + cfg.max_new_tokens > cfg.max_seq_length:
             out.skipped["prompt_too_long"] += 1
             continue
@@ -182,7 +184,7 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
                 if t in eos:
                     break
                 kept.append(t)
-            raw = tokenizer.decode(kept, skip_special_tokens=False)
+            raw = strip_lead(tokenizer.decode(kept, skip_special_tokens=False), lead)
             scored = score_candidate(raw, weights=weights, complete=len(kept) < len(row), **sections)
             group.append((raw, scored))
             out.rows.append({"id": record.get("id", str(index)), "index": index, "sample": sample, "raw": raw, **scored.as_dict()})
@@ -222,6 +224,13 @@ def summary(sampled: Sampled, suffix: str = "") -> dict[str, Any]:
 # ---------------------------------------------------------------- trainers
 
 
+def dpo_row(pair: dict[str, Any]) -> dict[str, str]:
+    """trl's prompt/chosen/rejected for one pair, split where SFT and generation split the tokens
+    (nep.core.prompts.model_boundary: the marker's newline opens both answers)."""
+    head, lead = model_boundary(pair["prompt"])
+    return {"prompt": head, "chosen": lead + pair["chosen"], "rejected": lead + pair["rejected"]}
+
+
 def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg: Posttrain,
                   sft: Finetune, scratch: str | Path, *, live=None, progress: bool = True):
     """trl's DPOTrainer (data: prompt/chosen/rejected) or GRPOTrainer (data: prompt, original,
@@ -253,8 +262,8 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         )
         specials = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
-        def decode(ids):
-            return tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False)
+        def decode(ids):  # the prompts end at the marker (model_boundary): the answer's newline is generated
+            return strip_lead(tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False), ANSWER_LEAD)
 
         def ended(ids):  # trl keeps the EOS that ended a completion; a cut one has none
             return bool(ids) and ids[-1] in specials
@@ -303,12 +312,12 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     })
     if cfg.method == "dpo":
         metrics.update({"pairs": len(pairs), **{f"pairs.{k}": v for k, v in sorted(outcomes.items())}})
-        data = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
+        data = [dpo_row(p) for p in pairs]
         if not data:
             raise NepError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
-        data = [{"prompt": r["prompt"], **prompt_sections(r)} for r, _ in sampled.groups]
+        data = [{"prompt": model_boundary(r["prompt"])[0], **prompt_sections(r)} for r, _ in sampled.groups]
         if not data:
             raise NepError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Finetune, ParamsError
-from nep.core.prompts import MARKERS, NEXT
+from nep.core.prompts import MARKERS, NEXT, model_boundary
 from nep.train.model import (
     EMBEDDING_MODULES,
     build_base,
@@ -91,7 +91,7 @@ def sft_examples(
         if not prompt.endswith(f"{NEXT}\n"):
             stats.dropped["prompt_without_next_marker"] += 1
             continue
-        prompt_ids = tokenizer(prompt)["input_ids"]  # as generation tokenizes it
+        prompt_ids = tokenizer(model_boundary(prompt)[0])["input_ids"]  # as generation tokenizes it
         full_ids = training_row(tokenizer, prompt, completion)["input_ids"]
         prefix = _common_prefix(prompt_ids, full_ids)
         if prefix >= max_seq_length:
@@ -111,14 +111,15 @@ def sft_examples(
 
 
 def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]]:
-    """One training sequence: the prompt tokenized alone exactly as generation tokenizes it
-    (special tokens on), then the completion tokenized on its own, then the EOS id;
-    `completion_mask` marks the completion and EOS (the loss). Tokenizing the two sides apart
-    keeps the boundary where inference has it: tokenized together, the newline ending the prompt
-    merges with the completion's leading whitespace in byte-level BPEs (SmolLM2, Qwen), and
-    training would see a context that generation never gives."""
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    """One training sequence: the prompt up to `<|next_version|>` tokenized alone exactly as
+    generation tokenizes it (special tokens on), then the marker's newline and the completion
+    tokenized together on their own, then the EOS id; `completion_mask` marks that second part and
+    EOS (the loss). The boundary sits where inference has it, and the answer's first line is
+    tokenized as the prompt's sections are, newline and indentation merged
+    (nep.core.prompts.model_boundary)."""
+    head, lead = model_boundary(prompt)
+    prompt_ids = tokenizer(head)["input_ids"]
+    completion_ids = tokenizer(lead + completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return {
         "input_ids": prompt_ids + completion_ids,
         "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),

@@ -280,6 +280,11 @@ def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
     assert "- label backend: openai (`gpt-4o-mini`)" in provenance(params, commit=None, sizes={})
     params["finetune"]["base_model"] = "Qwen/Qwen2.5-Coder-7B"
     assert "Smoke model" not in "\n".join(provenance(params, commit=None, sizes={}))
+    params["finetune"].update(epochs=1, max_seq_length=1024)
+    params["generate"]["max_growth_tokens"] = 96
+    text = "\n".join(provenance(params, commit=None, sizes={}))
+    assert "1 epoch, sequences of at most 1024 tokens" in text
+    assert "new tokens and 96 beyond the current version" in text
     assert judge_label("rules") == "rules judge" and judge_label("openai", "gpt-4.1-mini") == "LLM judge (gpt-4.1-mini)"
 
 

@@ -118,8 +118,9 @@ def fake_vllm(monkeypatch) -> list[str]:
                         for ex in EXAMPLES}
             out = []
             for p in prompts:
-                ex = next((e for e in EXAMPLES if e["prompt"] == p), None) or by_paper[p]
-                text = template_answers(ex)
+                lead = "" if p.endswith("\n") else "\n"  # a prompt ending at the marker: the model writes its newline
+                ex = next((e for e in EXAMPLES if e["prompt"] == p + lead), None) or by_paper[p + lead]
+                text = lead + template_answers(ex)
                 out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text, token_ids=[0] * 5, finish_reason="stop")]))
             return out
 
@@ -134,7 +135,8 @@ def test_vllm_answers_the_file(project, monkeypatch, template):
     records, scores = run("fast", {"kind": "vllm", "model": "m", "chat": False, "template": template})
     assert_exact(records, scores)
     if template == "paper":  # the released models get the prompt they were trained on
-        assert seen[0].startswith("<|original_code|>\n") and seen[0] != EXAMPLES[0]["prompt"]
+        assert seen[0].startswith("<|original_code|>\n") and seen[0] + "\n" != EXAMPLES[0]["prompt"]
+    assert all(p.endswith("<|next_version|>") for p in seen)  # the marker's newline is the model's (model_boundary)
 
 
 def test_vllm_gives_each_prompt_its_growth_limit(project, monkeypatch):

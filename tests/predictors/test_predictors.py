@@ -305,12 +305,14 @@ def test_hf_decoding_ignores_the_models_sampling_defaults(tiny_dir):
 def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from nep.core.prompts import model_boundary, strip_lead
     from nep.predictors.hf import TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     short, long = examples()[1]["prompt"], examples()[-1]["prompt"]
-    prompt_ids = tokenizer(short, return_tensors="pt")["input_ids"]
+    head, lead = model_boundary(short)  # what the model is given: up to the marker
+    prompt_ids = tokenizer(head, return_tensors="pt")["input_ids"]
     ids = model.generate(prompt_ids, max_new_tokens=10, do_sample=False)[0, prompt_ids.shape[1] :].tolist()
     stop = next(i for i in range(1, len(ids)) if ids[i] not in ids[:i])
     # declare the token the model writes at position `stop` an EOS: generation ends before it
@@ -319,7 +321,7 @@ def test_hf_stops_at_eos_and_skips_prompts_beyond_the_context(tiny_dir):
     gen = TransformersGenerator(model, tokenizer)
     assert len(tokenizer(long)["input_ids"]) >= 200
     out = gen.generate([short, long], max_new_tokens=10)
-    assert (out[0].raw_output, out[0].output_tokens) == (tokenizer.decode(ids[:stop]), stop)
+    assert (out[0].raw_output, out[0].output_tokens) == (strip_lead(tokenizer.decode(ids[:stop]), lead), stop)
     assert (out[1].raw_output, out[1].output_tokens, out[1].skipped) == ("", 0, "prompt_too_long")
 
 

@@ -139,25 +139,63 @@ def test_real_smollm2_eos_is_im_end(smollm2_dir):
 def test_training_sequence_begins_with_the_prompt_generation_sees(tiny_dir):
     """A completion starting with a blank line: tokenized with the prompt, the
     prompt's final newline merges into it (the training context would differ from inference);
-    nep's training row keeps the prompt's own tokens and the completion's."""
+    nep's training row keeps the prompt's own tokens up to the marker, then the marker's newline
+    with the completion (nep.core.prompts.model_boundary)."""
+    from nep.core.prompts import model_boundary
     from nep.train.sft import sft_examples, training_row
 
     model, tokenizer = load_base_hf(tiny_dir, device="cpu")
     add_markers(tokenizer, model)
     e = example(0, "\n" + NEXT_VERSION)
-    prompt_ids = tokenizer(e["prompt"])["input_ids"]
+    full_prompt_ids = tokenizer(e["prompt"])["input_ids"]
     joint = tokenizer(e["prompt"] + e["completion"])["input_ids"]
-    assert joint[: len(prompt_ids)] != prompt_ids  # this tokenizer merges across the boundary
+    assert joint[: len(full_prompt_ids)] != full_prompt_ids  # this tokenizer merges across the boundary
+    head, lead = model_boundary(e["prompt"])
+    assert (head + lead, lead) == (e["prompt"], "\n")
+    prompt_ids = tokenizer(head)["input_ids"]
     row = training_row(tokenizer, **e)
     n = len(prompt_ids)
     assert row["input_ids"][:n] == prompt_ids and row["completion_mask"] == [0] * n + [1] * (len(row["input_ids"]) - n)
-    assert tokenizer.decode(row["input_ids"][n:-1]) == e["completion"] and row["input_ids"][-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(row["input_ids"][n:-1]) == lead + e["completion"]
+    assert row["input_ids"][-1] == tokenizer.eos_token_id
     _, stats = sft_examples([e, example(1)], tokenizer, 4096)
     assert stats.prompt_merged == 0 and stats.used == 2
 
 
+def first_line_tokens(tokenizer, prompt: str, answer_ids: list[int]) -> tuple[list[int], list[int]]:
+    """The tokens of the current version's first line as the prompt holds it (after its marker),
+    and the answer's first tokens, as many."""
+    from nep.core.prompts import CURRENT, NEXT
+
+    ids = tokenizer(prompt)["input_ids"]
+    cur, nxt = tokenizer.convert_tokens_to_ids(CURRENT), tokenizer.convert_tokens_to_ids(NEXT)
+    section = ids[ids.index(cur) + 1 : ids.index(nxt)]
+    first = tokenizer(tokenizer.decode(section).split("\n")[1])["input_ids"]  # the first line's text
+    n = next(k for k in range(1, len(section) + 1) if tokenizer.decode(section[:k]).strip() == tokenizer.decode(first).strip())
+    return section[:n], answer_ids[:n]
+
+
+def test_the_answers_first_line_is_tokenized_as_the_prompts_sections(tiny_dir):
+    """An indented first line: the answer starts with the same tokens as the current section
+    (newline and indentation merged alike), so copying it needs no re-tokenizing of the indent."""
+    from nep.core.prompts import model_boundary
+    from nep.train.sft import training_row
+
+    model, tokenizer = load_base_hf(tiny_dir, device="cpu")
+    add_markers(tokenizer, model)
+    body = "    s = 0\n    return s\n"
+    t = build_training_text(body, body, body.replace("return s", "return s + 1"), path="t.py")
+    row = training_row(tokenizer, t.prompt, t.completion)
+    n = len(tokenizer(model_boundary(t.prompt)[0])["input_ids"])
+    in_prompt, in_answer = first_line_tokens(tokenizer, t.prompt, row["input_ids"][n:])
+    assert in_prompt == in_answer
+    alone = tokenizer(t.completion, add_special_tokens=False)["input_ids"]  # nep before: the answer on its own
+    assert first_line_tokens(tokenizer, t.prompt, alone)[1] != in_prompt
+
+
 @pytest.mark.slow
 def test_real_smollm2_boundary(smollm2_dir):
+    from nep.core.prompts import model_boundary
     from nep.train.sft import sft_examples, training_row
 
     model, tokenizer = load_base_hf(smollm2_dir, device="cpu")
@@ -167,9 +205,17 @@ def test_real_smollm2_boundary(smollm2_dir):
     for e in examples:
         prompt_ids = tokenizer(e["prompt"])["input_ids"]
         merged_jointly += tokenizer(e["prompt"] + e["completion"])["input_ids"][: len(prompt_ids)] != prompt_ids
-        assert training_row(tokenizer, **e)["input_ids"][: len(prompt_ids)] == prompt_ids
+        head_ids = tokenizer(model_boundary(e["prompt"])[0])["input_ids"]
+        row = training_row(tokenizer, **e)["input_ids"]
+        assert row[: len(head_ids)] == head_ids
     assert merged_jointly == 2  # SmolLM2's BPE merges "\n" with leading whitespace
     assert sft_examples(examples, tokenizer, 4096)[1].prompt_merged == 0
+    body = "        s = 0\n        return s\n"  # an indented window: the first line's tokens as in the prompt
+    t = build_training_text(body, body, body.replace("return s", "return s + 1"), path="t.py")
+    row = training_row(tokenizer, t.prompt, t.completion)["input_ids"]
+    in_prompt, in_answer = first_line_tokens(tokenizer, t.prompt, row[len(tokenizer(model_boundary(t.prompt)[0])["input_ids"]):])
+    assert in_prompt == in_answer
+    assert tokenizer.decode(in_prompt[:1]) == "\n       "  # newline and indentation in one token
 
 
 # ---------------------------------------------------------------- tied embeddings
@@ -293,7 +339,8 @@ def test_each_row_stops_at_its_own_growth_limit_and_is_tagged(tiny_dir):
     prompts = [example(0)["prompt"], example(1)["prompt"]]
     out = gen.generate(prompts, max_new_tokens=12, budgets=[5, 12])
     assert [p.output_tokens for p in out] == [5, 12]
-    assert [p.raw_output for p in out] == ["\n" * 5, "\n" * 12]  # greedy's own prefix, cut at its budget
+    # greedy's own prefix, cut at its budget; its first newline ends the marker's line (model_boundary)
+    assert [p.raw_output for p in out] == ["\n" * 4, "\n" * 11]
     assert [p.tags for p in out] == [{"stop": "growth_limit"}, {"stop": "max_new_tokens"}]
     answers = [{"tags": p.tags} for p in out] + [{"tags": {"stop": "eos"}}, {"tags": {"stop": "repeated_lines"}}]
     records = [{"extracted": True, "output_tokens": 1, "extraction": "completion"}] * 4

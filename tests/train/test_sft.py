@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nep.config.schema import Finetune, section
-from nep.core.prompts import MARKERS, NEXT, build_training_text
+from nep.core.prompts import MARKERS, NEXT, build_training_text, model_boundary
 from nep.train.model import (
     add_markers,
     check_base_model,
@@ -95,13 +95,14 @@ def test_loss_masked_on_prompt_through_the_next_version_line(trainer):
     e = example(0)
     row = trainer.train_dataset[0]
     ids, labels = row["input_ids"], row["labels"]
-    n_prompt = len(tokenizer(e["prompt"])["input_ids"])
-    assert ids[:n_prompt] == tokenizer(e["prompt"])["input_ids"]  # the prompt as generation sees it
+    head, lead = model_boundary(e["prompt"])
+    n_prompt = len(tokenizer(head)["input_ids"])
+    assert ids[:n_prompt] == tokenizer(head)["input_ids"]  # the prompt as generation sees it
     assert labels[:n_prompt] == [IGNORE] * n_prompt
-    assert ids[n_prompt - 2] == tokenizer.convert_tokens_to_ids(NEXT)  # ...<|next_version|>, "\n" | completion
+    assert ids[n_prompt - 1] == tokenizer.convert_tokens_to_ids(NEXT)  # ...<|next_version|> | "\n" + completion
     assert labels[n_prompt:] == ids[n_prompt:]
     assert labels[-1] == tokenizer.eos_token_id and labels.count(tokenizer.eos_token_id) == 1
-    assert tokenizer.decode(labels[n_prompt:-1]) == e["completion"]
+    assert tokenizer.decode(labels[n_prompt:-1]) == lead + e["completion"] and lead == "\n"
 
 
 def test_collator_pads_labels_with_ignore_index(trainer):
@@ -116,7 +117,7 @@ def test_overlong_examples_truncated_or_dropped_and_counted(tiny_dir, tmp_path):
     _, tokenizer = load_base_hf(tiny_dir, device="cpu")
     add_markers(tokenizer)
     e = example(0)
-    n_prompt = len(tokenizer(e["prompt"])["input_ids"])
+    n_prompt = len(tokenizer(model_boundary(e["prompt"])[0])["input_ids"])
     kept, stats = sft_examples([e], tokenizer, n_prompt + 3)
     assert kept == [e] and stats.truncated == 1 and stats.tokens == n_prompt + 3 and stats.completion_tokens == 3
     assert sft_examples([e], tokenizer, n_prompt + 3, "drop")[1].dropped == {"too_long": 1}
