@@ -35,14 +35,16 @@ def changed_spans(current: str, nxt: str) -> list[tuple[int, int]]:
 def token_losses(model, tokenizer, example: dict) -> dict[str, list[float]] | None:
     import torch
 
+    from nep.core.prompts import model_boundary
     from nep.train.sft import training_row
 
     row = training_row(tokenizer, example["prompt"], example["completion"])
     n_prompt = len(row["input_ids"]) - sum(row["completion_mask"])
-    enc = tokenizer(example["completion"], add_special_tokens=False, return_offsets_mapping=True)
+    lead = model_boundary(example["prompt"])[1]  # the marker's newline opens the answer's tokens
+    enc = tokenizer(lead + example["completion"], add_special_tokens=False, return_offsets_mapping=True)
     if enc["input_ids"] != row["input_ids"][n_prompt:-1]:
         return None
-    spans = changed_spans(example["current"], example["completion"])
+    spans = [(s + len(lead), e + len(lead)) for s, e in changed_spans(example["current"], example["completion"])]
     ids = torch.tensor([row["input_ids"]])
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0, n_prompt - 1 : -1].float()

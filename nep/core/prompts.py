@@ -76,7 +76,7 @@ def model_boundary(prompt: str) -> tuple[str, str]:
     Qwen) merge a newline with the indentation after it, so every prompt section starts with a
     "newline + indentation" token; an answer tokenized from its first indented line on would start
     with a bare-indentation token the prompt never shows, and a small model then guesses the first
-    line's indentation (SmolLM2-135M got 36 of 108 wrong, docs/real-model.md). With the newline on
+    line's indentation (SmolLM2-135M got 25 of 108 wrong, docs/real-model.md). With the newline on
     the answer's side, the answer starts with the same tokens as the current section. Any other
     prompt (a chat template, an imported one) is left whole: (prompt, "")."""
     if prompt.endswith(NEXT + ANSWER_LEAD):
