@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nep.core.prompts import strip_lead
+
 MAX_PERIOD = 16  # longest repeated block, in lines
 MIN_COPIES = 3  # a block of several lines counts as a loop from this many copies on
 EOS, REPEATED, LENGTH, GROWTH = "eos", "repeated_lines", "max_new_tokens", "growth_limit"
@@ -57,7 +59,9 @@ def loops(text: str, prompt: str, repeats: int) -> bool:
 class RepeatedLinesStop:
     """A transformers stopping criterion, per row of a batch: stop a row once its generated text
     `loops` (see above). `prompts` are the batch's prompt texts, `start` the padded prompt
-    width, `leads` what each row's tokens begin with before the answer (nep.core.prompts.model_boundary); `stopped[row]` records how many new tokens the row had when it was stopped."""
+    width, `leads` what each row's tokens begin with before the answer
+    (nep.core.prompts.model_boundary); `stopped[row]` records how many new tokens the row had when
+    it was stopped."""
 
     def __init__(self, tokenizer, prompts: Sequence[str], start: int, repeats: int, leads: Sequence[str] | None = None):
         self.tokenizer, self.prompts, self.start, self.repeats = tokenizer, list(prompts), start, repeats
@@ -76,8 +80,7 @@ class RepeatedLinesStop:
                 done[row] = True
                 continue
             text = self.tokenizer.decode(input_ids[row, self.start :], skip_special_tokens=False)
-            lead = self.leads[row]
-            text = text[len(lead):] if lead and text.startswith(lead) else text
+            text = strip_lead(text, self.leads[row])
             lines = text.count("\n")
             if lines == self._lines[row]:
                 continue

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Finetune, Posttrain, section
-from nep.core.prompts import ANSWER_LEAD, model_boundary, strip_lead
+from nep.core.prompts import model_boundary, strip_lead
 from nep.train.model import (
     METADATA_FILE,
     add_markers,
@@ -231,6 +231,13 @@ def dpo_row(pair: dict[str, Any]) -> dict[str, str]:
     return {"prompt": head, "chosen": lead + pair["chosen"], "rejected": lead + pair["rejected"]}
 
 
+def grpo_row(record: dict[str, Any]) -> dict[str, str]:
+    """GRPO's prompt (up to the marker, as SFT and generation split it), the `lead` its completions
+    begin with (the reward strips it) and the sections the reward scores against."""
+    head, lead = model_boundary(record["prompt"])
+    return {"prompt": head, "lead": lead, **prompt_sections(record)}
+
+
 def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg: Posttrain,
                   sft: Finetune, scratch: str | Path, *, live=None, progress: bool = True):
     """trl's DPOTrainer (data: prompt/chosen/rejected) or GRPOTrainer (data: prompt, original,
@@ -262,8 +269,8 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         )
         specials = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
-        def decode(ids):  # the prompts end at the marker (model_boundary): the answer's newline is generated
-            return strip_lead(tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False), ANSWER_LEAD)
+        def decode(ids):
+            return tokenizer.decode([t for t in ids if t not in specials], skip_special_tokens=False)
 
         def ended(ids):  # trl keeps the EOS that ended a completion; a cut one has none
             return bool(ids) and ids[-1] in specials
@@ -317,7 +324,7 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
             raise NepError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
-        data = [{"prompt": model_boundary(r["prompt"])[0], **prompt_sections(r)} for r, _ in sampled.groups]
+        data = [grpo_row(r) for r, _ in sampled.groups]
         if not data:
             raise NepError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:

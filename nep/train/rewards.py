@@ -26,7 +26,7 @@ from typing import Any
 
 from nep.config.schema import PosttrainReward
 from nep.core.extract import extract_answer
-from nep.core.prompts import parse_prompt, strip_template_newline
+from nep.core.prompts import parse_prompt, strip_lead, strip_template_newline
 from nep.evaluate.metrics import ExampleScore, score_example
 
 # The reward's weights are the `posttrain.reward:` params themselves (nep.config.schema.PosttrainReward);
@@ -137,10 +137,13 @@ def reward_function(
     `ground_truth` columns arrive as lists; `decode` (token ids → text, special tokens kept) reads
     the completions from their ids, so a marker the model writes still ends the next version;
     `ended` (token ids → whether the completion ended at EOS; trl keeps the EOS id) marks a
-    completion cut at the length limit as incomplete."""
+    completion cut at the length limit as incomplete; a `lead` column (what each completion's tokens
+    begin with, nep.core.prompts.model_boundary) is stripped before scoring."""
 
-    def nep_reward(prompts, completions, original, current, ground_truth, completion_ids=None, **_):
+    def nep_reward(prompts, completions, original, current, ground_truth, completion_ids=None, lead=None, **_):
         texts = [decode(ids) for ids in completion_ids] if decode is not None and completion_ids is not None else completions
+        if lead is not None:  # what each completion's tokens begin with (nep.core.prompts.model_boundary)
+            texts = [strip_lead(t, x) for t, x in zip(texts, lead, strict=True)]
         complete = ([ended(ids) for ids in completion_ids] if ended is not None and completion_ids is not None
                     else [True] * len(texts))
         return [

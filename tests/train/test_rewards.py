@@ -118,6 +118,15 @@ def test_grpo_reward_function_decodes_ids_and_scores_each_completion():
     assert plain == [pytest.approx(2.25)]
 
 
+def test_grpo_reward_strips_each_rows_lead_only():
+    """Prompts given up to the marker (model_boundary): the completion's leading newline is the
+    marker's, not the answer's; a row without a lead keeps its text whole."""
+    text = "\n" + template_completion(TRUTH)
+    got = reward_function(W)(prompts=["p", "p"], completions=[text, text], lead=["\n", ""],
+                             original=[ORIGINAL] * 2, current=[CURRENT] * 2, ground_truth=[TRUTH] * 2)
+    assert got[0] == pytest.approx(2.25) and got[1] < got[0]
+
+
 def test_a_completion_that_did_not_end_gets_only_the_penalty():
     """Cut at max_new_tokens, even the right text is no next version (as in evaluation)."""
     cut = score_candidate(template_completion(TRUTH), weights=W, complete=False, **SECTIONS)
