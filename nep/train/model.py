@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from nep.config.schema import TINY_MODEL, Finetune
 from nep.core.prompts import MARKERS
+from nep.train.attention import use_cpu_gqa
 from nep.train.gguf import check_gguf, is_gguf, resolve_model
 from nep.train.tiny import (
     SMOKE_WARNING,
@@ -218,7 +219,8 @@ def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, tru
     """Base model and tokenizer through transformers (`base`: a hub id, a local directory, or a local
     .gguf file, see nep.train.gguf), in `nep.util.device.resolve_dtype(dtype, device)` (auto: bf16 on
     a GPU that has it, fp16 on an older one, fp32 on the CPU), the tokenizer's EOS aligned with the
-    model's (`align_eos`). The model is left on the CPU; callers (the trainer, `load_finetuned`) move it."""
+    model's (`align_eos`). The model is left on the CPU; callers (the trainer, `load_finetuned`) move it.
+    For the CPU, attention switches to nep.train.attention's grouped-query kernel (same numbers, faster)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
@@ -228,6 +230,7 @@ def load_base_hf(base: str | Path, *, device: str | None = None, dtype=None, tru
         base, dtype=resolve_dtype(dtype, device), trust_remote_code=trust_remote_code
     )
     align_eos(tokenizer, model)
+    use_cpu_gqa(model, device)  # on the CPU, grouped heads without copying the cache (same numbers, faster)
     return model, tokenizer
 
 
