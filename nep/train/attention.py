@@ -4,7 +4,7 @@ transformers' `sdpa` attention gives torch's kernel the key/value heads repeated
 heads' count (`repeat_kv`, a copy of the whole cache in every layer at every decoding step)
 whenever there is an attention mask, i.e. whenever a batch is padded. torch's CPU kernel reads
 grouped heads itself (`enable_gqa`) with the same result, bit for bit: SmolLM2-135M (9 query heads,
-3 key/value heads) decodes a padded batch of 8 in about half the time (benchmarks/README.md). This
+3 key/value heads) decodes a padded batch of 8 real prompts 1.5–1.7× faster (benchmarks/README.md). This
 module registers that variant under transformers' public attention interfaces as `CPU_GQA_SDPA`
 and `use_cpu_gqa` switches a model on the CPU to it; a GPU keeps transformers' own choice.
 """
