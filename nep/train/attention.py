@@ -48,10 +48,15 @@ def register() -> str:
 
 
 def use_cpu_gqa(model, device: str) -> bool:
-    """Switch `model` to `CPU_GQA_SDPA` when it runs on the CPU with transformers' `sdpa` attention
-    and has fewer key/value heads than query heads; otherwise leave it. Returns whether it switched."""
+    """Switch `model` to `CPU_GQA_SDPA` when it runs on the CPU with transformers' `sdpa` attention,
+    its class dispatches attention through transformers' interface (`is_backend_compatible`: not every
+    architecture or remote-code model does) and it has fewer key/value heads than query heads;
+    otherwise leave it. Returns whether it switched."""
     config = getattr(model, "config", None)
     if device != "cpu" or config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    compatible = getattr(type(model), "is_backend_compatible", None)
+    if compatible is None or not compatible():
         return False
     heads, kv_heads = getattr(config, "num_attention_heads", None), getattr(config, "num_key_value_heads", None)
     if not heads or not kv_heads or kv_heads == heads:

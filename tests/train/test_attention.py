@@ -70,6 +70,13 @@ def test_left_alone_off_the_cpu_and_without_grouped_heads(tiny_dir):
     assert not use_cpu_gqa(transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa"), "cpu")
 
 
+def test_left_alone_when_the_class_does_not_dispatch_through_transformers_interface(tiny_dir, monkeypatch):
+    model, _ = fresh(tiny_dir)
+    monkeypatch.setattr(type(model), "_supports_attention_backend", False)
+    assert not use_cpu_gqa(model, "cpu")
+    assert model.config._attn_implementation == "sdpa"
+
+
 def test_load_base_hf_switches_on_the_cpu(tiny_dir):
     model, _ = load_base_hf(tiny_dir, device="cpu")
     assert model.config._attn_implementation == CPU_GQA_SDPA
