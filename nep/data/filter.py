@@ -19,7 +19,6 @@ in bounded batches. Since a token is at least one byte, a record whose `2 * byte
 
 from __future__ import annotations
 
-from nep.util.errors import NepError
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,20 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Filter
-from nep.core.edits import EDIT_TYPES, diff_hunks, diff_spans, hunk_window
-from nep.util.jsonl import flat_counts, parse_object
-from nep.data.tokens import DEFAULT_ENCODING, count_tokens_batch, special_tokens
-from nep.util.batches import read_ranges
-from nep.util.jsonl import parse_line
-from nep.data.sources import checked_record
-from nep.data.ingest import split_lines
+from nep.core.edits import diff_hunks, diff_spans, hunk_window
 from nep.core.records import valid_records
-from nep.util.batches import line_blocks, ordered_map, worker_count
-from nep.util.jsonl import write_lines
-from nep.data.tokens import get_encoding
+from nep.data.ingest import read_index, split_lines
+from nep.data.sources import checked_record, local_path
+from nep.data.tokens import count_tokens_batch, get_encoding, special_tokens
+from nep.util.batches import line_blocks, ordered_map, read_ranges, worker_count
 from nep.util.errors import NepError
-from nep.data.ingest import read_index
-from nep.data.sources import local_path
+from nep.util.jsonl import flat_counts, parse_line, parse_object, write_lines
 
 # Records tokenized together: bounds the filter's working set whatever the input size.
 TOKEN_BATCH_RECORDS = 64

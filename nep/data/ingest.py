@@ -11,8 +11,6 @@ output and re-runs filter; filter reads only the rows that pass its cheap checks
 
 from __future__ import annotations
 
-from nep.config.schema import Ingest
-from nep.util.errors import NepError
 import os
 import re
 from collections import Counter
@@ -24,12 +22,19 @@ from typing import Any
 import orjson
 import xxhash
 
-from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map
+from nep.config.schema import Ingest
+from nep.data.sources import (
+    checked_record,
+    dedupe,
+    git_records,
+    git_state,
+    hf_files,
+    local_path,
+    read_records_file,
+)
+from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map, worker_count
+from nep.util.errors import NepError
 from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
-from nep.data.sources import checked_record
-from nep.data.sources import checked_record, read_records_file
-from nep.util.batches import worker_count
-from nep.data.sources import dedupe, git_records, git_state, hf_files, local_path
 
 INDEX = "index.jsonl"
 SOURCES = "sources.json"

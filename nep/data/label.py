@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from nep.core.edits import Chunk, compute_chunks
-from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl
 from nep.core.records import valid_records
-from nep.util.registry import Registry
 from nep.llm.verdicts import Report, Tally, Verdict, VerdictBackend, build, record_id
+from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl
+from nep.util.registry import Registry
 
 LABELERS = Registry("label.backend", {
     "all": "nep.data.label:AllLabeler",

@@ -19,7 +19,6 @@ as the paper scores them, and counted; each gets its own id.
 
 from __future__ import annotations
 
-from nep.util.errors import NepError
 import hashlib
 import json
 import re
@@ -30,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from nep.core.examples import NEEDED, make_example, valid_examples
-
 from nep.core.prompts import NEXT, example_id, template_completion
 from nep.data.sources import language_of, read_records_file
+from nep.util.errors import NepError
 
 HUB_ID = "lurf21/NextEditPrediction"
 NEP_FIELDS = ("commit", "message", "old_file", "new_file", "status", "old_contents", "new_contents",

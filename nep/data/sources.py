@@ -7,7 +7,6 @@ and counts what it drops, by reason, in a `Counter` the caller passes in.
 
 from __future__ import annotations
 
-from nep.util.errors import NepError
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Iterator

@@ -15,8 +15,6 @@ dataset's `train` split, used as given).
 
 from __future__ import annotations
 
-from nep.config.schema import Split as SplitParams
-from nep.util.errors import NepError
 import hashlib
 import random
 from collections import Counter, defaultdict
@@ -24,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nep.config.schema import Split as SplitParams
 from nep.core.examples import read_examples
-from nep.util.jsonl import flat_counts
 from nep.data.nep_dataset import load_external
+from nep.util.errors import NepError
+from nep.util.jsonl import flat_counts
 
 STRATEGIES = ("auto", "repo", "time", "external")
 
