@@ -20,10 +20,11 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from nep.evaluate.headline import BY_NAME, HEADLINE, LOWER_IS_BETTER
 from nep.util.cli import run_main
 from nep.util.errors import NepError
 
-ORDER = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")  # the rest follow
+ORDER = HEADLINE  # nep/evaluate/headline.py's order; any other metric follows by name
 EVALUATE = "metrics/evaluate.json:"
 GAP = 2
 
@@ -80,6 +81,12 @@ def headline(experiments: list[Experiment]) -> tuple[list[str], list[str]]:
     return predictors, metrics
 
 
+def metric_name(metric: str) -> str:
+    """The metric's key, marked when its declaration says lower is better."""
+    known = BY_NAME.get(metric)
+    return metric if known is None or known.higher_is_better else metric + LOWER_IS_BETTER
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.1f}"
 
@@ -110,7 +117,7 @@ def render_text(experiments: list[Experiment], width: int = 80) -> str:
     if not predictors:
         raise NepError("no headline metrics (metrics/evaluate.json) in any experiment",
                        hint="run `dvc repro` first")
-    label_width = 2 + max(len(m) for m in metrics)
+    label_width = 2 + max(len(metric_name(m)) for m in metrics)
     cells = {(i, p, m): cell(e, p, m) for i, e in enumerate(experiments) for p in predictors for m in metrics}
     widths = [max([len(e.name), *(len(cells[i, p, m]) for p in predictors for m in metrics)])
               for i, e in enumerate(experiments)]
@@ -131,7 +138,7 @@ def render_text(experiments: list[Experiment], width: int = 80) -> str:
             n = f" (n={int(sizes.pop())})" if len(sizes) == 1 else ""
             lines.append(f"{p}{n}")
             for m in metrics:
-                lines.append(f"  {m}".ljust(label_width)
+                lines.append(f"  {metric_name(m)}".ljust(label_width)
                              + "".join(" " * GAP + cells[i, p, m].rjust(widths[i]) for i in group))
         lines.append("")
     return "\n".join(line.rstrip() for line in lines).rstrip() + "\n"
@@ -145,7 +152,7 @@ def render_markdown(experiments: list[Experiment]) -> str:
     rows = [["predictor", "metric", *(e.name for e in experiments)], ["---", "---", *("---:" for _ in experiments)]]
     for p in predictors:
         for m in metrics:
-            rows.append([p, m, *(cell(e, p, m).replace("*", r"\*") for e in experiments)])
+            rows.append([p, metric_name(m), *(cell(e, p, m).replace("*", r"\*") for e in experiments)])
     table = "\n".join("| " + " | ".join(r) + " |" for r in rows)
     return table + "\n\n" + "\n".join(f"({n})" for n in _notes(experiments)) + "\n"
 

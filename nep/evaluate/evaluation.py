@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nep.core.prompts import parse_prompt
+from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS
 from nep.evaluate.metrics import ExampleScore, score_example
 from nep.evaluate.protocol import scored_pair
 from nep.evaluate.stats import (
@@ -35,13 +36,10 @@ from nep.util.jsonl import flat_counts, read_jsonl
 
 GENERATION_FIELDS = ("id", "prompt", "output", "ground_truth")
 
-# Per-example metrics (a rate or mean over examples; None = undefined for the example).
+# Per-example metrics (a rate or mean over examples; None = undefined for the example): the
+# headline ones as nep/evaluate/headline.py declares them, then the others.
 PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
-    "exact_match": lambda s: s.exact_match,
-    "partial_match": lambda s: s.partial_match,
-    "position_match": lambda s: s.position_match,
-    "llm_judge": lambda s: s.judgment == 1,
-    "delta_chrf": lambda s: s.delta_chrf,
+    **{m.name: m.of for m in HEADLINE_METRICS},
     "edit_chrf": lambda s: s.edit_chrf,
     "edit_similarity": lambda s: s.edit_similarity,
     "exact_match_eol": lambda s: s.exact_match_eol,
@@ -51,9 +49,6 @@ PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
     "location_accuracy": lambda s: s.location_match,
     "reversal_rate": lambda s: s.reversal,
 }
-# The headline file's metrics (with intervals and paired p-values); all but delta_chrf are 0/1.
-HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
-BINARY = ("exact_match", "partial_match", "position_match", "llm_judge")
 # The columns of the predictor and language tables (each with _lo/_hi).
 MAIN_METRICS = (
     *HEADLINE,
@@ -245,18 +240,18 @@ def paired_tests(
     scores: list[ExampleScore], reference: list[ExampleScore], *, samples: int, seed: int
 ) -> dict[str, float | int]:
     """`<m>_p` for each headline metric against the reference, on the ids both have: exact
-    McNemar for the 0/1 metrics, a paired permutation test for delta_chrf. Also `paired_n`."""
+    McNemar for the 0/1 (`binary`) metrics, a paired permutation test for the others. Also `paired_n`."""
     ours = {s.id: s for s in scores}
     theirs = {s.id: s for s in reference}
     common = sorted(ours.keys() & theirs.keys())
     a = values([ours[i] for i in common], HEADLINE)
     b = values([theirs[i] for i in common], HEADLINE)
     out: dict[str, float | int] = {"paired_n": len(common)}
-    for k, name in enumerate(HEADLINE):
-        if name in BINARY:
-            out[f"{name}_p"] = mcnemar_p(a[k], b[k])
+    for k, metric in enumerate(HEADLINE_METRICS):
+        if metric.binary:
+            out[f"{metric.name}_p"] = mcnemar_p(a[k], b[k])
         else:
-            out[f"{name}_p"] = paired_permutation_p(a[k], b[k], samples, seed)
+            out[f"{metric.name}_p"] = paired_permutation_p(a[k], b[k], samples, seed)
     return out
 
 

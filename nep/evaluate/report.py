@@ -6,90 +6,34 @@ opens without DVC: README.md (predictor × metric with 95% confidence intervals,
 against the reference predictor, the per-language table, the charts), predictors.csv,
 languages.csv and one SVG per chart.
 
-The charts are `dvc plots show`'s: CHARTS repeats dvc.yaml's top-level `plots:` (a test keeps them
-equal), and each is filled from the same Vega-Lite template in .dvc/plots/ by dvc-render, then
-drawn offline by vl-convert. Same inputs give the same bytes (no dates, fixed fonts).
+The charts are `dvc plots show`'s (nep/evaluate/charts.py); the headline metrics' columns and
+charts come from their declarations (nep/evaluate/headline.py). Same inputs give the same bytes.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from nep.evaluate.charts import (  # noqa: F401 - CHARTS, Chart, chart_spec, render_svg: the report's API too
+    CHARTS,
+    LANGUAGES_TABLE,
+    PREDICTORS_TABLE,
+    Chart,
+    chart_spec,
+    render_svg,
+)
+from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS
 from nep.util import paths
 from nep.util.errors import NepError
 
-# The headline metrics, in the paper's order, then Zed's delta chrF; names as in evaluate's rows.
-HEADLINE = ("exact_match", "partial_match", "position_match", "llm_judge", "delta_chrf")
-LABELS = {
-    "exact_match": "exact match",
-    "partial_match": "partial match",
-    "position_match": "position match",
-    "llm_judge": "judge",  # the judge stage's verdict: an LLM's, or the offline rules' (judge.backend)
-    "delta_chrf": "delta chrF (Zed)",
-}
-AXIS_LABELS = {
-    "exact_match": "exact match (share of examples)",
-    "partial_match": "partial match (share of examples)",
-    "position_match": "position match (share of examples)",
-    "llm_judge": "judged correct (share; judge.backend: rules or an LLM)",
-    "delta_chrf": "delta chrF (Zed's definition, 0–1)",
-}
-TITLES = {m: label[0].upper() + label[1:] for m, label in LABELS.items()}  # "Exact match"...
-REVISION = "workspace"  # the `rev` DVC gives the working tree's rows; the report draws only it
-VEGA_LITE = "5.21"  # vl-convert's newest Vega-Lite 5 (the page inlines 5.23; the specs use neither's news)
+LABELS = {m.name: m.column for m in HEADLINE_METRICS}  # the tables' column names
 
-
-@dataclass(frozen=True)
-class Chart:
-    """One chart, as a dvc.yaml top-level plot: `template` from .dvc/plots/, `x` the metric,
-    `y` the category field of `source` (a JSON table or a TSV curve)."""
-
-    title: str
-    template: str
-    source: Path
-    x: str
-    y: str
-    x_label: str
-    y_label: str
-
-    @property
-    def file_name(self) -> str:
-        """The title as a plain file name: "Delta chrF (Zed) by predictor" -> delta_chrf_zed_by_predictor.svg."""
-        words = "".join(c if c.isalnum() else " " for c in self.title.lower()).split()
-        return "_".join(words) + ".svg"
-
-    def dvc_definition(self) -> dict[str, Any]:
-        """This chart as dvc.yaml's `plots:` entry value."""
-        return {"template": self.template, "x": self.x, "x_label": self.x_label,
-                "y_label": self.y_label, "y": {self.source.as_posix(): self.y}}
-
-
-HEADLINE_METRICS = paths.metrics("evaluate")
-PREDICTORS_TABLE = paths.metrics("evaluate", "predictors")
-LANGUAGES_TABLE = paths.metrics("evaluate", "languages")
-
-CHARTS: tuple[Chart, ...] = (
-    Chart("Training loss", "nep_loss", paths.FINETUNE_CURVES / "train_loss.tsv", "step",
-          "train_loss", "optimizer step", "loss"),
-    # posttrain's curves: drawn when posttrain.method trained (header-only files are skipped)
-    Chart("Post-training loss", "nep_loss", paths.POSTTRAIN_CURVES / "loss.tsv", "step",
-          "loss", "optimizer step", "DPO / GRPO loss"),
-    Chart("Post-training reward", "nep_loss", paths.POSTTRAIN_CURVES / "reward.tsv", "step",
-          "reward", "optimizer step", "mean reward of the step's rollouts (GRPO)"),
-    Chart("DPO reward margin", "nep_loss", paths.POSTTRAIN_CURVES / "reward_margin.tsv", "step",
-          "reward_margin", "optimizer step", "chosen - rejected implicit reward (DPO)"),
-    *(Chart(f"{TITLES[m]} by predictor", "nep_bars", PREDICTORS_TABLE, m, "predictor",
-            AXIS_LABELS[m], "predictor") for m in HEADLINE),
-    *(Chart(f"{TITLES[m]} by language", "nep_language_bars", LANGUAGES_TABLE, m, "language",
-            AXIS_LABELS[m], "language") for m in HEADLINE),
-)
+HEADLINE_FILE = paths.metrics("evaluate")
 
 
 # ---------------------------------------------------------------- reading
@@ -281,62 +225,12 @@ def language_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="_size").rename(columns=LABELS).reset_index(drop=True)
 
 
-# ---------------------------------------------------------------- charts
-
-
-def _without_revision(node: Any) -> Any:
-    """The spec for one revision: no colour, offset or dash per `rev` and no facet header."""
-    if isinstance(node, list):
-        return [_without_revision(v) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for key, value in node.items():
-        if isinstance(value, dict) and value.get("field") == "rev":
-            if key in ("color", "yOffset", "strokeDash"):
-                continue
-            if key in ("column", "row"):
-                value = {**value, "header": {"labels": False, "title": None}}
-        out[key] = _without_revision(value)
-    return out
-
-
-def chart_spec(chart: Chart, rows: list[dict[str, Any]], template_dir: Path) -> dict[str, Any]:
-    """The Vega-Lite spec `dvc plots show` would draw for `rows` (DVC's renderer, the repository's
-    template), for one revision."""
-    from dvc_render import VegaRenderer
-
-    datapoints = [{"rev": REVISION, "filename": chart.source.name, "field": chart.y, **row}
-                  for row in rows]
-    renderer = VegaRenderer(
-        datapoints, chart.title, template=chart.template, template_dir=str(template_dir),
-        title=chart.title, x=chart.x, y=chart.y, x_label=chart.x_label, y_label=chart.y_label,
-    )
-    return _without_revision(renderer.get_filled_template())
-
-
-def render_svg(spec: dict[str, Any]) -> str:
-    """SVG of a Vega-Lite spec, drawn offline (vl-convert bundles Vega and its fonts)."""
-    try:
-        import vl_convert
-    except ImportError:
-        raise NepError("the report needs vl-convert-python: pip install -r requirements.txt") from None
-    return _stable_clip_ids(vl_convert.vegalite_to_svg(spec, vl_version=VEGA_LITE))
-
-
-def _stable_clip_ids(svg: str) -> str:
-    """Vega numbers clip paths with a counter that lives as long as the process: renumber them in
-    order of appearance, so one chart gives the same bytes whatever was drawn before it."""
-    numbers: dict[str, str] = {}
-    return re.sub(r"\bclip(\d+)\b", lambda m: "clip" + numbers.setdefault(m[1], str(len(numbers) + 1)), svg)
+# ---------------------------------------------------------------- the report
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows as JSON-ready dicts, NaN as None (the templates label it "missing")."""
     return json.loads(frame.to_json(orient="records"))
-
-
-# ---------------------------------------------------------------- the report
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -348,7 +242,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 def build_report(
     out_dir: Path = paths.REPORT,
     *,
-    headline_path: Path = HEADLINE_METRICS,
+    headline_path: Path = HEADLINE_FILE,
     predictors_path: Path = PREDICTORS_TABLE,
     languages_path: Path = LANGUAGES_TABLE,
     curves_dir: Path = paths.FINETUNE_CURVES,

@@ -13,15 +13,9 @@ import yaml
 from configobj import ConfigObj
 from conftest import REPO_ROOT, copy_project, git, run_dvc
 
-from nep.evaluate.report import (
-    CHARTS,
-    HEADLINE,
-    build_report,
-    chart_spec,
-    reference_predictor,
-    render_svg,
-    with_p_values,
-)
+from nep.evaluate.charts import CHARTS, chart_spec, dvc_plots_yaml, render_svg
+from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS, HeadlineMetric
+from nep.evaluate.report import build_report, headline_table, reference_predictor, with_p_values
 from nep.util import paths
 from nep.util.errors import NepError
 
@@ -90,16 +84,41 @@ def test_plots_page_inlines_vega_and_is_the_configured_template():
 
 
 def test_charts_are_dvc_yamls_top_level_plots():
+    """dvc.yaml draws every chart of CHARTS (two per headline metric of nep/evaluate/headline.py):
+    when one is missing or differs, the message is the YAML to paste into dvc.yaml's `plots:`."""
     dvc_yaml = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
     declared = {title: spec for entry in dvc_yaml["plots"] for title, spec in entry.items()}
-    for chart in CHARTS:
-        assert declared.get(chart.title) == chart.dvc_definition(), chart.title
+    differing = tuple(chart for chart in CHARTS if declared.get(chart.title) != chart.dvc_definition())
+    assert not differing, "dvc.yaml's plots: lack or differ from these entries:\n" + dvc_plots_yaml(differing)
     # and every chart of evaluate's tables or finetune's loss is one the report draws
     sources = {chart.source.as_posix() for chart in CHARTS}
     drawn = {chart.title for chart in CHARTS}
     assert {title for title, spec in declared.items() if set(spec.get("y", {})) & sources} == drawn
     for chart in CHARTS:
         assert (TEMPLATES / f"{chart.template}.json").is_file()
+
+
+def test_every_headline_metric_has_a_column_and_two_charts_in_dvc_yaml_order():
+    by_predictor = [c.x for c in CHARTS if c.template == "nep_bars"]
+    by_language = [c.x for c in CHARTS if c.template == "nep_language_bars"]
+    assert by_predictor == by_language == list(HEADLINE)
+    titles = {c.title for c in CHARTS}
+    assert {f"{m.title} by predictor" for m in HEADLINE_METRICS} <= titles
+    assert "Delta chrF (Zed) by predictor" in titles and "Exact match by language" in titles
+
+
+def test_a_lower_is_better_metric_says_so_in_its_column(monkeypatch):
+    import nep.evaluate.report as report
+
+    error = HeadlineMetric("miss_rate", "miss rate", "misses (share of examples)")
+    assert error.column == "miss rate"
+    error = HeadlineMetric("miss_rate", "miss rate", "misses (share of examples)", higher_is_better=False)
+    monkeypatch.setattr(report, "HEADLINE", ("miss_rate",))
+    monkeypatch.setattr(report, "LABELS", {"miss_rate": error.column})
+    import pandas as pd
+
+    table = headline_table(pd.DataFrame([{"predictor": "a", "n": 3, "miss_rate": 0.5}]))
+    assert list(table.columns) == ["predictor", "n", "miss rate (lower is better)"]
 
 
 def test_finetune_curves_are_not_a_stage_plot():
