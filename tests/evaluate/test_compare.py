@@ -102,3 +102,15 @@ def test_a_command_started_in_a_subdirectory_runs_at_the_project_root(tmp_path, 
     monkeypatch.chdir(tmp_path.parent)
     with pytest.raises(NepError, match="run from the project root"):
         enter_project_root()
+
+
+def test_a_lower_is_better_metric_is_marked(monkeypatch):
+    import nep.compare as compare
+    from nep.evaluate.headline import HeadlineMetric
+
+    error = HeadlineMetric("miss_rate", "miss rate", "misses", higher_is_better=False)
+    monkeypatch.setitem(compare.BY_NAME, "miss_rate", error)
+    exp = experiment("a")
+    exp.values |= {"finetuned.miss_rate": 0.5, "finetuned.miss_rate_lo": 0.25, "finetuned.miss_rate_hi": 0.75}
+    assert "\n  miss_rate (lower is better)   50.0 [25.0, 75.0]\n" in render_text([exp], 120)
+    assert compare.metric_name("exact_match") == "exact_match"
