@@ -16,7 +16,10 @@ A key that finds several examples is narrowed by the later keys; still several �
 `ambiguous`, unless those examples are identical (same prompt and next version: the benchmark
 keeps exact duplicates), which are then filled in turn. A row that finds none is `unmatched`; a
 second row for an already matched example is a `duplicate` (the first one counts). Rows without
-a string output, or not JSON, are `bad_rows.<why>`. Test examples no row matched get an empty,
+a string output, or not JSON, are `bad_rows.<why>`. Test examples no row matched are failures
+under the entry's `max_failure_rate` (default 0) like any predictor's: above it the run stops in
+one line saying how many examples no row matched and why (rows unmatched, ambiguous, duplicated
+or bad, first few of each by id or line) and writes nothing; within it they get an empty,
 unextracted record with reason `missing` (every metric scores them as misses). The output is
 the next version as is, unless it holds training markers or `<next_version>` tags, which are
 then extracted as a model's output would be (`style: auto`). `style` forces one reading for every
@@ -36,9 +39,19 @@ from nep.core.extract import OPEN_TAG, Style
 from nep.core.prompts import MARKERS
 from nep.predictors.base import Prediction, Predictor
 from nep.util.errors import NepError
-from nep.util.jsonl import flat_counts, read_jsonl
+from nep.util.jsonl import flat_counts, iter_lines, parse_object
 
 FILE_KEYS = ("new_file", "path", "old_file")
+SHOWN = 3  # rows (or examples) named per reason in the error of a file that matches too little
+# why a row matched nothing, as the error says it (the keys of FilePredictor.counts)
+WHY = {
+    "unmatched": "match no test example by id, commit + file or ground truth",
+    "ambiguous": "match several different examples",
+    "duplicate": "repeat an example already matched",
+    "bad_rows.no_output": "have no string `output` (or `model_output`)",
+    "bad_rows.malformed_json": "are not JSON",
+    "bad_rows.not_an_object": "are not JSON objects",
+}
 
 
 def output_style(text: str) -> Style:
@@ -117,6 +130,7 @@ class FilePredictor(Predictor):
 
     def __post_init__(self):
         self.counts: dict[str, int] = {}
+        self.examples_of: dict[str, list[str]] = {}  # reason → the first few rows it holds ("id 'x'", "line 3")
 
     def match(self, examples: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Test-set index → its row; counts every row's fate in `self.counts`."""
@@ -126,32 +140,48 @@ class FilePredictor(Predictor):
         bad: Counter = Counter()
         counts: Counter = Counter()
         assigned: dict[int, dict[str, Any]] = {}
+        self.examples_of = {}
+
+        def note(reason: str, lineno: int, row: Any = None) -> None:
+            shown = self.examples_of.setdefault(reason, [])
+            if len(shown) < SHOWN:
+                has_id = isinstance(row, dict) and isinstance(row.get("id"), (str, int)) and row["id"] != ""
+                shown.append(f"line {lineno} (id {row['id']!r})" if has_id else f"line {lineno}")
+
         try:
-            rows = list(read_jsonl(self.path, drops=bad))
+            for lineno, offset, line in iter_lines(self.path):
+                counts["rows"] += 1
+                row, reason = parse_object(Path(self.path), lineno, offset, line)
+                if reason:
+                    bad[reason] += 1
+                    note(f"bad_rows.{reason}", lineno)
+                    continue
+                output = row.get("output", row.get("model_output"))
+                if not isinstance(output, str):
+                    bad["no_output"] += 1
+                    note("bad_rows.no_output", lineno, row)
+                    continue
+                rule, candidates = matcher.candidates(row)
+                if not candidates:
+                    counts["unmatched"] += 1
+                    note("unmatched", lineno, row)
+                    continue
+                if len(candidates) > 1 and not matcher.interchangeable(candidates):
+                    counts["ambiguous"] += 1
+                    note("ambiguous", lineno, row)
+                    continue
+                free = [i for i in candidates if i not in assigned]
+                if not free:
+                    counts["duplicate"] += 1
+                    note("duplicate", lineno, row)
+                    continue
+                assigned[free[0]] = {**row, "output": output}
+                counts["matched"] += 1
+                counts[f"matched_by.{rule}"] += 1
         except (NepError, UnicodeDecodeError) as e:
             raise NepError(f"{self.param('path')}: {e}") from e
-        for row in rows:
-            counts["rows"] += 1
-            output = row.get("output", row.get("model_output"))
-            if not isinstance(output, str):
-                bad["no_output"] += 1
-                continue
-            rule, candidates = matcher.candidates(row)
-            if not candidates:
-                counts["unmatched"] += 1
-                continue
-            if len(candidates) > 1 and not matcher.interchangeable(candidates):
-                counts["ambiguous"] += 1
-                continue
-            free = [i for i in candidates if i not in assigned]
-            if not free:
-                counts["duplicate"] += 1
-                continue
-            assigned[free[0]] = {**row, "output": output}
-            counts["matched"] += 1
-            counts[f"matched_by.{rule}"] += 1
         self.counts = {
-            "rows": counts["rows"] + bad["malformed_json"] + bad["not_an_object"],  # read_jsonl's drops
+            "rows": counts["rows"],  # every non-blank line
             **{k: counts[k] for k in ("matched", "unmatched", "ambiguous", "duplicate")},
             "missing": len(examples) - len(assigned),
             **{k: v for k, v in counts.items() if k.startswith("matched_by.")},
@@ -159,8 +189,33 @@ class FilePredictor(Predictor):
         }
         return assigned
 
+    def check_missing(self, examples: Sequence[dict[str, Any]], assigned: dict[int, dict[str, Any]]) -> None:
+        """TooManyFailedGenerations when more of the test set than `max_failure_rate` has no row:
+        how many, why (each reason's count and first rows) and the first examples left without one."""
+        from nep.predictors.runner import TooManyFailedGenerations
+
+        missing = [str(ex["id"]) for i, ex in enumerate(examples) if i not in assigned]
+        if not missing or len(missing) / len(examples) <= self.max_failure_rate:
+            return
+        rows = self.counts["rows"]
+        order = [k for k in ("unmatched", "ambiguous", "duplicate") if k in self.examples_of]
+        order += sorted(k for k in self.examples_of if k.startswith("bad_rows."))
+        reasons = [f"{self.counts[k]} {WHY.get(k, 'are bad lines (' + k.removeprefix('bad_rows.') + ')')} "
+                   f"({', '.join(self.examples_of[k])})" for k in order]
+        why = (f"of its {rows} rows, " + "; ".join(reasons)) if reasons else (
+            "the file has no rows" if not rows else f"its {rows} rows all matched: it covers part of the test set")
+        first = ", ".join(missing[:SHOWN]) + (", ..." if len(missing) > SHOWN else "")
+        raise TooManyFailedGenerations(
+            f"{len(missing)} of {len(examples)} test examples have no row in {self.path} (first: {first}): {why}; "
+            f"more than max_failure_rate={self.max_failure_rate}, nothing written",
+            param=self.param("max_failure_rate"),
+            hint=f"check that {self.param('path')} holds generations for this test set (data/split/test.jsonl), "
+                 "or raise max_failure_rate to score the missing ones as misses",
+        )
+
     def predict(self, examples, todo, settings):
         assigned = self.match(examples)
+        self.check_missing(examples, assigned)
         group = []
         for i in todo:
             row = assigned.get(i)

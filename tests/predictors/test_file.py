@@ -80,7 +80,7 @@ def test_unmatched_ambiguous_duplicate_bad_and_missing_are_counted(tmp_path, mon
         "{not json",
         "[1, 2]",
     ]
-    records, metrics = run(tmp_path, rows)
+    records, metrics = run(tmp_path, rows, {"max_failure_rate": 0.75})  # 3 of 4 examples missing: tolerated
     assert records[0]["output"] == "first\n"
     for r in records[1:]:
         assert (r["output"], r["extracted"], r["extraction"], r["raw_output"]) == ("", False, "missing", "")
@@ -93,7 +93,7 @@ def test_unmatched_ambiguous_duplicate_bad_and_missing_are_counted(tmp_path, mon
 def test_commit_alone_or_position_never_matches(tmp_path, test_set, monkeypatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
     rows = [{"commit": "c0", "output": "no file name\n"}, {"output": "row two\n"}, {"output": "row three\n"}]
-    records, metrics = run(tmp_path, rows)
+    records, metrics = run(tmp_path, rows, {"max_failure_rate": 1.0})
     assert all(r["extraction"] == "missing" for r in records)
     assert metrics["file.unmatched"] == 3 and metrics["file.missing"] == len(test_set)
 
@@ -105,7 +105,7 @@ def test_identical_duplicate_examples_are_filled_in_turn(tmp_path, monkeypatch):
     exs = [twin, {**twin, "id": "ex7-dup"}, nep_example(8)]
     write_jsonl(tmp_path / "test.jsonl", exs)
     rows = [{"commit": "c7", "new_file": "src/f7.py", "output": "x\n"}] * 3
-    records, metrics = run(tmp_path, rows)
+    records, metrics = run(tmp_path, rows, {"max_failure_rate": 0.5})
     assert [r["output"] for r in records] == ["x\n", "x\n", ""]
     assert (metrics["file.matched"], metrics["file.duplicate"], metrics["file.missing"]) == (2, 1, 1)
 
@@ -117,7 +117,7 @@ def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypa
         {"id": "ex1", "output": "Sure:\n<next_version>\nb = 9\n</next_version>"},
         {"id": "ex2", "output": "I cannot help with that."},  # as is: no markers, no tags
     ]
-    records, _ = run(tmp_path, rows)
+    records, _ = run(tmp_path, rows, {"max_failure_rate": 0.5})
     assert NEXT in records[0]["raw_output"]
     assert (records[0]["output"], records[0]["extraction"]) == ("a = 9\n", "marker")
     assert (records[1]["output"], records[1]["extraction"]) == ("b = 9\n", "closed_tag")
@@ -128,3 +128,70 @@ def test_a_missing_file_names_the_param(tmp_path, test_set):
     predictor = build_predictor("theirs", {"kind": "file", "path": str(tmp_path / "none.jsonl")})
     with pytest.raises(NepError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
         list(predictor.predict(test_set, [0], Settings(8)))
+
+
+# ------------------------------------------------ a file that matches too little fails (issue 31, item 3)
+OTHER_SET = [nep_example(n, commit=f"other{n}", new_file=f"lib/g{n}.py", nxt=f"z = {n}\n") for n in range(10, 16)]
+TOO_LITTLE = {
+    "an empty file": ([], "the file has no rows"),
+    "wrong ids": ([{"id": f"nosuch{n}", "output": "x\n"} for n in range(6)],
+                  "6 match no test example by id, commit + file or ground truth (line 1 (id 'nosuch0'), "
+                  "line 2 (id 'nosuch1'), line 3 (id 'nosuch2'))"),
+    "outputs that are not strings": ([{"id": f"ex{n}", "output": n} for n in range(6)],
+                                     "6 have no string `output` (or `model_output`) (line 1 (id 'ex0'), "),
+    "another data set's rows": ([{k: ex[k] for k in ("commit", "new_file")} | {"output": ex["next"],
+                                "ground_truth": ex["next"]} for ex in OTHER_SET],
+                                "6 match no test example by id, commit + file or ground truth (line 1, line 2, line 3)"),
+}
+
+
+@pytest.mark.parametrize("case", TOO_LITTLE)
+def test_a_file_matching_too_few_examples_fails_in_one_line_naming_what_and_why(tmp_path, test_set, monkeypatch,
+                                                                                 case):
+    from nep.predictors.runner import TooManyFailedGenerations
+
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    rows, why = TOO_LITTLE[case]
+    with pytest.raises(TooManyFailedGenerations) as error:
+        run(tmp_path, rows)
+    line = str(error.value)
+    assert "\n" not in line and line.startswith("generate.predictors.theirs.max_failure_rate: 6 of 6 test examples "
+                                                "have no row in "), line
+    assert "(first: ex0, ex1, ex2, ...)" in line and why in line and "more than max_failure_rate=0.0" in line
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "m.json").exists()
+    # tolerated, the misses are written as `missing` records and counted
+    records, metrics = run(tmp_path, rows, {"max_failure_rate": 1.0})
+    assert [r["extraction"] for r in records] == ["missing"] * 6 and metrics["file.missing"] == 6
+
+
+def test_a_partial_file_fails_only_above_its_max_failure_rate(tmp_path, test_set, monkeypatch):
+    from nep.predictors.runner import TooManyFailedGenerations
+
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    rows = [{"id": f"ex{n}", "output": "x\n"} for n in range(4)] + [{"id": "ex0", "output": "again\n"}, "{bad"]
+    with pytest.raises(TooManyFailedGenerations, match=r"2 of 6 test examples have no row in .*\(first: ex4, ex5\): "
+                       r"of its 6 rows, 1 repeat an example already matched \(line 5 \(id 'ex0'\)\); "
+                       r"1 are not JSON \(line 6\); more than max_failure_rate=0.3"):
+        run(tmp_path, rows, {"max_failure_rate": 0.3})
+    _, metrics = run(tmp_path, rows, {"max_failure_rate": 0.34})
+    assert (metrics["file.missing"], metrics["file.matched"]) == (2, 4)
+
+
+def test_the_stage_says_it_in_one_line_and_exit_1(tmp_path, test_set):
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import REPO_ROOT, problem_lines
+
+    (tmp_path / "data" / "split").mkdir(parents=True)
+    write_jsonl(tmp_path / "data" / "split" / "test.jsonl", test_set)
+    (tmp_path / "theirs.jsonl").write_text("")
+    entry = {"kind": "file", "path": "theirs.jsonl", "needs": "theirs.jsonl"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"generate": {"predictors": {"theirs": entry}}}))
+    done = subprocess.run([sys.executable, "-m", "stages.generate", "--predictor", "theirs"], cwd=tmp_path,
+                          capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), "NEP_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = problem_lines(done.stderr)
+    assert len(lines) == 1 and "max_failure_rate: 6 of 6 test examples have no row in theirs.jsonl" in lines[0], lines
