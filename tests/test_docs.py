@@ -13,7 +13,7 @@ extracted and checked where that is cheap and offline.
   `# needs: ...` comment (on its line, or alone before the block's first command); the patterns
   below find the commands that must carry one (inline commands in the prose say it in the text);
 - the front page stays at most 250 lines, links every page of docs/, and holds CI's command verbatim;
-- docs/params.md is what `python -m nep.config.reference` prints.
+- docs/params.md is what `python -m nep.commands.reference` prints.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT
 
-from nep.config.reference import split_comment
+from nep.commands.reference import split_comment
 
 FRONT_PAGE = REPO_ROOT / "README.md"
 PAGES = [FRONT_PAGE, *sorted((REPO_ROOT / "docs").glob("*.md")), REPO_ROOT / "benchmarks" / "README.md",
@@ -183,7 +183,7 @@ def test_commands_are_found():
     """The extractor sees the documented commands (a floor, so a broken extractor fails)."""
     texts = [c.text for c in ALL_COMMANDS]
     assert any(t.startswith("pip install -r requirements.txt && dvc repro") for t in texts)
-    assert any("python -m nep.preflight --preset paper" in t for t in texts)
+    assert any("nep preflight --preset paper" in t for t in texts)
     assert any(t.startswith("dvc exp run") and " -S " in t for t in texts)
     assert len(ALL_COMMANDS) > 50
 
@@ -202,10 +202,10 @@ def test_ci_command_is_on_the_front_page_verbatim():
 
 
 def test_params_reference_is_up_to_date():
-    from nep.config.reference import render
+    from nep.commands.reference import render
 
     committed = (REPO_ROOT / "docs" / "params.md").read_text(encoding="utf-8")
-    assert committed == render(), "docs/params.md is stale: python -m nep.config.reference > docs/params.md"
+    assert committed == render(), "docs/params.md is stale: python -m nep.commands.reference > docs/params.md"
 
 
 MODULES = sorted({m for c in ALL_COMMANDS for m in python_modules(c.text)})

@@ -1,9 +1,9 @@
 """Named configurations (presets/<name>.yaml), each applied over the COMMITTED params.yaml.
 
-    python -m nep.presets paper              # params.yaml = git HEAD's params.yaml + presets/paper.yaml
-    python -m nep.presets offline            # params.yaml = git HEAD's params.yaml (the default)
-    eval "dvc exp run $(python -m nep.presets paper --set-args)"   # the same, as an experiment
-    python -m nep.presets --list
+    nep presets paper              # params.yaml = git HEAD's params.yaml + presets/paper.yaml
+    nep presets offline            # params.yaml = git HEAD's params.yaml (the default)
+    eval "dvc exp run $(nep presets paper --set-args)"   # the same, as an experiment
+    nep presets --list
 
 A preset is a whole configuration: the committed default with the preset's keys merged in
 (mappings recurse; each `generate.predictors` entry is replaced whole, so options of one kind never
@@ -239,7 +239,7 @@ def set_args(target: dict[str, Any], current: dict[str, Any], prefix: str = "") 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nep.presets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="nep presets", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", nargs="?", help=f"preset name, or '{DEFAULT}' for the committed default")
     parser.add_argument("--set-args", action="store_true", help="print `dvc exp run -S` overrides instead")
     parser.add_argument("--force", action="store_true", help="discard uncommitted edits of params.yaml")

@@ -1,7 +1,7 @@
 """The params.yaml schema: one pydantic model per section, the one home of every default.
 
-    python -m nep.config            # check all of params.yaml: prints OK, or one line per problem (exit 1)
-    python -m nep.config --defaults # the defaults as YAML (the committed params.yaml mirrors them)
+    nep config            # check all of params.yaml: prints OK, or one line per problem (exit 1)
+    nep config --defaults # the defaults as YAML (the committed params.yaml mirrors them)
 
 `nep.config.params.load_params(section)` validates the whole file through `validate` before any stage
 does work, so an unknown key (with a did-you-mean), a wrong type or an out-of-range value stops

@@ -9,7 +9,7 @@ predictor, and shown everywhere a reader looks first:
   McNemar for 0/1 values, a paired permutation test otherwise);
 - the report (nep/evaluate/report.py, charts.py): a column `label` of the tables, two bar charts
   (by predictor, by language) titled from `label`, their axis `axis`;
-- `python -m nep.compare`: a row per metric, in this order;
+- `nep compare`: a row per metric, in this order;
 - dvc.yaml's top-level `plots:`: the same two charts (tests/evaluate/test_report.py checks that
   dvc.yaml holds exactly `nep.evaluate.charts.CHARTS` and prints the entries to paste when not).
 

@@ -259,7 +259,7 @@ def test_a_stage_exits_with_the_line_and_no_traceback(tmp_path):
 
 
 def test_the_check_command(tmp_path, capsys):
-    from nep.config.__main__ import main
+    from nep.commands.config import main
 
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(yaml.safe_dump(PARAMS))

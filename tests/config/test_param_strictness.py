@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import REPO_ROOT, problem_lines
 
-from nep.config.__main__ import main
+from nep.commands.config import main
 from nep.config.params import load_params, parse_yaml
 from nep.config.schema import MAX_SEED, MAX_WORKERS, ParamsError
 

@@ -41,7 +41,7 @@ def test_preset_fits_params_schema(name: str):
     assert set(preset) <= set(PARAMS), "a preset only sets params.yaml sections"
     assert check_preset(preset, PARAMS) == []
     text = (REPO_ROOT / "presets" / f"{name}.yaml").read_text()
-    assert text.startswith("#") and f"python -m nep.presets {name}" in text, "document how to apply it"
+    assert text.startswith("#") and f"nep presets {name}" in text, "document how to apply it"
 
 
 def test_paper_preset_is_the_papers_configuration():

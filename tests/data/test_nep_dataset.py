@@ -190,7 +190,7 @@ def test_paper_benchmark_preset_through_dvc_on_a_hub_standin(tmp_path):
     test = [nep_record(commit=f"{i:040x}", new_file="t.go") for i in (4, 9)] + [nep_record(commit=f"{9:040x}", new_file="t.go")]
     hub = hub_standin(tmp_path / "hub", train, test)
     project = project_on_history(tmp_path, repos=1, commits_per_repo=8)
-    subprocess.run([sys.executable, "-m", "nep.presets", "paper-benchmark"], cwd=project, check=True,
+    subprocess.run([sys.executable, "-m", "nep", "presets", "paper-benchmark"], cwd=project, check=True,
                    capture_output=True)
     run_dvc(project, "exp", "run", "split", "-S", f"split.external_test={hub}", "-S", f"split.external_train={hub}")
     metrics = json.loads((project / "metrics/split.json").read_text())

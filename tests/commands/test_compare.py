@@ -1,11 +1,11 @@
-"""nep.compare: the experiment table fits its width, wraps experiments into further blocks, and
+"""nep compare (nep/commands/compare.py): the experiment table fits its width, wraps experiments into further blocks, and
 reads the headline keys DVC gives (prefixed or not)."""
 
 from __future__ import annotations
 
 import pytest
 
-from nep.compare import Experiment, cell, headline, render_markdown, render_text
+from nep.commands.compare import Experiment, cell, headline, render_markdown, render_text
 from nep.util.errors import NepError
 
 
@@ -105,7 +105,7 @@ def test_a_command_started_in_a_subdirectory_runs_at_the_project_root(tmp_path, 
 
 
 def test_a_lower_is_better_metric_is_marked(monkeypatch):
-    import nep.compare as compare
+    import nep.commands.compare as compare
     from nep.evaluate.headline import HeadlineMetric
 
     error = HeadlineMetric("miss_rate", "miss rate", "misses", higher_is_better=False)

@@ -1,4 +1,4 @@
-"""`python -m nep.config [PATH]`: check a params file against the schema (nep/config/schema.py):
+"""`nep config [PATH]`: check a params file against the schema (nep/config/schema.py):
 prints OK, or one line per problem (exit 1); `--defaults` prints the schema's defaults as YAML."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ DESCRIPTION = "Check params.yaml against nep's params schema (every section, eve
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nep.config", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="nep config", description=DESCRIPTION)
     parser.add_argument("path", nargs="?", default="params.yaml")
     parser.add_argument("--defaults", action="store_true", help="print the schema's defaults as YAML")
     args = parser.parse_args(argv)
@@ -29,8 +29,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{args.path}: OK")
     return 0
-
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Preflight (nep/config/preflight.py) against local stand-ins: environment variables set and unset, a
+"""Preflight (nep/commands/preflight.py) against local stand-ins: environment variables set and unset, a
 local directory as model, a closed port as the hub, a fake hub cache, moto's S3 server."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, git
 
-from nep.config import preflight
+from nep.commands import preflight
 from nep.config.schema import validate
 
 PARAMS = validate(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
@@ -135,7 +135,7 @@ def offline_project(tmp_path, offline_hub, monkeypatch) -> None:
 
 
 def test_the_paper_preset_reports_hub_and_gpu(offline_hub, tmp_path, monkeypatch, capsys):
-    """`python -m nep.preflight --preset paper` on this machine: hub and GPU missing, exit 1."""
+    """`nep preflight --preset paper` on this machine: hub and GPU missing, exit 1."""
     offline_project(tmp_path, offline_hub, monkeypatch)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert preflight.main(["--preset", "paper"]) == 1
