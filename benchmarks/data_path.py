@@ -80,7 +80,7 @@ def dataset(size: int) -> Path:
     """commits-<size>x.jsonl (built once)."""
     from collections import Counter
 
-    from nep.data.sources import git_records
+    from nep.data.sources.git import git_records
 
     one = BENCH / "commits-1x.jsonl"
     BENCH.mkdir(parents=True, exist_ok=True)

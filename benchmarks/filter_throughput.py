@@ -25,7 +25,7 @@ from pathlib import Path
 
 from nep.config.schema import Filter
 from nep.data.filter import filter_records, paper_filter
-from nep.data.sources import git_records
+from nep.data.sources.git import git_records
 from nep.data.tokens import get_encoding
 
 BENCH_DIR = Path(".cache/nep/bench")

@@ -59,7 +59,7 @@ def main() -> None:
 
 
 def banner() -> None:
-    from nep.data.sources import revisions
+    from nep.data.sources.git import revisions
     from nep.util.console import banner as show
 
     p = load_section("ingest").model_dump()

@@ -28,8 +28,8 @@ from typing import Any
 from nep.config.params import load_yaml, parse_yaml
 from nep.config.presets import committed_text, render
 from nep.config.schema import ParamsError, validate
-from nep.data.sources import check_revision, revisions
-from nep.llm.client import header_problem
+from nep.data.sources.git import check_revision, revisions
+from nep.llm.secrets import header_problem
 from nep.train.gguf import check_gguf
 from nep.util import device
 from nep.util.errors import NepError

@@ -29,7 +29,8 @@ from nep.config.schema import Filter
 from nep.core.edits import diff_hunks, diff_spans, hunk_window
 from nep.core.records import valid_records
 from nep.data.ingest import read_index, split_lines
-from nep.data.sources import checked_record, local_path
+from nep.data.sources.base import checked_record
+from nep.data.sources.hub import local_path
 from nep.data.tokens import count_tokens_batch, get_encoding, special_tokens
 from nep.util.batches import line_blocks, ordered_map, read_ranges, worker_count
 from nep.util.errors import NepError

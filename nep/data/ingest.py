@@ -23,15 +23,10 @@ import orjson
 import xxhash
 
 from nep.config.schema import Ingest
-from nep.data.sources import (
-    checked_record,
-    dedupe,
-    git_records,
-    git_state,
-    hf_files,
-    local_path,
-    read_records_file,
-)
+from nep.data.sources.base import checked_record, dedupe
+from nep.data.sources.files import read_records_file
+from nep.data.sources.git import git_records, git_state
+from nep.data.sources.hub import hf_files, local_path
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map, worker_count
 from nep.util.errors import NepError
 from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line

@@ -30,7 +30,8 @@ from typing import Any
 
 from nep.core.examples import NEEDED, make_example, valid_examples
 from nep.core.prompts import NEXT, example_id, template_completion
-from nep.data.sources import language_of, read_records_file
+from nep.data.sources.base import language_of
+from nep.data.sources.files import read_records_file
 from nep.util.errors import NepError
 
 HUB_ID = "lurf21/NextEditPrediction"

@@ -1,5 +1,5 @@
 """The registry of chat LLM backends, and `get_backend`: a backend by name, wearing the response
-cache (nep.llm.cache) unless told not to. The interface is nep.llm.client's."""
+cache (nep.llm.cache) unless told not to. The interface is nep.llm.client's (types: nep.llm.chat)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     from nep.llm.cache import CachedBackend
     backend = CachedBackend(OpenAIBackend(model="m"))   # nep.llm.backends.get_backend does this by default
 
-The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.client.Accounting) and
+The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.accounting.Accounting) and
 `identity(request)` (a JSON-able dict of everything that decides the answer: endpoint, model,
 messages, sampling params; never the API key). The key of an answer is the SHA-256 of that
 identity. Requests already answered are served from the cache (counted as `cache_hits`); identical
@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from nep.llm.client import ChatRequest, ChatResult
+from nep.llm.chat import ChatRequest, ChatResult
 from nep.util import paths
 
 

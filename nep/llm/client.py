@@ -1,9 +1,11 @@
-"""Chat LLM backends: one interface for label, judge and the `openai` predictor.
+"""Chat LLM backends: one interface for label, judge and the `openai` predictor, and its `openai`
+backend. The interface's types are nep.llm.chat's, its accounting nep.llm.accounting's, the key's
+protection nep.llm.secrets's.
 
 Interface (stable; code against this):
 
     from nep.llm.backends import get_backend
-    from nep.llm.client import ChatRequest
+    from nep.llm.chat import ChatRequest
     backend = get_backend("openai", base_url="http://127.0.0.1:8000/v1", model="m",
                           api_key_env="OPENAI_API_KEY", concurrency=16)
     for result in backend.complete_many([ChatRequest(id="a", messages=[{"role": "user", "content": "hi"}])]):
@@ -34,185 +36,25 @@ Interface (stable; code against this):
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import re
 import threading
 import time
-import unicodedata
-import urllib.parse
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+from nep.llm.accounting import Accounting
+from nep.llm.chat import ChatRequest, ChatResult
+from nep.llm.secrets import LIBRARY_LOGGERS, header_problem, scrub, scrubbed_logs, secret_forms
 from nep.util.errors import NepError
-
-FAILURE_REASONS = {
-    "rate_limited": "HTTP 429 on every attempt",
-    "server_error": "HTTP 5xx on every attempt",
-    "timeout": "no answer within timeout_s on every attempt (or HTTP 408/409)",
-    "connection": "connection dropped on every attempt",
-    "bad_response": "a response that is not a chat completion (truncated JSON, an HTML page, no choices) "
-                    "on every attempt",
-    "empty_content": "a completion with null or empty text on every attempt",
-    "client_error": "HTTP 4xx other than 408/409/429 (bad request, auth, unknown model): not retried",
-}
 
 # A 200 answer that is not a usable completion: retried by nep (the openai client retries only
 # statuses and transport errors), with exponential backoff from RETRY_DELAY_S up to MAX_RETRY_DELAY_S.
 RETRIED_ANSWERS = ("bad_response", "empty_content")
 RETRY_DELAY_S = 0.5
 MAX_RETRY_DELAY_S = 8.0
-
-
-
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One chat completion to make. `max_tokens` overrides the backend's default."""
-
-    id: str
-    messages: list[dict[str, str]]
-    max_tokens: int | None = None
-
-
-@dataclass
-class ChatResult:
-    id: str
-    text: str | None
-    error: str | None = None  # a FAILURE_REASONS key, None on success
-    detail: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    latency_s: float = 0.0  # of the answering request (as first measured, for cache hits)
-    attempts: int = 0  # HTTP attempts made in this run (0 for a cache hit)
-    cached: bool = False
-
-
-@dataclass
-class Accounting:
-    """What a backend (and its cache) did, summed over its `complete_many` calls."""
-
-    model: str = ""
-    requests: int = 0  # results yielded, cache hits included
-    cache_hits: int = 0
-    attempts: int = 0  # HTTP attempts, retries included
-    failures: Counter = field(default_factory=Counter)
-    input_tokens: int = 0  # of requests sent in this run (cache hits cost nothing)
-    output_tokens: int = 0
-    wall_time_s: float = 0.0  # with requests in flight
-
-    def add(self, result: ChatResult) -> None:
-        self.requests += 1
-        self.cache_hits += result.cached
-        self.attempts += result.attempts
-        if result.error:
-            self.failures[result.error] += 1
-        if not result.cached:
-            self.input_tokens += result.input_tokens
-            self.output_tokens += result.output_tokens
-
-    @property
-    def failed(self) -> int:
-        return sum(self.failures.values())
-
-    def cost_usd(self, prices: dict[str, dict[str, float]] | None) -> float | None:
-        """Estimated cost from a price table {model: {input: $/Mtok, output: $/Mtok}}."""
-        price = (prices or {}).get(self.model)
-        if price is None:
-            return None
-        return round((self.input_tokens * price["input"] + self.output_tokens * price["output"]) / 1e6, 6)
-
-    def metrics(self, prices: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
-        """The same `llm.*` names for every LLM-backed component (no times: see `timing`)."""
-        sent = self.requests - self.cache_hits
-        out: dict[str, Any] = {
-            "llm.requests": self.requests,
-            "llm.cache_hits": self.cache_hits,
-            "llm.retries": max(0, self.attempts - sent),
-            "llm.failed": self.failed,
-            **{f"llm.failed.{k}": v for k, v in sorted(self.failures.items())},
-            "llm.input_tokens": self.input_tokens,
-            "llm.output_tokens": self.output_tokens,
-        }
-        if (cost := self.cost_usd(prices)) is not None:
-            out["llm.cost_usd"] = cost
-        return out
-
-    def timing(self) -> dict[str, float]:
-        return {"llm.wall_time_s": round(self.wall_time_s, 3)}
-
-
-def header_problem(value: str) -> str | None:
-    """What makes `value` unsendable as an HTTP header value (printable ASCII only), else None;
-    describes the character and its position, never the value."""
-    for i, ch in enumerate(value):
-        if not " " <= ch <= "~":
-            name = unicodedata.name(ch, "") or {"\r": "CARRIAGE RETURN", "\n": "LINE FEED", "\t": "TAB"}.get(ch, "")
-            return f"U+{ord(ch):04X}{f' ({name.lower()})' if name else ''} at character {i + 1} of {len(value)}"
-    return None
-
-
-def secret_forms(*secrets: str) -> tuple[str, ...]:
-    """Every form in which a secret could be written: raw, JSON- and repr-escaped (str and bytes),
-    URL-quoted; longest first, so a longer form is replaced before a shorter one inside it."""
-    forms: set[str] = set()
-    for secret in secrets:
-        if len(secret.strip()) < 4:  # "EMPTY"-like placeholders and blanks are no secret
-            continue
-        forms.update({secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
-                      repr(secret)[1:-1], repr(secret.encode("utf-8", "replace"))[2:-1],
-                      urllib.parse.quote(secret), urllib.parse.quote(secret, safe=""),
-                      urllib.parse.quote_plus(secret), urllib.parse.quote_plus(secret, safe="")})
-    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every form of a secret (see `secret_forms`) replaced by `***`."""
-    for form in secrets:
-        if form in text:
-            text = text.replace(form, "***")
-    return text
-
-
-class _ScrubFilter(logging.Filter):
-    def __init__(self, secrets: tuple[str, ...]):
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub(message, self.secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-LIBRARY_LOGGERS = ("openai", "httpx", "httpx2", "httpcore")
-
-
-@contextlib.contextmanager
-def scrubbed_logs(secrets: tuple[str, ...]) -> Iterator[None]:
-    """While the block runs, every log record that reaches a handler of the root logger or of the
-    HTTP libraries' loggers (the openai client's children included, which propagate there) is
-    scrubbed of `secrets`."""
-    if not secrets:
-        yield
-        return
-    scrubber = _ScrubFilter(secrets)
-    handlers = {h for name in ("", *LIBRARY_LOGGERS) for h in logging.getLogger(name).handlers}
-    for handler in handlers:
-        handler.addFilter(scrubber)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(scrubber)
 
 
 _attempts = threading.local()  # HTTP attempts of the request the current worker thread is sending
@@ -368,39 +210,3 @@ class OpenAIBackend:
         except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError) as e:
             error, detail = "bad_response", f"{type(e).__name__}: {e}"
         return ChatResult(request.id, None, error, detail)
-
-
-def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest]) -> Iterator[ChatResult]:
-    """Re-order streamed results to the order of `requests` (ids must be unique), yielding each as
-    soon as all before it have arrived, so a stage's output is deterministic."""
-    position = {r.id: i for i, r in enumerate(requests)}
-    if len(position) != len(requests):
-        raise ValueError("request ids must be unique")
-    waiting: dict[int, ChatResult] = {}
-    nxt = 0
-    for result in results:
-        waiting[position[result.id]] = result
-        while nxt in waiting:
-            yield waiting.pop(nxt)
-            nxt += 1
-
-
-_FENCE = re.compile(r"```[\w+-]*")
-_ANSWER_IS = re.compile(r"\banswer\b\s*(?:is\s*)?[:=-]?\s*\W*\b(yes|no)\b")
-
-
-def parse_yes_no(text: str | None) -> bool | None:
-    """True/False for a yes/no answer, tolerant of case, punctuation, markdown, code fences and a
-    sentence around it; None when there is no answer or it is ambiguous (both words, none first)."""
-    if not text:
-        return None
-    t = _FENCE.sub(" ", text).lower()
-    if answers := _ANSWER_IS.findall(t):
-        return answers[-1] == "yes"
-    words = re.findall(r"[a-z]+", t)
-    if not words:
-        return None
-    if words[0] in ("yes", "no"):
-        return words[0] == "yes"
-    found = {w for w in words if w in ("yes", "no")}
-    return found.pop() == "yes" if len(found) == 1 else None

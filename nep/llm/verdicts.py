@@ -22,13 +22,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from nep.config.schema import section
+from nep.llm.answers import parse_yes_no
 from nep.llm.backends import backend_config, get_backend
-from nep.llm.client import (
-    ChatRequest,
-    ChatResult,
-    in_request_order,
-    parse_yes_no,
-)
+from nep.llm.chat import ChatRequest, ChatResult, in_request_order
 from nep.util.errors import NepError
 from nep.util.registry import Registry
 

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from nep.core.extract import Style
 from nep.llm.backends import get_backend
-from nep.llm.client import ChatRequest
+from nep.llm.chat import ChatRequest
 from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
 from nep.util.errors import NepError
 

@@ -6,7 +6,7 @@ import pytest
 
 from nep.data.label import LABELERS
 from nep.data.relevance import EXAMPLES, SYSTEM, LLMRelevance, relevance_messages
-from nep.llm.client import parse_yes_no
+from nep.llm.answers import parse_yes_no
 from nep.llm.verdicts import TooManyFailures, build
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, git
 
-from nep.data.sources import git_records, git_state, revisions
+from nep.data.sources.git import git_records, git_state, revisions
 from nep.util.errors import NepError
 
 PIN = "f19d35db8f82419e1a9b66f801f6b96218ee4912"  # the offline default's pin: a commit of this repository
@@ -91,7 +91,7 @@ def _silent_server() -> tuple[socket.socket, int]:
 def test_an_unreachable_hub_says_unreachable_not_no_data(setup, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from nep.data import sources
+    from nep.data.sources import hub as sources
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))

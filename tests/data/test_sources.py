@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from nep.data.sources import git_records, hf_records, jsonl_records
+from nep.data.sources.files import jsonl_records
+from nep.data.sources.git import git_records
+from nep.data.sources.hub import hf_records
 from nep.util.errors import NepError
 
 PY = "".join(f"x{i} = {i}\n" for i in range(10))
@@ -166,7 +168,7 @@ def test_tiktoken_works_offline_from_quicktok(tmp_path, monkeypatch):
 def test_repository_name_is_the_same_in_every_clone(git_repo, tmp_path):
     from conftest import git
 
-    from nep.data.sources import repository_name
+    from nep.data.sources.git import repository_name
 
     repo, commit = git_repo
     commit({"a.py": "x = 1\n"})
@@ -286,7 +288,7 @@ def test_ingest_reads_an_unchanged_file_source_once(tmp_path, monkeypatch):
 
 
 def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, monkeypatch):
-    import nep.data.sources
+    import nep.data.sources.git
 
     repo, commit = git_repo
     commit({"a.py": PY})
@@ -294,7 +296,7 @@ def test_ingest_re_mines_git_only_when_its_commits_change(git_repo, tmp_path, mo
     first = ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6)
     mined = (tmp_path / "ingest/commits.jsonl").read_bytes()
     with monkeypatch.context() as m:
-        m.setattr(nep.data.sources, "git_records", lambda *a, **k: pytest.fail("re-mined"))
+        m.setattr(nep.data.sources.git, "git_records", lambda *a, **k: pytest.fail("re-mined"))
         assert ingest(tmp_path, "git", repos=[str(repo)], rev="HEAD", max_commits=0, max_file_bytes=10**6) == first
     assert (tmp_path / "ingest/commits.jsonl").read_bytes() == mined
     commit({"a.py": PY + "y = 2\n"})

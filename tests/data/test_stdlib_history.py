@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nep.data.sources import git_records
+from nep.data.sources.git import git_records
 from nep.data.stdlib_history import build, ensure_history, installed, main, source_files
 from nep.util.errors import NepError
 

@@ -15,11 +15,8 @@ from conftest import REPO_ROOT
 
 from nep.llm.backends import backend_config, get_backend
 from nep.llm.cache import CachedBackend, cache_path
-from nep.llm.client import (
-    ChatRequest,
-    OpenAIBackend,
-    in_request_order,
-)
+from nep.llm.chat import ChatRequest, in_request_order
+from nep.llm.client import OpenAIBackend
 from nep.util.errors import NepError
 
 KEY = "sk-nep-test-SECRET-0123456789"
@@ -127,7 +124,7 @@ def test_a_server_echoing_the_key_puts_it_in_no_answer_detail_log_or_cache(fake_
 
 
 def test_library_log_lines_are_scrubbed_while_a_backend_runs(caplog):
-    from nep.llm.client import scrubbed_logs, secret_forms
+    from nep.llm.secrets import scrubbed_logs, secret_forms
 
     caplog.set_level(logging.DEBUG)
     with scrubbed_logs(secret_forms(KEY)):
@@ -142,7 +139,7 @@ def test_scrub_removes_raw_escaped_and_quoted_forms(secret):
     import json
     import urllib.parse
 
-    from nep.llm.client import scrub, secret_forms
+    from nep.llm.secrets import scrub, secret_forms
 
     forms = secret_forms(secret)
     texts = [secret, json.dumps(secret), json.dumps({"k": f"Bearer {secret}"}), repr(secret),
@@ -249,7 +246,7 @@ def test_registry_and_config():
 KILLED_RUN = textwrap.dedent("""
     import sys
     from nep.llm.backends import get_backend
-    from nep.llm.client import ChatRequest
+    from nep.llm.chat import ChatRequest
     llm = get_backend("openai", base_url=sys.argv[1], model="fake-model", api_key_env="NEP_TEST_KEY",
                       concurrency=4)
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
