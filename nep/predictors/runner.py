@@ -126,13 +126,16 @@ class Checkpoint:
                         done[i] = entry
                 except (json.JSONDecodeError, KeyError, IndexError, TypeError):
                     continue  # the line a kill cut short
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps({"key": self.key, "examples": len(self.examples)}) + "\n")
-            for i in sorted(done):
-                f.write(json.dumps(done[i], ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as f:
+                f.write(json.dumps({"key": self.key, "examples": len(self.examples)}) + "\n")
+                for i in sorted(done):
+                    f.write(json.dumps(done[i], ensure_ascii=False) + "\n")
+            os.replace(tmp, self.path)
+        except OSError as e:  # NEP_CACHE_DIR read-only or full: one line naming it
+            raise (paths.unwritable(e) or e) from None
         return done
 
     def append(self, entries: list[dict[str, Any]]) -> None:

@@ -24,6 +24,7 @@ from typing import IO, Any
 import orjson
 
 from nep.util.errors import NepError
+from nep.util.paths import unwritable
 
 BOM = b"\xef\xbb\xbf"
 MAX_DEPTH = 512  # nesting deeper than this is a bad line, not a crash later on
@@ -156,18 +157,18 @@ def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     On Linux the data goes to an anonymous file (O_TMPFILE) that has no name until it is linked in,
     so a killed process leaves nothing behind; elsewhere a `*.tmp` sibling is removed on failure."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd = -1
-    if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
-        with contextlib.suppress(OSError):
-            fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+    fd, named = -1, False
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    if fd < 0:
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-        named = True
-    else:
-        named = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                fd = os.open(path.parent, os.O_TMPFILE | os.O_WRONLY, 0o644)
+        if fd < 0:
+            fd, named = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644), True
+    except OSError as e:  # a read-only or full place: one line naming it (and what decides it)
+        raise (unwritable(e, e.filename or path) or e) from None
     f = os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""}))
     try:
         with f:

@@ -7,6 +7,7 @@ re-running a stage on the same inputs gives the same bytes in `dvc.lock` and `me
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -61,6 +62,53 @@ def enter_project_root() -> Path:
 def cache_root() -> Path:
     """nep's cache directory, outside every DVC output: $NEP_CACHE_DIR, else .cache/nep."""
     return Path(os.environ.get("NEP_CACHE_DIR") or CACHE)
+
+
+# OSError numbers that say a place cannot be written (read-only, no permission, full, a file where a
+# directory is expected): an environment problem, reported in one line (`unwritable`), not a bug.
+UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR,
+                        errno.EEXIST, errno.EISDIR})
+
+
+def _under(path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
+class Unwritable(NepError, OSError):
+    """A place that cannot be written: a NepError (one line), and still an OSError for code that
+    tolerates one (a cache it can do without)."""
+
+
+def unwritable(e: OSError, path: str | Path | None = None) -> Unwritable | None:
+    """The one-line error for an OSError that says `path` (else the error's file) cannot be written,
+    naming what decides that place: `NEP_CACHE_DIR` for nep's cache, the project's output folders
+    for data/, models/ and metrics/. None for any other error (a bug keeps its traceback)."""
+    where = path if path is not None else e.filename
+    if e.errno not in UNWRITABLE or where is None:
+        return None
+    where = Path(os.fsdecode(where))
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOTDIR:
+        what += " (a file stands where a directory is expected)"
+    cache = cache_root()
+    if _under(where, cache):
+        env = os.environ.get("NEP_CACHE_DIR")
+        hint = (f"NEP_CACHE_DIR={env} is nep's cache (checkpoints, LLM answers), which must be writable: point "
+                "NEP_CACHE_DIR at a writable directory" if env else
+                f"nep's cache (checkpoints, LLM answers) is {CACHE} in the project: make it writable, or set "
+                "NEP_CACHE_DIR to a writable directory")
+    elif any(_under(where, top) for top in (DATA, MODELS, METRICS)):
+        hint = f"stages write their outputs under {DATA}/, {MODELS}/ and {METRICS}/ of the project: make them writable"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = "free some space on that disk and run again: what was written so far is kept"
+    else:
+        hint = None
+    error = Unwritable(f"{where}: cannot write ({what})", hint=hint)
+    error.errno = e.errno
+    return error
 
 
 def metrics(stage: str, name: str | None = None) -> Path:
