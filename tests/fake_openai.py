@@ -20,6 +20,8 @@ Behaviour is driven by markers in the last message (so it is deterministic under
   malformed (200 with a body that is not JSON), empty (200 with empty content), html (200 with a
   gateway's HTML page), nochoices (200, `choices: []`), null (200, `content: null`), echo (200
   answering with the Authorization header, as a misbehaving proxy might).
+- `[[logprob:VALUE]]` — with `logprobs: true` in the request, every token's log-probability
+  (default: `logprob`, -0.5); without it the answer carries no `logprobs`, as OpenAI's.
 `fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
 `latency(key) -> seconds` adds a delay to every answer (key: a hash of the request body).
 """
@@ -40,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ANSWER = re.compile(r"\[\[answer:(.*?)\]\]", re.S)
 FAULT = re.compile(r"\[\[fault:(\*?)([\w,]+)\]\]")
 DELAY = re.compile(r"\[\[delay:([\d.]+)\]\]")
+LOGPROB = re.compile(r"\[\[logprob:(-?[\d.]+)\]\]")
 
 
 class _Server(ThreadingHTTPServer):
@@ -49,12 +52,13 @@ class _Server(ThreadingHTTPServer):
 
 class FakeOpenAI:
     def __init__(self, *, default_answer: str = "yes", latency: Callable[[str], float] | None = None,
-                 retry_after: str = "0.05", slow_s: float = 1.5, port: int = 0):
+                 retry_after: str = "0.05", slow_s: float = 1.5, port: int = 0, logprob: float = -0.5):
         self.port = port  # 0: any free port
         self.default_answer = default_answer
         self.latency = latency
         self.retry_after = retry_after
         self.slow_s = slow_s
+        self.logprob = logprob
         self.lock = threading.Lock()
         self.requests = 0
         self.by_key: Counter = Counter()  # attempts per distinct request body
@@ -210,6 +214,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1,
                               "total_tokens": prompt_chars // 4 + len(text) // 4 + 2},
                 }
+                if body.get("logprobs"):  # one entry per 4 characters, as if tokens
+                    last = str((body.get("messages") or [{}])[-1].get("content", ""))
+                    given = LOGPROB.search(last)
+                    value = float(given.group(1)) if given else fake.logprob
+                    pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
+                    reply["choices"][0]["logprobs"] = {"content": [
+                        {"token": t, "logprob": value, "bytes": list(t.encode()), "top_logprobs": []} for t in pieces]}
                 self._send(200, json.dumps(reply).encode())
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True  # the client gave up (timeout) first

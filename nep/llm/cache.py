@@ -42,18 +42,23 @@ class ResponseCache:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-            "tokens_in INTEGER, tokens_out INTEGER, latency_s REAL, created REAL)"
+            "tokens_in INTEGER, tokens_out INTEGER, latency_s REAL, created REAL, logprob REAL)"
         )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(responses)")}
+        if "logprob" not in columns:  # a cache written before answers carried their confidence
+            self.db.execute("ALTER TABLE responses ADD COLUMN logprob REAL")
 
-    def get(self, key: str) -> tuple[str, int, int, float] | None:
+    def get(self, key: str) -> tuple[str, int, int, float, float | None] | None:
         return self.db.execute(
-            "SELECT text, tokens_in, tokens_out, latency_s FROM responses WHERE key = ?", (key,)
+            "SELECT text, tokens_in, tokens_out, latency_s, logprob FROM responses WHERE key = ?", (key,)
         ).fetchone()
 
     def put(self, key: str, result: ChatResult) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-            (key, result.text, result.input_tokens, result.output_tokens, result.latency_s, time.time()),
+            "INSERT OR REPLACE INTO responses (key, text, tokens_in, tokens_out, latency_s, created, logprob) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, result.text, result.input_tokens, result.output_tokens, result.latency_s, time.time(),
+             result.logprob),
         )
 
     def close(self) -> None:
@@ -87,10 +92,10 @@ class CachedBackend:
                 if row is None:
                     misses[same[0].id] = (key, same)
                     continue
-                text, tin, tout, latency = row
+                text, tin, tout, latency, logprob = row
                 for request in same:
                     yield self._counted(ChatResult(request.id, text, None, "", tin or 0, tout or 0, latency or 0.0,
-                                                   0, True))
+                                                   0, True, logprob))
             sent = [same[0] for _, same in misses.values()]
             for result in self.backend.complete_many(sent):
                 key, same = misses[result.id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 FAILURE_REASONS = {
     "rate_limited": "HTTP 429 on every attempt",
@@ -25,6 +26,7 @@ class ChatRequest:
     id: str
     messages: list[dict[str, str]]
     max_tokens: int | None = None
+    logprobs: bool = False  # ask for the answer's token log-probabilities (ChatResult.logprob)
 
 
 @dataclass
@@ -38,6 +40,15 @@ class ChatResult:
     latency_s: float = 0.0  # of the answering request (as first measured, for cache hits)
     attempts: int = 0  # HTTP attempts made in this run (0 for a cache hit)
     cached: bool = False
+    logprob: float | None = None  # mean token log-probability, when asked for and the endpoint returned it
+
+
+def mean_token_logprob(choice: Any) -> float | None:
+    """The mean of a chat choice's token log-probabilities (`choice.logprobs.content[*].logprob`),
+    None when the endpoint returned none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None) or []
+    values = [item.logprob for item in content if isinstance(getattr(item, "logprob", None), (int, float))]
+    return sum(values) / len(values) if values else None
 
 
 def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest]) -> Iterator[ChatResult]:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nep.llm.accounting import Accounting
-from nep.llm.chat import ChatRequest, ChatResult
+from nep.llm.chat import ChatRequest, ChatResult, mean_token_logprob
 from nep.llm.secrets import LIBRARY_LOGGERS, header_problem, scrub, scrubbed_logs, secret_forms
 from nep.util.errors import NepError
 
@@ -88,7 +88,8 @@ class OpenAIBackend:
 
     def sampling(self, request: ChatRequest) -> dict[str, Any]:
         params = {"temperature": self.temperature, "top_p": self.top_p,
-                  "max_tokens": request.max_tokens or self.max_tokens, "seed": self.seed}
+                  "max_tokens": request.max_tokens or self.max_tokens, "seed": self.seed,
+                  "logprobs": True if request.logprobs else None}
         return {k: v for k, v in params.items() if v is not None}
 
     def identity(self, request: ChatRequest) -> dict[str, Any]:
@@ -193,7 +194,8 @@ class OpenAIBackend:
                 return ChatResult(request.id, None, "bad_response", "a completion without choices")
             text = choices[0].message.content
             if text and text.strip():
-                return ChatResult(request.id, text, None, "", *tokens)
+                logprob = mean_token_logprob(choices[0]) if request.logprobs else None
+                return ChatResult(request.id, text, None, "", *tokens, logprob=logprob)
             error, detail = "empty_content", f"the completion has {'null' if text is None else 'empty'} content"
         except openai.APITimeoutError:
             error, detail = "timeout", f"no answer within {self.timeout_s}s"

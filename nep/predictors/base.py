@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import time
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,8 +111,12 @@ class Prediction:
     a rerun may not repeat (backend_error.<reason>): never saved as an answer, counted against the
     predictor's `max_failure_rate`; `raw_output` is "" for both. `style`
     overrides the predictor's output style for this answer; `tags` are deterministic facts for
-    the metrics (e.g. {"propagate_rule": "insert"}); `latency_s` is measured and goes only to the
-    timing report."""
+    the metrics (e.g. {"propagate_rule": "insert"}). `logprob`: the answer's confidence where the
+    engine gives log-probabilities (the mean log-probability of its generated tokens, rounded to
+    LOGPROB_DIGITS so reruns on one machine agree), kept in the record. Measured, for the timing
+    report only (nep.predictors.latency): `latency_s` (request to answer in hand: a batched
+    engine's whole call), `ttft_s` (to the first token, where the engine shows it), `batch` (the
+    answers that shared the call)."""
 
     raw_output: str
     output_tokens: int = 0
@@ -120,6 +125,9 @@ class Prediction:
     style: Style | None = None
     tags: dict[str, str] = field(default_factory=dict)
     latency_s: float = 0.0
+    ttft_s: float | None = None
+    batch: int = 1
+    logprob: float | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,14 @@ def token_budgets(examples: Sequence[dict[str, Any]], count_tokens, max_new_toke
     return budgets
 
 
+LOGPROB_DIGITS = 4  # a confidence's decimals: float noise below this never changes a rerun's bytes
+
+
+def mean_logprob(values: Sequence[float]) -> float | None:
+    """The confidence of an answer from its tokens' log-probabilities (None for no tokens)."""
+    return round(sum(values) / len(values), LOGPROB_DIGITS) if values else None
+
+
 Group = list[tuple[int, Prediction]]  # (index into the test set, its prediction)
 
 
@@ -182,6 +198,13 @@ class Predictor:
 
     def timing(self) -> dict[str, Any]:
         return {}
+
+    def runs_on(self, settings: Settings) -> dict[str, Any]:
+        """Where the answers were computed, for the timing row: `device`, `machine` (in words,
+        nep.util.machine) and `batch_size` (answers per call). The base: one at a time, here."""
+        from nep.util.machine import describe
+
+        return {"device": "cpu", "machine": describe("cpu", 1), "batch_size": 1}
 
     def param(self, key: str) -> str:
         return f"generate.predictors.{self.name or '<name>'}.{key}"
@@ -224,7 +247,13 @@ class OneByOne(Predictor):
 
     def predict(self, examples, todo, settings):
         for idx in by_length(examples, todo, settings.batch_size):
-            yield [(i, self.predict_one(examples[i])) for i in idx]
+            group = []
+            for i in idx:
+                start = time.perf_counter()
+                prediction = self.predict_one(examples[i])
+                prediction.latency_s = time.perf_counter() - start
+                group.append((i, prediction))
+            yield group
 
 
 @dataclass

@@ -24,11 +24,14 @@ unextracted record with reason `missing` (every metric scores them as misses). T
 the next version as is, unless it holds training markers or `<next_version>` tags, which are
 then extracted as a model's output would be (`style: auto`). `style` forces one reading for every
 row: `direct` (the file as is), `completion` (the raw output of a model trained on the template:
-its template newline removed), `chat` (tags or a fence required).
+its template newline removed), `chat` (tags or a fence required). A row's optional `latency_s`
+(seconds, measured where it was generated) goes to the timing report, its optional `logprob` (the
+answer's confidence, a mean token log-probability) into the record.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +40,7 @@ from typing import Any, ClassVar, Literal
 
 from nep.core.extract import OPEN_TAG, Style
 from nep.core.prompts import MARKERS
-from nep.predictors.base import Prediction, Predictor
+from nep.predictors.base import LOGPROB_DIGITS, Prediction, Predictor
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, iter_lines, parse_object
 
@@ -225,8 +228,19 @@ class FilePredictor(Predictor):
                 tokens = row.get("output_tokens")
                 tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0
                 style = output_style(row["output"]) if self.style == "auto" else self.style
-                group.append((i, Prediction(row["output"], tokens, style=style)))
+                latency = row.get("latency_s")  # measured where it was generated, if the row says
+                latency = float(latency) if isinstance(latency, (int, float)) and not isinstance(latency, bool) else 0.0
+                logprob = row.get("logprob")  # a confidence computed where it was generated
+                logprob = (round(float(logprob), LOGPROB_DIGITS)
+                           if isinstance(logprob, (int, float)) and not isinstance(logprob, bool) and math.isfinite(logprob)
+                           else None)
+                group.append((i, Prediction(row["output"], tokens, style=style, latency_s=max(latency, 0.0),
+                                            logprob=logprob)))
         yield group
+
+    def runs_on(self, settings):
+        return {"device": "elsewhere", "machine": f"where {self.path} was generated (its rows' latency_s)",
+                "batch_size": None}
 
     def report(self):
         return {f"file.{k}": int(v) for k, v in sorted(self.counts.items())}

@@ -22,6 +22,7 @@ from nep.predictors.base import (
     Predictor,
     by_length,
     chat_messages,
+    mean_logprob,
     token_budgets,
     training_prompt,
 )
@@ -84,7 +85,7 @@ class TransformersGenerator:
         `budgets`: per-prompt token limits below `max_new_tokens` (a row cut at its own is tagged
         `growth_limit`)."""
         import torch
-        from transformers import GenerationConfig, StoppingCriteriaList
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         split = [model_boundary(p) for p in prompts]  # a training-format prompt: the marker's newline is the model's
         encoded = [self.tokenizer(head, add_special_tokens=add_special_tokens)["input_ids"] for head, _ in split]
@@ -117,12 +118,16 @@ class TransformersGenerator:
             if progress is not None:
                 progress(len(prompts) - len(todo))  # skipped prompts are done
                 criteria.append(RowProgress(progress, self.eos_ids, width, budget))
+            steps = StepScores()
             start = time.perf_counter()
             with torch.inference_mode():
                 generated = self.model.generate(
-                    **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria)
+                    **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
+                    logits_processor=LogitsProcessorList([steps]),
                 )
             elapsed = time.perf_counter() - start
+            ttft = steps.first - start if steps.first is not None else None
+            chosen = steps.chosen_logprobs()  # (steps, rows) or None
             new_tokens = generated[:, width:].tolist()
             for row, (i, tokens) in enumerate(zip(todo, new_tokens, strict=True)):
                 # a row stopped early is padded to the batch's length after its stop: drop that
@@ -135,8 +140,36 @@ class TransformersGenerator:
                 stop = (REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens)
                         else GROWTH if limits[row] < max_new_tokens else LENGTH)
                 text = strip_lead(self.tokenizer.decode(kept, skip_special_tokens=False), split[i][1])
-                results[i] = Prediction(text, len(kept), latency_s=elapsed, tags={"stop": stop})
+                made = len(kept) + (stop == EOS)  # the tokens the model chose for this answer, its EOS included
+                logprob = mean_logprob(chosen[:made, row].tolist()) if chosen is not None else None
+                results[i] = Prediction(text, len(kept), latency_s=elapsed, ttft_s=ttft, batch=len(todo),
+                                        logprob=logprob, tags={"stop": stop})
         return [r for r in results if r is not None]
+
+
+class StepScores:
+    """A logits processor that changes nothing: at each decoding step it notes the time (the first
+    one ends the prefill: time to first token) and, per row, the log-probability of the token greedy
+    decoding picks (the largest of the step's final scores, so it must run last). A step's scores
+    stay on the device until `chosen_logprobs`."""
+
+    def __init__(self):
+        self.first: float | None = None
+        self._steps: list = []
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.first is None:
+            self.first = time.perf_counter()
+        self._steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values)
+        return scores
+
+    def chosen_logprobs(self):
+        """(steps, rows) tensor on the CPU, None when no step ran (an engine that bypasses processors)."""
+        import torch
+
+        return torch.stack(self._steps).cpu() if self._steps else None
 
 
 class RowProgress:
@@ -205,11 +238,12 @@ class HFPredictor(Predictor):
         if not self.model:
             raise ValueError(f"kind {self.kind!r} needs `model` (a hub id or local path)")
         self._generator: TransformersGenerator | None = None
+        self._device = ""  # resolved when the model loads
         self.threads = 0
 
     def resolved_device(self) -> str:
 
-        device = resolve_device(self.device)
+        device = self._device = resolve_device(self.device)
         if device == "cpu":
             configure_threads(self.threads)
         return device
@@ -267,10 +301,18 @@ class HFPredictor(Predictor):
         self.threads = settings.threads
         for idx in by_length(examples, todo, settings.batch_size):
             predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens)
-            n = len(idx)
-            for p in predictions:
-                p.latency_s /= n  # the batch's wall time, shared by its examples
             yield list(zip(idx, predictions, strict=True))
+
+    def runs_on(self, settings):
+        from nep.util.machine import describe
+
+        device = self._device or self.resolved_device()
+        threads = None
+        if device == "cpu":
+            import torch
+
+            threads = torch.get_num_threads()
+        return {"device": device, "machine": describe(device, threads), "batch_size": settings.batch_size}
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from nep.core.extract import Style
 from nep.llm.backends import get_backend
 from nep.llm.chat import ChatRequest
-from nep.predictors.base import SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
+from nep.predictors.base import LOGPROB_DIGITS, SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
 from nep.util.errors import NepError
 
 # Options passed to the backend when given; left unset, the backend's own defaults apply.
@@ -46,6 +46,9 @@ class OpenAIPredictor(Predictor):
     max_attempts: int | None = None
     cache: bool | None = None
     prices: dict[str, dict[str, float]] | None = None
+    # ask for token log-probabilities (each answer's confidence, `logprob`); only for endpoints that
+    # accept the `logprobs` request field (OpenAI's chat models, vllm serve; not reasoning models)
+    logprobs: bool = False
 
     @classmethod
     def check_options(cls, options):
@@ -76,7 +79,8 @@ class OpenAIPredictor(Predictor):
             raise NepError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
                                  "pip install -r requirements.txt")
         requests = [
-            ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens)
+            ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens,
+                        logprobs=self.logprobs)
             for i in todo
         ]
 
@@ -85,12 +89,19 @@ class OpenAIPredictor(Predictor):
                 if r.error is not None:
                     prediction = Prediction("", error=f"backend_error.{r.error}", latency_s=r.latency_s)
                 else:
-                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s)
+                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s,
+                                            logprob=None if r.logprob is None else round(r.logprob, LOGPROB_DIGITS))
                 yield [(int(r.id), prediction)]
         except NepError as e:  # no key, endpoint unreachable: one line naming our param
             if not e.param:
                 raise
             raise NepError(e.message, param=self.param(e.param), hint=e.hint) from e
+
+    def runs_on(self, settings):
+        backend = self.backend()
+        where = getattr(backend, "backend", backend)  # behind the response cache
+        return {"device": "remote", "machine": f"endpoint {where.base_url} ({self.model})",
+                "batch_size": 1, "concurrency": where.concurrency}
 
     def timing(self):
         # built (no request sent) even when every answer was resumed, so the keys are always there

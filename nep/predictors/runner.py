@@ -17,8 +17,11 @@ rerun once the endpoint is healthy asks only the failures and writes the same by
 uninterrupted run. Tolerated failures are written as unextracted records (`extraction:
 backend_error.<reason>`) and counted once in the metrics (`failed`).
 
-Records and `metrics/generate/<p>.json` hold only values that the same inputs reproduce; measured
-times (wall time, latency, tokens per second) go to `metrics/timing/generate/<p>.json`.
+Records and `metrics/generate/<p>.json` hold only values that the same inputs reproduce (an
+answer's confidence, `logprob`, is rounded for that); measured times go to
+`metrics/timing/generate/<p>.json` (wall time, latency p50/p95, time to first token, tokens per
+second, batch size, device, machine: nep.predictors.latency) and, one line per answer, to
+`metrics/timing/generate/<p>.answers.jsonl`; neither is a DVC output.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tqdm import tqdm
 
 from nep.core.extract import extract_answer
 from nep.core.prompts import template_completion
+from nep.predictors import latency
 from nep.predictors.base import Prediction, Settings, build_predictor, current_version
 from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
@@ -179,6 +183,7 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
         "extracted": extracted,
         "extraction": how,
         **({"stop": stop} if stop else {}),
+        **({"logprob": answer["logprob"]} if answer.get("logprob") is not None else {}),
     }
     record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})
     return record
@@ -211,7 +216,9 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
 
 def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> dict[str, Any]:
     entry = {"i": i, "id": example["id"], "raw_output": p.raw_output, "output_tokens": p.output_tokens,
-             "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6)}
+             "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6),
+             "batch": p.batch, **({"ttft_s": round(p.ttft_s, 6)} if p.ttft_s is not None else {}),
+             **({"logprob": p.logprob} if p.logprob is not None and not p.error else {})}
     if p.error:  # a failure: recorded like a skip, never saved in the checkpoint
         entry.update(raw_output="", output_tokens=0, skipped=p.error, error=p.error)
     return entry
@@ -303,18 +310,20 @@ def generate(
     records = [make_record(ex, a) for ex, a in zip(examples, answers, strict=True)]
     metrics = {**summarize(records, answers), **predictor.report()}
     new = [done[i] for i in todo]
-    new_tokens = sum(a["output_tokens"] for a in new)
+    per_answer = [latency.answer_row(a, i not in asked) for i, a in enumerate(answers)]
     timing = {
         "wall_s": round(wall, 3),
         "examples_generated": len(new) - len(failed),
         "examples_failed": len(failed),
         "examples_resumed": resumed,
         "mean_latency_s": round(sum(a["latency_s"] for a in new) / len(new), 6) if new else 0.0,
-        "tokens_per_s": round(new_tokens / wall, 3) if wall > 0 else 0.0,
+        **latency.summary(per_answer, where=predictor.runs_on(settings)),
         **predictor.timing(),
     }
     write_jsonl(out_path or paths.generations(name), records)
     write_metrics(metrics_path or paths.metrics("generate", name), metrics)
-    write_metrics(timing_path or paths.timing("generate", name), timing)
+    timing_path = Path(timing_path or paths.timing("generate", name))
+    write_metrics(timing_path, timing)
+    write_jsonl(timing_path.with_suffix(".answers.jsonl"), per_answer)  # per answer: measured, not a DVC output
     checkpoint.remove()
     return metrics

@@ -16,6 +16,7 @@ from nep.predictors.base import (
     Prediction,
     Predictor,
     chat_messages,
+    mean_logprob,
     token_budgets,
     training_prompt,
 )
@@ -78,6 +79,7 @@ class VLLMPredictor(Predictor):
             raise ValueError("kind 'vllm' needs `model` (or an `adapter` that names its base model)")
         self._llm = None
         self.fell_back = False
+        self._chunk = 0  # prompts per engine call in this run (the timing row's batch size)
 
     def report(self):
         return {"vllm.fell_back_to_hf": int(self.fell_back)} if self.fallback == "hf" else {}
@@ -146,7 +148,8 @@ class VLLMPredictor(Predictor):
             return
         vllm = import_vllm(self.param("kind"))
         llm = self.llm
-        params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        # logprobs=0: the chosen token's log-probability only (the answer's confidence)
+        params = vllm.SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens, logprobs=0)
         growth = settings.max_growth_tokens
         tokenizer = llm.get_tokenizer() if growth > 0 else None
         lora = None
@@ -160,7 +163,7 @@ class VLLMPredictor(Predictor):
             batch = [examples[i] for i in idx]
             limits = token_budgets(batch, lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
                                    settings.max_new_tokens, growth)
-            per_prompt = ([vllm.SamplingParams(temperature=0.0, max_tokens=n) for n in limits]
+            per_prompt = ([vllm.SamplingParams(temperature=0.0, max_tokens=n, logprobs=0) for n in limits]
                           if growth > 0 else params)
             start = time.perf_counter()
             if self.chat:
@@ -169,13 +172,43 @@ class VLLMPredictor(Predictor):
             else:
                 split = [model_boundary(training_prompt(ex, self.template)) for ex in batch]
                 outputs = llm.generate([head for head, _ in split], per_prompt, lora_request=lora, use_tqdm=False)
-            share = (time.perf_counter() - start) / len(batch)
+            elapsed = time.perf_counter() - start
+            self._chunk = len(batch)
             leads = [""] * len(batch) if self.chat else [lead for _, lead in split]
             yield [
-                (i, Prediction(strip_lead(o.outputs[0].text, lead), len(o.outputs[0].token_ids), latency_s=share,
+                (i, Prediction(strip_lead(o.outputs[0].text, lead), len(o.outputs[0].token_ids),
+                               latency_s=elapsed, ttft_s=first_token_s(o), batch=len(batch),
+                               logprob=answer_logprob(o.outputs[0]),
                                tags={"stop": stop_reason(o.outputs[0].finish_reason, limit, settings.max_new_tokens)}))
                 for i, o, limit, lead in zip(idx, outputs, limits, leads, strict=True)
             ]
+
+    def runs_on(self, settings):
+        if self.fell_back:
+            return self.hf_fallback().runs_on(settings)
+        from nep.util.machine import describe
+
+        return {"device": "cuda", "machine": describe("cuda"), "batch_size": self._chunk}
+
+
+def answer_logprob(completion) -> float | None:
+    """The mean log-probability of a vLLM completion's tokens: from its per-token `logprobs`
+    (asked with logprobs=0: the chosen token's), else its `cumulative_logprob`; None without either."""
+    steps = getattr(completion, "logprobs", None)
+    ids = list(getattr(completion, "token_ids", None) or [])
+    if steps and len(steps) == len(ids):
+        values = [step[token].logprob for step, token in zip(steps, ids, strict=True) if token in step]
+        if len(values) == len(ids):
+            return mean_logprob(values)
+    total = getattr(completion, "cumulative_logprob", None)
+    return mean_logprob([total / len(ids)]) if total is not None and ids else None
+
+
+def first_token_s(output) -> float | None:
+    """Seconds from a request's arrival to its first token, when vLLM kept its request metrics."""
+    metrics = getattr(output, "metrics", None)
+    arrival, first = getattr(metrics, "arrival_time", None), getattr(metrics, "first_token_time", None)
+    return first - arrival if isinstance(arrival, float) and isinstance(first, float) else None
 
 
 def stop_reason(finish_reason: str | None, limit: int, max_new_tokens: int) -> str:
