@@ -107,6 +107,9 @@ class Filter(Section):
     max_window_lines: int = Field(80, ge=0)
     edit_types: list[Literal["add", "delete", "replace"]] = Field(["add", "delete", "replace"], min_length=1)
     hunk_context_lines: int = Field(3, ge=0)
+    # file: a file's whole diff is one candidate example, every chunk in one window (the paper);
+    # clusters: each cluster of nearby chunks is one, the file cut between clusters (nep.data.filter)
+    windows: Literal["file", "clusters"] = "file"
     workers: int = _workers()
 
 

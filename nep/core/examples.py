@@ -72,12 +72,23 @@ def _label_drop(obj: dict[str, Any]) -> str | None:
     return "not_relevant" if label == 0 else None
 
 
+def _window_key(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The id field of a record that is one window of a file's diff (filter `windows: clusters`:
+    `window.index`), so that each window is its own example; () for a whole file."""
+    window = obj.get("window")
+    if isinstance(window, dict) and isinstance(window.get("index"), int) and not isinstance(window["index"], bool):
+        return (f"window {window['index']}",)
+    return ()
+
+
 def build_examples(
     records: Iterable[dict[str, Any]], drops: Counter, *, context_lines: int = 0
 ) -> Iterator[dict[str, Any]]:
     """Examples of the relevant (label 1) records, in input order; the others counted in `drops`.
 
     The current version is the new file with its last chunk reverted (nep.core.edits.current_version).
+    A record that is one window of a file (filter `windows: clusters`) is built like a file, with the
+    window's index in its id.
     With `context_lines` > 0, each file is first cut to its edit window plus that many lines each side
     (the stage always passes `process.context_lines`; 0 here means whole files, for callers in tests).
     """
@@ -102,7 +113,7 @@ def build_examples(
         if len(chunks) < 2:
             drops["no_edit_history"] += 1  # a single chunk: nothing precedes the next edit
             continue
-        eid = example_id(r.repos, r.commit, r.old_file, r.new_file)
+        eid = example_id(r.repos, r.commit, r.old_file, r.new_file, *_window_key(obj))
         if eid in seen:
             drops["duplicate"] += 1
             continue
