@@ -158,6 +158,9 @@ class Split(Section):
     external_test: str = ""
     external_train: str = ""
     external_revision: str = Field("main", min_length=1)
+    # > 0: a seeded sample of this many examples of each side, taken after the split (0 = all)
+    max_train: int = Field(0, ge=0)
+    max_test: int = Field(0, ge=0)
 
 
 # ---------------------------------------------------------------- finetune

@@ -85,6 +85,12 @@ def _time_split(examples: list[dict[str, Any]], test_fraction: float, seed: int)
     return test
 
 
+def sample_examples(examples: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
+    """A seeded sample of `n` examples (`split.max_train`, `max_test`), in their input order."""
+    keep = sorted(random.Random(f"{seed}:sample").sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
 def split_examples(
     examples: list[dict[str, Any]],
     *,
@@ -152,6 +158,12 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
         info.update({"format.test": ext.format, **flat_counts("external_test", ext.stats),
                      **flat_counts("dropped.external_test", ext.drops)})
     result = split_examples(examples, strategy=strategy, test_fraction=test_fraction, seed=seed, external=external)
+    sampled = {}
+    for side, cap in (("train", cfg.max_train), ("test", cfg.max_test)):
+        rows = getattr(result, side)
+        if cap and len(rows) > cap:
+            setattr(result, side, sample_examples(rows, cap, seed))
+            sampled[f"sampled_out.{side}"] = len(rows) - cap
     if not result.train or not result.test:
         side = "test" if not result.test else "train"
         raise NepError(
@@ -171,6 +183,7 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
         "commits.test": len({(e["repos"], e["commit"]) for e in result.test}),
         "dropped.leaked": result.leaked,
         **flat_counts("dropped", drops),
+        **sampled,
         **info,
     }
     return result, metrics

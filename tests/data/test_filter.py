@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections import Counter
 
 import pytest
 
@@ -222,3 +223,86 @@ def test_filter_stage_metrics_and_bad_lines(tmp_path):
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert out[0]["extra"] == "kept" and out[0]["timestamp"] == 5 and out[0]["repos"] == "r"
     assert "\r" not in out[1]["new_contents"]
+
+
+# ------------------------------------------------------------------ windows: clusters
+
+
+CLUSTERS = paper_filter(max_chars=0, max_tokens=0, edit_types=["add", "delete", "replace"], max_window_lines=30,
+                        windows="clusters")
+
+
+def test_windows_file_is_the_default_and_drops_far_apart_edits():
+    old, new = with_inserts({10: 1, 14: 1, 100: 1, 104: 1})
+    assert paper_filter().windows == "file"
+    assert structural_reason(old, new, paper_filter(max_chars=0, max_tokens=0, max_window_lines=30)) == "window_too_long"
+
+
+def test_clusters_cut_a_file_into_one_record_per_cluster_of_nearby_chunks():
+    # two clusters of two chunks far apart, a lone chunk, and a chunk too long between them
+    old, new = with_inserts({10: 1, 14: 1, 60: 1, 100: 1, 104: 2, 130: 6})
+    counts: Counter = Counter()
+    reason, slices = filters.cluster_windows(old, new, CLUSTERS, counts)
+    assert reason is None and len(slices) == 2
+    assert counts == {"chunks.in": 6, "chunks.in_windows": 4, "chunks.dropped.chunk_too_long": 1,
+                      "windows.dropped.too_few_chunks": 1}
+    rows = filters.window_records(record(old, new), slices)
+    assert [r["window"]["index"] for r in rows] == [0, 1]
+    for r in rows:  # each slice holds exactly its cluster's two chunks, the rest unchanged lines
+        assert len(diff_chunks(r["old_contents"], r["new_contents"])) == 2
+        a = r["window"]["old_start"]
+        assert old.splitlines(keepends=True)[a:a + r["old_contents"].count("\n")] == r["old_contents"].splitlines(keepends=True)
+    # the first slice runs from the file's start to the lone chunk; the second from it to the long one
+    assert rows[0]["old_contents"].startswith("value_0 = 0\n") and rows[0]["old_contents"].endswith("value_59 = 59\n")
+    assert rows[1]["old_contents"].startswith("value_60 = 60\n") and rows[1]["old_contents"].endswith("value_129 = 129\n")
+    assert "added_60_0" not in rows[0]["new_contents"] + rows[1]["new_contents"]
+
+
+def test_clusters_grow_while_the_window_fits():
+    # chunks every 10 lines: a 30-line window (with 3 context lines each side) takes three of them
+    old, new = with_inserts({20: 1, 30: 1, 40: 1, 50: 1, 60: 1, 70: 1})
+    reason, slices = filters.cluster_windows(old, new, CLUSTERS, Counter())
+    assert reason is None and len(slices) == 2
+    for a0, a1, b0, b1 in slices:
+        sub_old = "".join(old.splitlines(keepends=True)[a0:a1])
+        sub_new = "".join(new.splitlines(keepends=True)[b0:b1])
+        assert structural_reason(sub_old, sub_new, CLUSTERS) is None  # each passes the paper's checks alone
+
+
+def test_clusters_drop_reasons_and_metrics():
+    lone_only = with_inserts({10: 1, 100: 1})
+    one_chunk = with_inserts({10: 1})
+    good = with_inserts({10: 1, 14: 1, 100: 1, 104: 1})
+    result = filter_records([record(*lone_only), record(*one_chunk), record(*good), record("a\n", "a\n")], CLUSTERS)
+    assert len(result.kept) == 2
+    assert result.metrics() == {
+        "records_in": 4, "records_out": 2, "dropped.no_change": 1, "dropped.no_window": 1,
+        "dropped.too_few_chunks": 1, "files_out": 1, "chunks.in": 6, "chunks.in_windows": 4,
+        "windows.dropped.too_few_chunks": 2, "language.Python.in": 4, "language.Python.out": 2,
+    }
+    # the paper's mode on the same records: no window-level keys
+    plain = filter_records([record(*good)], paper_filter(max_chars=0, max_tokens=0, max_window_lines=30))
+    assert plain.metrics() == {"records_in": 1, "records_out": 0, "dropped.window_too_long": 1,
+                               "language.Python.in": 1, "language.Python.out": 0}
+
+
+def test_clusters_token_check_per_window():
+    good = with_inserts({10: 1, 14: 1, 100: 1, 104: 1})
+    config = CLUSTERS.model_copy(update={"max_tokens": 1})
+    result = filter_records([record(*good)], config)
+    assert result.kept == []
+    metrics = result.metrics()
+    assert metrics["windows.dropped.too_many_tokens"] == 2 and metrics["dropped.too_many_tokens"] == 1
+    assert metrics["files_out"] == 0
+
+
+def test_clusters_stage_matches_in_memory(tmp_path):
+    good = with_inserts({10: 1, 14: 1, 100: 1, 104: 1})
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(record(*r, old_file="f.py", repos="r", subject="s", message="m")) + "\n"
+                           for r in [good, good]))
+    out = tmp_path / "out.jsonl"
+    metrics = filters.run_filter(src, out, CLUSTERS, workers=1)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["window"]["index"] for r in rows] == [0, 1, 0, 1]
+    assert metrics["records_out"] == 4 and metrics["files_out"] == 2

@@ -121,3 +121,54 @@ def test_split_stage_errors_and_metrics(tmp_path):
     metrics = run(Split(**{**SPLIT_PARAMS, "strategy": "repo", "test_fraction": 0.3, "seed": 0}), **kwargs)
     assert metrics["train"] + metrics["test"] == 18 and metrics["dropped.malformed_json"] == 1
     assert metrics["repos.train"] + metrics["repos.test"] == 3
+
+
+def test_windows_of_one_file_become_examples_and_never_straddle_the_time_split():
+    from nep.data.filter import filter_records, paper_filter
+
+    base = "".join(f"v{i} = {i}\n" for i in range(120))
+
+    def edited(tag: str, at: list[int]) -> str:
+        lines = base.splitlines(keepends=True)
+        for i in sorted(at, reverse=True):
+            lines.insert(i, f"{tag}_{i} = {i}\n")
+        return "".join(lines)
+
+    records = []
+    for t, commit in enumerate(["c1", "c2", "c3", "c4"]):  # four release transitions of two files
+        for path in ["a.py", "b.py"]:
+            records.append({**labeled(1), "commit": commit, "old_file": path, "new_file": path, "timestamp": t,
+                            "old_contents": base, "new_contents": edited(f"{commit}{path[0]}", [10, 14, 80, 84])})
+    config = paper_filter(max_chars=0, max_tokens=0, edit_types=["add", "delete", "replace"], max_window_lines=30,
+                          windows="clusters")
+    kept = filter_records(records, config).kept
+    drops: Counter = Counter()
+    examples = list(build_examples(kept, drops, context_lines=2))
+    assert len(examples) == 16 and not drops  # two windows per file and transition
+    assert len({e["id"] for e in examples}) == 16
+    split = split_examples(examples, strategy="time", test_fraction=0.4, seed=0)
+    train = {(e["path"], e["commit"]) for e in split.train}
+    test = {(e["path"], e["commit"]) for e in split.test}
+    assert train and test and not train & test  # no test (path, transition) in training
+    assert {c for _, c in test} == {"c4", "c3"} and len(split.test) == 8
+
+
+def test_split_caps_each_side_with_a_seeded_sample(tmp_path):
+    from nep.config.schema import Split as SplitParams
+    from nep.data.split import split_dataset
+
+    path = tmp_path / "examples.jsonl"
+    rows = [{"id": f"e{i}", "repos": "r", "commit": f"c{i // 4}", "timestamp": i // 4, "prompt": "p",
+             "completion": "c", "path": f"f{i % 4}.py"} for i in range(40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    full, metrics = split_dataset(SplitParams(strategy="time", test_fraction=0.3), examples_path=path)
+    assert "sampled_out.train" not in metrics
+    capped, metrics = split_dataset(SplitParams(strategy="time", test_fraction=0.3, max_train=5, max_test=3),
+                                    examples_path=path)
+    assert (metrics["train"], metrics["test"]) == (5, 3)
+    assert metrics["sampled_out.train"] == len(full.train) - 5 and metrics["sampled_out.test"] == len(full.test) - 3
+    ids = [e["id"] for e in full.train]
+    assert [e["id"] for e in capped.train] == sorted((e["id"] for e in capped.train), key=ids.index)
+    assert {e["commit"] for e in capped.test} <= {e["commit"] for e in full.test}
+    again, _ = split_dataset(SplitParams(strategy="time", test_fraction=0.3, max_train=5, max_test=3), examples_path=path)
+    assert again.train == capped.train and again.test == capped.test
