@@ -40,6 +40,12 @@ GENERATION_FIELDS = ("id", "prompt", "output", "ground_truth")
 # headline ones as nep/evaluate/headline.py declares them, then the others.
 PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
     **{m.name: m.of for m in HEADLINE_METRICS},
+    "delta_chrf_precision": lambda s: s.delta_chrf_precision,
+    "delta_chrf_recall": lambda s: s.delta_chrf_recall,
+    "delta_chrf_8bf0582": lambda s: s.delta_chrf_8bf0582,
+    "kept_recall": lambda s: s.kept_recall,
+    "brace_imbalance": lambda s: s.brace_imbalance,
+    "isolated_whitespace_rate": lambda s: s.isolated_whitespace,
     "edit_chrf": lambda s: s.edit_chrf,
     "edit_similarity": lambda s: s.edit_similarity,
     "exact_match_eol": lambda s: s.exact_match_eol,
@@ -52,6 +58,9 @@ PER_EXAMPLE: dict[str, Callable[[ExampleScore], float | bool | None]] = {
 # The columns of the predictor and language tables (each with _lo/_hi).
 MAIN_METRICS = (
     *HEADLINE,
+    "delta_chrf_precision",
+    "delta_chrf_recall",
+    "delta_chrf_8bf0582",
     "edit_similarity",
     "exact_match_eol",
     "partial_match_chunk",

@@ -62,8 +62,10 @@ HEADLINE_METRICS: tuple[HeadlineMetric, ...] = (
     # the judge stage's verdict: an LLM's, or the offline rules' (judge.backend)
     HeadlineMetric("llm_judge", "judge", "judged correct (share; judge.backend: rules or an LLM)",
                    value=lambda s: s.judgment == 1),
-    # Zed's
+    # Zed's (nep/evaluate/zed.py, kept_rate.py)
     HeadlineMetric("delta_chrf", "delta chrF (Zed)", "delta chrF (Zed's definition, 0–1)", binary=False),
+    HeadlineMetric("kept_rate", "kept rate (Zed)", "kept rate: share of the edit's characters the truth keeps (Zed)",
+                   binary=False),
 )
 HEADLINE: tuple[str, ...] = tuple(m.name for m in HEADLINE_METRICS)
 BY_NAME: dict[str, HeadlineMetric] = {m.name: m for m in HEADLINE_METRICS}

@@ -12,16 +12,18 @@ context (` `), removed (`-`) and added (`+`) lines.
   prediction's hunks.
 - edit_similarity: 1 - Levenshtein distance / length of the longer text, prediction vs ground truth.
 
-Zed's metrics (zed-industries/zed, crates/edit_prediction_cli/src/metrics.rs at commit 8bf0582,
-the definition Zeta's numbers are reported in), on whole files, original = the current version:
-- delta_chrf: Zed's `delta_chr_f` on 0–1 (Zed reports 0–100): whitespace removed; for n = 1..6 the
-  character n-gram counts of current, truth and prediction; the deltas truth − current and
-  prediction − current over every n-gram of either side; a negative delta of n-gram g counts as
-  |d| occurrences of a distinct token "deleted g"; true positives Σ min, false positives and
-  negatives the excesses; per-order precision and recall (0 when undefined, 1 and 1 when both
-  deltas are empty), averaged over the 6 orders, then F-beta with beta 2; 1.0 when all three texts
-  are equal. See `zed_delta_chrf`.
-- exact lines (`exact_lines`): the *sets* of `+`/`-` lines of the line diff current → truth and
+Zed's metrics (nep/evaluate/zed.py and kept_rate.py: the definitions, commits and Zed's unit
+tests), on whole files, original = the current version, each 0 for an unusable prediction:
+- delta_chrf: Zed's current `delta_chr_f` (crates/edit_prediction_metrics, patch_metrics.rs) on
+  0–1: whitespace runs collapsed, character n-grams 1..6 of the changed regions, F-beta with
+  β = 0.5 of the precision and recall averaged over the orders (`delta_chrf_precision`,
+  `delta_chrf_recall`). `delta_chrf_8bf0582`: the definition of commit 8bf0582 (whitespace removed,
+  whole texts, β = 2), nep's `delta_chrf` until 2026-12.
+- kept_rate, kept_recall: Zed's `compute_kept_rate` (kept_recall is its `recall_rate`).
+- brace_imbalance: the bracket imbalance the prediction adds to the current version (None when
+  there is no usable prediction); isolated_whitespace: a blank line added or removed on its own.
+- exact lines (`exact_lines`, commit 8bf0582's `line_match_score`): the *sets* of `+`/`-` lines of
+  the line diff current → truth and
   current → prediction; true positives = their intersection, false positives / negatives the two
   differences (Zed's `line_match_score`). The evaluation sums the counts over examples (Zed's
   `ClassificationMetrics::aggregate`) for precision, recall and F1.
@@ -37,19 +39,28 @@ blank lines and line ends), partial and position match are undefined (None): the
 the example out of those two rates and counts it (`no_true_hunk`). A prediction without a hunk
 scores 0 on both. nep's chunk-based variants live in nep/evaluate/refined.py.
 
-Public API, usable per example (e.g. as a reward): `paper_scores`, `delta_chrf`, `exact_lines`,
-`edit_chrf`, `edit_similarity`, `score_example`.
+Public API, usable per example (e.g. as a reward): `paper_scores`, `delta_chrf` (and
+`delta_chrf_scores`, `delta_chrf_8bf0582`), `exact_lines`, `edit_chrf`, `edit_similarity`,
+`score_example`; nep.evaluate.kept_rate.kept_rate.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections import Counter
 from dataclasses import asdict, dataclass
 
 from rapidfuzz.distance import Levenshtein
 
+from nep.evaluate.kept_rate import kept_rate
 from nep.evaluate.refined import refined_scores
+from nep.evaluate.zed import (
+    DeltaChrF,
+    added_brace_imbalance,
+    delta_chr_f,
+    delta_chr_f_8bf0582,
+    isolated_whitespace,
+    ngram_counts,
+)
 
 PAPER_CONTEXT = 3  # context lines of the paper's hunks (difflib's default n)
 CHRF_ORDER = 6
@@ -106,10 +117,6 @@ def edit_text(current: str, text: str) -> str:
     return "\n".join(out)
 
 
-def _ngrams(text: str, n: int) -> Counter[str]:
-    return Counter(text[i : i + n] for i in range(len(text) - n + 1))
-
-
 def chrf(hypothesis: str, reference: str, *, order: int = CHRF_ORDER, beta: float = CHRF_BETA) -> float:
     """Sentence chrF (Popović 2015) in [0, 1]: whitespace removed, character n-grams n = 1..order;
     precision and recall averaged over the orders both texts have n-grams of, then F-beta.
@@ -119,7 +126,7 @@ def chrf(hypothesis: str, reference: str, *, order: int = CHRF_ORDER, beta: floa
         return float(hyp == ref)
     precisions, recalls = [], []
     for n in range(1, order + 1):
-        h, r = _ngrams(hyp, n), _ngrams(ref, n)
+        h, r = ngram_counts(hyp, n), ngram_counts(ref, n)
         if not h or not r:
             continue
         matched = sum((h & r).values())
@@ -137,65 +144,20 @@ def edit_chrf(current: str, ground_truth: str, prediction: str) -> float:
     return chrf(edit_text(current, prediction), edit_text(current, ground_truth))
 
 
-# Rust's `char::is_whitespace` (the Unicode White_Space property), which Zed's filter uses; Python's
-# str.isspace also counts U+001C..U+001F, so the set is spelled out.
-_UNICODE_WHITESPACE = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-)
-DELETED = "\N{NOT SIGN}"  # Zed's prefix of a "deleted n-gram" token
-
-
-def _without_whitespace(text: str) -> str:
-    return "".join(c for c in text if c not in _UNICODE_WHITESPACE)
-
-
-def _delta_counts(after: Counter[str], before: Counter[str]) -> tuple[Counter[str], bool]:
-    """The n-gram delta after − before as counts (a negative delta d of g → |d| of DELETED + g),
-    and whether the delta, zero entries included, is empty (neither side has an n-gram)."""
-    counts: Counter[str] = Counter()
-    for gram in before.keys() | after.keys():
-        d = after[gram] - before[gram]
-        if d > 0:
-            counts[gram] = d
-        elif d < 0:
-            counts[DELETED + gram] = -d
-    return counts, not (before or after)
-
-
-def _precision_recall(expected: Counter[str], actual: Counter[str]) -> tuple[float, float]:
-    tp = sum(min(n, actual[g]) for g, n in expected.items())
-    fp = sum(max(n - expected[g], 0) for g, n in actual.items())
-    fn = sum(max(n - actual[g], 0) for g, n in expected.items())
-    return (tp / (tp + fp) if tp + fp else 0.0), (tp / (tp + fn) if tp + fn else 0.0)
-
-
-def zed_delta_chrf(original: str, expected: str, actual: str) -> float:
-    """Zed's delta-chrF of the edit original → actual against original → expected, on 0–1 (the
-    module docstring has the definition; Zed's value is 100 times this)."""
-    if original == expected == actual:
-        return 1.0
-    texts = [_without_whitespace(t) for t in (original, expected, actual)]
-    total_p = total_r = 0.0
-    for n in range(1, CHRF_ORDER + 1):
-        orig, exp, act = (_ngrams(t, n) for t in texts)
-        exp_counts, exp_empty = _delta_counts(exp, orig)
-        act_counts, act_empty = _delta_counts(act, orig)
-        if exp_empty and act_empty:
-            total_p, total_r = total_p + 1.0, total_r + 1.0
-            continue
-        p, r = _precision_recall(exp_counts, act_counts)
-        total_p, total_r = total_p + p, total_r + r
-    p, r = total_p / CHRF_ORDER, total_r / CHRF_ORDER
-    if p + r == 0:
-        return 0.0
-    b2 = CHRF_BETA * CHRF_BETA
-    return (1 + b2) * p * r / (b2 * p + r)
+def delta_chrf_scores(current: str, ground_truth: str, prediction: str) -> DeltaChrF:
+    """Zed's current delta chrF (nep/evaluate/zed.py) of the prediction's edit of `current` against
+    the ground truth's: the score on 0–1, its precision and recall, and the n-gram counts."""
+    return delta_chr_f(current, ground_truth, prediction)
 
 
 def delta_chrf(current: str, ground_truth: str, prediction: str) -> float:
-    """Zed's delta-chrF (0–1) of the prediction's edit of `current` against the ground truth's."""
-    return zed_delta_chrf(current, ground_truth, prediction)
+    """Zed's current delta chrF (0–1) of the prediction's edit of `current` against the ground truth's."""
+    return delta_chr_f(current, ground_truth, prediction).score
+
+
+def delta_chrf_8bf0582(current: str, ground_truth: str, prediction: str) -> float:
+    """Zed's delta chrF as of commit 8bf0582 (0–1), nep's `delta_chrf` until 2026-12."""
+    return delta_chr_f_8bf0582(current, ground_truth, prediction)
 
 
 def changed_lines(current: str, text: str) -> set[str]:
@@ -234,8 +196,15 @@ class ExampleScore:
     exact_match: bool
     partial_match: bool | None
     position_match: bool | None
-    # Zed's
-    delta_chrf: float
+    # Zed's (nep/evaluate/zed.py, kept_rate.py)
+    delta_chrf: float  # the current definition, with its averaged precision and recall
+    delta_chrf_precision: float
+    delta_chrf_recall: float
+    delta_chrf_8bf0582: float  # the definition of commit 8bf0582
+    kept_rate: float  # share of the prediction's edit characters the true edit also makes
+    kept_recall: float  # share of the true edit's characters the prediction makes (Zed's recall_rate)
+    brace_imbalance: int | None  # bracket imbalance the prediction adds (None: no usable prediction)
+    isolated_whitespace: bool | None  # a blank line added or removed on its own
     line_true_positives: int  # Zed's exact lines (`exact_lines`)
     line_false_positives: int
     line_false_negatives: int
@@ -284,6 +253,8 @@ def score_example(
         context_lines=context_lines,
     )
     lines = exact_lines(current, ground_truth, prediction) if usable else (0, 0, len(changed_lines(current, ground_truth)))
+    chrf_ = delta_chr_f(current, ground_truth, prediction) if usable else DeltaChrF(0.0, 0.0, 0.0)
+    kept = kept_rate(current, prediction, ground_truth) if usable else None
     return ExampleScore(
         id=id,
         language=language,
@@ -292,7 +263,14 @@ def score_example(
         exact_match=bool(paper["exact_match"]),
         partial_match=paper["partial_match"],
         position_match=paper["position_match"],
-        delta_chrf=delta_chrf(current, ground_truth, prediction) if usable else 0.0,
+        delta_chrf=chrf_.score,
+        delta_chrf_precision=chrf_.precision,
+        delta_chrf_recall=chrf_.recall,
+        delta_chrf_8bf0582=delta_chr_f_8bf0582(current, ground_truth, prediction) if usable else 0.0,
+        kept_rate=kept.kept_rate if kept else 0.0,
+        kept_recall=kept.recall_rate if kept else 0.0,
+        brace_imbalance=added_brace_imbalance(current, prediction) if usable else None,
+        isolated_whitespace=isolated_whitespace(current, prediction) if usable else None,
         line_true_positives=lines[0],
         line_false_positives=lines[1],
         line_false_negatives=lines[2],

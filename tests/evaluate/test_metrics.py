@@ -10,6 +10,7 @@ from nep.evaluate.metrics import (
     changed_lines,
     chrf,
     delta_chrf,
+    delta_chrf_8bf0582,
     edit_chrf,
     edit_similarity,
     edit_text,
@@ -190,8 +191,9 @@ def test_edit_chrf_scores_the_edit_text():
 
 
 # ---------------------------------------------------------------- Zed's delta-chrF
-# Zed's own unit tests (crates/edit_prediction_cli/src/metrics.rs), its texts as the diffs spell
-# them; Zed's bounds are on 0-100, nep reports 0-1.
+# delta_chrf_8bf0582: Zed's unit tests of commit 8bf0582 (crates/edit_prediction_cli/src/metrics.rs),
+# its texts as the diffs spell them; Zed's bounds are on 0-100, nep reports 0-1. The current
+# definition (`delta_chrf`) has its own Zed cases in test_zed.py.
 ZED_CASES = [
     # (name, original, expected, actual, low, high)
     ("perfect match", 'fn main() {    println!("Hello");}', 'fn main() {    println!("Hello, World!");}',
@@ -205,39 +207,39 @@ ZED_CASES = [
 
 
 @pytest.mark.parametrize(("name", "original", "expected", "actual", "low", "high"), ZED_CASES)
-def test_delta_chrf_meets_zeds_unit_tests(name, original, expected, actual, low, high):
-    score_ = delta_chrf(original, expected, actual)
+def test_delta_chrf_8bf0582_meets_zeds_unit_tests(name, original, expected, actual, low, high):
+    score_ = delta_chrf_8bf0582(original, expected, actual)
     assert low < score_ < high or (high == 1.0 and score_ == 1.0) or (low == 0.0 and score_ == 0.0), name
 
 
-def test_delta_chrf_hand_computed():
+def test_delta_chrf_8bf0582_hand_computed():
     # the same edit: every order with an n-gram has P = R = 1; orders 4-6 have none on either side (1, 1)
-    assert delta_chrf("ab", "abc", "abc") == 1.0
+    assert delta_chrf_8bf0582("ab", "abc", "abc") == 1.0
     # a missed edit on a short text: orders 1-3 P = R = 0, orders 4-6 both deltas empty → P = R = 1/2
-    assert delta_chrf("ab", "abc", "ab") == pytest.approx(0.5)
+    assert delta_chrf_8bf0582("ab", "abc", "ab") == pytest.approx(0.5)
     # "abcd": c → X expected, c → Y made. Orders 1-4 each: the deletions match (tp), the insertions
     # do not (fp = fn = tp) → P = R = 1/2; orders 5-6 empty → 1. P = R = (4/2 + 2)/6 = 2/3 → F = 2/3
-    assert delta_chrf("abcd", "abXd", "abYd") == pytest.approx(2 / 3)
+    assert delta_chrf_8bf0582("abcd", "abXd", "abYd") == pytest.approx(2 / 3)
     # whitespace is removed: the same texts otherwise
-    assert delta_chrf("a b c d", "a b X d", "a\tb  Y\nd") == pytest.approx(2 / 3)
+    assert delta_chrf_8bf0582("a b c d", "a b X d", "a\tb  Y\nd") == pytest.approx(2 / 3)
     # ... but the all-equal shortcut reads the raw texts: a whitespace-only expected change leaves
     # zero deltas (orders 1-2: no count on either side → P = R = 0; orders 3-6 empty → 1) → 2/3
-    assert delta_chrf("a b", "a  b", "a b") == pytest.approx(2 / 3)
+    assert delta_chrf_8bf0582("a b", "a  b", "a b") == pytest.approx(2 / 3)
     # F-beta, beta 2, from unequal P and R: original "ab", expected "abc", actual "abcd".
     # n=1: exp {c}, act {c, d} → P 1/2, R 1; n=2: {bc} vs {bc, cd} → 1/2, 1; n=3: {abc} vs {abc, bcd}
     # → 1/2, 1; n=4: exp empty, act {abcd} → P 0 (tp + fp = 1), R 0 (tp + fn = 0); n=5-6 empty → 1, 1
     p, r = (3 * 0.5 + 0 + 2) / 6, (3 * 1 + 0 + 2) / 6
-    assert delta_chrf("ab", "abc", "abcd") == pytest.approx(5 * p * r / (4 * p + r))
+    assert delta_chrf_8bf0582("ab", "abc", "abcd") == pytest.approx(5 * p * r / (4 * p + r))
 
 
-def test_delta_chrf_counts_a_deletion_as_its_own_token():
+def test_delta_chrf_8bf0582_counts_a_deletion_as_its_own_token():
     # "axb": x deleted expected, another x inserted. n=1: {¬x} vs {x} → 0, 0; n=2: {¬ax, ¬xb, ab} vs
     # {xx} → 0, 0; n=3: {¬axb} vs {¬axb, axx, xxb} → P 1/3, R 1; n=4: expected empty, actual {axxb}
     # → 0, 0; n=5-6 empty → 1, 1
     p, r = (1 / 3 + 2) / 6, (1 + 2) / 6
-    assert delta_chrf("axb", "ab", "axxb") == pytest.approx(5 * p * r / (4 * p + r))
+    assert delta_chrf_8bf0582("axb", "ab", "axxb") == pytest.approx(5 * p * r / (4 * p + r))
     # Rust's whitespace set: U+001C is not whitespace there (Python's str.split would drop it)
-    assert delta_chrf("ab", "a\x1cb", "ab") < 1.0
+    assert delta_chrf_8bf0582("ab", "a\x1cb", "ab") < 1.0
 
 
 def _file(n: int) -> str:
@@ -253,8 +255,9 @@ def test_delta_chrf_scores_a_non_attempt_near_0(name):
         "sentence": "The next edit doubles value_20.\n",
         "loop": "#\n" * 200,
     }[name]
-    assert delta_chrf(current, truth, answer) < 0.05
-    assert delta_chrf(current, truth, truth) == 1.0
+    for definition in (delta_chrf, delta_chrf_8bf0582):
+        assert definition(current, truth, answer) < 0.05
+        assert definition(current, truth, truth) == 1.0
 
 
 # ---------------------------------------------------------------- Zed's exact lines

@@ -3,8 +3,8 @@ NEP-schema rows (files with and without a final newline, a duplicated record) as
 `split.strategy: external`, generations imported through the `file` predictor keyed by commit and
 file (as the paper's `evaluate/generate_api.py` writes them), scored by the evaluate stage's code and
 by an independent reference written here from the paper's `evaluate/evaluate.py`. The same for its
-`generate_offline.py` protocol (`evaluate.protocol: paper_offline`). `delta_chrf` equals a literal
-transcription of Zed's definition on the same rows."""
+`generate_offline.py` protocol (`evaluate.protocol: paper_offline`). `delta_chrf_8bf0582` equals a literal
+transcription of Zed's definition at commit 8bf0582 on the same rows."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def ref_scores(current: str, truth: str, output: str) -> tuple[int, int, int]:
     return int(truth == output), int(partial), int(position)
 
 
-# ------------------------------------------------------------------ Zed's delta-chrF, transcribed literally
+# ------------------------------------------------------------------ Zed's delta-chrF of 8bf0582, transcribed literally
 def zed_reference(original: str, expected: str, actual: str) -> float:
     if original == expected == actual:
         return 1.0
@@ -189,7 +189,7 @@ def test_next_version_protocol_equals_the_papers_functions_on_api_rows(rows_and_
     for k, name in enumerate(("exact_match", "partial_match", "position_match")):
         assert summary[name] == sum(t[k] for t in reference) / n  # the paper's rate: over every row
     for r, o, s in zip(rows, outputs, scores, strict=True):
-        assert s.delta_chrf == pytest.approx(zed_reference(r["current_contents"], r["new_contents"], o), abs=1e-12)
+        assert s.delta_chrf_8bf0582 == pytest.approx(zed_reference(r["current_contents"], r["new_contents"], o), abs=1e-12)
 
 
 def test_paper_offline_protocol_equals_the_papers_functions_on_offline_rows(rows_and_answers):
