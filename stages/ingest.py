@@ -21,7 +21,7 @@ from typing import Any
 from nep.config.params import load_section
 from nep.config.schema import Ingest
 from nep.data.ingest import ingest
-from nep.data.stdlib_history import ensure_history
+from nep.data.stdlib_history import ensure_history, resolve_root
 from nep.util import paths
 from nep.util.errors import NepError
 from nep.util.jsonl import write_metrics
@@ -39,7 +39,7 @@ def run(cfg: Ingest, *, output_dir: Path = OUTPUT, metrics_path: Path = METRICS,
     source = cfg.source
     if source == "git" and cfg.git.stdlib_root:
         for repo in cfg.git.repos:
-            ensure_history(Path(repo), Path(cfg.git.stdlib_root))
+            ensure_history(Path(repo), resolve_root(cfg.git.stdlib_root))
     metrics = ingest(cfg, out_dir=output_dir, stamps=stamps)
     write_metrics(metrics_path, metrics)
     if metrics["records_out"] == 0:

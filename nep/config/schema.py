@@ -69,8 +69,9 @@ class IngestGit(Section):
     pins: dict[str, str] = {".": "f19d35db8f82419e1a9b66f801f6b96218ee4912"}
     max_commits: int = Field(0, ge=0)
     max_file_bytes: int = Field(1_000_000, ge=1)
-    # A pyenv versions directory: a repository of `repos` that does not exist yet is first built
-    # from the Python 3 standard libraries installed there (nep.data.stdlib_history); "" = never.
+    # A pyenv versions directory (`~` expanded; `pyenv` = `pyenv root`/versions): a repository of
+    # `repos` that does not exist yet is first built from the Python 3 standard libraries installed
+    # there (nep.data.stdlib_history); "" = never.
     stdlib_root: str = ""
 
 

@@ -1,5 +1,5 @@
 """A git history of real, human-written Python changes, built offline from the CPython standard
-libraries installed side by side (pyenv: /root/.pyenv/versions/3.X.Y/lib/python3.X).
+libraries installed side by side (pyenv: `$(pyenv root)/versions/3.X.Y/lib/python3.X`).
 
     python -m nep.data.stdlib_history DEST            # every installed 3.x, oldest first
     python -m nep.data.stdlib_history DEST --root /usr/local/pyenv/versions --versions 3.10 3.11
@@ -29,10 +29,46 @@ from pathlib import Path
 from nep.util.cli import run_main
 from nep.util.errors import NepError
 
-DEFAULT_ROOT = Path("/root/.pyenv/versions")
+DEFAULT_ROOT = Path("~/.pyenv/versions")  # pyenv's default place (`pyenv root`/versions)
+PYENV = "pyenv"  # the value of ingest.git.stdlib_root that asks `pyenv root`
+# The releases presets/smollm2.yaml's pinned ingest.git.rev was built from: other patch releases
+# give other files, so other commits.
+RELEASES = ("3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13", "3.11.7", "3.12.1", "3.13.0")
 EXCLUDED_DIRS = {"site-packages", "__pycache__", "lib-dynload"}
 EPOCH = 1577836800  # 2020-01-01T00:00:00Z; commit i is dated EPOCH + i days
 AUTHOR = ("CPython developers", "cpython@python.invalid")
+
+
+def pyenv_root() -> Path | None:
+    """`$(pyenv root)` when pyenv is installed (it honours PYENV_ROOT), else None."""
+    exe = shutil.which("pyenv")
+    if exe is None:
+        return None
+    try:
+        done = subprocess.run([exe, "root"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+
+
+def resolve_root(value: str) -> Path:
+    """The folder `ingest.git.stdlib_root` names: `pyenv` asks `pyenv root` (its versions/ folder;
+    ~/.pyenv/versions when pyenv is not on PATH); any other value is a path, `~` and $VARIABLES
+    expanded."""
+    if value == PYENV:
+        root = pyenv_root()
+        return (root / "versions") if root else DEFAULT_ROOT.expanduser()
+    return Path(os.path.expandvars(os.path.expanduser(value)))
+
+
+def install_hint(libs: dict[str, Path]) -> str:
+    """One line: the releases of RELEASES not installed, as a `pyenv install` command."""
+    have = {lib.parent.parent.name for lib in libs.values()}
+    missing = [r for r in RELEASES if r not in have]
+    if not missing:
+        return ""
+    return (f"pyenv install {' '.join(missing)}  (the releases presets/smollm2.yaml's ingest.git.rev was built "
+            "from; others build other commits)")
 
 
 def installed(root: Path) -> dict[str, Path]:
@@ -115,7 +151,12 @@ def ensure_history(dest: Path, root: Path) -> Path:
     libs = installed(root)
     if len(libs) < 2:
         raise NepError(f"needs at least two Python 3 standard libraries, found {sorted(libs) or 'none'}",
-                       path=root, param="ingest.git.stdlib_root", hint="install them (pyenv install 3.X) or set it to \"\"")
+                       path=root, param="ingest.git.stdlib_root",
+                       hint=f"{install_hint(libs) or 'pyenv install 3.X'}; or set it to the folder holding them, "
+                            f"`{PYENV}` (asks `pyenv root`), or \"\"")
+    if hint := install_hint(libs):
+        print(f"ingest: {root} lacks Python releases the smollm2 preset pins; to get its commits: {hint}",
+              file=sys.stderr)
     tmp = dest.with_name(f".{dest.name}.building")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -129,9 +170,10 @@ def ensure_history(dest: Path, root: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m nep.data.stdlib_history", description=__doc__.split("\n\n")[0])
     parser.add_argument("dest", type=Path, help="new directory for the repository")
-    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"pyenv versions directory ({DEFAULT_ROOT})")
+    parser.add_argument("--root", default=PYENV, help="pyenv versions directory (default: `pyenv root`/versions)")
     parser.add_argument("--versions", nargs="*", help="minor versions to use, e.g. 3.10 3.11 (default: all)")
     args = parser.parse_args(argv)
+    args.root = resolve_root(args.root)
     libs = installed(args.root)
     if args.versions:
         missing = [v for v in args.versions if v not in libs]

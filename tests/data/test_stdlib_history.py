@@ -102,3 +102,36 @@ def test_ingest_stage_builds_a_missing_history_first(tmp_path):
     metrics = run(Ingest(source="git", languages=["Python"], git=git, workers=1),
                   output_dir=tmp_path / "out", metrics_path=tmp_path / "m.json", stamps=tmp_path / "s.json")
     assert metrics["records_out"] == 1 and (tmp_path / "hist" / ".git").is_dir()
+
+
+def test_the_root_expands_home_and_asks_pyenv(tmp_path, monkeypatch):
+    """`~` and $VARIABLES expand; `pyenv` is `pyenv root`/versions when pyenv is on PATH (here a
+    stand-in script), else ~/.pyenv/versions."""
+    from nep.data.stdlib_history import resolve_root
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WHERE", str(tmp_path / "elsewhere"))
+    assert resolve_root("~/.pyenv/versions") == tmp_path / "home/.pyenv/versions"
+    assert resolve_root("$WHERE/versions") == tmp_path / "elsewhere/versions"
+    monkeypatch.setenv("PATH", str(tmp_path / "nobin"))
+    assert resolve_root("pyenv") == tmp_path / "home/.pyenv/versions"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "pyenv"
+    script.write_text(f"#!/bin/sh\necho {tmp_path / 'opt/pyenv'}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert resolve_root("pyenv") == tmp_path / "opt/pyenv/versions"
+
+
+def test_missing_releases_are_named_in_one_install_line(tmp_path):
+    from nep.data.stdlib_history import RELEASES, ensure_history
+
+    root = tmp_path / "versions"
+    (root / "3.10.13/lib/python3.10").mkdir(parents=True)
+    with pytest.raises(NepError) as e:
+        ensure_history(tmp_path / "history", root)
+    line = str(e.value)
+    assert "\n" not in line and "found ['3.10']" in line
+    missing = [r for r in RELEASES if r != "3.10.13"]
+    assert f"pyenv install {' '.join(missing)}" in line
