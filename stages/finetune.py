@@ -23,6 +23,7 @@ from nep.config.schema import Finetune
 from nep.core.examples import read_training_set
 from nep.train.sft import run_finetune
 from nep.util import paths
+from nep.util.console import setup_logging
 from nep.util.jsonl import flat_counts, write_metrics
 
 METRICS_DIR = paths.METRICS / "finetune"
@@ -72,7 +73,7 @@ def finetune(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     metrics = finetune(load_section("finetune"))  # a known failure is one line (run_main)
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 

@@ -18,14 +18,14 @@ from nep.config.params import load_section
 from nep.predictors.base import Settings
 from nep.predictors.runner import generate
 from nep.util import paths
-from nep.util.console import banner
+from nep.util.console import banner, setup_logging
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", required=True, help="a key of params.yaml generate.predictors")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     cfg = load_section("generate")
     predictors = cfg.predictors
     if args.predictor not in predictors:

@@ -22,6 +22,7 @@ from nep.config.params import load_section
 from nep.config.schema import Posttrain
 from nep.core.examples import read_training_set
 from nep.util import paths
+from nep.util.console import setup_logging
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, write_jsonl, write_metrics
 
@@ -77,7 +78,7 @@ def posttrain(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     metrics = posttrain(load_section("posttrain"))  # a known failure is one line (run_main)
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 

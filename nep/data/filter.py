@@ -258,8 +258,10 @@ def filter_records(records: Iterable[dict[str, Any]], config: Filter, *, progres
     through nep.util.batches instead); count the others by reason and language."""
     from tqdm import tqdm
 
+    from nep.util.console import bars
+
     result = FilterResult(kept=[], windows=config.windows)
-    stream = tqdm(records, desc="filter", unit="rec", disable=not progress)
+    stream = tqdm(records, desc="filter", unit="rec", disable=bars(progress))
     result.kept = list(filter_stream(stream, config, result.dropped, result.language_in))
     return result
 

@@ -102,12 +102,14 @@ def label_file(input_path: Path, output_path: Path, cfg: Any) -> Report:
     metrics and timing, then calls `report.check()` (the labeler's max_failure_rate)."""
     from tqdm import tqdm
 
+    from nep.util.console import bars
+
     start = time.perf_counter()
     drops: Counter = Counter()
     records = list(valid_records(read_jsonl(input_path, drops), drops))
     labeler = build(LABELERS, cfg)
     tally = Tally()
-    verdicts = tqdm(labeler.verdicts(records), total=len(records), desc="label", unit="rec")
+    verdicts = tqdm(labeler.verdicts(records), total=len(records), desc="label", unit="rec", disable=bars())
     n = write_jsonl(output_path, ({**record, "label": v.value, "label_reason": v.reason}
                                   for record, v in zip(records, map(tally.add, verdicts), strict=True)))
     metrics = {"records_in": len(records) + sum(drops.values()), "records_out": n, **tally.metrics(),

@@ -204,6 +204,8 @@ def judge_file(input_path: Path, output_path: Path, cfg: Any, desc: str = "judge
     are joined to their verdicts by id. The caller writes metrics and timing, then `report.check()`."""
     from tqdm import tqdm
 
+    from nep.util.console import bars
+
     start = time.perf_counter()
     drops: Counter = Counter()
     records = list(read_jsonl(input_path, drops))
@@ -215,7 +217,7 @@ def judge_file(input_path: Path, output_path: Path, cfg: Any, desc: str = "judge
     if duplicated := [i for i, n in ids.items() if n > 1]:
         raise NepError(f"{input_path}: duplicate generation ids {duplicated[:5]}")
     judge = build(JUDGES, cfg)
-    verdicts = {v.id: v for v in tqdm(judge.verdicts(valid), total=len(valid), desc=desc, unit="rec")}
+    verdicts = {v.id: v for v in tqdm(judge.verdicts(valid), total=len(valid), desc=desc, unit="rec", disable=bars())}
     tally = Tally()
 
     def judgment(record: dict[str, Any], missing: list[str]) -> dict[str, Any]:

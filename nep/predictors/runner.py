@@ -44,6 +44,7 @@ from nep.predictors import latency
 from nep.predictors.base import Prediction, Settings, build_predictor, current_version
 from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
+from nep.util.console import bars
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, read_jsonl, write_jsonl, write_metrics
 
@@ -274,7 +275,7 @@ def generate(
     failed: dict[int, dict[str, Any]] = {}  # this run's failures: never in the checkpoint
     start = time.perf_counter()
     try:
-        with tqdm(total=len(examples), initial=resumed, desc=name, disable=not progress,
+        with tqdm(total=len(examples), initial=resumed, desc=name, disable=bars(progress),
                   bar_format=PROGRESS_FORMAT) as bar:
             credit = 0.0  # progress a predictor reported (`predictor.progress`) for answers not yet yielded
 

@@ -19,7 +19,6 @@ from nep.core.prompts import MARKERS
 from nep.train.attention import use_cpu_gqa
 from nep.train.gguf import check_gguf, is_gguf, resolve_model
 from nep.train.tiny import (
-    SMOKE_WARNING,
     build_tiny_model,  # logs SMOKE_WARNING
 )
 from nep.util import device as nep_device
@@ -361,8 +360,7 @@ def load_finetuned(model_dir: str | Path, *, device: str | None = None, dtype=No
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     device = resolve_device(device)
-    if metadata["base_model"] == TINY_MODEL:
-        log.warning(SMOKE_WARNING)
+    # the smoke model is warned about once, where it is built (finetune), and named in the report
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     base, _ = load_base_hf(base_model_path(model_dir, metadata), device=device, dtype=dtype)
     add_markers(tokenizer, base)

@@ -1,5 +1,6 @@
-"""What a stage prints while it runs: one banner line (what it does, how big its input is), and
-library warnings that nep expects, silenced around the one call that raises them.
+"""What a stage prints while it runs: one banner line (what it does, how big its input is), log
+lines and warnings each on a line of their own (never glued to a progress bar) and each distinct
+warning once, and library warnings that nep expects, silenced around the one call that raises them.
 
 Everything goes to stderr, so a stage's stdout stays its one-line summary.
 """
@@ -57,6 +58,59 @@ def banner(stage: str, does: str, inputs: list[str | Path] | str = ()) -> str:
     line = f"== {stage}: {does}" + (f" <- {shown}" if shown else "")
     print(line, file=sys.stderr, flush=True)
     return line
+
+
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+def bars(progress: bool = True) -> bool | None:
+    """tqdm's `disable` for nep's progress bars: None draws them only when stderr is a terminal (a
+    log file or a pipe gets no `\\r`-redrawn lines to glue a summary onto), True never."""
+    return None if progress else True
+
+
+class _BarSafeHandler(logging.StreamHandler):
+    """Writes each record through `tqdm.write`, which lifts any progress bar being drawn, writes the
+    line and draws the bar again below it: a log line never lands on a bar's line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class _Once(logging.Filter):
+    """Lets each distinct warning (level WARNING and above: logger and message) through once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """A stage's logging: `LEVEL name: message` on stderr, each line its own even while a progress
+    bar is drawn, each distinct warning once; Python warnings (`warnings.warn`) go the same way."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _BarSafeHandler)]:
+        root.removeHandler(old)
+    handler = _BarSafeHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_Once())
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
 
 
 @contextmanager

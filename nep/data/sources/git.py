@@ -227,6 +227,8 @@ def git_records(
     """
     from tqdm import tqdm
 
+    from nep.util.console import bars
+
     languages = set(languages)
     if not repos:
         raise NepError("ingest.git.repos is empty: list the repositories to mine")
@@ -242,7 +244,7 @@ def git_records(
         blobs = BlobReader(repo)
         try:
             for sha, time, subject, message in tqdm(commits, desc=f"ingest {name}", unit="commit",
-                                                    disable=not progress):
+                                                    disable=bars(progress)):
                 for status, old_mode, new_mode, old_blob, new_blob, old_path, new_path in changes.get(sha, []):
                     if not (_is_utf8(old_path) and _is_utf8(new_path)):
                         drops["non_utf8_path"] += 1
