@@ -33,7 +33,7 @@ def main() -> None:
     kind = predictors[args.predictor].get("kind", "?")
     banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
     settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads,
-                        max_growth_tokens=cfg.max_growth_tokens)
+                        max_growth_tokens=cfg.max_growth_tokens, prompt_lookup_tokens=cfg.prompt_lookup_tokens)
     metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

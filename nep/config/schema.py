@@ -291,6 +291,9 @@ class Generate(Section):
     # > 0: an hf/finetuned/vllm answer stops (tag growth_limit) once it is this many tokens longer than
     # the example's current version; 0 = off (max_new_tokens alone)
     max_growth_tokens: int = Field(0, ge=0)
+    # > 0: hf/finetuned answers drafted from the prompt (transformers' prompt lookup, this many tokens
+    # per draft), one prompt at a time; greedy tokens the same (nep.predictors.hf); 0 = off
+    prompt_lookup_tokens: int = Field(0, ge=0)
     # each entry is checked by its kind (check_predictor_entry, called by `validate`)
     predictors: dict[str, dict[str, Any]] = Field(DEFAULT_PREDICTORS, min_length=1)
 

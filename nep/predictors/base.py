@@ -138,6 +138,7 @@ class Settings:
     batch_size: int = 8
     threads: int = 0  # CPU threads for torch (0: nep.util.device.auto_threads())
     max_growth_tokens: int = 0  # > 0: an answer stops this many tokens beyond its current version's length
+    prompt_lookup_tokens: int = 0  # > 0: hf/finetuned draft from the prompt, one row at a time (nep.predictors.hf)
 
 
 def current_version(example: dict[str, Any]) -> str | None:

@@ -26,7 +26,15 @@ from nep.predictors.base import (
     token_budgets,
     training_prompt,
 )
-from nep.predictors.stop import EOS, GROWTH, LENGTH, REPEATED, RepeatedLinesStop, RowBudgetStop
+from nep.predictors.stop import (
+    EOS,
+    GROWTH,
+    LENGTH,
+    REPEATED,
+    RepeatedLinesStop,
+    RowBudgetStop,
+    replay_loop_stop,
+)
 from nep.train.gguf import resolve_model
 from nep.train.model import load_base_hf, load_finetuned
 from nep.util.device import configure_threads, resolve_device, resolve_dtype
@@ -78,15 +86,14 @@ class TransformersGenerator:
 
     def generate(
         self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True, stop_repeats: int = 0,
-        progress: Callable[[float], None] | None = None, budgets: list[int] | None = None,
+        progress: Callable[[float], None] | None = None, budgets: list[int] | None = None, prompt_lookup: int = 0,
     ) -> list[Prediction]:
         """Greedy answers to `prompts`, each tagged with why it ended (nep.predictors.stop); with
         `stop_repeats` ≥ 2, a row stops once it loops (nep.predictors.stop.RepeatedLinesStop);
         `budgets`: per-prompt token limits below `max_new_tokens` (a row cut at its own is tagged
-        `growth_limit`)."""
-        import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
-
+        `growth_limit`). `prompt_lookup` > 0: speculative decoding that drafts that many tokens from
+        the prompt (transformers' prompt lookup, batch size 1 only: the prompts go one at a time);
+        the model still checks every token, so the answers are greedy's."""
         split = [model_boundary(p) for p in prompts]  # a training-format prompt: the marker's newline is the model's
         encoded = [self.tokenizer(head, add_special_tokens=add_special_tokens)["input_ids"] for head, _ in split]
         results: list[Prediction | None] = [None] * len(prompts)
@@ -97,54 +104,93 @@ class TransformersGenerator:
             else:
                 todo.append(i)
         if todo:
-            longest = max(len(encoded[i]) for i in todo)
-            limits = [min(max_new_tokens, budgets[i]) if budgets else max_new_tokens for i in todo]
-            budget = max(limits) if self.context is None else min(max(limits), self.context - longest)
-            batch = self.tokenizer.pad(
-                {"input_ids": [encoded[i] for i in todo]}, padding=True, return_tensors="pt"
-            ).to(self.device)
-            config = GenerationConfig(
-                max_new_tokens=budget,
-                pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.eos_ids,
-                **PURE_GREEDY,
-            )
-            width = batch["input_ids"].shape[1]
-            guard = RepeatedLinesStop(self.tokenizer, [prompts[i] for i in todo], width, stop_repeats,
-                                      [split[i][1] for i in todo])
-            criteria = [guard]
-            if min(limits) < budget:
-                criteria.append(RowBudgetStop(limits, width))
+            limits = {i: min(max_new_tokens, budgets[i]) if budgets else max_new_tokens for i in todo}
             if progress is not None:
                 progress(len(prompts) - len(todo))  # skipped prompts are done
-                criteria.append(RowProgress(progress, self.eos_ids, width, budget))
-            steps = StepScores()
-            start = time.perf_counter()
-            with torch.inference_mode():
-                generated = self.model.generate(
-                    **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
-                    logits_processor=LogitsProcessorList([steps]),
+            batches = [[i] for i in todo] if prompt_lookup > 0 else [todo]
+            for rows in batches:
+                answers = self._generate_batch(
+                    [prompts[i] for i in rows], [split[i][1] for i in rows], [encoded[i] for i in rows],
+                    [limits[i] for i in rows], max_new_tokens=max_new_tokens, stop_repeats=stop_repeats,
+                    progress=progress, prompt_lookup=prompt_lookup,
                 )
-            elapsed = time.perf_counter() - start
-            ttft = steps.first - start if steps.first is not None else None
-            chosen = steps.chosen_logprobs()  # (steps, rows) or None
-            new_tokens = generated[:, width:].tolist()
-            for row, (i, tokens) in enumerate(zip(todo, new_tokens, strict=True)):
-                # a row stopped early is padded to the batch's length after its stop: drop that
-                tokens = tokens[: guard.stopped[row] if row in guard.stopped else limits[row]]
-                kept = []
-                for t in tokens:
-                    if t in self.eos_ids:
-                        break
-                    kept.append(t)
-                stop = (REPEATED if row in guard.stopped else EOS if len(kept) < len(tokens)
-                        else GROWTH if limits[row] < max_new_tokens else LENGTH)
-                text = strip_lead(self.tokenizer.decode(kept, skip_special_tokens=False), split[i][1])
-                made = len(kept) + (stop == EOS)  # the tokens the model chose for this answer, its EOS included
-                logprob = mean_logprob(chosen[:made, row].tolist()) if chosen is not None else None
-                results[i] = Prediction(text, len(kept), latency_s=elapsed, ttft_s=ttft, batch=len(todo),
-                                        logprob=logprob, tags={"stop": stop})
+                for i, answer in zip(rows, answers, strict=True):
+                    results[i] = answer
         return [r for r in results if r is not None]
+
+    def _generate_batch(
+        self, prompts: list[str], leads: list[str], encoded: list[list[int]], limits: list[int], *,
+        max_new_tokens: int, stop_repeats: int, progress: Callable[[float], None] | None, prompt_lookup: int,
+    ) -> list[Prediction]:
+        """One `model.generate` call over these rows (see `generate`)."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        longest = max(len(ids) for ids in encoded)
+        budget = max(limits) if self.context is None else min(max(limits), self.context - longest)
+        batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt").to(self.device)
+        speculative = {"prompt_lookup_num_tokens": prompt_lookup, "return_dict_in_generate": True,
+                       "output_scores": True} if prompt_lookup > 0 else {}
+        config = GenerationConfig(
+            max_new_tokens=budget,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids,
+            **PURE_GREEDY,
+            **speculative,
+        )
+        width = batch["input_ids"].shape[1]
+        guard = RepeatedLinesStop(self.tokenizer, prompts, width, stop_repeats, leads)
+        criteria = [guard]
+        if min(limits) < budget:
+            criteria.append(RowBudgetStop(limits, width))
+        if progress is not None:
+            criteria.append(RowProgress(progress, self.eos_ids, width, budget))
+        steps = StepScores()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            generated = self.model.generate(
+                **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
+                logits_processor=LogitsProcessorList([steps]),
+            )
+        elapsed = time.perf_counter() - start
+        ttft = steps.first - start if steps.first is not None else None
+        if prompt_lookup > 0:
+            # a draft's rejected tokens also pass the logits processors: read the kept tokens' scores
+            chosen = chosen_logprobs(generated.scores)
+            generated = generated.sequences
+        else:
+            chosen = steps.chosen_logprobs()  # (steps, rows) or None
+        new_tokens = generated[:, width:].tolist()
+        results = []
+        for row, tokens in enumerate(new_tokens):
+            # a row stopped early is padded to the batch's length after its stop: drop that
+            stopped = guard.stopped.get(row)
+            if prompt_lookup > 0:  # several tokens per step: where the step-by-step guard stops
+                stopped = replay_loop_stop(self.tokenizer, tokens[: limits[row]], prompts[row], leads[row], stop_repeats)
+            tokens = tokens[: stopped if stopped is not None else limits[row]]
+            kept = []
+            for t in tokens:
+                if t in self.eos_ids:
+                    break
+                kept.append(t)
+            stop = (REPEATED if stopped is not None else EOS if len(kept) < len(tokens)
+                    else GROWTH if limits[row] < max_new_tokens else LENGTH)
+            text = strip_lead(self.tokenizer.decode(kept, skip_special_tokens=False), leads[row])
+            made = len(kept) + (stop == EOS)  # the tokens the model chose for this answer, its EOS included
+            logprob = mean_logprob(chosen[:made, row].tolist()) if chosen is not None else None
+            results.append(Prediction(text, len(kept), latency_s=elapsed, ttft_s=ttft, batch=len(prompts),
+                                      logprob=logprob, tags={"stop": stop}))
+        return results
+
+
+def chosen_logprobs(scores):
+    """(steps, rows) log-probabilities of greedy's tokens from `generate`'s per-token `scores`, on the
+    CPU; None when there are none."""
+    import torch
+
+    if not scores:
+        return None
+    return torch.stack([torch.log_softmax(s.float(), dim=-1).max(dim=-1).values for s in scores]).cpu()
 
 
 class StepScores:
@@ -282,9 +328,11 @@ class HFPredictor(Predictor):
             chat_messages(example, self.system, system_role=self.system_role), tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, examples: list[dict[str, Any]], max_new_tokens: int, growth: int = 0) -> list[Prediction]:
+    def generate(self, examples: list[dict[str, Any]], max_new_tokens: int, growth: int = 0,
+                 prompt_lookup: int = 0) -> list[Prediction]:
         """One batch, in order; `growth` > 0: each answer at most that many tokens longer than its
-        current version (generate.max_growth_tokens)."""
+        current version (generate.max_growth_tokens); `prompt_lookup` > 0: drafted from the prompt
+        (generate.prompt_lookup_tokens, TransformersGenerator.generate)."""
         gen = self.generator
         prompts = [self.render(ex) for ex in examples]
         budgets = None
@@ -294,13 +342,14 @@ class HFPredictor(Predictor):
         # A rendered chat template already holds its special tokens (BOS etc.).
         return gen.generate(
             prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat, stop_repeats=self.stop_repeats,
-            progress=self.progress, budgets=budgets,
+            progress=self.progress, budgets=budgets, **({"prompt_lookup": prompt_lookup} if prompt_lookup else {}),
         )
 
     def predict(self, examples, todo, settings):
         self.threads = settings.threads
         for idx in by_length(examples, todo, settings.batch_size):
-            predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens)
+            predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens,
+                                        settings.prompt_lookup_tokens)
             yield list(zip(idx, predictions, strict=True))
 
     def runs_on(self, settings):

@@ -91,6 +91,25 @@ class RepeatedLinesStop:
         return done
 
 
+def replay_loop_stop(tokenizer, tokens: Sequence[int], prompt: str, lead: str, repeats: int) -> int | None:
+    """How many of `tokens` (one row's new tokens) `RepeatedLinesStop` would have let through had it
+    seen them one decoding step at a time, or None if it would not have stopped the row. A decoder
+    that appends several tokens per step (speculative decoding) calls the guard less often: this
+    finds the step-by-step stop, so the answer is the same prefix."""
+    if repeats < 2:
+        return None
+    lines = 0
+    for n in range(1, len(tokens) + 1):
+        text = strip_lead(tokenizer.decode(tokens[:n], skip_special_tokens=False), lead)
+        count = text.count("\n")
+        if count == lines:
+            continue
+        lines = count
+        if loops(text, prompt, repeats):
+            return n
+    return None
+
+
 class RowBudgetStop:
     """A transformers stopping criterion: stop row `r` once it has `budgets[r]` new tokens (rows of
     one batch may have different budgets; the batch runs to the largest). `start` is the padded

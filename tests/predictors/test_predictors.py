@@ -48,10 +48,10 @@ def examples() -> list[dict]:
     return out
 
 
-def predict_all(predictor, exs: list[dict], max_new_tokens: int = 8, batch_size: int = 8) -> list[Prediction]:
+def predict_all(predictor, exs: list[dict], max_new_tokens: int = 8, batch_size: int = 8, **settings) -> list[Prediction]:
     """Every example's prediction, in order, checking each is answered exactly once."""
     out: dict[int, Prediction] = {}
-    for group in predictor.predict(exs, list(range(len(exs))), Settings(max_new_tokens, batch_size)):
+    for group in predictor.predict(exs, list(range(len(exs))), Settings(max_new_tokens, batch_size, **settings)):
         for i, p in group:
             assert i not in out
             out[i] = p
@@ -275,6 +275,42 @@ def test_hf_base_model_batched_equals_one_at_a_time(tiny_dir):
     assert [p.raw_output for p in batched] == [p.raw_output for p in single]
     assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]
     assert all(0 < p.output_tokens <= 12 and p.latency_s > 0 for p in batched)
+
+
+def test_hf_prompt_lookup_gives_greedy_answers_byte_for_byte(tiny_dir):
+    exs = examples()
+    predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu", "stop_repeats": 2})
+    for growth in (0, 3):  # with and without per-row budgets
+        plain = predict_all(predictor, exs, max_new_tokens=24, batch_size=4, max_growth_tokens=growth)
+        drafted = predict_all(predictor, exs, max_new_tokens=24, batch_size=4, max_growth_tokens=growth,
+                              prompt_lookup_tokens=5)
+        assert [p.raw_output for p in drafted] == [p.raw_output for p in plain]
+        assert [(p.output_tokens, p.tags) for p in drafted] == [(p.output_tokens, p.tags) for p in plain]
+        assert [p.logprob for p in drafted] == pytest.approx([p.logprob for p in plain], abs=1e-3)
+        assert all(p.batch == 1 for p in drafted)  # prompt lookup: one prompt per model call
+
+
+def test_replayed_loop_stop_is_where_the_step_by_step_guard_stops():
+    from nep.predictors.stop import RepeatedLinesStop, replay_loop_stop
+
+    class Chars:  # a tokenizer whose tokens are characters
+        def decode(self, ids, skip_special_tokens=False):
+            return "".join(chr(i) for i in ids)
+
+    import torch
+
+    text = "a = 1\n" + "x\n" * 6 + "y\n"
+    tokens = [ord(c) for c in text]
+    guard = RepeatedLinesStop(Chars(), ["prompt"], 0, 3)
+    step_by_step = None
+    for n in range(1, len(tokens) + 1):
+        if guard(torch.tensor([tokens[:n]]), None)[0]:
+            step_by_step = n
+            break
+    assert step_by_step == len("a = 1\n" + "x\n" * 3)
+    assert replay_loop_stop(Chars(), tokens, "prompt", "", 3) == step_by_step
+    assert replay_loop_stop(Chars(), tokens, "x\nx\nx\n", "", 3) is None  # the prompt holds the run
+    assert replay_loop_stop(Chars(), tokens, "prompt", "", 0) is None
 
 
 def test_hf_batches_by_prompt_length(tiny_dir):
