@@ -27,8 +27,8 @@ from typing import Any
 
 from nep.config.params import load_yaml, parse_yaml
 from nep.config.presets import committed_text, render
-from nep.config.schema import ParamsError, validate
-from nep.data.sources.git import check_revision, revisions
+from nep.config.schema import ParamsError, section, validate
+from nep.data.sources.base import source_for
 from nep.llm.secrets import header_problem
 from nep.train.gguf import check_gguf
 from nep.util import device
@@ -232,36 +232,19 @@ def remote_settings_check(name: str, conf: dict[str, Any], env: Mapping[str, str
 
 
 # ---------------------------------------------------------------- the run's needs
-def git_checks(git: dict[str, Any]) -> Iterator[Check]:
-    """Each repository to mine has its revision (a pin, or ingest.git.rev), and the whole of its
-    history when pinned (not a shallow clone)."""
-
-    for repo, (rev, param) in zip(git["repos"], revisions(git["repos"], git["rev"], git.get("pins"))):
-        what = f"git {repo} at {rev[:12]}"
-        try:
-            check_revision(Path(repo), rev, param)
-        except NepError as e:
-            yield Check("fail", what, param, f"{e.message}: {e.hint}")
-        except OSError as e:
-            yield Check("fail", what, "ingest.git.repos", _short(e))
-        else:
-            yield Check("pass", what, param, "found")
-
-
 def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, str] | None = None) -> Iterator[Check]:
     """Every check the configuration `params` (validated, defaults filled in) calls for."""
     env = dict(os.environ if env is None else env)
     _HUB_SEEN.clear()
     ingest, split, finetune = params["ingest"], params["split"], params["finetune"]
-    if ingest["source"] == "hf":
-        hf = ingest["hf"]
-        files = [hf["files"].format(config=lang.lower()) for lang in ingest["languages"]]
-        yield hub_check(hf["dataset"], repo_type="dataset", revision=hf["revision"], param="ingest.hf.dataset",
+    source = source_for(section("ingest", ingest))
+    if (hub := source.hub_dataset()) is not None:
+        dataset, revision, files = hub
+        yield hub_check(dataset, repo_type="dataset", revision=revision, param=f"{source.param}.dataset",
                         env=env, files=files)
     else:
         yield Check("skip", "hub dataset", "ingest.source", f"source is {ingest['source']}")
-    if ingest["source"] == "git":
-        yield from git_checks(ingest["git"])
+    yield from (Check(*row) for row in source.check())
     if split["strategy"] == "external":
         for key in ("external_test", "external_train"):
             value = split.get(key) or ""

@@ -87,14 +87,19 @@ class IngestHf(Section):
     max_records_per_language: int = Field(0, ge=0)
 
 
+class IngestPatches(Section):
+    paths: list[str] = []  # `git format-patch --unified=1000000` files, or directories of *.patch files
+
+
 class Ingest(Section):
-    source: Literal["git", "jsonl", "hf"] = "git"
+    source: Literal["git", "jsonl", "hf", "patches"] = "git"
     languages: list[str] = Field(
         ["Python", "Java", "Go", "C", "C++", "JavaScript", "TypeScript"], min_length=1
     )
     git: IngestGit = _default(IngestGit)
     jsonl: IngestJsonl = _default(IngestJsonl)
     hf: IngestHf = _default(IngestHf)
+    patches: IngestPatches = _default(IngestPatches)
     workers: int = _workers()
 
 

@@ -23,10 +23,9 @@ import orjson
 import xxhash
 
 from nep.config.schema import Ingest
-from nep.data.sources.base import checked_record, dedupe
+from nep.data.sources.base import checked_record, source_for
 from nep.data.sources.files import read_records_file
-from nep.data.sources.git import git_records, git_state
-from nep.data.sources.hub import hf_files, local_path
+from nep.data.sources.hub import local_path
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map, worker_count
 from nep.util.errors import NepError
 from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
@@ -272,28 +271,18 @@ class Stamps:
 
 
 def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -> dict[str, Any]:
-    """Index the records of `cfg.source` (the `ingest:` params) into `out_dir` (index.jsonl,
-    sources.json, and commits.jsonl for git); return the metrics. When the source is the same as at the last run (git: the same
-    resolved commits; files: the same size, time and inode as when last hashed) and the outputs are
-    there, nothing is read or written again."""
+    """Index the records of the source `cfg.source` names (nep.data.sources; `cfg`: the `ingest:`
+    params) into `out_dir` (index.jsonl, sources.json, and commits.jsonl for the records it
+    materializes); return the metrics. When the source is the same as at the last run (its `state`,
+    e.g. git's resolved commits; files: the same size, time and inode as when last hashed) and the
+    outputs are there, nothing is read or written again."""
 
-    source, languages, workers = cfg.source, cfg.languages, cfg.workers
-    git, jsonl, hf = cfg.git.model_dump(), cfg.jsonl.model_dump(), cfg.hf.model_dump()
-    params = {"git": git, "jsonl": jsonl, "hf": hf}[source]
-    manifest: dict[str, Any] = {"source": source, "languages": list(languages), "params": params}
+    source = source_for(cfg)
+    manifest: dict[str, Any] = {"source": cfg.source, "languages": list(cfg.languages),
+                                "params": source.params.model_dump(), **source.state()}
     known = Stamps(stamps)
-    locals_: list[tuple[str, str]] = []
-    if source == "git":
-        git = {k: v for k, v in git.items() if k != "stdlib_root"}  # built before (stages/ingest.py)
-        manifest["git"] = git_state(git["repos"], git["rev"], git.get("pins"))
-    else:
-        if source == "jsonl":
-            if not jsonl["paths"]:
-                raise NepError("ingest.jsonl.paths is empty: list the JSONL files to read")
-            locals_ = [(p, p) for p in jsonl["paths"]]
-        else:
-            locals_ = hf_files(dataset=hf["dataset"], revision=hf["revision"], languages=languages,
-                               files=hf["files"], split=hf["split"])
+    locals_ = source.files()
+    if locals_:
         manifest["files"] = [{"path": name, **(known.known(local) or {})} for name, local in locals_]
     previous = _load(out_dir / SOURCES)
     if previous and previous.get("manifest") == manifest and (out_dir / INDEX).exists() and all(
@@ -302,24 +291,23 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
         return previous["metrics"]
 
     drops: Counter = Counter()
-    writer = IndexWriter(out_dir, drops, hf["max_records_per_language"] if source == "hf" else 0)
+    writer = IndexWriter(out_dir, drops, source.cap_per_language)
     try:
-        if source == "git":
-            for record in dedupe(git_records(languages=languages, drops=drops, progress=progress, **git), drops):
-                writer.add_record(record)
-        else:
-            index_files(locals_, writer, languages=languages if source == "jsonl" else None,
-                        workers=worker_count(workers), require_records=source == "jsonl")
+        for record in source.records(drops, progress):
+            writer.add_record(record)
+        if locals_:
+            index_files(locals_, writer, languages=cfg.languages if source.filters_languages else None,
+                        workers=worker_count(cfg.workers), require_records=source.require_records)
     except BaseException as e:
         writer.close(e)
         raise
     writer.close()
     if not any(f["path"] == str(out_dir / MINED) for f in writer.files):
         (out_dir / MINED).unlink(missing_ok=True)  # an earlier run's, kept by `persist`
-    if source != "git":
+    if locals_:
         manifest["files"] = writer.sources
         known.save([(local, f) for (_, local), f in zip(locals_, writer.sources)])
-    metrics = {"source": source, "records_out": sum(writer.per_language.values()),
+    metrics = {"source": cfg.source, "records_out": sum(writer.per_language.values()),
                **{f"dropped.{k}": v for k, v in sorted(drops.items())},
                **{f"language.{k}": v for k, v in sorted(writer.per_language.items())}}
     with atomic_file(out_dir / SOURCES, "wb") as f:

@@ -206,3 +206,23 @@ def test_the_paper_models_preset_names_each_model_it_cannot_reach(offline_hub, t
         assert re.search(rf"^FAIL +hub model {re.escape(model)} +generate\.predictors\.{re.escape(name)}\.model ", out, re.M), name
         assert not re.search(rf"^FAIL .*generate\.predictors\.{re.escape(name)}\.kind", out, re.M), name
         assert re.search(rf"^SKIP .*generate\.predictors\.{re.escape(name)}\.fallback .*hf generates instead", out, re.M)
+
+
+@pytest.mark.parametrize("pins", [{"nosuch": "abc"}, {"./": "0" * 40}])
+def test_the_source_checks_its_pins_and_revisions(offline_hub, pins):
+    """Issue 31 item 5: a pin naming no repository fails in one row naming ingest.git.pins; "./" is
+    matched to "." (normalised), so its bad commit is reported against that pin."""
+    rows = run(with_(ingest__git__pins=pins), offline_hub)
+    key = next(iter(pins))
+    row = rows["ingest.git.pins" if key == "nosuch" else f"ingest.git.pins[{key!r}]"]
+    assert row.status == "fail"
+    assert ("names no repository of ingest.git.repos" if key == "nosuch" else "is not a revision") in row.note
+
+
+def test_a_jsonl_source_checks_its_files(offline_hub, tmp_path):
+    found = tmp_path / "a.jsonl"
+    found.write_text("{}\n")
+    rows = list(preflight.checks(with_(ingest__source="jsonl", ingest__jsonl__paths=[str(found), "nope.jsonl"]),
+                                 root=REPO_ROOT, env=offline_hub))
+    files = [(r.status, r.what) for r in rows if r.param == "ingest.jsonl.paths"]
+    assert files == [("pass", f"file {found}"), ("fail", "file nope.jsonl")]

@@ -211,7 +211,7 @@ def check_error(params: dict, expected: str, tmp_path: Path) -> None:
         ("split", {"test_fraction": 1.5}, "split.test_fraction: 1.5 is out of range (allowed: < 1.0)"),
         ("finetune", {"merge": "yes"}, "finetune.merge: 'yes' is not true or false"),
         ("finetune", {"tiny": {"vocab": 8}}, "finetune.tiny.vocab: unknown key (did you mean finetune.tiny.vocab_size?)"),
-        ("ingest", {"source": "svn"}, "ingest.source: 'svn' is not allowed (allowed: 'git', 'jsonl' or 'hf')"),
+        ("ingest", {"source": "svn"}, "ingest.source: 'svn' is not allowed (allowed: 'git', 'jsonl', 'hf' or 'patches')"),
     ],
 )
 def test_a_bad_param_stops_every_stage_with_one_line(section, change, expected, tmp_path):

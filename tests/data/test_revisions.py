@@ -67,11 +67,59 @@ def test_the_ingest_stage_reports_a_bad_revision_in_one_line(tmp_path):
     project = tmp_path / "p"
     project.mkdir()
     git(project, "init", "-q")
+    (project / "a.py").write_text("x = 1\n")
+    git(project, "add", "a.py")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
     (project / "params.yaml").write_text("ingest:\n  git:\n    rev: nope\n")
     done = subprocess.run([sys.executable, "-m", "stages.ingest"], cwd=project, capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin", "NEP_CACHE_DIR": str(tmp_path / "c")})
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "ingest.git.rev: 'nope' is not a revision" in done.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("rev", ["", "HEAD"])
+def test_an_empty_repository_names_the_repos_param_not_a_rev_already_in_use(tmp_path, rev):
+    """Issue 31 item 8: it said `ingest.git.rev: 'HEAD' is not a revision ... (-S ingest.git.rev=HEAD ...)`."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(NepError) as caught:
+        git_state([str(empty)], rev)
+    line = str(caught.value)
+    assert line == (f"ingest.git.repos: {empty} is an empty repository (no commit to mine) "
+                    "(commit to it, or remove it from ingest.git.repos)")
+
+
+def test_an_unborn_head_suggests_a_branch_not_the_head_it_already_uses(git_repo):
+    repo, _ = _history(git_repo)
+    git(repo, "checkout", "-q", "--orphan", "unborn")
+    with pytest.raises(NepError) as caught:
+        git_state([str(repo)], "HEAD")
+    line = str(caught.value)
+    assert line.startswith("ingest.git.rev: 'HEAD' is not a revision") and "ingest.git.rev=HEAD" not in line
+    assert f"check out a branch in {repo}" in line
+
+
+@pytest.mark.parametrize("pins", [{"nosuch": "abc"}, {"nosuch": PIN}, {"./sub": "abc"}])
+def test_a_pin_naming_no_repository_is_refused_in_one_line(git_repo, pins):
+    """Issue 31 item 5: such a pin left every repository unpinned and mined `.` at HEAD, silently."""
+    repo, _ = _history(git_repo)
+    key = next(iter(pins))
+    with pytest.raises(NepError) as caught:
+        git_state([str(repo)], "", pins)
+    assert str(caught.value) == (f"ingest.git.pins: {key!r} names no repository of ingest.git.repos "
+                                 f"[{str(repo)!r}] (key each pin by a repository as listed in ingest.git.repos)")
+    with pytest.raises(NepError, match="names no repository"):  # mining refuses it too, before any commit
+        list(git_records([str(repo)], pins=pins, drops=Counter(), progress=False))
+
+
+def test_pins_match_repositories_by_normalised_path(git_repo):
+    repo, shas = _history(git_repo)
+    assert revisions([str(repo)], "", {f"{repo}/": shas[0]}) == [(shas[0], f"ingest.git.pins[{str(repo) + '/'!r}]")]
+    assert git_state([str(repo)], "", {f"{repo}/./": shas[0]})[0]["revs"] == [shas[0]]
+    assert revisions(["."], "", {"./": PIN}) == [(PIN, "ingest.git.pins['./']")]  # the typo pins "."
+    with pytest.raises(NepError, match=r"ingest\.git\.pins: '\.' and '\./' both pin '\.'"):
+        revisions(["."], "", {".": PIN, "./": PIN})
 
 
 # ---------------------------------------------------------------- the hub

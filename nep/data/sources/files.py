@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.data.sources.base import checked_record
+from nep.data.sources.base import Row, Source, checked_record
 from nep.util.errors import NepError
 from nep.util.jsonl import read_jsonl
 
@@ -47,4 +47,27 @@ def jsonl_records(paths: list[str], *, languages: Iterable[str] | None = None, d
                 yield record
         if not kept:
             raise NepError(f"{path}: no valid commit record (empty file, or every line malformed/filtered)")
+
+
+class JsonlSource(Source):
+    """`ingest.source: jsonl`: local JSONL (indexed where they lie) or Parquet files, in the
+    CommitPackFT schema."""
+
+    name = "jsonl"
+    empty_hint = "files in another schema or languages outside ingest.languages"
+
+    def describe(self) -> str:
+        return ", ".join(self.params.paths) or "(no paths)"
+
+    def files(self) -> list[tuple[str, str]]:
+        if not self.params.paths:
+            raise NepError("ingest.jsonl.paths is empty: list the JSONL files to read")
+        return [(p, p) for p in self.params.paths]
+
+    def check(self) -> Iterator[Row]:
+        if not self.params.paths:
+            yield "fail", "jsonl files", "ingest.jsonl.paths", "empty: list the JSONL/Parquet files to read"
+        for path in self.params.paths:
+            found = Path(path).is_file()
+            yield ("pass" if found else "fail"), f"file {path}", "ingest.jsonl.paths", "found" if found else "not found"
 

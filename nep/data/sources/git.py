@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.data.sources.base import DEFAULT_LANGUAGES, checked_record, language_of
+from nep.data.sources.base import DEFAULT_LANGUAGES, Row, Source, checked_record, dedupe, language_of
 from nep.util.errors import NepError
 
 
@@ -149,12 +150,41 @@ def repository_names(repos: list[str]) -> list[str]:
 
 def revisions(repos: list[str], rev: str = "", pins: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(revision, param that sets it) of each repository. `rev` "" (the default): a repository's
-    pin (`ingest.git.pins`, keyed by the repository as listed), else HEAD; any other `rev` (HEAD, a
-    branch, a range) applies to every repository."""
-    pins = pins or {}
+    pin (`ingest.git.pins`, keyed by the repository as listed; "./" pins "."), else HEAD; any other
+    `rev` (HEAD, a branch, a range) applies to every repository. A pin naming no repository is a
+    one-line NepError naming it (it would leave its repository unpinned), except the offline
+    default's own pin of ".", inert when "." is not mined."""
+    by_repo = pin_keys(repos, pins or {})
     if rev:
         return [(rev, "ingest.git.rev") for _ in repos]
-    return [(pins[r], f"ingest.git.pins[{r!r}]") if r in pins else ("HEAD", "ingest.git.rev") for r in repos]
+    return [(pins[by_repo[r]], f"ingest.git.pins[{by_repo[r]!r}]") if r in by_repo else ("HEAD", "ingest.git.rev")
+            for r in repos]
+
+
+def _same_repo(a: str, b: str) -> bool:
+    return os.path.normpath(a) == os.path.normpath(b) or os.path.realpath(a) == os.path.realpath(b)
+
+
+def pin_keys(repos: list[str], pins: dict[str, str]) -> dict[str, str]:
+    """The key of `pins` that pins each repository of `repos` (matched by normalised path); a
+    NepError naming ingest.git.pins for a key that pins none of them, or two keys for one."""
+    from nep.config.schema import IngestGit
+
+    default = IngestGit().pins
+    by_repo: dict[str, str] = {}
+    for key in pins:
+        matched = [r for r in repos if _same_repo(key, r)]
+        if not matched:
+            if default.get(key) == pins[key]:
+                continue  # the offline default's pin of this project, while it is not mined
+            raise NepError(f"{key!r} names no repository of ingest.git.repos {repos}", param="ingest.git.pins",
+                           hint="key each pin by a repository as listed in ingest.git.repos")
+        for repo in matched:
+            if repo in by_repo:
+                raise NepError(f"{by_repo[repo]!r} and {key!r} both pin {repo!r}", param="ingest.git.pins",
+                               hint="keep one of them")
+            by_repo[repo] = key
+    return by_repo
 
 
 def _is_shallow(repo: Path) -> bool:
@@ -163,22 +193,30 @@ def _is_shallow(repo: Path) -> bool:
 
 def check_revision(repo: Path, rev: str, param: str) -> list[str]:
     """The commit shas `rev` resolves to in `repo` (a range gives two, the excluded one as ^sha);
-    a one-line NepError naming `param` and the fix when `repo` does not have them, or when a
-    pinned commit's history is cut by a shallow clone."""
+    a one-line NepError naming the param to change and how when `repo` does not have them (an
+    empty repository names ingest.git.repos), or when a pinned commit's history is cut by a
+    shallow clone."""
     shallow = _is_shallow(repo)
-    unpin = "-S ingest.git.rev=HEAD to mine the current history"
     fetch = "git fetch --unshallow" if repo.resolve() == Path.cwd().resolve() else f"git -C {repo} fetch --unshallow"
-    fix = f"run `{fetch}`, or {unpin}" if shallow else unpin
+    if rev == "HEAD":  # HEAD already: name what changes something
+        fix = f"check out a branch in {repo}, or set ingest.git.rev to one of its revisions"
+    else:
+        fix = "-S ingest.git.rev=HEAD to mine the current history"
+    if shallow:
+        fix = f"run `{fetch}`, or {fix}"
     result = subprocess.run(["git", "-C", str(repo), "rev-parse", rev, "--"], capture_output=True, text=True)
     shas = result.stdout.split()[:-1] if result.returncode == 0 else []  # the last line is "--"
     missing = rev if result.returncode != 0 else next(
         (s.lstrip("^") for s in shas if not _has_commit(repo, s.lstrip("^"))), None)
     if missing is not None:
+        if not _git(repo, "rev-list", "-n", "1", "--all").strip():
+            raise NepError(f"{repo} is an empty repository (no commit to mine)", param="ingest.git.repos",
+                           hint="commit to it, or remove it from ingest.git.repos")
         where = "this shallow clone of" if shallow else "the history of"
         raise NepError(f"{_short_rev(missing)} is not a revision in {where} {repo}", param=param, hint=fix)
     if shallow and param.startswith("ingest.git.pins"):
         raise NepError(f"{repo} is a shallow clone: its pinned history {_short_rev(rev)} is cut short",
-                               param=param, hint=fix)
+                       param=param, hint=fix)
     return shas
 
 
@@ -286,4 +324,56 @@ def git_records(
                         yield record
         finally:
             blobs.close()
+
+
+class GitSource(Source):
+    """`ingest.source: git`: local repositories at their pins or `ingest.git.rev` (see `git_records`)."""
+
+    name = "git"
+    empty_hint = ("a shallow clone (git fetch --unshallow), a rev range without modified source files, "
+                  "or ingest.languages not matching the repository")
+
+    def mined(self) -> dict[str, Any]:
+        """The git params that decide what is mined (stdlib_root only builds a repository first)."""
+        return {k: v for k, v in self.params.model_dump().items() if k != "stdlib_root"}
+
+    def describe(self) -> str:
+        p = self.params
+        return ", ".join(f"{r}@{rev[:12]}" for r, (rev, _) in zip(p.repos, revisions(p.repos, p.rev, p.pins)))
+
+    def prepare(self) -> None:
+        """With `ingest.git.stdlib_root`, a repository of `ingest.git.repos` that does not exist is
+        first built from the standard libraries installed there (nep.data.stdlib_history)."""
+        if self.params.stdlib_root:
+            from nep.data.stdlib_history import ensure_history, resolve_root
+
+            for repo in self.params.repos:
+                ensure_history(Path(repo), resolve_root(self.params.stdlib_root))
+
+    def state(self) -> dict[str, Any]:
+        git = self.mined()
+        return {"git": git_state(git["repos"], git["rev"], git.get("pins"))}
+
+    def records(self, drops: Counter, progress: bool = True) -> Iterator[dict[str, Any]]:
+        return dedupe(git_records(languages=self.cfg.languages, drops=drops, progress=progress, **self.mined()), drops)
+
+    def check(self) -> Iterator[Row]:
+        """Each repository to mine has its revision (a pin, or ingest.git.rev), and the whole of its
+        history when pinned (not a shallow clone); every pin names a repository."""
+        p = self.params
+        try:
+            revs = revisions(p.repos, p.rev, p.pins)
+        except NepError as e:
+            yield "fail", "git pins", e.param or "ingest.git.pins", f"{e.message}: {e.hint}"
+            return
+        for repo, (rev, param) in zip(p.repos, revs):
+            what = f"git {repo} at {rev[:12]}"
+            try:
+                check_revision(Path(repo), rev, param)
+            except NepError as e:
+                yield "fail", what, e.param or param, f"{e.message}: {e.hint}"
+            except OSError as e:
+                yield "fail", what, "ingest.git.repos", f"{type(e).__name__}: {e}"
+            else:
+                yield "pass", what, param, "found"
 

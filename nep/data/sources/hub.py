@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nep.data.sources.base import checked_record
+from nep.data.sources.base import Source, checked_record
 from nep.data.sources.files import read_records_file
 from nep.util.errors import NepError
 
@@ -114,4 +114,30 @@ def hf_records(
             if record is not None:
                 kept += 1
                 yield record
+
+
+class HfSource(Source):
+    """`ingest.source: hf`: CommitPackFT's per-language data files (downloaded once into the Hugging
+    Face cache at `ingest.hf.revision`), or a local directory with the same layout."""
+
+    name = "hf"
+    require_records = False  # a language may have no record after the cap
+    filters_languages = False  # each file is one language config of ingest.languages
+    empty_hint = "language configs that do not exist, or max_records_per_language"
+
+    def describe(self) -> str:
+        return f"{self.params.dataset}@{self.params.revision[:12]}, {len(self.cfg.languages)} languages"
+
+    def files(self) -> list[tuple[str, str]]:
+        p = self.params
+        return hf_files(dataset=p.dataset, revision=p.revision, languages=self.cfg.languages, files=p.files,
+                        split=p.split)
+
+    @property
+    def cap_per_language(self) -> int:
+        return self.params.max_records_per_language
+
+    def hub_dataset(self) -> tuple[str, str, list[str]] | None:
+        p = self.params
+        return p.dataset, p.revision, [p.files.format(config=lang.lower()) for lang in self.cfg.languages]
 
