@@ -7,7 +7,9 @@ data/judge/<p>.jsonl for each predictor in `generate.predictors`, with `params.y
   llm_judge and delta_chrf, `p.<m>`, its 95% interval `p.<m>_lo`/`p.<m>_hi` and, except for the
   reference predictor, the paired p-value against it `p.<m>_p`;
 - metrics/evaluate/details.json: every other metric and count, flat (`p.<name>`);
-- metrics/evaluate/predictors.json and languages.json: the tables dvc.yaml's plots draw.
+- metrics/evaluate/predictors.json and languages.json: the tables dvc.yaml's plots draw;
+- metrics/evaluate/coverage.json and risk_coverage.json: each headline metric on the surest
+  100/80/50/20% of the answers, and 1 − exact match against coverage (nep.evaluate.coverage).
 Metric definitions: nep/evaluate/metrics.py (the paper's), nep/evaluate/refined.py (nep's variants), README "Metrics".
 """
 
@@ -24,6 +26,8 @@ def write(ev: Evaluation) -> None:
     write_metrics(paths.metrics("evaluate", "details"), ev.details)
     write_metrics(paths.metrics("evaluate", "predictors"), {"rows": ev.predictor_rows})
     write_metrics(paths.metrics("evaluate", "languages"), {"rows": ev.language_rows})
+    write_metrics(paths.metrics("evaluate", "coverage"), {"rows": ev.coverage_rows})
+    write_metrics(paths.metrics("evaluate", "risk_coverage"), {"rows": ev.risk_rows})
 
 
 def main() -> None:
@@ -36,6 +40,7 @@ def main() -> None:
         bootstrap_samples=cfg.bootstrap_samples,
         seed=cfg.seed,
         protocol=cfg.protocol,
+        min_confidence=cfg.min_confidence,
     )
     write(ev)
     for row in ev.predictor_rows:

@@ -312,6 +312,9 @@ class Evaluate(Section):
     reference: str = ""
     bootstrap_samples: int = Field(10000, ge=1)
     seed: int = _seed(0)
+    # {predictor: mean token log-prob}: a less sure answer is "no suggestion", scored as the current
+    # version (nep/evaluate/coverage.py); predictors not named never abstain
+    min_confidence: dict[str, float] = {}
 
 
 class Params(Section):

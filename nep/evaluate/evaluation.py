@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nep.core.prompts import parse_prompt
+from nep.evaluate import coverage
 from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS
 from nep.evaluate.metrics import ExampleScore, score_example
 from nep.evaluate.protocol import scored_pair
@@ -81,6 +82,8 @@ class Evaluation:
     details: dict[str, float | int] = field(default_factory=dict)
     predictor_rows: list[dict] = field(default_factory=list)
     language_rows: list[dict] = field(default_factory=list)
+    coverage_rows: list[dict] = field(default_factory=list)  # nep/evaluate/coverage.py
+    risk_rows: list[dict] = field(default_factory=list)
 
 
 def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
@@ -105,10 +108,13 @@ def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
 
 
 def score_predictor(
-    name: str, generations_path: Path, judgments_path: Path, *, context_lines: int, protocol: str = "next_version"
+    name: str, generations_path: Path, judgments_path: Path, *, context_lines: int, protocol: str = "next_version",
+    min_confidence: float | None = None,
 ) -> tuple[list[ExampleScore], dict[str, int]]:
     """Example scores of one predictor (its generations joined with its judgments by id), and
-    its counts (drops, judge coverage). `protocol`: what is scored against what (nep/evaluate/protocol.py)."""
+    its counts (drops, judge coverage). `protocol`: what is scored against what (nep/evaluate/protocol.py);
+    `min_confidence`: answers less sure are no suggestion (nep/evaluate/coverage.py)."""
+    abstained = 0
     drops: Counter = Counter()
     judgments = read_judgments(judgments_path, drops)
     scores: list[ExampleScore] = []
@@ -126,6 +132,8 @@ def score_predictor(
         except ValueError:
             drops["bad_prompt"] += 1
             continue
+        rec, unsure = coverage.abstain(rec, min_confidence, sections["current"])
+        abstained += unsure
         tokens = rec.get("output_tokens")
         truth, prediction, extracted = scored_pair(rec, protocol)
         scores.append(
@@ -154,6 +162,7 @@ def score_predictor(
         "judge_missing": len(seen - judgments.keys()),
         "judge_null": sum(judgments.get(i, 0) is None for i in seen),
         "judge_unmatched": unmatched,
+        **({coverage.NO_SUGGESTION: abstained} if min_confidence is not None else {}),
         **flat_counts("dropped", drops),
     }
     return scores, counts
@@ -274,7 +283,7 @@ def _row(summary: dict, cis: dict, **keys: str) -> dict:
 
 def evaluate(
     inputs: dict[str, tuple[Path, Path]], *, reference: str, context_lines: int, bootstrap_samples: int,
-    seed: int, protocol: str = "next_version",
+    seed: int, protocol: str = "next_version", min_confidence: dict[str, float] | None = None,
 ) -> Evaluation:
     """Score each predictor of `inputs` (name -> its generations and judgments files, in
     `generate.predictors` order) and compare it with `reference` ("" = the first predictor), under
@@ -287,7 +296,11 @@ def evaluate(
         raise NepError(
             f"params.yaml evaluate.reference: {reference!r} is not one of generate.predictors {predictors}"
         )
-    scored = {name: score_predictor(name, *inputs[name], context_lines=context_lines, protocol=protocol)
+    min_confidence = min_confidence or {}
+    if unknown := sorted(set(min_confidence) - set(predictors)):
+        raise NepError(f"params.yaml evaluate.min_confidence: {unknown[0]!r} is not one of generate.predictors {predictors}")
+    scored = {name: score_predictor(name, *inputs[name], context_lines=context_lines, protocol=protocol,
+                                    min_confidence=min_confidence.get(name))
               for name in predictors}
     ev = Evaluation()
     for name, (scores, counts) in scored.items():
@@ -301,7 +314,10 @@ def evaluate(
             headline.update({m: summary[m], f"{m}_lo": cis[f"{m}_lo"], f"{m}_hi": cis[f"{m}_hi"]})
             if f"{m}_p" in tests:
                 headline[f"{m}_p"] = tests[f"{m}_p"]
-        details = {**summary, **cis, **tests, **counts}
+        rows, curve = coverage.coverage_tables(name, scores, coverage.confidences(inputs[name][0]), summarize, HEADLINE)
+        ev.coverage_rows += rows
+        ev.risk_rows += curve
+        details = {**summary, **cis, **tests, **counts, **coverage.details(rows, HEADLINE)}
         ev.headline.update({f"{name}.{k}": v for k, v in headline.items()})
         ev.details.update({f"{name}.{k}": v for k, v in details.items() if k not in headline})
         ev.predictor_rows.append(_row(summary, cis, predictor=name))

@@ -27,6 +27,7 @@ from nep.evaluate.charts import (  # noqa: F401 - CHARTS, Chart, chart_spec, ren
     chart_spec,
     render_svg,
 )
+from nep.evaluate.coverage_report import COVERAGE_TABLE, RISK_TABLE, coverage_section
 from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS
 from nep.util import paths
 from nep.util.errors import NepError
@@ -34,6 +35,10 @@ from nep.util.errors import NepError
 LABELS = {m.name: m.column for m in HEADLINE_METRICS}  # the tables' column names
 
 HEADLINE_FILE = paths.metrics("evaluate")
+# measured times cannot be in this report (its bytes must not change on rerun): a pointer to them
+LATENCY_LINE = ("Latency (p50/p95 per answer on the named machine, against accuracy): "
+                "[../timing/report/README.md](../timing/report/README.md), written by each generate and report run "
+                "(measured, not a DVC output).")
 
 
 # ---------------------------------------------------------------- reading
@@ -252,6 +257,8 @@ def build_report(
     charts: tuple[Chart, ...] = CHARTS,
     about: list[str] | None = None,
     judge: str = "judge",
+    coverage_path: Path = COVERAGE_TABLE,
+    risk_path: Path = RISK_TABLE,
 ) -> dict[str, Any]:
     """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
     exists and has rows); `about`: the provenance lines (see `provenance`), `judge`: the judge
@@ -304,6 +311,8 @@ def build_report(
         ]
     if posttrain:
         parts += ["## Post-training", "", *posttrain_lines(posttrain), ""]
+    parts += coverage_section(out_dir, judge, coverage_path=coverage_path, risk_path=risk_path)
+    parts += [LATENCY_LINE, ""]
     parts += ["## Languages", "", _markdown(language_table(languages).rename(columns={LABELS["llm_judge"]: judge})),
               "", "## Charts", ""]
     parts += [f"![{chart.title}]({chart.file_name})\n" for chart in drawn]

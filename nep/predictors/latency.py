@@ -62,6 +62,6 @@ def summary(rows: Sequence[dict[str, Any]], *, where: dict[str, Any]) -> dict[st
         "ttft_p50_s": _rounded(percentile(ttfts, 50)),
         "ttft_p95_s": _rounded(percentile(ttfts, 95)),
         "s_per_answer": _rounded(busy / len(timed)) if timed else None,
-        "tokens_per_s": round(tokens / busy, 3) if busy > 0 else None,
+        "tokens_per_s": round(tokens / busy, 3) if busy > 0 and tokens else None,  # None: no token counts
         **where,
     }
