@@ -56,14 +56,14 @@ def main() -> None:
         )
         predictor = HFPredictor(model=str(model_dir), device="cpu", chat=False)
         todo = list(range(len(examples)))
-        list(predictor.predict(examples, todo[:2], Settings(4, threads=args.threads)))  # warm-up
+        list(predictor.predict(examples, todo[:2], Settings.of(max_new_tokens=4, threads=args.threads)))  # warm-up
         outputs: dict[int, list[str]] = {}
         best: dict[int, float] = {}
         tokens: dict[int, int] = {}
         for _ in range(args.repeats):  # interleaved, so load changes hit every batch size alike
             for bs in args.batch_sizes:
                 start = time.perf_counter()
-                settings = Settings(args.max_new_tokens, batch_size=bs, threads=args.threads)
+                settings = Settings.of(max_new_tokens=args.max_new_tokens, batch_size=bs, threads=args.threads)
                 answers = dict(pair for group in predictor.predict(examples, todo, settings) for pair in group)
                 preds = [answers[i] for i in todo]
                 best[bs] = min(best.get(bs, float("inf")), time.perf_counter() - start)

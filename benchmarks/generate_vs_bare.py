@@ -81,7 +81,7 @@ def run_variant(args) -> dict:
     examples = load_prompts(args.examples, args.n)
     todo = list(range(len(examples)))
     batches = [[examples[i]["prompt"] for i in idx] for idx in by_length(examples, todo, args.batch_size)]
-    settings = Settings(args.max_new_tokens, batch_size=args.batch_size, threads=args.threads)
+    settings = Settings.of(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, threads=args.threads)
     if args.variant in ("bare", "bare_adapter"):
         from nep.train.model import load_base_hf, load_finetuned
 

@@ -1,4 +1,5 @@
-"""finetune: LoRA supervised fine-tuning (trl SFTTrainer) of `finetune.base_model` on data/split/train.jsonl.
+"""finetune: LoRA supervised fine-tuning (trl SFTTrainer) of `finetune.base_model` on data/split/train.jsonl,
+in the answer format `process.format` (nep.core.formats).
 
     python -m stages.finetune                                          # one CPU or GPU (or via dvc repro)
     accelerate launch --multi_gpu --num_processes 4 -m stages.finetune # 4 GPUs (or, without CUDA, 4 CPU
@@ -21,6 +22,7 @@ from typing import Any
 from nep.config.params import load_section
 from nep.config.schema import Finetune
 from nep.core.examples import read_training_set
+from nep.core.formats import PAPER, AnswerFormat, answer_format
 from nep.train.sft import run_finetune
 from nep.util import paths
 from nep.util.console import setup_logging
@@ -37,10 +39,12 @@ def finetune(
     metrics_dir: str | Path = METRICS_DIR,
     timing_path: str | Path | None = None,
     progress: bool = True,
+    fmt: AnswerFormat = PAPER,
 ) -> dict[str, Any]:
     """Train on the processed examples in `train_path`; save the model to `out_dir`, DVCLive's
     metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
-    `timing_path` (default nep.util.paths.timing("finetune")). Returns the metrics."""
+    `timing_path` (default nep.util.paths.timing("finetune")); prompts and completions in the answer
+    format `fmt` (process.format). Returns the metrics."""
     from dvclive import Live
 
     from nep.util.device import distributed_state
@@ -59,7 +63,7 @@ def finetune(
         # save_dvc_exp=False and no dvc.yaml of its own: DVCLive only writes the files the stage
         # declares, so it works the same under `dvc repro` and `dvc exp run`.
         live = Live(dir=str(metrics_dir), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
-    result = run_finetune(records, out_dir, cfg, live=live, progress=progress)
+    result = run_finetune(records, out_dir, cfg, live=live, progress=progress, fmt=fmt)
     metrics = result.metrics
     metrics.update(flat_counts("dropped", drops))
     metrics["examples"] += sum(drops.values())
@@ -74,7 +78,8 @@ def finetune(
 
 def main() -> None:
     setup_logging()
-    metrics = finetune(load_section("finetune"))  # a known failure is one line (run_main)
+    fmt = answer_format(load_section("process").format)
+    metrics = finetune(load_section("finetune"), fmt=fmt)  # a known failure is one line (run_main)
     logging.getLogger("stages.finetune").info("finetune: %s", metrics)
 
 

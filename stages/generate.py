@@ -2,7 +2,8 @@
 
     python -m stages.generate --predictor NAME
 
-Reads `params.yaml: generate:` (max_new_tokens, batch_size, threads, predictors.NAME) and
+Reads `params.yaml: generate:` (max_new_tokens, batch_size, threads, predictors.NAME), `process.format`
+(the answer format: what the model is asked, how its answer becomes the next version) and
 data/split/test.jsonl; writes data/generate/NAME.jsonl (one generation record per example, in
 test-set order), metrics/generate/NAME.json and metrics/timing/generate/NAME.json (measured
 times, not a DVC output). A killed run resumes where it stopped (nep.predictors.runner).
@@ -32,8 +33,7 @@ def main() -> None:
         sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
     kind = predictors[args.predictor].get("kind", "?")
     banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
-    settings = Settings(max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, threads=cfg.threads,
-                        max_growth_tokens=cfg.max_growth_tokens, prompt_lookup_tokens=cfg.prompt_lookup_tokens)
+    settings = Settings.of(cfg, load_section("process").format)
     metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
 

@@ -21,6 +21,7 @@ from typing import Any
 from nep.config.params import load_section
 from nep.config.schema import Posttrain
 from nep.core.examples import read_training_set
+from nep.core.formats import PAPER, AnswerFormat, answer_format
 from nep.util import paths
 from nep.util.console import setup_logging
 from nep.util.errors import NepError
@@ -40,6 +41,7 @@ def posttrain(
     metrics_path: str | Path | None = None,
     timing_path: str | Path | None = None,
     progress: bool = True,
+    fmt: AnswerFormat = PAPER,
 ) -> dict[str, Any]:
     """Post-train the adapter in `sft_dir` on the examples in `train_path`; returns the metrics."""
     from nep.train.posttrain import run_posttrain
@@ -57,7 +59,7 @@ def posttrain(
 
         # DVCLive writes only the step curves: no dvc.yaml, report, experiment or summary of its own.
         live = Live(dir=str(curves_dir.parent.parent), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
-    result = run_posttrain(records, sft_dir, out_dir, cfg, live=live, progress=progress)
+    result = run_posttrain(records, sft_dir, out_dir, cfg, live=live, progress=progress, fmt=fmt)
     if live is not None:
         live.end()
         # DVCLive's own last-step values: the stage's metrics are metrics/posttrain.json
@@ -79,7 +81,7 @@ def posttrain(
 
 def main() -> None:
     setup_logging()
-    metrics = posttrain(load_section("posttrain"))  # a known failure is one line (run_main)
+    metrics = posttrain(load_section("posttrain"), fmt=answer_format(load_section("process").format))  # a known failure: one line
     logging.getLogger("stages.posttrain").info("posttrain: %s", metrics)
 
 

@@ -22,8 +22,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from nep.config.schema import Params
-from nep.predictors import base
-from nep.predictors.base import KINDS, RESERVED_KEYS, SYSTEM_INSTRUCTION, registry
+from nep.predictors import kinds as base
+from nep.predictors.kinds import KINDS, RESERVED_KEYS, registry
+from nep.predictors.prompts import SYSTEM_INSTRUCTION
 
 PARAMS_YAML = Path(__file__).resolve().parents[2] / "params.yaml"
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][\w-]*):(?P<rest>.*)$")
@@ -134,7 +135,7 @@ def _doc(cls: type) -> str:
 
 
 def kind_summaries() -> dict[str, str]:
-    """Kind → its line in nep.predictors.base's module docstring (`- ``kind``: what it does.`)."""
+    """Kind → its line in nep.predictors.kinds's module docstring (`- ``kind``: what it does.`)."""
     summaries: dict[str, str] = {}
     for item in re.split(r"\n- ", base.__doc__ or "")[1:]:
         names, _, text = item.partition(":")
@@ -223,7 +224,7 @@ def render(params_yaml: Path = PARAMS_YAML) -> str:
         "",
         "Each entry of `generate.predictors` is a mapping with `kind` (below), `needs` (the one path the",
         f"predictor depends on) and the kind's options; reserved keys: {', '.join(f'`{k}`' for k in RESERVED_KEYS)}.",
-        "Options are checked by `nep.predictors.base.check_predictor` (see [predictors.md](predictors.md)).",
+        "Options are checked by `nep.predictors.kinds.check_predictor` (see [predictors.md](predictors.md)).",
         "Every kind also takes `max_failure_rate: float = 0.0` (0 to 1): the share of the test set whose",
         "generation may fail (an endpoint's error after its retries) before the stage fails and writes nothing.",
         "A predictor's name is letters, digits, `_`, `-` and `.` (not first), at most 64 characters.",

@@ -17,9 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nep.predictors import base as predictors
+from nep.predictors import kinds as predictors
 from nep.util.errors import NepError
 
 
@@ -153,8 +153,27 @@ class Judge(LLMParams):
 
 
 # ---------------------------------------------------------------- process / split
+class Format(Section):
+    """`process.format`, the answer format (nep.core.formats): what the model is asked and trained to
+    write, and how its answer becomes the next version. process counts the examples each format
+    cannot write; finetune, posttrain and generate ask, train and read in it."""
+
+    answer: str = "whole"  # whole | region | blocks (nep.core.formats.FORMATS)
+    region_lines: int = Field(8, ge=0)  # region: lines each side of the edit history's last change
+    omit_original: bool = False  # leave the original section out of the prompt (the diff and current imply it)
+
+    @field_validator("answer")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from nep.core.formats import registry
+
+        registry().check(value)
+        return value
+
+
 class Process(Section):
     context_lines: int = Field(20, ge=0)
+    format: Format = _default(Format)
 
 
 class Split(Section):
@@ -274,7 +293,7 @@ DEFAULT_PREDICTORS: dict[str, dict[str, Any]] = {
 
 def check_predictor_entry(name: str, entry: Any) -> None:
     """Raise ValueError when a `generate.predictors` entry does not fit its kind. Uses
-    nep.predictors.base.check_predictor (its kinds and options) when that exists, else checks the keys
+    nep.predictors.kinds.check_predictor (its kinds and options) when that exists, else checks the keys
     every entry needs."""
 
     check = getattr(predictors, "check_predictor", None)

@@ -18,6 +18,11 @@ A third style, ``direct``, is for predictors whose output is the next version by
 
 In the model styles a body that is one fenced code block (```lang … ```) is unwrapped. An output from
 which no next version can be read gives ``None``; callers count those.
+
+The style says how an answer is read out of its wrapper; what the answer *is* (the whole next
+version, an editable region, edit blocks) and how it becomes the next version is its answer
+format (nep.core.formats), which reads through `extract_body` (or, for the whole version,
+`extract_answer`).
 """
 
 from __future__ import annotations
@@ -90,14 +95,14 @@ def _cut_at_markers(text: str) -> str:
     return text[:cut]
 
 
-def extract_chat(raw: str) -> Extraction:
+def extract_chat(raw: str, *, empty_ok: bool = False) -> Extraction:
     closed = _CLOSED_TAG.findall(raw)
     if closed:
         return Extraction(unwrap_fence(_strip_one_newline(closed[-1])), "closed_tag")
     open_at = raw.rfind(OPEN_TAG)
     if open_at != -1:
         body = _strip_one_newline(raw[open_at + len(OPEN_TAG) :])
-        if body.strip():
+        if body.strip() or empty_ok:
             return Extraction(unwrap_fence(body), "open_tag")
         return Extraction(None, "none")
     fenced = last_fenced_block(raw)
@@ -106,7 +111,8 @@ def extract_chat(raw: str) -> Extraction:
     return Extraction(None, "none")
 
 
-def extract_completion(raw: str) -> Extraction:
+def extract_completion(raw: str, *, empty_ok: bool = False) -> Extraction:
+    """`empty_ok`: an empty answer is an answer (an answer format where it means no change)."""
     method = "completion"
     text = raw
     if f"{NEXT}\n" in text:  # the model echoed the prompt: the answer follows its last marker line
@@ -118,7 +124,7 @@ def extract_completion(raw: str) -> Extraction:
         if chat.ok:
             return chat
     text = strip_template_newline(text)
-    if not text.strip():
+    if not text.strip() and not empty_ok:
         return Extraction(None, "none")
     return Extraction(unwrap_fence(text), method)
 
@@ -132,6 +138,16 @@ def extract_next_version(raw: str, style: Style = "completion") -> Extraction:
     if style == "direct":
         return Extraction(raw, "direct")
     raise ValueError(f"unknown output style {style!r} (expected 'completion', 'chat' or 'direct')")
+
+
+def extract_body(raw: str, style: Style) -> Extraction:
+    """The answer in a raw output, whatever its answer format (nep.core.formats): read as
+    `extract_next_version` reads it, except that an empty answer is kept (it may mean "no change")."""
+    if style == "chat":
+        return extract_chat(raw, empty_ok=True)
+    if style == "completion":
+        return extract_completion(raw, empty_ok=True)
+    return extract_next_version(raw, style)
 
 
 # ---------------------------------------------------------------- a diff is not a file

@@ -41,14 +41,18 @@ class TrainingText:
         return self.prompt + self.completion
 
 
-def build_prompt(original: str, current: str, *, path: str = "") -> str:
+def build_prompt(
+    original: str, current: str, *, path: str = "", shown_current: str | None = None, include_original: bool = True
+) -> str:
     """The prompt: original code, the diff original → current, the current version, then the
-    `<|next_version|>` line after which the model writes the next version."""
+    `<|next_version|>` line after which the model writes the next version. `shown_current`: the
+    current version as an answer format shows it (marked, nep.core.formats); `include_original`
+    false leaves the original section out (the diff and the current version imply it)."""
     diff = unified_diff(original, current, old_name=path, new_name=path)
     return (
-        _section(ORIGINAL, original)
+        (_section(ORIGINAL, original) if include_original else "")
         + _section(EDITS_DIFF, diff)
-        + _section(CURRENT, current)
+        + _section(CURRENT, current if shown_current is None else shown_current)
         + f"{NEXT}\n"
     )
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from nep.core.extract import OPEN_TAG, Style
+from nep.core.formats import PAPER
 from nep.core.prompts import MARKERS
 from nep.predictors.base import LOGPROB_DIGITS, Prediction, Predictor
 from nep.util.errors import NepError
@@ -134,6 +135,9 @@ class FilePredictor(Predictor):
     def __post_init__(self):
         self.counts: dict[str, int] = {}
         self.examples_of: dict[str, list[str]] = {}  # reason → the first few rows it holds ("id 'x'", "line 3")
+
+    def reads_as(self, settings):
+        return PAPER  # imported outputs are next versions, whatever format.answer says
 
     def match(self, examples: Sequence[dict[str, Any]]) -> dict[int, dict[str, Any]]:
         """Test-set index → its row; counts every row's fate in `self.counts`."""

@@ -15,17 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from nep.core.extract import Style
+from nep.core.formats import PAPER, AnswerFormat
 from nep.core.prompts import model_boundary, strip_lead
-from nep.predictors.base import (
-    SYSTEM_INSTRUCTION,
-    Prediction,
-    Predictor,
-    by_length,
-    chat_messages,
-    mean_logprob,
-    token_budgets,
-    training_prompt,
-)
+from nep.predictors.base import Prediction, Predictor, by_length, mean_logprob, token_budgets
+from nep.predictors.prompts import chat_messages, training_prompt
 from nep.predictors.stop import (
     EOS,
     GROWTH,
@@ -255,8 +248,9 @@ def missing_model(param: str, model: str, error: Exception) -> NepError:
 @dataclass
 class HFPredictor(Predictor):
     """Any causal LM through transformers. `model`: hub id or local path. `chat`: true for an
-    instruct model (chat template + SYSTEM_INSTRUCTION), false for a base model (training
-    prompt), null to decide by whether the tokenizer has a chat template. `template`: the training
+    instruct model (chat template + nep's instruction for the answer format,
+    nep.predictors.prompts.system_instruction; `system` replaces it), false for a base model
+    (training prompt), null to decide by whether the tokenizer has a chat template. `template`: the training
     prompt's layout, nep's or the paper's (for the paper's released fine-tuned models). `stop_repeats`:
     stop an answer whose last lines are one block repeated this many times (a loop;
     nep.predictors.stop), 0 to let loops run to max_new_tokens."""
@@ -266,7 +260,7 @@ class HFPredictor(Predictor):
     model: str = ""
     chat: bool | None = None
     template: Literal["nep", "paper"] = "nep"
-    system: str = SYSTEM_INSTRUCTION
+    system: str | None = None  # None: nep's instruction for the answer format
     system_role: bool = True  # false: the instruction opens the user message (templates without one)
     device: str = "auto"
     dtype: str = "auto"
@@ -286,6 +280,7 @@ class HFPredictor(Predictor):
         self._generator: TransformersGenerator | None = None
         self._device = ""  # resolved when the model loads
         self.threads = 0
+        self.fmt: AnswerFormat = PAPER  # the run's answer format (settings.answer_format, set by predict)
 
     def resolved_device(self) -> str:
 
@@ -323,9 +318,10 @@ class HFPredictor(Predictor):
 
     def render(self, example: dict[str, Any]) -> str:
         if not self.chat:
-            return training_prompt(example, self.template)
+            return training_prompt(example, self.template, self.fmt)
         return self.generator.tokenizer.apply_chat_template(
-            chat_messages(example, self.system, system_role=self.system_role), tokenize=False, add_generation_prompt=True
+            chat_messages(example, self.system, system_role=self.system_role, fmt=self.fmt), tokenize=False,
+            add_generation_prompt=True,
         )
 
     def generate(self, examples: list[dict[str, Any]], max_new_tokens: int, growth: int = 0,
@@ -346,7 +342,7 @@ class HFPredictor(Predictor):
         )
 
     def predict(self, examples, todo, settings):
-        self.threads = settings.threads
+        self.threads, self.fmt = settings.threads, settings.answer_format
         for idx in by_length(examples, todo, settings.batch_size):
             predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens,
                                         settings.prompt_lookup_tokens)

@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from nep.core.extract import Style
 from nep.llm.backends import get_backend
 from nep.llm.chat import ChatRequest
-from nep.predictors.base import LOGPROB_DIGITS, SYSTEM_INSTRUCTION, Prediction, Predictor, chat_messages
+from nep.predictors.base import LOGPROB_DIGITS, Prediction, Predictor
+from nep.predictors.prompts import chat_messages
 from nep.util.errors import NepError
 
 # Options passed to the backend when given; left unset, the backend's own defaults apply.
@@ -38,7 +39,7 @@ class OpenAIPredictor(Predictor):
     style: ClassVar[Style] = "chat"
     required: ClassVar[tuple[str, ...]] = ("model",)
     model: str = ""
-    system: str = SYSTEM_INSTRUCTION
+    system: str | None = None  # None: nep's instruction for the answer format
     base_url: str | None = None
     api_key_env: str | None = None
     concurrency: int | None = None
@@ -79,8 +80,8 @@ class OpenAIPredictor(Predictor):
             raise NepError(f"{self.param('kind')}: kind 'openai' needs the openai package; "
                                  "pip install -r requirements.txt")
         requests = [
-            ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system), max_tokens=settings.max_new_tokens,
-                        logprobs=self.logprobs)
+            ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system, fmt=settings.answer_format),
+                        max_tokens=settings.max_new_tokens, logprobs=self.logprobs)
             for i in todo
         ]
 

@@ -38,10 +38,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from nep.core.extract import extract_answer
+from nep.core.formats import PAPER, AnswerFormat
 from nep.core.prompts import template_completion
 from nep.predictors import latency
-from nep.predictors.base import Prediction, Settings, build_predictor, current_version
+from nep.predictors.base import Prediction, Settings
+from nep.predictors.kinds import build_predictor
 from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
 from nep.util.console import bars
@@ -88,14 +89,23 @@ def fingerprint(path: Path) -> Any:
     )
 
 
-def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes, max_growth_tokens: int = 0) -> str:
+def format_key(fmt: AnswerFormat) -> dict[str, Any]:
+    """What of the answer format can change an answer ({} for the paper's: keys stay as they were)."""
+    if fmt.options is None or fmt.is_paper:
+        return {}
+    return fmt.options.model_dump() if hasattr(fmt.options, "model_dump") else {"answer": fmt.name}
+
+
+def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes, max_growth_tokens: int = 0,
+                   answer_format: dict[str, Any] | None = None) -> str:
     # every local path the entry names, `needs` included (a finetuned entry may name its model there only)
     local = {v: fingerprint(Path(v)) for k, v in entry.items()
              if (k == "needs" or k not in NOT_IN_KEY) and isinstance(v, str) and v and Path(v).exists()}
     blob = json.dumps(
         {"entry": {k: v for k, v in entry.items() if k not in NOT_IN_KEY}, "local": local,
          "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest(),
-         **({"max_growth_tokens": max_growth_tokens} if max_growth_tokens else {})},
+         **({"max_growth_tokens": max_growth_tokens} if max_growth_tokens else {}),
+         **({"format": answer_format} if answer_format else {})},
         sort_keys=True, ensure_ascii=False, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -159,8 +169,9 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
-def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
-    """The generation record of one example from its saved answer. An answer that did not end
+def make_record(example: dict[str, Any], answer: dict[str, Any], fmt: AnswerFormat = PAPER) -> dict[str, Any]:
+    """The generation record of one example from its saved answer, read in answer format `fmt`
+    (its full next version, or why none: nep.core.formats). An answer that did not end
     (stop tag in nep.predictors.stop.INCOMPLETE) has no next version: extraction `incomplete`."""
     stop = (answer.get("tags") or {}).get("stop")
     if answer["skipped"]:
@@ -168,7 +179,7 @@ def make_record(example: dict[str, Any], answer: dict[str, Any]) -> dict[str, An
     elif stop in INCOMPLETE:  # cut at a token limit or in a loop: the model never finished its answer
         output, extracted, how = "", False, "incomplete"
     else:
-        extraction = extract_answer(answer["raw_output"], answer["style"], current=current_version(example))
+        extraction = fmt.read(answer["raw_output"], answer["style"], example)
         output, extracted, how = extraction.text or "", extraction.ok, extraction.method
     record = {
         "id": example["id"],
@@ -259,7 +270,8 @@ def generate(
     if not test_path.is_file():
         raise NepError(f"{test_path}: file not found (run the split stage first)")
     examples = load_examples(test_path)
-    key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes(), settings.max_growth_tokens)
+    key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes(), settings.max_growth_tokens,
+                         format_key(settings.answer_format))
     folder = checkpoint_dir()
     for stale in folder.glob(f"{name}.*.jsonl"):  # an older run's answers for changed inputs
         old_key = stale.name[len(name) + 1 : -len(".jsonl")]
@@ -308,7 +320,8 @@ def generate(
     check_failures(name, predictor, failed, len(examples))
     done.update(failed)
     answers = [done[i] for i in range(len(examples))]
-    records = [make_record(ex, a) for ex, a in zip(examples, answers, strict=True)]
+    fmt = predictor.reads_as(settings)
+    records = [make_record(ex, a, fmt) for ex, a in zip(examples, answers, strict=True)]
     metrics = {**summarize(records, answers), **predictor.report()}
     new = [done[i] for i in todo]
     per_answer = [latency.answer_row(a, i not in asked) for i, a in enumerate(answers)]

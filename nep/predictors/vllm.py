@@ -11,16 +11,9 @@ from typing import ClassVar, Literal
 
 from nep.core.extract import Style
 from nep.core.prompts import model_boundary, strip_lead
-from nep.predictors.base import (
-    SYSTEM_INSTRUCTION,
-    Prediction,
-    Predictor,
-    chat_messages,
-    mean_logprob,
-    token_budgets,
-    training_prompt,
-)
+from nep.predictors.base import Prediction, Predictor, mean_logprob, token_budgets
 from nep.predictors.hf import HFPredictor, missing_model
+from nep.predictors.prompts import chat_messages, training_prompt
 from nep.predictors.stop import EOS, GROWTH, LENGTH
 from nep.util.device import cuda_available
 from nep.util.errors import NepError
@@ -49,7 +42,7 @@ class VLLMPredictor(Predictor):
     adapter: str | None = None
     chat: bool | None = None
     template: Literal["nep", "paper"] = "nep"
-    system: str = SYSTEM_INSTRUCTION
+    system: str | None = None  # None: nep's instruction for the answer format
     system_role: bool = True  # false: the instruction opens the user message (templates without one)
     # hf: where vLLM cannot run (no vllm package or no CUDA GPU), generate with the `hf` predictor
     # on the same model, chat, template and system settings (no adapter), and say so in the metrics
@@ -167,10 +160,11 @@ class VLLMPredictor(Predictor):
                           if growth > 0 else params)
             start = time.perf_counter()
             if self.chat:
-                convs = [chat_messages(ex, self.system, system_role=self.system_role) for ex in batch]
+                convs = [chat_messages(ex, self.system, system_role=self.system_role, fmt=settings.answer_format)
+                         for ex in batch]
                 outputs = llm.chat(convs, per_prompt, lora_request=lora, use_tqdm=False)
             else:
-                split = [model_boundary(training_prompt(ex, self.template)) for ex in batch]
+                split = [model_boundary(training_prompt(ex, self.template, settings.answer_format)) for ex in batch]
                 outputs = llm.generate([head for head, _ in split], per_prompt, lora_request=lora, use_tqdm=False)
             elapsed = time.perf_counter() - start
             self._chunk = len(batch)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Finetune, Posttrain, section
+from nep.core.formats import PAPER, AnswerFormat, Unrepresentable
 from nep.core.prompts import model_boundary, strip_lead
 from nep.train.model import (
     METADATA_FILE,
@@ -150,7 +151,7 @@ class Sampled:
 
 
 def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: list[int], cfg: Posttrain,
-                      *, desc: str = "posttrain: sampling", progress: bool = True) -> Sampled:
+                      *, desc: str = "posttrain: sampling", progress: bool = True, fmt: AnswerFormat = PAPER) -> Sampled:
     """k sampled completions per chosen prompt (seeded per prompt), each scored by nep.train.rewards.
     Prompts leaving no room for `max_new_tokens` within `max_seq_length` are skipped and counted."""
     import torch
@@ -176,7 +177,7 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
                 top_p=cfg.top_p, top_k=0, num_return_sequences=cfg.k, max_new_tokens=cfg.max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos),
             )
-        sections = prompt_sections(record)
+        sections = prompt_sections(record, fmt)
         group = []
         for sample, row in enumerate(generated[:, len(ids):].tolist()):
             kept = []
@@ -185,7 +186,7 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
                     break
                 kept.append(t)
             raw = strip_lead(tokenizer.decode(kept, skip_special_tokens=False), lead)
-            scored = score_candidate(raw, weights=weights, complete=len(kept) < len(row), **sections)
+            scored = score_candidate(raw, weights=weights, complete=len(kept) < len(row), fmt=fmt, **sections)
             group.append((raw, scored))
             out.rows.append({"id": record.get("id", str(index)), "index": index, "sample": sample, "raw": raw, **scored.as_dict()})
         out.groups.append((record, group))
@@ -193,12 +194,12 @@ def sample_candidates(model, tokenizer, records: list[dict[str, Any]], indices: 
     return out
 
 
-def build_pairs(groups, cfg: Posttrain) -> tuple[list[dict[str, Any]], Counter]:
+def build_pairs(groups, cfg: Posttrain, fmt: AnswerFormat = PAPER) -> tuple[list[dict[str, Any]], Counter]:
     """DPO pairs (nep.train.rewards.make_pair) of every sampled prompt, and the outcome counts."""
     pairs, outcomes = [], Counter()
     for record, group in groups:
-        sections = prompt_sections(record)
-        truth = score_candidate(record["completion"], weights=cfg.reward, **sections).reward  # as the model writes it
+        sections = prompt_sections(record, fmt)
+        truth = score_candidate(record["completion"], weights=cfg.reward, fmt=fmt, **sections).reward  # as the model writes it
         pair, outcome = make_pair(
             id=record.get("id", ""), prompt=record["prompt"], ground_truth=record["completion"], truth_reward=truth,
             candidates=group, margin=cfg.margin, add_ground_truth=cfg.add_ground_truth,
@@ -231,15 +232,30 @@ def dpo_row(pair: dict[str, Any]) -> dict[str, str]:
     return {"prompt": head, "chosen": lead + pair["chosen"], "rejected": lead + pair["rejected"]}
 
 
-def grpo_row(record: dict[str, Any]) -> dict[str, str]:
+def grpo_row(record: dict[str, Any], fmt: AnswerFormat = PAPER) -> dict[str, str]:
     """GRPO's prompt (up to the marker, as SFT and generation split it), the `lead` its completions
     begin with (the reward strips it) and the sections the reward scores against."""
     head, lead = model_boundary(record["prompt"])
-    return {"prompt": head, "lead": lead, **prompt_sections(record)}
+    return {"prompt": head, "lead": lead, **prompt_sections(record, fmt)}
+
+
+def in_format(records: list[dict[str, Any]], fmt: AnswerFormat) -> tuple[list[dict[str, Any]], Counter]:
+    """The training records with the answer format's prompt and completion (nep.core.formats), and
+    the count of those whose next version it cannot write (left without a completion: never chosen)."""
+    if fmt.is_paper:
+        return records, Counter()
+    out, unwritable = [], Counter()
+    for r in records:
+        try:
+            out.append({**r, "prompt": fmt.prompt(r), "completion": fmt.completion(r)})
+        except Unrepresentable as e:
+            unwritable[e.reason] += 1
+            out.append({**r, "completion": None})
+    return out, unwritable
 
 
 def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg: Posttrain,
-                  sft: Finetune, scratch: str | Path, *, live=None, progress: bool = True):
+                  sft: Finetune, scratch: str | Path, *, live=None, progress: bool = True, fmt: AnswerFormat = PAPER):
     """trl's DPOTrainer (data: prompt/chosen/rejected) or GRPOTrainer (data: prompt, original,
     current, ground_truth; nep's reward) on the trainable SFT adapter `model`."""
     from datasets import Dataset
@@ -275,7 +291,7 @@ def build_trainer(method: str, model, tokenizer, data: list[dict[str, Any]], cfg
         def ended(ids):  # trl keeps the EOS that ended a completion; a cut one has none
             return bool(ids) and ids[-1] in specials
 
-        return GRPOTrainer(reward_funcs=[reward_function(cfg.reward, decode=decode, ended=ended)], args=args, **common)
+        return GRPOTrainer(reward_funcs=[reward_function(cfg.reward, decode=decode, ended=ended, fmt=fmt)], args=args, **common)
     raise ValueError(f"posttrain.method: unknown {method!r}; choose from {METHODS}")
 
 
@@ -288,9 +304,10 @@ class PosttrainResult:
 
 
 def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: str | Path, cfg: Posttrain,
-                  *, live=None, progress: bool = True) -> PosttrainResult:
+                  *, live=None, progress: bool = True, fmt: AnswerFormat = PAPER) -> PosttrainResult:
     """Post-train the SFT adapter in `sft_dir` on training `records` by `cfg.method`, saving the
-    adapter (loadable by nep.train.sft.load_finetuned) to `out_dir`. `none` copies the SFT output."""
+    adapter (loadable by nep.train.sft.load_finetuned) to `out_dir`. `none` copies the SFT output.
+    Prompts, completions and rewards are in the answer format `fmt` (process.format)."""
     start = time.perf_counter()
     sft_dir, out_dir = Path(sft_dir), Path(out_dir)
     sft_meta = read_metadata(sft_dir)
@@ -307,14 +324,16 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
         nep_device.configure_threads(cfg.threads)
     sft = section("finetune", sft_meta["params"])
     model, tokenizer, _ = load_trainable(sft_dir, device)
+    records, unwritable = in_format(records, fmt)
     indices = choose_prompts(records, cfg)
     t0 = time.perf_counter()
-    sampled = sample_candidates(model, tokenizer, records, indices, cfg, progress=progress)
+    sampled = sample_candidates(model, tokenizer, records, indices, cfg, progress=progress, fmt=fmt)
     timing["sample_s"] = round(time.perf_counter() - t0, 3)
-    pairs, outcomes = build_pairs(sampled.groups, cfg)
+    pairs, outcomes = build_pairs(sampled.groups, cfg, fmt)
     metrics.update({
         "prompts": len(indices), "prompts_sampled": len(sampled.groups),
         **{f"prompts_skipped.{k}": v for k, v in sorted(sampled.skipped.items())},
+        **{f"unwritable.{k}": v for k, v in sorted(unwritable.items())},
         "candidates": len(sampled.rows), **summary(sampled),
     })
     if cfg.method == "dpo":
@@ -324,11 +343,12 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
             raise NepError("posttrain: no DPO pair left (every prompt a tie or skipped); raise posttrain.k or max_prompts, or lower margin")
     else:
         pairs = []
-        data = [grpo_row(r) for r, _ in sampled.groups]
+        data = [grpo_row(r, fmt) for r, _ in sampled.groups]
         if not data:
             raise NepError("posttrain: no prompt fits posttrain.max_seq_length with max_new_tokens; raise it")
     with tempfile.TemporaryDirectory(prefix="nep-posttrain-") as scratch:
-        trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress)
+        trainer = build_trainer(cfg.method, model, tokenizer, data, cfg, sft, scratch, live=live, progress=progress,
+                                fmt=fmt)
         output = trainer.train()
 
     _, train_timing = split_timing(output.metrics)
@@ -344,7 +364,7 @@ def run_posttrain(records: list[dict[str, Any]], sft_dir: str | Path, out_dir: s
     if cfg.rescore:
         t0 = time.perf_counter()
         metrics.update(summary(sample_candidates(model, tokenizer, records, indices, cfg, progress=progress,
-                                                 desc="posttrain: re-sampling"), "_after"))
+                                                 desc="posttrain: re-sampling", fmt=fmt), "_after"))
         timing["rescore_s"] = round(time.perf_counter() - t0, 3)
     metadata = {**sft_meta, "backend": "hf"}
     save_finetuned(model, tokenizer, out_dir, metadata)

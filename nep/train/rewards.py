@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nep.config.schema import PosttrainReward
-from nep.core.extract import extract_answer
+from nep.core.formats import PAPER, AnswerFormat, Versions
 from nep.core.prompts import parse_prompt, strip_lead, strip_template_newline
 from nep.evaluate.metrics import ExampleScore, score_example
 
@@ -67,12 +67,13 @@ def reward_from_score(score: ExampleScore, weights: PosttrainReward) -> Scored:
 
 def score_candidate(
     raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward, context_lines: int = 3,
-    complete: bool = True,
+    complete: bool = True, fmt: AnswerFormat = PAPER,
 ) -> Scored:
     """Extract the next version from a raw completion and score it against the ground truth. A
     completion that did not end at EOS (`complete` false: cut at max_new_tokens) has no next
-    version, as in evaluation (nep.predictors.stop.INCOMPLETE): only the unextractable penalty."""
-    extraction = extract_answer(raw, "completion", current=current)
+    version, as in evaluation (nep.predictors.stop.INCOMPLETE): only the unextractable penalty.
+    The completion is an answer in format `fmt` (nep.core.formats), turned into the next version first."""
+    extraction = fmt.read(raw, "completion", {"original": original, "current": current})
     ok = extraction.ok and complete
     score = score_example(
         original=original, current=current, ground_truth=ground_truth,
@@ -81,9 +82,13 @@ def score_candidate(
     return reward_from_score(score, weights)
 
 
-def prompt_sections(record: dict[str, Any]) -> dict[str, str]:
+def prompt_sections(record: dict[str, Any], fmt: AnswerFormat = PAPER) -> dict[str, str]:
     """original, current and ground truth (the real next version: `next`, else the completion
-    without its template newline) of a training record."""
+    without its template newline) of a training record (in another answer format than the paper's,
+    its own `original` and `current`: its prompt is the format's)."""
+    if not fmt.is_paper:
+        v = Versions.of(record)
+        return {"original": v.original, "current": v.current, "ground_truth": record["next"]}
     sections = parse_prompt(record["prompt"])
     truth = record.get("next")
     if not isinstance(truth, str):
@@ -131,7 +136,7 @@ def make_pair(
 
 def reward_function(
     weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3,
-    ended: Callable[[list[int]], bool] | None = None,
+    ended: Callable[[list[int]], bool] | None = None, fmt: AnswerFormat = PAPER,
 ) -> Callable[..., list[float]]:
     """A reward function for trl's GRPOTrainer: the dataset's `original`, `current` and
     `ground_truth` columns arrive as lists; `decode` (token ids → text, special tokens kept) reads
@@ -148,7 +153,7 @@ def reward_function(
                     else [True] * len(texts))
         return [
             score_candidate(t, original=o, current=c, ground_truth=g, weights=weights, context_lines=context_lines,
-                            complete=done).reward
+                            complete=done, fmt=fmt).reward
             for t, o, c, g, done in zip(texts, original, current, ground_truth, complete, strict=True)
         ]
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nep.config.schema import Finetune, ParamsError
+from nep.core.formats import PAPER, AnswerFormat, Unrepresentable
 from nep.core.prompts import MARKERS, NEXT, model_boundary
 from nep.train.model import (
     EMBEDDING_MODULES,
@@ -72,19 +73,28 @@ class ExampleStats:
 
 
 def sft_examples(
-    records: Iterable[dict[str, Any]], tokenizer, max_seq_length: int, overlong: str = "truncate"
+    records: Iterable[dict[str, Any]], tokenizer, max_seq_length: int, overlong: str = "truncate",
+    fmt: AnswerFormat = PAPER,
 ) -> tuple[list[dict[str, str]], ExampleStats]:
     """The prompt/completion pairs SFTTrainer will train on, with what it will do to them counted
     (tokenized as `training_row` tokenizes them; `prompt_merged` counts training sequences that do
     not begin with the prompt's tokens as generation sees them: 0 unless that breaks). Dropped and counted by
     reason: no prompt/completion, a prompt not ending with the `<|next_version|>` line, a prompt
     that fills the window alone (`prompt_too_long`), and with `overlong: drop` any example longer
-    than the window (`too_long`). With `truncate`, SFTTrainer cuts the completion (counted)."""
+    than the window (`too_long`). With `truncate`, SFTTrainer cuts the completion (counted).
+    Prompt and completion are in the answer format `fmt` (nep.core.formats; the paper's: the
+    record's own); a next version the format cannot write is dropped (`format_<reason>`)."""
     stats = ExampleStats()
     kept: list[dict[str, str]] = []
     for r in records:
         stats.examples += 1
         prompt, completion = r.get("prompt"), r.get("completion")
+        if not fmt.is_paper and isinstance(prompt, str) and isinstance(r.get("next"), str):
+            try:
+                prompt, completion = fmt.prompt(r), fmt.completion(r)
+            except Unrepresentable as e:
+                stats.dropped[f"format_{e.reason}"] += 1
+                continue
         if not isinstance(prompt, str) or not isinstance(completion, str):
             stats.dropped["missing_prompt_or_completion"] += 1
             continue
@@ -318,10 +328,12 @@ class FinetuneResult:
 
 
 def run_finetune(
-    records: list[dict[str, Any]], out_dir: str | Path, cfg: Finetune, *, live=None, progress: bool = True
+    records: list[dict[str, Any]], out_dir: str | Path, cfg: Finetune, *, live=None, progress: bool = True,
+    fmt: AnswerFormat = PAPER,
 ) -> FinetuneResult:
     """Fine-tune `cfg.base_model` on processed examples with SFTTrainer and save to `out_dir`
-    (main process); log each step to the DVCLive `live` when given."""
+    (main process), prompts and completions in the answer format `fmt` (process.format); log each
+    step to the DVCLive `live` when given."""
     import tempfile
 
     start = time.perf_counter()
@@ -334,7 +346,7 @@ def run_finetune(
     with state.main_process_first():  # under accelerate launch the main process builds tiny-random
         base = build_base(records, out_dir, cfg, write=state.is_main_process)
     model, tokenizer = prepare_model(base, cfg, backend)
-    examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong)
+    examples, stats = sft_examples(records, tokenizer, cfg.effective_max_seq_length, cfg.overlong, fmt)
     log.info("finetune: %d of %d examples used (%d truncated)", stats.used, stats.examples, stats.truncated)
     with tempfile.TemporaryDirectory(prefix="nep-finetune-") as scratch:
         # trl logs each example whose tokenized prompt is not a prefix of prompt + completion; nep
@@ -367,6 +379,8 @@ def run_finetune(
     }
     if trainer.is_world_process_zero():
         metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.model_dump(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
+        if not fmt.is_paper:  # what the adapter was trained to answer (the paper's whole version when absent)
+            metadata["answer_format"] = fmt.options.model_dump() if fmt.options is not None else {"answer": fmt.name}
         save_finetuned(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir, metadata, merge=cfg.merge)
     trainer.accelerator.wait_for_everyone()
     timing["wall_s"] = round(time.perf_counter() - start, 3)

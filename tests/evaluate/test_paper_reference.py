@@ -166,7 +166,7 @@ def import_and_score(name: str, rows: list[dict], outputs: list[str], protocol: 
     path = Path(f"{name}.jsonl")
     path.write_text("".join(json.dumps({"commit": r["commit"], "new_file": r["new_file"], "output": o}) + "\n"
                             for r, o in zip(rows, outputs, strict=True)))
-    generate(name, {"kind": "file", "path": str(path), "needs": str(path)}, Settings(16),
+    generate(name, {"kind": "file", "path": str(path), "needs": str(path)}, Settings.of(max_new_tokens=16),
              test_path="data/split/test.jsonl", progress=False)
     Path(f"data/judge/{name}.jsonl").write_text("")
     scores, counts = score_predictor(name, *predictor_files(name), context_lines=3, protocol=protocol)
@@ -202,7 +202,7 @@ def test_paper_offline_protocol_equals_the_papers_functions_on_offline_rows(rows
     path = Path("offline_by_truth.jsonl")
     path.write_text("".join(json.dumps({"model_output": o, "ground_truth": r["text"].split(NEXT_MARKER)[1]}) + "\n"
                             for r, o in zip(rows, raw, strict=True)))
-    generate("by_truth", {"kind": "file", "path": str(path), "needs": str(path)}, Settings(16),
+    generate("by_truth", {"kind": "file", "path": str(path), "needs": str(path)}, Settings.of(max_new_tokens=16),
              test_path="data/split/test.jsonl", progress=False)
     Path("data/judge/by_truth.jsonl").write_text("")
     by_truth, _ = score_predictor("by_truth", *predictor_files("by_truth"), context_lines=3, protocol="paper_offline")

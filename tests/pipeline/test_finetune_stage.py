@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import copy_project, git, run_dvc
 
-from nep.config.schema import Finetune, section
+from nep.config.schema import Finetune, Process, section
 from nep.core.examples import build_examples
 from nep.util.errors import NepError
 from nep.util.jsonl import write_jsonl
@@ -94,7 +94,7 @@ def test_stage_fails_before_paying_with_one_line(tmp_path: Path, monkeypatch: py
         pytest.skip("checks the CPU message")
     monkeypatch.chdir(tmp_path)
     write_jsonl(tmp_path / "data/split/train.jsonl", processed_examples(1))
-    monkeypatch.setattr(stage, "load_section", lambda name: Finetune(backend="unsloth"))
+    monkeypatch.setattr(stage, "load_section", lambda name: Finetune(backend="unsloth") if name == "finetune" else Process())
     with pytest.raises(NepError) as e:
         stage.main()
     assert str(e.value).startswith("finetune.backend: unsloth needs a CUDA GPU") and "\n" not in str(e.value)

@@ -19,7 +19,8 @@ from predictors.test_predictors import examples
 
 from nep.core.prompts import parse_prompt
 from nep.predictors import runner as generation
-from nep.predictors.base import IdentityPredictor, Prediction, Settings
+from nep.predictors.base import Prediction, Settings
+from nep.predictors.baselines import IdentityPredictor
 from nep.predictors.runner import Checkpoint, checkpoint_dir, generate
 from nep.util.errors import NepError
 from nep.util.jsonl import read_jsonl, write_jsonl
@@ -46,7 +47,7 @@ def test_set(tmp_path: Path) -> Path:
 def run(root: Path, test_set: Path, name: str, entry: dict, *, max_new_tokens: int = 8, batch_size: int = 8,
         **kw) -> tuple[list[dict], dict]:
     metrics = generate(
-        name, entry, Settings(max_new_tokens, batch_size, threads=1), test_path=test_set,
+        name, entry, Settings.of(max_new_tokens=max_new_tokens, batch_size=batch_size, threads=1), test_path=test_set,
         out_path=root / "out" / f"{name}.jsonl", metrics_path=root / "metrics" / f"{name}.json",
         timing_path=root / "timing" / f"{name}.json", progress=False, **kw,
     )
@@ -235,7 +236,7 @@ def test_dvc_yaml_wires_one_stage_per_predictor():
     assert {"generate.max_new_tokens", "generate.batch_size", "generate.threads"} <= set(dvc["do"]["params"])
     # the checkpoint and timing are not outputs; the counts are a plain (not a `metrics`) output
     assert dvc["do"]["outs"] == ["data/generate/${key}.jsonl", {"metrics/generate/${key}.json": {"cache": False}}]
-    from nep.predictors.base import check_predictor
+    from nep.predictors.kinds import check_predictor
 
     for name, config in params["predictors"].items():
         check_predictor(name, config)

@@ -19,7 +19,8 @@ from conftest import REPO_ROOT, copy_project, git, make_example, problem_lines
 from fake_openai import FakeOpenAI
 
 from nep.config.schema import Label
-from nep.predictors.base import Settings, build_predictor
+from nep.predictors.base import Settings
+from nep.predictors.kinds import build_predictor
 from nep.predictors.runner import TooManyFailedGenerations, checkpoint_dir, generate
 from nep.util.errors import NepError
 from nep.util.jsonl import read_jsonl, write_jsonl
@@ -53,7 +54,7 @@ def entry(server: FakeOpenAI, **extra) -> dict:
 
 
 def run(root: Path, test_set: Path, config: dict) -> dict:
-    return generate("api", config, Settings(16, 8, 1), test_path=test_set, out_path=root / "out.jsonl",
+    return generate("api", config, Settings.of(max_new_tokens=16, batch_size=8, threads=1), test_path=test_set, out_path=root / "out.jsonl",
                     metrics_path=root / "metrics.json", timing_path=root / "timing.json", progress=False)
 
 

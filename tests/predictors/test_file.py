@@ -10,7 +10,8 @@ import pytest
 from conftest import make_example
 
 from nep.core.prompts import NEXT
-from nep.predictors.base import Settings, build_predictor
+from nep.predictors.base import Settings
+from nep.predictors.kinds import build_predictor
 from nep.predictors.runner import generate
 from nep.util.errors import NepError
 from nep.util.jsonl import read_jsonl, write_jsonl
@@ -35,7 +36,7 @@ def run(tmp_path: Path, rows: list, entry_extra: dict | None = None) -> tuple[li
     path = tmp_path / "theirs.jsonl"
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
     metrics = generate(
-        "theirs", {"kind": "file", "path": str(path), "needs": str(path), **(entry_extra or {})}, Settings(16),
+        "theirs", {"kind": "file", "path": str(path), "needs": str(path), **(entry_extra or {})}, Settings.of(max_new_tokens=16),
         test_path=tmp_path / "test.jsonl", out_path=tmp_path / "out.jsonl", metrics_path=tmp_path / "m.json",
         timing_path=tmp_path / "t.json", progress=False,
     )
@@ -127,7 +128,7 @@ def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypa
 def test_a_missing_file_names_the_param(tmp_path, test_set):
     predictor = build_predictor("theirs", {"kind": "file", "path": str(tmp_path / "none.jsonl")})
     with pytest.raises(NepError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
-        list(predictor.predict(test_set, [0], Settings(8)))
+        list(predictor.predict(test_set, [0], Settings.of(max_new_tokens=8)))
 
 
 # ------------------------------------------------ a file that matches too little fails (issue 31, item 3)

@@ -49,7 +49,7 @@ def project(tmp_path, monkeypatch) -> Path:
 
 def run(name: str, entry: dict, protocol: str = "next_version") -> tuple[list[dict], list]:
     """Generate with the predictor, then score it as the evaluate stage does (no judgments)."""
-    generate(name, {"needs": "data/split/test.jsonl", **entry}, Settings(64, 8, threads=1),
+    generate(name, {"needs": "data/split/test.jsonl", **entry}, Settings.of(max_new_tokens=64, batch_size=8, threads=1),
              test_path="data/split/test.jsonl", progress=False)
     Path("data/judge").mkdir(parents=True, exist_ok=True)
     Path(f"data/judge/{name}.jsonl").write_text("")
@@ -162,7 +162,7 @@ def test_vllm_gives_each_prompt_its_growth_limit(project, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
     generate("v", {"needs": "data/split/test.jsonl", "kind": "vllm", "model": "m", "chat": False},
-             Settings(64, 8, threads=1, max_growth_tokens=5), test_path="data/split/test.jsonl", progress=False)
+             Settings.of(max_new_tokens=64, batch_size=8, threads=1, max_growth_tokens=5), test_path="data/split/test.jsonl", progress=False)
     [params] = seen_params
     assert [p["max_tokens"] for p in params] == [min(64, len(ex["current"].split()) + 5) for ex in EXAMPLES]
     metrics = json.loads(Path("metrics/generate/v.json").read_text())
@@ -182,7 +182,7 @@ def test_vllm_falls_back_to_hf_where_it_cannot_run(project, monkeypatch):
     assert_exact(records, scores)
     assert json.loads(Path("metrics/generate/released.json").read_text())["vllm.fell_back_to_hf"] == 1
     with pytest.raises(ValueError, match=r"fallback: hf cannot serve an `adapter`"):
-        from nep.predictors.base import check_predictor
+        from nep.predictors.kinds import check_predictor
 
         check_predictor("x", {**entry, "adapter": "models/finetune", "needs": "models/finetune"})
 

@@ -13,7 +13,8 @@ from conftest import make_example
 from fake_openai import FakeOpenAI
 from predictors.test_predictors import examples, predict_all
 
-from nep.predictors.base import Settings, build_predictor, mean_logprob
+from nep.predictors.base import Settings, mean_logprob
+from nep.predictors.kinds import build_predictor
 from nep.predictors.latency import answer_row, percentile, summary
 from nep.predictors.runner import generate
 from nep.predictors.vllm import answer_logprob, first_token_s
@@ -127,7 +128,7 @@ def test_runner_keeps_times_beside_the_records(tmp_path, tiny_dir, monkeypatch):
     entry = {"kind": "hf", "model": str(tiny_dir), "device": "cpu"}
     runs = []
     for name in ("a", "b"):
-        metrics = generate("tiny", entry, Settings(8, batch_size=2, threads=1), test_path=test_set,
+        metrics = generate("tiny", entry, Settings.of(max_new_tokens=8, batch_size=2, threads=1), test_path=test_set,
                            out_path=tmp_path / name / "out.jsonl", metrics_path=tmp_path / name / "metrics.json",
                            timing_path=tmp_path / name / "timing" / "tiny.json", progress=False)
         assert not any("latency" in k or "per_s" in k or "machine" in k for k in metrics)

@@ -15,15 +15,10 @@ from fake_openai import FakeOpenAI
 from nep.config.schema import section
 from nep.core.extract import extract_next_version
 from nep.core.prompts import parse_prompt
-from nep.predictors.base import (
-    SYSTEM_INSTRUCTION,
-    Prediction,
-    Settings,
-    build_predictor,
-    chat_messages,
-    check_predictor,
-)
+from nep.predictors.base import Prediction, Settings
 from nep.predictors.hf import FinetunedPredictor, HFPredictor
+from nep.predictors.kinds import build_predictor, check_predictor
+from nep.predictors.prompts import SYSTEM_INSTRUCTION, chat_messages
 from nep.predictors.propagate import propagate, similar, skeleton, substitution
 from nep.util.errors import NepError
 
@@ -51,7 +46,8 @@ def examples() -> list[dict]:
 def predict_all(predictor, exs: list[dict], max_new_tokens: int = 8, batch_size: int = 8, **settings) -> list[Prediction]:
     """Every example's prediction, in order, checking each is answered exactly once."""
     out: dict[int, Prediction] = {}
-    for group in predictor.predict(exs, list(range(len(exs))), Settings(max_new_tokens, batch_size, **settings)):
+    for group in predictor.predict(exs, list(range(len(exs))), Settings.of(max_new_tokens=max_new_tokens,
+                                                                           batch_size=batch_size, **settings)):
         for i, p in group:
             assert i not in out
             out[i] = p
@@ -145,7 +141,7 @@ def test_identity_and_propagate_predictors():
 
 def test_predictors_answer_only_what_is_left():
     exs = examples()
-    groups = list(build_predictor("i", {"kind": "identity"}).predict(exs, [3, 0], Settings(8, batch_size=1)))
+    groups = list(build_predictor("i", {"kind": "identity"}).predict(exs, [3, 0], Settings.of(max_new_tokens=8, batch_size=1)))
     assert sorted(i for g in groups for i, _ in g) == [0, 3] and all(len(g) == 1 for g in groups)
 
 
@@ -197,13 +193,13 @@ def test_check_predictor_accepts_every_kind():
 
 def test_heavy_libraries_load_lazily():
     code = (
-        "import sys, nep.predictors.base, nep.predictors.runner, nep.core.extract, stages.generate\n"
+        "import sys, nep.predictors.base, nep.predictors.kinds, nep.predictors.runner, nep.core.extract, stages.generate\n"
         "options = {'vllm': {'model': 'm'}, 'hf': {'model': 'm'}, 'openai': {'model': 'm'}, 'file': {'path': 'f'}}\n"
-        "for kind in nep.predictors.base.KINDS:\n"
-        "    nep.predictors.base.check_predictor(kind, {'kind': kind, 'needs': 't', **options.get(kind, {})})\n"
-        "p = nep.predictors.base.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
-        "p = nep.predictors.base.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
-        "p = nep.predictors.base.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
+        "for kind in nep.predictors.kinds.KINDS:\n"
+        "    nep.predictors.kinds.check_predictor(kind, {'kind': kind, 'needs': 't', **options.get(kind, {})})\n"
+        "p = nep.predictors.kinds.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
+        "p = nep.predictors.kinds.build_predictor('y', {'kind': 'hf', 'model': 'some/model'})\n"
+        "p = nep.predictors.kinds.build_predictor('z', {'kind': 'openai', 'model': 'gpt', 'base_url': 'http://x'})\n"
         "heavy = {'torch', 'transformers', 'peft', 'vllm', 'openai', 'unsloth', 'datasets'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
@@ -316,7 +312,7 @@ def test_replayed_loop_stop_is_where_the_step_by_step_guard_stops():
 def test_hf_batches_by_prompt_length(tiny_dir):
     exs = examples()
     predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
-    groups = list(predictor.predict(exs, list(range(len(exs))), Settings(2, batch_size=2)))
+    groups = list(predictor.predict(exs, list(range(len(exs))), Settings.of(max_new_tokens=2, batch_size=2)))
     assert [len(g) for g in groups] == [2, 2, 1]
     lengths = [len(exs[i]["prompt"]) for g in groups for i, _ in g]
     assert lengths == sorted(lengths)
@@ -464,7 +460,7 @@ def test_openai_keeps_concurrency_requests_in_flight_with_one_backend(tmp_path, 
     with FakeOpenAI(default_answer="<next_version>\nx = 3\n</next_version>") as server:
         predictor = build_predictor("api", {"kind": "openai", "model": "m", "base_url": server.url,
                                             "api_key_env": "", "concurrency": 6})
-        groups = list(predictor.predict(exs, list(range(len(exs))), Settings(16, batch_size=2)))
+        groups = list(predictor.predict(exs, list(range(len(exs))), Settings.of(max_new_tokens=16, batch_size=2)))
         assert server.max_in_flight == 6  # not capped by generate.batch_size
     assert sorted(i for g in groups for i, _ in g) == list(range(12)) and all(len(g) == 1 for g in groups)
     backend = predictor.backend()

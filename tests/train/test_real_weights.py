@@ -382,7 +382,7 @@ def test_an_answer_that_ends_is_tagged_eos(tiny_dir):
 
 
 def test_stop_repeats_is_checked_in_the_params():
-    from nep.predictors.base import check_predictor
+    from nep.predictors.kinds import check_predictor
 
     with pytest.raises(ValueError, match=r"generate\.predictors\.b\.stop_repeats: must be 0 \(no guard\) or at least 2"):
         check_predictor("b", {"kind": "hf", "model": "m", "needs": "m", "stop_repeats": 1})
