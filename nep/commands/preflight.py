@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nep.commands.config import check
 from nep.config.params import load_yaml, parse_yaml
 from nep.config.presets import committed_text, render
-from nep.config.schema import ParamsError, section, validate
+from nep.config.schema import ParamsError, section
 from nep.data.sources.base import source_for
 from nep.llm.secrets import header_problem
 from nep.train.gguf import check_gguf
@@ -299,11 +300,10 @@ def table(rows: list[Check]) -> str:
 
 
 def configuration(params_path: Path, preset: str | None) -> dict[str, Any]:
-
+    """The configuration to check, checked as `nep config` checks it (every predictor's options too)."""
     if not preset:
-        return validate(load_yaml(params_path), params_path)
-
-    return validate(parse_yaml(render(preset, committed_text(params_path))), f"preset {preset}")
+        return check(load_yaml(params_path), params_path)
+    return check(parse_yaml(render(preset, committed_text(params_path))), f"preset {preset}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from nep.predictors import kinds as predictors
+from nep.config import messages
 from nep.util.errors import NepError
 
 
@@ -291,21 +291,31 @@ DEFAULT_PREDICTORS: dict[str, dict[str, Any]] = {
 }
 
 
-def check_predictor_entry(name: str, entry: Any) -> None:
-    """Raise ValueError when a `generate.predictors` entry does not fit its kind. Uses
-    nep.predictors.kinds.check_predictor (its kinds and options) when that exists, else checks the keys
-    every entry needs."""
+# The predictor kinds by name (nep.predictors.kinds.KINDS maps each to its class: the same names, a test
+# checks). Here the schema checks an entry's shape, kind and `needs`; the kind's own options are
+# checked by nep.predictors.kinds.check_predictor, which the generate stage, `nep config` and
+# `nep preflight` run (importing the predictor classes, which the other stages never need).
+PREDICTOR_KINDS = ("finetuned", "hf", "vllm", "openai", "file", "identity", "propagate")
 
-    check = getattr(predictors, "check_predictor", None)
-    if check is not None:
-        check(name, entry)
-        return
+
+def check_predictor_entry(name: str, entry: Any) -> None:
+    """Raise ValueError (one line naming `generate.predictors.<name>.<key>`) when a predictor entry
+    is not a mapping, has no or an unknown `kind` (with a did-you-mean), or no `needs` path."""
+    where = f"generate.predictors.{name}"
     if not isinstance(entry, dict):
-        raise ValueError(f"generate.predictors.{name}: a mapping with `kind` and `needs`, not {entry!r}")
-    for key in ("kind", "needs"):
-        if not isinstance(entry.get(key), str) or not entry[key]:
-            raise ValueError(f"generate.predictors.{name}: needs `{key}` (a string)")
-    predictors.build_predictor(name, entry)  # kind and options (nothing is loaded)
+        raise ValueError(f"{where}: a mapping with `kind` and `needs`, not {entry!r}")
+    kind = entry.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"{where}.kind: missing (choose one of {', '.join(PREDICTOR_KINDS)})")
+    if kind not in PREDICTOR_KINDS:
+        close = difflib.get_close_matches(kind, PREDICTOR_KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{where}.kind: unknown {kind!r} (choose one of {', '.join(PREDICTOR_KINDS)}){hint}")
+    if "needs" in entry and not isinstance(entry["needs"], str):
+        raise ValueError(f"{where}.needs: expected a path (str), got {entry['needs']!r}")
+    if not entry.get("needs"):
+        raise ValueError(f"{where}.needs: missing (the one path this predictor depends on: "
+                         "its model directory or file, else data/split/test.jsonl)")
 
 
 class Generate(Section):
@@ -372,66 +382,15 @@ def section(name: str, values: Any) -> Section:
         raise
 
 
-# ---------------------------------------------------------------- errors, one line each
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """The section model at a location (None inside a plain mapping)."""
-    model: Any = Params
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        model = field.annotation
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-_TYPE_WORDS = {
-    "int": "an integer", "float": "a number", "bool": "true or false", "string": "a string",
-    "list": "a list", "dict": "a mapping", "model": "a mapping",
-}
-
-
-def _describe(error: dict[str, Any]) -> str:
-    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
-    loc = tuple(error["loc"])
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        allowed = list(parent.model_fields) if parent else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        where = ".".join(str(p) for p in loc[:-1])
-        if close:
-            return f"unknown key (did you mean {where + '.' if where else ''}{close[0]}?)"
-        return f"unknown key (allowed: {', '.join(allowed)})"
-    if kind == "missing":
-        return "missing (required)"
-    base = kind.split("_")[0]
-    if base in _TYPE_WORDS and kind.endswith(("_type", "_parsing", "_from_float")):
-        return f"{given!r} is not {_TYPE_WORDS[base]}"
-    if kind == "literal_error":
-        return f"{given!r} is not allowed (allowed: {ctx['expected']})"
-    bounds = {"greater_than_equal": "≥ {ge}", "greater_than": "> {gt}", "less_than_equal": "≤ {le}",
-              "less_than": "< {lt}"}
-    if kind == "finite_number":
-        why = " (YAML reads a literal too large for a float, such as 1e400, as inf)" if given == given else ""
-        return f"{given!r} is not a finite number{why}"
-    if kind in bounds:
-        allowed = {"seed": f"0 to 2**32-1 = {MAX_SEED}",
-                   "workers": f"0 to {MAX_WORKERS} worker processes; 0 = one per usable core",
-                   "threads": f"0 to {MAX_THREADS}; 0 = chosen for this machine"}.get(str(loc[-1]))
-        return f"{given!r} is out of range (allowed: {allowed or bounds[kind].format(**ctx)})"
-    if kind == "too_short":
-        return f"{given!r} is too short (allowed: at least {ctx.get('min_length')} item(s))"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return f"{given!r}: {error['msg']}"
+# ---------------------------------------------------------------- errors, one line each (nep.config.messages)
+# What a bound means, for the keys whose bound alone would not say it
+RANGES = {"seed": f"0 to 2**32-1 = {MAX_SEED}",
+          "workers": f"0 to {MAX_WORKERS} worker processes; 0 = one per usable core",
+          "threads": f"0 to {MAX_THREADS}; 0 = chosen for this machine"}
 
 
 def format_errors(exc: ValidationError, path: str | Path = "params.yaml") -> str:
-    lines = []
-    for error in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in error["loc"] if isinstance(p, str) and p != "[key]")
-        where += "".join(f"[{p}]" for p in error["loc"][-1:] if isinstance(p, int))
-        lines.append(f"{path}: {where + ': ' if where else ''}{_describe(error)}")
-    return "\n".join(lines)
+    return messages.format_errors(exc, Params, path, RANGES)
 
 
 def _predictor_problems(params: Any) -> list[str]:
@@ -455,8 +414,9 @@ def _predictor_problems(params: Any) -> list[str]:
 
 
 def validate(params: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
-    """All of params.yaml, checked (every section, every predictor entry), with every default
-    filled in, as plain data; ParamsError with one line per problem."""
+    """All of params.yaml, checked (every section; each predictor entry's shape, kind and `needs`:
+    its options are nep.commands.config.check's), with every default filled in, as plain data;
+    ParamsError with one line per problem."""
     if params is None:
         params = {}
     lines = [f"{path}: {p}" for p in _predictor_problems(params)]

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from nep.config.schema import section
 from nep.llm.answers import parse_yes_no
 from nep.llm.backends import backend_config, get_backend
 from nep.llm.chat import ChatRequest, ChatResult, in_request_order
@@ -111,9 +110,10 @@ class VerdictBackend:
 
 def build(registry: Registry, cfg: Any) -> VerdictBackend:
     """The backend named by `cfg.backend` in `registry`, built from `cfg`: the stage's params
-    section (nep.config.schema.Label or Judge; a mapping is checked against it first)."""
+    section object (nep.config.schema.Label or Judge, which the caller holds: this module reads
+    no params of its own)."""
     if isinstance(cfg, Mapping):
-        cfg = section(registry.what.split(".")[0], cfg)
+        raise TypeError(f"{registry.what}: pass the params section object (nep.config.schema.section), not a mapping")
     return registry.get(cfg.backend).from_params(cfg)
 
 

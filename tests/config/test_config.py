@@ -14,9 +14,17 @@ from conftest import REPO_ROOT
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 STAGE_NAMES = list(DVC_YAML["stages"])
-# nep/config/params.py reads params.yaml, whose values DVC tracks itself (per declared key); nep/config/schema.py
-# only checks them (its defaults are mirrored in params.yaml: test_params_yaml_mirrors_the_schema).
-NOT_DEPS = {"nep/config/params.py", "nep/config/schema.py", "nep/__init__.py"}
+# Modules a stage imports that no stage declares, each because it cannot change an output. Everything
+# else a stage imports is a dvc.yaml dependency of it: nep/config/schema.py (defaults, derived settings
+# such as Finetune.effective_max_steps) and nep/config/params.py (how params.yaml's text becomes values) too.
+NOT_DEPS = {
+    # only words a schema problem (nep.config.schema.format_errors): a stage that gets to write
+    # outputs never calls it, and one that fails writes none
+    "nep/config/messages.py",
+    # imports nep.util.device (a dep of every stage, under nep/util) for its side effect: OpenMP's
+    # wait policy, how idle threads wait (time, not results); it holds no other code
+    "nep/__init__.py",
+}
 
 
 @functools.cache
@@ -169,7 +177,8 @@ def test_stage_declares_the_params_it_reads(name: str):
     for stage in resolved(name):
         declared = [p for d in stage.deps if hasattr(d, "params") for p in d.params]
         module = stage_module(stage.cmd)
-        files = [module, *(REPO_ROOT / m for m in transitive_nep_imports(module) - NOT_DEPS)]
+        # nep/config/params.py defines load_params (its calls pass a caller's section along)
+        files = [module, *(REPO_ROOT / m for m in transitive_nep_imports(module) - NOT_DEPS - {"nep/config/params.py"})]
         for path in (f for f in files if f.exists()):
             for section in load_params_sections(path):
                 assert section is not None, f"{path.name}: load_params() without a section reads undeclared params"
@@ -298,3 +307,39 @@ def test_a_checked_file_is_remembered_until_its_bytes_change(tmp_path, monkeypat
     path.write_text(yaml.safe_dump({**PARAMS, "label": {**PARAMS["label"], "concurency": 4}}))
     with pytest.raises(ParamsError, match="label.concurency: unknown key"):
         load_params("ingest", path)
+
+
+def test_changing_a_derived_setting_makes_dvc_rerun_the_stage(tmp_path, monkeypatch):
+    """Finetune's step cap is schema logic (Finetune.effective_max_steps), not a params value: a
+    change to it must make `dvc status` name finetune as changed (so `dvc repro` re-runs it)."""
+    from conftest import copy_project
+    from dvc.repo import Repo
+
+    project = copy_project(tmp_path / "project")
+    (project / "data/split").mkdir(parents=True)
+    (project / "data/split/train.jsonl").write_text("{}\n")  # stand-ins for finetune's input and outputs
+    (project / "models/finetune").mkdir(parents=True)
+    (project / "models/finetune/adapter").write_text("x\n")
+    (project / "metrics/finetune/plots/metrics").mkdir(parents=True, exist_ok=True)
+    (project / "metrics/finetune/metrics.json").write_text("{}\n")
+    monkeypatch.chdir(project)  # DVC resolves a stage's paths from the working directory
+    config = project / ".dvc/config"  # a copy without git
+    config.write_text(config.read_text().replace("[core]\n", "[core]\n    no_scm = true\n", 1))
+    with Repo(str(project)) as repo:
+        repo.commit("finetune", force=True)  # the lock records finetune's deps as they are
+        assert repo.status(["finetune"]) == {}
+    schema = project / "nep/config/schema.py"
+    logic = "        return min(caps, default=0)\n"
+    assert logic in schema.read_text(), "effective_max_steps changed: update this test's edit"
+    schema.write_text(schema.read_text().replace(logic, "        return min(caps, default=1)\n"))
+    with Repo(str(project)) as repo:
+        assert repo.status(["finetune"]) == {"finetune": [{"changed deps": {"nep/config/schema.py": "modified"}}]}
+
+
+def test_the_schema_names_every_predictor_kind():
+    """The schema checks `kind` by name (it imports no predictor); nep.predictors.kinds.KINDS maps
+    the same names, in the same order, to their classes."""
+    from nep.config.schema import PREDICTOR_KINDS
+    from nep.predictors.kinds import KINDS
+
+    assert tuple(KINDS) == PREDICTOR_KINDS

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from nep.config.schema import section
 from nep.data.label import LABELERS, AllLabeler, HeuristicLabeler, label_all, label_heuristic
 from nep.llm.verdicts import build
 
@@ -37,11 +38,11 @@ def test_heuristic_ignores_keywords_and_unrelated_names():
 
 def test_all_and_unknown_labelers():
     assert label_all(rec(BASE))[0] == 1
-    labeler = build(LABELERS, {"backend": "all", "model": "ignored", "max_failure_rate": 0.0})
+    labeler = build(LABELERS, section("label", {"backend": "all", "model": "ignored", "max_failure_rate": 0.0}))
     assert isinstance(labeler, AllLabeler) and [v.value for v in labeler.verdicts([rec(BASE)] * 2)] == [1, 1]
-    assert isinstance(build(LABELERS, {"backend": "heuristic"}), HeuristicLabeler)
+    assert isinstance(build(LABELERS, section("label", {"backend": "heuristic"})), HeuristicLabeler)
     with pytest.raises(ValueError, match=r"label.backend: 'heurstic' is not allowed \(allowed: 'all', 'heuristic'"):
-        build(LABELERS, {"backend": "heurstic"})
+        build(LABELERS, section("label", {"backend": "heurstic"}))
 
 
 def test_label_stage_counts(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nep.config.schema import section
 from nep.data.label import LABELERS
 from nep.data.relevance import EXAMPLES, SYSTEM, LLMRelevance, relevance_messages
 from nep.llm.answers import parse_yes_no
@@ -49,7 +50,7 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
     records.append(commit(9, "# [[fault:*503]]"))
     params = dict(backend="openai", base_url=fake_openai.url, model="m", api_key_env="NEP_TEST_KEY",
                   max_attempts=2, timeout_s=5, max_failure_rate=0.2)
-    labeler = build(LABELERS, params)
+    labeler = build(LABELERS, section("label", params))
     assert isinstance(labeler, LLMRelevance)
     out = list(labeler.verdicts(records))
     assert [v.id for v in out] == [str(i) for i in range(6)]  # all, in input order
@@ -62,7 +63,7 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
         labeler.check()
 
     fake_openai.reset_counts()
-    again = build(LABELERS, {**params, "max_failure_rate": 0.5})
+    again = build(LABELERS, section("label", {**params, "max_failure_rate": 0.5}))
     assert [v.value for v in again.verdicts(records)] == [1, 0, 1, None, 0, None]
     again.check()  # under the limit: no error
     assert fake_openai.requests == 2  # only the failed request is sent again

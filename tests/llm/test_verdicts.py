@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from nep.config.schema import section
 from nep.data.label import LABELERS
 from nep.evaluate.judges import JUDGES, LLMJudge, RulesJudge
 from nep.llm.verdicts import Tally, TooManyFailures, Verdict, VerdictBackend, build, check_failure_rate
+
+
+def built(registry, values):
+    """The backend a stage builds from its params section (`label`/`judge`) holding `values`."""
+    return build(registry, section(registry.what.split(".")[0], values))
 
 
 def test_failure_rate():
@@ -31,16 +37,18 @@ def test_tally():
 def test_every_backend_is_a_verdict_backend_built_from_its_section():
     for registry in (LABELERS, JUDGES):
         for name in registry.names():
-            backend = build(registry, {"backend": name, "model": "m", "max_failure_rate": 0.5})
+            backend = built(registry, {"backend": name, "model": "m", "max_failure_rate": 0.5})
             assert isinstance(backend, VerdictBackend) and backend.max_failure_rate == 0.5, name
             with pytest.raises(ValueError, match=r"\.unrelated: unknown key"):  # never silently dropped
-                build(registry, {"backend": name, "unrelated": 1})
-    judge = build(JUDGES, {"backend": "openai", "model": "m", "shortcut_exact": False, "concurrency": 3})
+                built(registry, {"backend": name, "unrelated": 1})
+    judge = built(JUDGES, {"backend": "openai", "model": "m", "shortcut_exact": False, "concurrency": 3})
     assert isinstance(judge, LLMJudge) and not judge.shortcut_exact and judge.chat["model"] == "m" and judge.chat["concurrency"] == 3
     assert judge.chat["timeout_s"] == 120.0  # the schema's default for judge: one home per default
-    assert isinstance(build(JUDGES, {"backend": "rules"}), RulesJudge)
+    assert isinstance(built(JUDGES, {"backend": "rules"}), RulesJudge)
     with pytest.raises(ValueError, match="judge.backend: 'llm' is not allowed"):
-        build(JUDGES, {"backend": "llm"})
+        built(JUDGES, {"backend": "llm"})
+    with pytest.raises(TypeError, match="not a mapping"):  # the caller holds the section object
+        build(JUDGES, {"backend": "rules"})
 
 
 def test_nulls_are_counted_as_they_stream_and_checked_once():

@@ -113,7 +113,8 @@ def test_tolerated_failures_are_written_once_counted_and_asked_again_next_time(t
 
 
 def test_max_failure_rate_is_an_option_of_every_kind_checked_up_front():
-    from nep.config.schema import ParamsError, validate
+    from nep.commands.config import check  # `nep config`, preflight; the generate stage checks its entry
+    from nep.config.schema import ParamsError
 
     for kind in ({"kind": "identity"}, {"kind": "openai", "model": "m"}, {"kind": "file", "path": "f"}):
         assert build_predictor("p", {**kind, "max_failure_rate": 0.25}).max_failure_rate == 0.25
@@ -121,7 +122,7 @@ def test_max_failure_rate_is_an_option_of_every_kind_checked_up_front():
     for bad, message in ((1.5, "out of range"), ("0.1", "expected float"), (float("inf"), "not a finite number")):
         params = {"generate": {"predictors": {"p": {"kind": "identity", "needs": "x", "max_failure_rate": bad}}}}
         with pytest.raises(ParamsError, match=rf"generate\.predictors\.p\.max_failure_rate: .*{message}"):
-            validate(params)
+            check(params)
 
 
 # ------------------------------------------------------------------------ through the stage and dvc
