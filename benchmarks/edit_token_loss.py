@@ -2,41 +2,30 @@
 on EOS, before and after fine-tuning (teacher-forced, the training sequence of nep.train.sft.training_row).
 
     python -m benchmarks.edit_token_loss models/finetune data/split/test.jsonl --limit 30
+    python -m benchmarks.edit_token_loss data/split/test.jsonl --limit 30 --models A B   # compare adapters
 
 "before" is the base model of `models/finetune` with the markers added as in training (their rows at
 the mean embedding), "after" is the adapter on top. A model that copies the current version and stops
 lowers the copied-line and EOS losses and leaves the changed-line loss where it was; one that learned
 the edit lowers that too. `first_changed_top1` is the share of examples whose first changed token is
-the model's argmax (greedy would start the edit there). Prints one JSON object.
+the model's argmax (greedy would start the edit there). Prints one JSON object. With `--models`, every
+adapter (of one base model, e.g. trained with and without `finetune.changed_token_weight`) is scored
+on the same examples, "after:<dir>" each.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import math
 from pathlib import Path
-
-
-def changed_spans(current: str, nxt: str) -> list[tuple[int, int]]:
-    """Character ranges of `nxt` on lines that are not copied from `current` (inserted or replaced)."""
-    a, b = current.splitlines(keepends=True), nxt.splitlines(keepends=True)
-    starts = [0]
-    for line in b:
-        starts.append(starts[-1] + len(line))
-    spans = []
-    for tag, _, _, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if tag in ("insert", "replace") and j2 > j1:
-            spans.append((starts[j1], starts[j2]))
-    return spans
 
 
 def token_losses(model, tokenizer, example: dict) -> dict[str, list[float]] | None:
     import torch
 
     from nep.core.prompts import model_boundary
-    from nep.train.sft import training_row
+    from nep.train.sft import changed_spans, training_row
 
     row = training_row(tokenizer, example["prompt"], example["completion"])
     n_prompt = len(row["input_ids"]) - sum(row["completion_mask"])
@@ -74,29 +63,40 @@ def summarize(rows: list[dict[str, list[float]]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.edit_token_loss", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", type=Path, help="the finetune stage's output")
-    parser.add_argument("examples", type=Path, help="a split's JSONL (data/split/test.jsonl or train.jsonl)")
+    parser.add_argument("paths", type=Path, nargs="+",
+                        help="MODEL_DIR EXAMPLES (the finetune stage's output, a split's JSONL), or EXAMPLES with --models")
+    parser.add_argument("--models", type=Path, nargs="+", help="several finetune outputs of one base model")
     parser.add_argument("--limit", type=int, default=30, help="first N examples (file order)")
     parser.add_argument("--max-tokens", type=int, default=1024, help="skip longer training sequences")
     args = parser.parse_args(argv)
+    if args.models:
+        if len(args.paths) != 1:
+            parser.error("with --models, give only the examples file")
+        model_dirs, examples_path = list(args.models), args.paths[0]
+    elif len(args.paths) == 2:
+        model_dirs, examples_path = [args.paths[0]], args.paths[1]
+    else:
+        parser.error("give MODEL_DIR EXAMPLES, or EXAMPLES --models DIR...")
 
     from nep.train.model import add_markers, load_base_hf, load_finetuned, read_metadata
     from nep.train.sft import training_row
 
     examples = []
-    for line in args.examples.read_text().splitlines():
+    for line in examples_path.read_text().splitlines():
         e = json.loads(line)
         examples.append({"prompt": e["prompt"], "completion": e["next"], "current": e["current"]})
-    finetuned, tokenizer = load_finetuned(args.model_dir, device="cpu")
+    finetuned, tokenizer = load_finetuned(model_dirs[0], device="cpu")
     examples = [e for e in examples if len(training_row(tokenizer, e["prompt"], e["completion"])["input_ids"]) <= args.max_tokens]
     examples = examples[: args.limit]
-    base, base_tokenizer = load_base_hf(read_metadata(args.model_dir)["base_model"], device="cpu")
+    base, base_tokenizer = load_base_hf(read_metadata(model_dirs[0])["base_model"], device="cpu")
     add_markers(base_tokenizer, base)
     base.eval()
-    report = {"examples": len(examples)}
-    for name, model in (("before", base), ("after", finetuned)):
+    report: dict = {"examples": len(examples)}
+    report["before"] = summarize([r for e in examples if (r := token_losses(base, tokenizer, e)) is not None])
+    for i, model_dir in enumerate(model_dirs):
+        model = finetuned if i == 0 else load_finetuned(model_dir, device="cpu")[0]
         rows = [r for e in examples if (r := token_losses(model, tokenizer, e)) is not None]
-        report[name] = summarize(rows)
+        report["after" if len(model_dirs) == 1 else f"after:{model_dir}"] = summarize(rows)
     print(json.dumps(report, indent=2))
 
 

@@ -222,6 +222,9 @@ class Finetune(Section):
     weight_decay: float = Field(0.01, ge=0)
     lr_scheduler: str = "linear"
     max_grad_norm: float = Field(1.0, ge=0)
+    # the loss weight of the answer's changed tokens (lines not copied from the current version)
+    # against 1 for copied ones; 1 = every completion token alike (nep.train.sft.changed_token_weights)
+    changed_token_weight: float = Field(1.0, gt=0)
     max_steps: int = Field(0, ge=0)
     seed: int = _seed(3407)
     gradient_checkpointing: bool = True

@@ -5,7 +5,11 @@ LoRA (nep/train/model.py).
 Each example is a prompt/completion pair (nep/core/prompts.py): the prompt ends with the
 `<|next_version|>` line, the completion is the next version. nep tokenizes the two apart and
 appends EOS (`training_row`, so the prompt's tokens are generation's); SFTTrainer masks the prompt
-(completion-only loss), truncates to `max_seq_length`, pads and trains; the pre-pass here
+(completion-only loss: its labels are -100, so no prompt token carries loss; tests/train/test_sft.py
+checks the gradient), truncates to `max_seq_length`, pads and trains. With
+`finetune.changed_token_weight` ≠ 1 each row also carries per-token weights (`changed_token_weights`:
+the answer's lines not copied from the current version weigh that much, the rest 1), which
+`WeightedCollator` pads and `weighted_loss` applies; the pre-pass here
 (`sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
 or several processes under `accelerate launch` (same global batch: the accumulation is split
 across processes).
@@ -31,7 +35,7 @@ from typing import Any
 
 from nep.config.schema import Finetune, ParamsError
 from nep.core.formats import PAPER, AnswerFormat, Unrepresentable
-from nep.core.prompts import MARKERS, NEXT, model_boundary
+from nep.core.prompts import MARKERS, NEXT, model_boundary, parse_prompt, strip_template_newline
 from nep.train.model import (
     EMBEDDING_MODULES,
     build_base,
@@ -116,8 +120,19 @@ def sft_examples(
         stats.prompt_merged += prefix < len(prompt_ids)
         stats.tokens += min(len(full_ids), max_seq_length)
         stats.completion_tokens += min(len(full_ids), max_seq_length) - prefix
-        kept.append({"prompt": prompt, "completion": completion})
+        kept.append({"prompt": prompt, "completion": completion, "current": _current(r, prompt)})
     return kept, stats
+
+
+def _current(record: dict[str, Any], prompt: str) -> str:
+    """The example's current version: its `current` field, else the prompt's current section."""
+    current = record.get("current")
+    if isinstance(current, str):
+        return current
+    try:
+        return parse_prompt(prompt)["current"]
+    except ValueError:
+        return ""
 
 
 def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]]:
@@ -141,6 +156,40 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
     return n
+
+
+def changed_spans(current: str, answer: str) -> list[tuple[int, int]]:
+    """Character ranges of `answer` on lines it does not copy from `current`: the lines a line diff
+    (difflib, no autojunk) shows as inserted or replaced. A deleted line leaves nothing to mark."""
+    import difflib
+
+    a, b = current.splitlines(keepends=True), answer.splitlines(keepends=True)
+    starts = [0]
+    for line in b:
+        starts.append(starts[-1] + len(line))
+    return [(starts[j1], starts[j2]) for tag, _, _, j1, j2 in
+            difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes() if tag in ("insert", "replace") and j2 > j1]
+
+
+def changed_token_weights(tokenizer, prompt: str, completion: str, current: str, weight: float) -> list[float]:
+    """Per token of `training_row(tokenizer, prompt, completion)`: `weight` for a completion token
+    that overlaps a changed span of the completion (`changed_spans` against the current version),
+    1.0 for the other completion tokens, the template's final newline and EOS, 0.0 for the prompt (masked anyway). The
+    completion's tokens are re-read with their character offsets (a fast tokenizer's); NepError
+    when they differ from the training row's."""
+    row = training_row(tokenizer, prompt, completion)
+    n_prompt = len(row["input_ids"]) - sum(row["completion_mask"])
+    lead = model_boundary(prompt)[1]
+    enc = tokenizer(lead + completion, add_special_tokens=False, return_offsets_mapping=True)
+    if enc["input_ids"] != row["input_ids"][n_prompt:-1]:
+        raise NepError("finetune.changed_token_weight: the tokenizer's offsets do not match the training row's tokens")
+    answer = strip_template_newline(completion)  # a prefix: the template's newline is format, like EOS
+    spans = [(start + len(lead), end + len(lead)) for start, end in changed_spans(current, answer)]
+    weights = [0.0] * n_prompt
+    for start, end in enc["offset_mapping"]:
+        changed = any(s < end and start < e for s, e in spans) if end > start else False
+        weights.append(weight if changed else 1.0)
+    return weights + [1.0]  # EOS
 
 
 # ---------------------------------------------------------------- trainer pieces
@@ -244,11 +293,55 @@ def sft_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training and "attention_mask" in inputs:
                 self.trained_tokens += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
+            if "token_weights" in inputs:  # finetune.changed_token_weight != 1
+                return self.weighted_loss(model, inputs, return_outputs, num_items_in_batch)
             if fused_loss_available():
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
+        def weighted_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """The causal-LM cross-entropy with each label token's weight (`token_weights`), summed
+            and divided by the label tokens as transformers divides its own loss (those of the whole
+            accumulated batch when the Trainer counts them): with every weight 1 it is the model's
+            loss."""
+            import torch
+
+            inputs = dict(inputs)
+            weights, labels = inputs.pop("token_weights"), inputs.pop("labels")
+            outputs = model(**inputs)
+            logits = outputs.logits[:, :-1, :].float()
+            targets, weights = labels[:, 1:], weights[:, 1:].to(logits.dtype)
+            losses = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
+            ).view_as(targets)
+            counted = targets != -100
+            total = (losses * weights * counted).sum()
+            if num_items_in_batch is not None:
+                loss = total / num_items_in_batch
+                if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs:
+                    loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales its own
+            else:
+                loss = total / counted.sum().clamp(min=1)
+            return (loss, outputs) if return_outputs else loss
+
     return NepSFTTrainer
+
+
+class WeightedCollator:
+    """trl's data collator plus the per-token `token_weights` column, cut and padded (with 0) to the
+    batch's `input_ids`, the way the labels are."""
+
+    def __init__(self, collator, max_length: int | None):
+        self.collator, self.max_length = collator, max_length
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        weights = [list(e["token_weights"])[: self.max_length] for e in examples]
+        batch = self.collator([{k: v for k, v in e.items() if k != "token_weights"} for e in examples])
+        width = batch["input_ids"].shape[1]
+        batch["token_weights"] = torch.tensor([w[:width] + [0.0] * (width - len(w[:width])) for w in weights])
+        return batch
 
 
 def split_timing(logs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -297,9 +390,17 @@ def build_sft_trainer(
     if not examples:
         raise NepError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
     rows = [training_row(tokenizer, e["prompt"], e["completion"]) for e in examples]  # trl keeps them as given
+    weighted = cfg.changed_token_weight != 1.0
+    if weighted:
+        for row, e in zip(rows, examples, strict=True):
+            row["token_weights"] = changed_token_weights(tokenizer, e["prompt"], e["completion"], e.get("current", ""),
+                                                         cfg.changed_token_weight)
+    args = sft_config(cfg, output_dir, backend=backend, progress=progress)
+    if weighted:
+        args.remove_unused_columns = False  # the collator reads token_weights
     trainer = sft_trainer_class()(
         model=model,
-        args=sft_config(cfg, output_dir, backend=backend, progress=progress),
+        args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         optimizer_cls_and_kwargs=optimizer_cls_and_kwargs(model, cfg),
@@ -307,6 +408,8 @@ def build_sft_trainer(
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)  # no per-step log lines either
+    if weighted:
+        trainer.data_collator = WeightedCollator(trainer.data_collator, args.max_length)
     return trainer
 
 

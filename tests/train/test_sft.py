@@ -105,6 +105,85 @@ def test_loss_masked_on_prompt_through_the_next_version_line(trainer):
     assert tokenizer.decode(labels[n_prompt:-1]) == lead + e["completion"] and lead == "\n"
 
 
+def _logit_grads(trainer, batch, loss_fn):
+    """The gradient of `loss_fn(inputs)`'s loss with respect to the model's logits, per position."""
+    model = trainer.model
+    captured = {}
+
+    def keep(_module, _args, output):
+        output.logits.retain_grad()
+        captured["logits"] = output.logits
+
+    handle = model.register_forward_hook(keep)
+    try:
+        model.zero_grad()
+        loss = loss_fn(dict(batch))
+        loss.backward()
+    finally:
+        handle.remove()
+        model.zero_grad()
+    return loss.detach(), captured["logits"].grad[0].abs().sum(-1)
+
+
+def test_prompt_tokens_carry_no_loss(trainer):
+    """Completion-only, checked on the loss itself: the gradient of the trainer's loss reaches no
+    logit that predicts a prompt token (positions before the `<|next_version|>` token), and every
+    logit that predicts an answer token or EOS; so does the weighted loss (changed_token_weight)."""
+    import torch
+
+    row = trainer.train_dataset[0]
+    n_prompt = row["labels"].index(next(x for x in row["labels"] if x != IGNORE))
+    batch = trainer.data_collator([{"input_ids": row["input_ids"], "labels": row["labels"]}])
+    trainer.model.train()
+    loss, grads = _logit_grads(trainer, batch, lambda inputs: trainer.compute_loss(trainer.model, inputs))
+    # position t predicts token t + 1: positions 0 .. n_prompt - 2 predict prompt tokens
+    assert torch.all(grads[: n_prompt - 1] == 0)
+    assert torch.all(grads[n_prompt - 1 : -1] > 0) and grads[-1] == 0  # the last position predicts nothing
+    weights = torch.ones_like(batch["input_ids"], dtype=torch.float)
+    weights[0, n_prompt + 2] = 5.0  # any weight on an answer token, any on the prompt
+    weights[0, : n_prompt] = 7.0
+    weighted, wgrads = _logit_grads(trainer, batch, lambda inputs: trainer.weighted_loss(
+        trainer.model, {**inputs, "token_weights": weights}))
+    assert torch.all(wgrads[: n_prompt - 1] == 0) and torch.all(wgrads[n_prompt - 1 : -1] > 0)
+    # all weights 1: the weighted loss is the model's own
+    same = trainer.weighted_loss(trainer.model, {**batch, "token_weights": torch.ones_like(weights)})
+    assert same.item() == pytest.approx(loss.item(), rel=1e-5)
+    trainer.model.eval()
+
+
+def test_changed_token_weights_mark_the_lines_the_edit_writes(trainer):
+    from nep.train.sft import changed_token_weights, training_row
+
+    tokenizer = trainer.processing_class
+    e = example(0)
+    current = CURRENT.replace("count", "n0")
+    row = training_row(tokenizer, e["prompt"], e["completion"])
+    weights = changed_token_weights(tokenizer, e["prompt"], e["completion"], current, 4.0)
+    n_prompt = len(row["input_ids"]) - sum(row["completion_mask"])
+    assert len(weights) == len(row["input_ids"]) and weights[:n_prompt] == [0.0] * n_prompt and weights[-1] == 1.0
+    heavy = [t for t, w in zip(row["input_ids"], weights) if w == 4.0]
+    assert tokenizer.decode(heavy).strip() == "n0 += 1"  # the one line the next version adds
+    assert set(weights[n_prompt:]) == {1.0, 4.0}
+    assert changed_token_weights(tokenizer, e["prompt"], e["completion"], e["completion"][:-1], 4.0)[n_prompt:] == \
+        [1.0] * (len(weights) - n_prompt)  # a copy of the current version: nothing changed
+
+
+def test_changed_token_weight_trains_with_the_weights_column(tiny_dir, tmp_path):
+    import torch
+
+    cfg = SMALL.model_copy(update={"changed_token_weight": 3.0, "tiny": SMALL.tiny.model_copy(update={"max_steps": 1})})
+    model, tokenizer = prepare_hf(tiny_dir, cfg)
+    examples, _ = sft_examples(map(example, range(4)), tokenizer, 512)
+    weighted = build_sft_trainer(model, tokenizer, examples, cfg, tmp_path, progress=False)
+    row = weighted.train_dataset[0]
+    assert len(row["token_weights"]) == len(row["input_ids"]) and 3.0 in row["token_weights"]
+    batch = weighted.data_collator([weighted.train_dataset[0], weighted.train_dataset[1]])
+    assert batch["token_weights"].shape == batch["input_ids"].shape
+    assert torch.all(batch["token_weights"][batch["attention_mask"] == 0] == 0)
+    output = weighted.train()
+    assert output.global_step == 1 and torch.isfinite(torch.tensor(output.training_loss))
+
+
 def test_collator_pads_labels_with_ignore_index(trainer):
     batch = trainer.data_collator([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}])
     pad = trainer.processing_class.pad_token_id
@@ -119,7 +198,7 @@ def test_overlong_examples_truncated_or_dropped_and_counted(tiny_dir, tmp_path):
     e = example(0)
     n_prompt = len(tokenizer(model_boundary(e["prompt"])[0])["input_ids"])
     kept, stats = sft_examples([e], tokenizer, n_prompt + 3)
-    assert kept == [e] and stats.truncated == 1 and stats.tokens == n_prompt + 3 and stats.completion_tokens == 3
+    assert [{k: r[k] for k in e} for r in kept] == [e] and stats.truncated == 1 and stats.tokens == n_prompt + 3 and stats.completion_tokens == 3
     assert sft_examples([e], tokenizer, n_prompt + 3, "drop")[1].dropped == {"too_long": 1}
     assert sft_examples([e], tokenizer, n_prompt)[1].dropped == {"prompt_too_long": 1}
     records = [e, {"prompt": "no marker", "completion": "x"}, {"prompt": e["prompt"]}]
