@@ -4,7 +4,8 @@ Run: `python -m stages.split` (reads `params.yaml: split:`), or `dvc repro split
 Reads data/process/examples.jsonl (or `split.external_train`) and, with `strategy: external`,
 `split.external_test` (nep's processed JSONL, or the NEP dataset: a file, a directory or the hub id);
 writes data/split/train.jsonl, data/split/test.jsonl and metrics/split.json (sizes per side,
-repositories and commits per side, the strategy used, drops and the external sets' counts).
+repositories and commits per side, the strategy used, drops, the external sets' counts and the
+leakage counts, nep/data/leakage.py; the log shows examples of each kind of leakage).
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def run(
 
 
 def main() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # the leakage examples
     try:
         print(run(load_section("split")))
     except NepError as e:  # bad or unreachable input: one line, no traceback

@@ -176,6 +176,21 @@ class Process(Section):
     format: Format = _default(Format)
 
 
+class LeakageLimits(Section):
+    """Per leakage kind (nep/data/leakage.py), the share of test examples above which split fails."""
+
+    next_version: float = Field(1.0, ge=0, le=1)
+    edit: float = Field(1.0, ge=0, le=1)
+    window: float = Field(1.0, ge=0, le=1)
+
+
+class SplitLeakage(Section):
+    ngram: int = Field(5, ge=1)  # window similarity: Jaccard of token n-gram sets
+    window_similarity: float = Field(0.8, gt=0, le=1)
+    max_rate: LeakageLimits = _default(LeakageLimits)
+    examples: int = Field(3, ge=0)  # leaking test examples of each kind shown in the log
+
+
 class Split(Section):
     strategy: Literal["auto", "repo", "time", "external"] = "auto"
     test_fraction: float = Field(0.2, gt=0, lt=1)
@@ -186,6 +201,7 @@ class Split(Section):
     # > 0: a seeded sample of this many examples of each side, taken after the split (0 = all)
     max_train: int = Field(0, ge=0)
     max_test: int = Field(0, ge=0)
+    leakage: SplitLeakage = _default(SplitLeakage)
 
 
 # ---------------------------------------------------------------- finetune

@@ -11,11 +11,16 @@
 
 The examples to split are the process stage's, or the ones `split.external_train` names (e.g. the NEP
 dataset's `train` split, used as given).
+
+Whatever the strategy, the final two sides are checked for leakage (nep/data/leakage.py: test examples
+whose next version, edit or window training also has): counted in metrics/split.json, examples of each
+kind logged, and the stage fails above `split.leakage.max_rate.<kind>`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -24,11 +29,13 @@ from typing import Any
 
 from nep.config.schema import Split as SplitParams
 from nep.core.examples import read_examples
+from nep.data.leakage import check_limits, find_leakage
 from nep.data.nep_dataset import load_external
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts
 
 STRATEGIES = ("auto", "repo", "time", "external")
+log = logging.getLogger(__name__)
 
 
 
@@ -172,6 +179,12 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
             "commits: mine more history or repositories, or relax the filters"
             + (" (every training example shares a commit with the test set)" if result.leaked else "") + "."
         )
+    leak_cfg = cfg.leakage
+    leakage = find_leakage(result.train, result.test, ngram=leak_cfg.ngram,
+                           window_similarity=leak_cfg.window_similarity, seed=seed)
+    for line in leakage.log_lines(leak_cfg.examples):
+        log.info(line)
+    check_limits(leakage, leak_cfg.max_rate.model_dump())
     metrics = {
         "strategy": result.strategy,
         "train": len(result.train),
@@ -185,5 +198,6 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
         **flat_counts("dropped", drops),
         **sampled,
         **info,
+        **leakage.metrics(),
     }
     return result, metrics
