@@ -36,10 +36,12 @@ def nep_commit() -> str | None:
 
 
 def sizes() -> dict[str, Any]:
-    """Records ingested and kept by the filter, train and test examples, the split strategy."""
+    """Records ingested and kept by the filter, train and test examples, the split strategy and its
+    leakage counts."""
     found: dict[str, Any] = {}
     for stage, key, name in (("ingest", "records_out", "records"), ("filter", "records_out", "filtered"),
-                             ("split", "train", "train"), ("split", "test", "test"), ("split", "strategy", "strategy")):
+                             ("split", "train", "train"), ("split", "test", "test"), ("split", "strategy", "strategy"),
+                             *(("split", f"leakage.{k}", f"leakage.{k}") for k in ("next_version", "edit", "window"))):
         try:
             found[name] = json.loads(paths.metrics(stage).read_text())[key]
         except (OSError, ValueError, KeyError, TypeError):

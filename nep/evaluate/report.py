@@ -112,6 +112,15 @@ def judge_label(backend: str | None, model: str | None = None) -> str:
     return f"{backend} judge" if backend else "judge"
 
 
+def _leakage_text(sizes: dict[str, Any]) -> str:
+    """"; test examples whose next version, edit or window training also has: 0, 0, 1" (split's
+    leakage counts, nep/data/leakage.py), or "" when split did not count them."""
+    counts = [sizes.get(f"leakage.{k}") for k in ("next_version", "edit", "window")]
+    if any(c is None for c in counts):
+        return ""
+    return "; test examples whose next version, edit or window training also has: " + ", ".join(map(str, counts))
+
+
 def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, Any]) -> list[str]:
     """Markdown lines saying what was measured: nep's commit, the model (and plainly when it is the
     tiny smoke model), the data source and sizes, the label and judge backends, the params that
@@ -146,9 +155,9 @@ def provenance(params: dict[str, Any], *, commit: str | None, sizes: dict[str, A
         + f", sequences of at most {ft['max_seq_length']} tokens"
         + ("" if post == "none" else f"; post-training: {post}"),
         f"- data: {source}" + (f" ({size_text})" if size_text else ""),
-        f"- split: {sizes.get('strategy') or params['split']['strategy']}; prompts cut to "
-        f"{params['process']['context_lines']} context lines" if params["process"]["context_lines"] else
-        f"- split: {sizes.get('strategy') or params['split']['strategy']}; whole files in prompts",
+        f"- split: {sizes.get('strategy') or params['split']['strategy']}; "
+        + (f"prompts cut to {params['process']['context_lines']} context lines" if params["process"]["context_lines"]
+           else "whole files in prompts") + _leakage_text(sizes),
         f"- label backend: {label['backend']}" + (f" (`{label['model']}`)" if label["backend"] in LLM_BACKENDS else ""),
         f"- judge: {judge_label(judge['backend'], judge['model'] if judge['backend'] in LLM_BACKENDS else None)}"
         + (" (offline: exact, whitespace and syntax-tree comparison; not an LLM)" if judge["backend"] == "rules" else ""),

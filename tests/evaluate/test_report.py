@@ -294,6 +294,10 @@ def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():
     assert f"nep code: commit `{'0' * 40}`" in text
     assert "`.` at `f19d35db8f82419e1a9b66f801f6b96218ee4912`" in text and "13 train examples, 5 test examples" in text
     assert "judge: rules judge (offline" in text and "not an LLM" in text and "label backend: heuristic" in text
+    assert "training also has" not in text  # split did not count leakage: nothing said
+    leaks = {"leakage.next_version": 0, "leakage.edit": 2, "leakage.window": 1}
+    assert ("; test examples whose next version, edit or window training also has: 0, 2, 1"
+            in "\n".join(provenance(params, commit=None, sizes={"strategy": "time", **leaks})))
     params["label"]["backend"] = "all"  # no labeling model asked: none named
     assert "- label backend: all" in provenance(params, commit=None, sizes={})
     params["label"].update(backend="openai", model="gpt-4o-mini")
