@@ -23,3 +23,9 @@ def parse_yes_no(text: str | None) -> bool | None:
         return words[0] == "yes"
     found = {w for w in words if w in ("yes", "no")}
     return found.pop() == "yes" if len(found) == 1 else None
+
+
+def is_yes_no(text: str) -> bool:
+    """Whether `text` is a usable yes/no answer: what the response cache keeps for label and judge
+    (anything else, an error page served with 200 or a refusal, is asked again on the next run)."""
+    return parse_yes_no(text) is not None

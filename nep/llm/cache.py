@@ -7,8 +7,12 @@ The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.a
 `identity(request)` (a JSON-able dict of everything that decides the answer: endpoint, model,
 messages, sampling params; never the API key). The key of an answer is the SHA-256 of that
 identity. Requests already answered are served from the cache (counted as `cache_hits`); identical
-requests in one call are sent once. Only answers are stored, never failures, so a re-run, a
-`dvc repro -f` or a run killed with SIGKILL and started again sends only what is still unanswered.
+requests in one call are sent once. Only usable answers are stored, never failures: with `accept`
+(a test of the text: label and judge accept only a yes/no, nep.llm.answers.is_yes_no), an answer it
+refuses (an error page served with 200, a refusal, an empty or ambiguous text) is not stored, and a
+stored one it refuses is asked again, so a re-run, a `dvc repro -f` or a run killed with SIGKILL
+and started again sends only what is still unanswered, and a run after the endpoint recovers asks
+again exactly what failed.
 The cache lives in `$NEP_CACHE_DIR/llm/` (default `.cache/nep/llm/`), outside every DVC output.
 """
 
@@ -18,7 +22,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -68,9 +72,10 @@ class ResponseCache:
 class CachedBackend:
     """`backend` behind the response cache; same interface (`complete_many`, `accounting`)."""
 
-    def __init__(self, backend: Any, path: Path | None = None):
+    def __init__(self, backend: Any, path: Path | None = None, accept: Callable[[str], bool] | None = None):
         self.backend = backend
         self.path = path
+        self.accept = accept or (lambda text: True)
         self.accounting = backend.accounting
 
     def key(self, request: ChatRequest) -> str:
@@ -89,7 +94,7 @@ class CachedBackend:
             misses: dict[str, tuple[str, list[ChatRequest]]] = {}
             for key, same in groups.items():
                 row = cache.get(key)
-                if row is None:
+                if row is None or not self.accept(row[0]):  # an unusable answer stored by an older nep
                     misses[same[0].id] = (key, same)
                     continue
                 text, tin, tout, latency, logprob = row
@@ -99,7 +104,7 @@ class CachedBackend:
             sent = [same[0] for _, same in misses.values()]
             for result in self.backend.complete_many(sent):
                 key, same = misses[result.id]
-                if result.error is None:
+                if result.error is None and self.accept(result.text or ""):
                     cache.put(key, result)
                 yield result
                 for duplicate in same[1:]:  # identical requests share the answer, paid once

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from nep.llm.answers import parse_yes_no
+from nep.llm.answers import is_yes_no, parse_yes_no
 from nep.llm.backends import backend_config, get_backend
 from nep.llm.chat import ChatRequest, ChatResult, in_request_order
 from nep.util.errors import NepError
@@ -53,7 +53,8 @@ def check_failure_rate(failures: dict[str, int], total: int, max_failure_rate: f
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(failures.items(), key=lambda kv: (-kv[1], kv[0])))
     raise TooManyFailures(
         f"{failed} of {total} {what} failed ({reasons}), more than max_failure_rate={max_failure_rate}; "
-        "answers so far are cached: fix the endpoint or raise the limit and run again"
+        "the usable answers are cached: fix the endpoint or raise the limit and run again "
+        "(only the failed ones are asked again)"
     )
 
 
@@ -138,7 +139,7 @@ class LLMVerdicts(VerdictBackend):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.backend = get_backend("openai", **self.chat)
+        self.backend = get_backend("openai", accept=is_yes_no, **self.chat)  # only yes/no answers cached
 
     @classmethod
     def from_params(cls, cfg: Any) -> VerdictBackend:

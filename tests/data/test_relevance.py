@@ -66,4 +66,4 @@ def test_labels_in_order_with_reasons(fake_openai, monkeypatch):
     again = build(LABELERS, section("label", {**params, "max_failure_rate": 0.5}))
     assert [v.value for v in again.verdicts(records)] == [1, 0, 1, None, 0, None]
     again.check()  # under the limit: no error
-    assert fake_openai.requests == 2  # only the failed request is sent again
+    assert fake_openai.requests == 3  # the failed request (2 attempts) and the unparseable answer, never cached
