@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nep.util.errors import NepError
@@ -40,3 +41,23 @@ def run_main(main: Callable[[], Any], name: str, *, resumable: bool = False, in_
         raise SystemExit(130) from None
     if isinstance(result, int) and not isinstance(result, bool):
         raise SystemExit(result)
+
+
+def guard_requirements(name: str | None = None) -> None:
+    """Make a module that is not installed (the project's requirements missing from this Python:
+    `dvc repro` run outside the virtual environment) end the command in one line saying so, from
+    anywhere, imports at the top of a module included; any other exception keeps its traceback.
+    `name` (the command's) defaults to the name of the script that runs, read when it fails."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        module = (getattr(value, "name", None) or "").split(".")[0]
+        if issubclass(kind, ModuleNotFoundError) and module and module not in ("nep", "stages"):
+            command = name or Path(sys.argv[0]).stem or "nep"
+            print(f"{command}: module {module!r} is not installed in this Python ({sys.executable}): activate the "
+                  "project's virtual environment, or run `pip install -r requirements.txt`", file=sys.stderr)
+            return  # an uncaught exception: the exit status is 1
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
