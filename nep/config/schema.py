@@ -12,14 +12,13 @@ default in its section's model below, and the same value (with a comment) in par
 
 from __future__ import annotations
 
-import difflib
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nep.config import messages
+from nep.config.entries import predictor_problems
 from nep.util.errors import NepError
 
 
@@ -40,8 +39,6 @@ class Section(BaseModel):
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit unsigned
 MAX_WORKERS = 64  # worker processes of a data stage; each is a fork of the stage
 MAX_THREADS = 256  # torch threads
-# A predictor's name is a file name (data/generate/<name>.jsonl) and part of a DVC stage name
-PREDICTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 
 
 def _seed(default: int) -> Any:
@@ -310,33 +307,6 @@ DEFAULT_PREDICTORS: dict[str, dict[str, Any]] = {
 }
 
 
-# The predictor kinds by name (nep.predictors.kinds.KINDS maps each to its class: the same names, a test
-# checks). Here the schema checks an entry's shape, kind and `needs`; the kind's own options are
-# checked by nep.predictors.kinds.check_predictor, which the generate stage, `nep config` and
-# `nep preflight` run (importing the predictor classes, which the other stages never need).
-PREDICTOR_KINDS = ("finetuned", "hf", "vllm", "openai", "file", "identity", "propagate")
-
-
-def check_predictor_entry(name: str, entry: Any) -> None:
-    """Raise ValueError (one line naming `generate.predictors.<name>.<key>`) when a predictor entry
-    is not a mapping, has no or an unknown `kind` (with a did-you-mean), or no `needs` path."""
-    where = f"generate.predictors.{name}"
-    if not isinstance(entry, dict):
-        raise ValueError(f"{where}: a mapping with `kind` and `needs`, not {entry!r}")
-    kind = entry.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise ValueError(f"{where}.kind: missing (choose one of {', '.join(PREDICTOR_KINDS)})")
-    if kind not in PREDICTOR_KINDS:
-        close = difflib.get_close_matches(kind, PREDICTOR_KINDS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{where}.kind: unknown {kind!r} (choose one of {', '.join(PREDICTOR_KINDS)}){hint}")
-    if "needs" in entry and not isinstance(entry["needs"], str):
-        raise ValueError(f"{where}.needs: expected a path (str), got {entry['needs']!r}")
-    if not entry.get("needs"):
-        raise ValueError(f"{where}.needs: missing (the one path this predictor depends on: "
-                         "its model directory or file, else data/split/test.jsonl)")
-
-
 class Generate(Section):
     max_new_tokens: int = Field(512, ge=1)
     batch_size: int = Field(8, ge=1)
@@ -347,7 +317,7 @@ class Generate(Section):
     # > 0: hf/finetuned answers drafted from the prompt (transformers' prompt lookup, this many tokens
     # per draft), one prompt at a time; greedy tokens the same (nep.predictors.hf); 0 = off
     prompt_lookup_tokens: int = Field(0, ge=0)
-    # each entry is checked by its kind (check_predictor_entry, called by `validate`)
+    # each entry is checked by its kind (nep.config.entries.check_predictor_entry, called by `validate`)
     predictors: dict[str, dict[str, Any]] = Field(DEFAULT_PREDICTORS, min_length=1)
 
 
@@ -412,33 +382,13 @@ def format_errors(exc: ValidationError, path: str | Path = "params.yaml") -> str
     return messages.format_errors(exc, Params, path, RANGES)
 
 
-def _predictor_problems(params: Any) -> list[str]:
-    """One line per bad `generate.predictors` entry (mappings only; the schema names the rest)."""
-    generate = params.get("generate") if isinstance(params, dict) else None
-    predictors = generate.get("predictors") if isinstance(generate, dict) else None
-    if not isinstance(predictors, dict):
-        return []
-    problems = []
-    for name, entry in predictors.items():
-        if not isinstance(name, str) or not PREDICTOR_NAME.fullmatch(name):
-            problems.append(f"generate.predictors: {name!r} is not a plain name: use letters, digits, '_', '-' "
-                            "and '.' (not first), at most 64 characters (it names data/generate/<name>.jsonl)")
-            continue
-        if isinstance(entry, dict):
-            try:
-                check_predictor_entry(str(name), entry)
-            except ValueError as e:
-                problems.append(str(e))
-    return problems
-
-
 def validate(params: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
     """All of params.yaml, checked (every section; each predictor entry's shape, kind and `needs`:
     its options are nep.commands.config.check's), with every default filled in, as plain data;
     ParamsError with one line per problem."""
     if params is None:
         params = {}
-    lines = [f"{path}: {p}" for p in _predictor_problems(params)]
+    lines = [f"{path}: {p}" for p in predictor_problems(params)]
     try:
         checked = Params.model_validate(params).model_dump()
     except ValidationError as e:

@@ -21,6 +21,9 @@ NOT_DEPS = {
     # only words a schema problem (nep.config.schema.format_errors): a stage that gets to write
     # outputs never calls it, and one that fails writes none
     "nep/config/messages.py",
+    # only accepts or refuses `generate.predictors` entries (names, kinds, `needs`); it changes no
+    # value, so a stage that runs sees the same params whatever it says
+    "nep/config/entries.py",
     # imports nep.util.device (a dep of every stage, under nep/util) for its side effect: OpenMP's
     # wait policy, how idle threads wait (time, not results); it holds no other code
     "nep/__init__.py",
@@ -339,7 +342,7 @@ def test_changing_a_derived_setting_makes_dvc_rerun_the_stage(tmp_path, monkeypa
 def test_the_schema_names_every_predictor_kind():
     """The schema checks `kind` by name (it imports no predictor); nep.predictors.kinds.KINDS maps
     the same names, in the same order, to their classes."""
-    from nep.config.schema import PREDICTOR_KINDS
+    from nep.config.entries import PREDICTOR_KINDS
     from nep.predictors.kinds import KINDS
 
     assert tuple(KINDS) == PREDICTOR_KINDS
