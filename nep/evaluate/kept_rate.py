@@ -18,6 +18,8 @@ Character counts are UTF-8 bytes, as in Zed.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -31,16 +33,16 @@ MULTI_CHAR_PUNCTUATION = (
     ">=", "&&", "||", "<<", ">>", "..", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "++", "--",
     "**", "??", "?.", ":=", "<-", "//", "/*", "*/",
 )
-IDENTIFIER, NEWLINE, SPACE, PUNCTUATION = range(4)
 CONTEXT, KEPT, DISCARDED = "context", "kept", "discarded"
-
-
-def _class(c: str) -> int:
-    if c in "\n\r":
-        return NEWLINE
-    if c in WHITESPACE:
-        return SPACE
-    return IDENTIFIER if c.isalnum() or c == "_" else PUNCTUATION
+_SPACE = "".join(sorted(WHITESPACE - {"\n", "\r"}))
+# tokenize.rs's character classes as one pattern, tried in this order at each position: a run of
+# newlines, a run of other whitespace (Rust's set), a run of identifier characters (alphanumeric or
+# `_`: Python's \w), an operator (the first of the list that matches), any other character.
+_TOKEN = re.compile(
+    "(?P<newline>[\n\r]+)|(?P<space>[" + re.escape(_SPACE) + "]+)|(?P<identifier>\\w+)|"
+    + "|".join(map(re.escape, MULTI_CHAR_PUNCTUATION)) + "|.",
+    re.DOTALL,
+)
 
 
 def _boundary(previous: str, current: str, following: str | None) -> bool:
@@ -51,8 +53,11 @@ def _boundary(previous: str, current: str, following: str | None) -> bool:
         previous.isupper() and following is not None and following.islower())
 
 
-def _identifier_tokens(identifier: str) -> list[str]:
+@lru_cache(maxsize=65536)
+def _identifier_tokens(identifier: str) -> tuple[str, ...]:
     """An identifier split into words, each run of underscores a token of its own."""
+    if "_" not in identifier and (identifier.islower() or not any(c.isupper() for c in identifier)):
+        return (identifier,)  # no underscore, no case change: one word
     out: list[str] = []
     start = i = 0
     while i < len(identifier):
@@ -72,25 +77,22 @@ def _identifier_tokens(identifier: str) -> list[str]:
         i += 1
     if start < len(identifier):
         out.append(identifier[start:])
-    return out
+    return tuple(out)
+
+
+def _runs(text: str) -> list[tuple[str, bool]]:
+    """The text's runs: (identifier run or other token, whether it is an identifier run)."""
+    return [(m[0], m.lastgroup == "identifier") for m in _TOKEN.finditer(text)]
 
 
 def tokenize(text: str) -> list[str]:
     """Zed's tokens: identifier words, whitespace runs, newline runs, operators, other characters."""
     tokens: list[str] = []
-    i = 0
-    while i < len(text):
-        kind = _class(text[i])
-        if kind == PUNCTUATION:
-            token = next((p for p in MULTI_CHAR_PUNCTUATION if text.startswith(p, i)), text[i])
-            tokens.append(token)
-            i += len(token)
-            continue
-        end = i + 1
-        while end < len(text) and _class(text[end]) == kind:
-            end += 1
-        tokens.extend(_identifier_tokens(text[i:end]) if kind == IDENTIFIER else [text[i:end]])
-        i = end
+    for run, identifier in _runs(text):
+        if identifier:
+            tokens.extend(_identifier_tokens(run))
+        else:
+            tokens.append(run)
     return tokens
 
 
@@ -123,7 +125,8 @@ def _lcs_masks(a: list[str], b: list[str], *, want_b: bool = True) -> tuple[list
     ids: dict[str, int] = {}
     ia = np.array([ids.setdefault(t, len(ids)) for t in mid_a])
     ib = np.array([ids.setdefault(t, len(ids)) for t in mid_b])
-    dp = np.zeros((len(mid_a) + 1, len(mid_b) + 1), dtype=np.int32)
+    small = min(len(mid_a), len(mid_b)) < np.iinfo(np.uint16).max  # an LCS length fits 16 bits: half the memory
+    dp = np.zeros((len(mid_a) + 1, len(mid_b) + 1), dtype=np.uint16 if small else np.int32)
     for i in range(1, len(mid_a) + 1):  # row i: the running maximum of (up, diagonal + 1 on a match)
         row = np.maximum(dp[i - 1, 1:], np.where(ib == ia[i - 1], dp[i - 1, :-1] + 1, 0))
         np.maximum.accumulate(row, out=dp[i, 1:])
@@ -140,18 +143,18 @@ def _lcs_masks(a: list[str], b: list[str], *, want_b: bool = True) -> tuple[list
     return keep_a, keep_b
 
 
-def _units(tokens: list[str]) -> list[tuple[str, int, int]]:
-    """Runs of identifier tokens joined into one unit; every other token a unit of its own:
-    (text, first token, end token)."""
+def _units(text: str, *, spans: bool = False) -> list[tuple[str, int, int]]:
+    """Zed's comparison units: each run of identifier tokens joined back into one unit (an
+    identifier run), every other token a unit of its own: (text, first token, end token); the
+    token positions only with `spans` (else 0, 0)."""
+    if not spans:
+        return [(run, 0, 0) for run, _ in _runs(text)]
     units: list[tuple[str, int, int]] = []
-    i = 0
-    while i < len(tokens):
-        start = i
-        while i < len(tokens) and tokens[i] and all(c.isalnum() or c == "_" for c in tokens[i]):
-            i += 1
-        if i == start:
-            i += 1
-        units.append(("".join(tokens[start:i]), start, i))
+    at = 0
+    for run, identifier in _runs(text):
+        n = len(_identifier_tokens(run)) if identifier else 1
+        units.append((run, at, at + n))
+        at += n
     return units
 
 
@@ -182,8 +185,7 @@ def kept_rate(base: str, candidate: str, reference: str) -> KeptRate:
     if abs(candidate_delta - reference_delta) > MAX_DIRTY_LENGTH_DELTA:
         return KeptRate(0.0, 0.0, discarded_chars=candidate_delta, candidate_new_chars=candidate_delta,
                         reference_new_chars=reference_delta, annotations=(DISCARDED,) * len(tokenize(candidate)))
-    candidate_tokens = tokenize(candidate)
-    cand, base_units, ref = (_units(t) for t in (candidate_tokens, tokenize(base), tokenize(reference)))
+    cand, base_units, ref = _units(candidate, spans=True), _units(base), _units(reference)
     texts = [u[0] for u in base_units]
     cand_in_base, base_in_cand = _lcs_masks([u[0] for u in cand], texts)
     ref_in_base, base_in_ref = _lcs_masks([u[0] for u in ref], texts)
@@ -203,7 +205,7 @@ def kept_rate(base: str, candidate: str, reference: str) -> KeptRate:
     rate = matched / candidate_edit if candidate_edit else float(reference_edit == 0)
     recall = matched / reference_edit if reference_edit else float(candidate_edit == 0)
 
-    annotations = [CONTEXT] * len(candidate_tokens)
+    annotations = [CONTEXT] * (cand[-1][2] if cand else 0)
     new_index = 0
     for (_, start, end), in_base in zip(cand, cand_in_base, strict=True):
         if not in_base:
