@@ -14,7 +14,6 @@ metrics/timing/finetune.json (not a DVC output).
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,7 @@ def finetune(
     metrics.json and step curves (plots/metrics/) to `metrics_dir`, measured times to
     `timing_path` (default nep.util.paths.timing("finetune")); prompts and completions in the answer
     format `fmt` (process.format). Returns the metrics."""
-    from dvclive import Live
-
+    from nep.util import live as dvclive
     from nep.util.device import distributed_state
 
     drops: Counter = Counter()
@@ -55,14 +53,9 @@ def finetune(
     state = distributed_state()
     main_process = state.is_main_process
     if main_process:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        dvclive.clean(out_dir, metrics_dir)
     state.wait_for_everyone()
-    live = None
-    if main_process:
-        # save_dvc_exp=False and no dvc.yaml of its own: DVCLive only writes the files the stage
-        # declares, so it works the same under `dvc repro` and `dvc exp run`.
-        live = Live(dir=str(metrics_dir), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
+    live = dvclive.start(metrics_dir) if main_process else None  # metrics.json and the step curves
     result = run_finetune(records, out_dir, cfg, live=live, progress=progress, fmt=fmt)
     metrics = result.metrics
     metrics.update(flat_counts("dropped", drops))
@@ -71,7 +64,7 @@ def finetune(
     if live is not None:
         for name, value in metrics.items():
             live.summary[name] = value
-        live.end()
+        dvclive.finish(live)
         write_metrics(timing_path or paths.timing("finetune"), result.timing)
     return metrics
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from nep.config.params import load_section
 from nep.predictors.base import Settings
 from nep.predictors.runner import generate
 from nep.util import paths
 from nep.util.console import banner, setup_logging
+from nep.util.errors import NepError
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
     cfg = load_section("generate")
     predictors = cfg.predictors
     if args.predictor not in predictors:
-        sys.exit(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
+        raise NepError(f"params.yaml: no generate.predictors.{args.predictor} (have: {', '.join(predictors)})")
     kind = predictors[args.predictor].get("kind", "?")
     banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
     settings = Settings.of(cfg, load_section("process").format)

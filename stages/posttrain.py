@@ -13,7 +13,6 @@ and measured times to metrics/timing/posttrain.json (not a DVC output).
 from __future__ import annotations
 
 import logging
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -45,25 +44,18 @@ def posttrain(
 ) -> dict[str, Any]:
     """Post-train the adapter in `sft_dir` on the examples in `train_path`; returns the metrics."""
     from nep.train.posttrain import run_posttrain
+    from nep.util import live as dvclive
 
     drops: Counter = Counter()
     records = read_training_set(train_path, drops)
     if not (Path(sft_dir) / "adapter_config.json").exists():
         raise NepError(f"{sft_dir}: no fine-tuned adapter (run the finetune stage first)")
     out_dir, data_dir, curves_dir = Path(out_dir), Path(data_dir), Path(curves_dir)
-    for d in (out_dir, data_dir, curves_dir):
-        shutil.rmtree(d, ignore_errors=True)
-    live = None
-    if cfg.method != "none":
-        from dvclive import Live
-
-        # DVCLive writes only the step curves: no dvc.yaml, report, experiment or summary of its own.
-        live = Live(dir=str(curves_dir.parent.parent), save_dvc_exp=False, dvcyaml=None, report=None, monitor_system=False)
+    dvclive.clean(out_dir, data_dir, curves_dir)
+    live = dvclive.start(curves_dir.parent.parent) if cfg.method != "none" else None  # the step curves
     result = run_posttrain(records, sft_dir, out_dir, cfg, live=live, progress=progress, fmt=fmt)
     if live is not None:
-        live.end()
-        # DVCLive's own last-step values: the stage's metrics are metrics/posttrain.json
-        (curves_dir.parent.parent / "metrics.json").unlink(missing_ok=True)
+        dvclive.finish(live, summary=False)  # the stage's metrics are metrics/posttrain.json
     curves_dir.mkdir(parents=True, exist_ok=True)
     for name in CURVES_HEADER:  # a declared output must exist even when a curve got no row
         path = curves_dir / f"{name}.tsv"

@@ -161,3 +161,42 @@ def test_atomic_file_refuses_in_one_line_and_a_caller_may_still_catch_oserror(tm
     # a cache a command can do without (params.checked.json) catches OSError
     with pytest.raises(OSError), atomic_file("data/x/out.json") as f:
         f.write("{}")
+
+
+# ---------------------------------------------------------------- where a project is, and its file names
+def test_project_root_is_the_nearest_folder_with_dvc_yaml_and_params_yaml(tmp_path, monkeypatch):
+    from nep.util.paths import enter_project_root, project_root
+
+    outer, inner = tmp_path / "outer", tmp_path / "outer/docs/deep"
+    inner.mkdir(parents=True)
+    (outer / "dvc.yaml").write_text("stages: {}\n")
+    assert project_root(inner) is None  # dvc.yaml alone is not a nep project
+    (outer / "params.yaml").write_text("{}\n")
+    (tmp_path / "outer/docs/dvc.yaml").write_text("stages: {}\n")  # not both files: skipped
+    assert project_root(inner) == outer.resolve()
+    monkeypatch.chdir(inner)
+    assert enter_project_root() == outer.resolve()
+    assert Path.cwd() == outer.resolve()
+
+
+def test_outside_a_project_enter_project_root_says_where_to_run(tmp_path, monkeypatch):
+    from nep.util.errors import NepError
+    from nep.util.paths import enter_project_root
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(NepError, match="is not inside a nep project"):
+        enter_project_root()
+
+
+def test_the_pipeline_file_names(monkeypatch):
+    from nep.util import paths
+
+    assert paths.metrics("filter") == Path("metrics/filter.json")
+    assert paths.metrics("generate", "mine") == Path("metrics/generate/mine.json")
+    assert paths.timing("judge", "mine") == Path("metrics/timing/judge/mine.json")
+    assert paths.generations("mine") == Path("data/generate/mine.jsonl")
+    assert paths.judgments("mine") == Path("data/judge/mine.jsonl")
+    monkeypatch.delenv("NEP_CACHE_DIR", raising=False)
+    assert paths.cache_root() == Path(".cache/nep")
+    monkeypatch.setenv("NEP_CACHE_DIR", "/somewhere")
+    assert paths.cache_root() == Path("/somewhere")
