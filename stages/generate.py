@@ -5,14 +5,18 @@
 Reads `params.yaml: generate:` (max_new_tokens, batch_size, threads, predictors.NAME), `process.format`
 (the answer format: what the model is asked, how its answer becomes the next version) and
 data/split/test.jsonl; writes data/generate/NAME.jsonl (one generation record per example, in
-test-set order), metrics/generate/NAME.json and metrics/timing/generate/NAME.json (measured
-times, not a DVC output). A killed run resumes where it stopped (nep.predictors.runner).
+test-set order), metrics/generate/NAME.json and, measured (not DVC outputs),
+metrics/timing/generate/NAME.json (latency p50/p95, first token, tokens/s, machine),
+NAME.answers.jsonl (per answer) and the accuracy-against-latency view metrics/timing/report/.
+A killed run resumes where it stopped (nep.predictors.runner).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
 
 from nep.config.params import load_section
 from nep.predictors.base import Settings
@@ -36,6 +40,9 @@ def main() -> None:
     settings = Settings.of(cfg, load_section("process").format)
     metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
+    # the accuracy-against-latency view (metrics/timing/report/, measured, not a DVC output) with this
+    # run's times; a separate process, so that this stage's outputs never depend on its code
+    subprocess.run([sys.executable, "-m", "nep.evaluate.latency_report", args.predictor], check=False)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Run: `python -m stages.report` (or `dvc repro report`), after evaluate. Reads me
 and its curves (loss, GRPO's reward, DPO's reward margin); writes metrics/report/ (README.md with the
 predictor × metric table, 95% CIs, p-values, the per-language table and the charts; predictors.csv,
 languages.csv; one SVG per chart, the same Vega-Lite charts as `dvc plots show`) and
-metrics/report.json (how many predictors, languages and charts it drew).
+metrics/report.json (how many predictors, languages and charts it drew). Then, measured and not a
+DVC output, the accuracy-against-latency view metrics/timing/report/ (nep.evaluate.latency_report).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from nep.evaluate import latency_report
 from nep.evaluate.report import build_report, judge_label, provenance
 from nep.util import paths
 from nep.util.errors import NepError
@@ -60,6 +62,13 @@ def posttrain_metrics(method: str) -> dict[str, Any] | None:
     return metrics.get("posttraining", metrics)  # the stage nests its keys (`dvc exp show` columns)
 
 
+def judge_backend() -> tuple[str, str | None]:
+    from nep.config.params import load_params
+
+    judge = load_params("judge")
+    return judge["backend"], judge["model"] if judge["backend"] == "openai" else None
+
+
 def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[str, Any]:
     """Write the report and its counts; return the counts."""
     from nep.config.params import load_params
@@ -78,6 +87,10 @@ def run(*, out_dir: Path = paths.REPORT, metrics_path: Path = METRICS) -> dict[s
 
 def main() -> None:
     print(run())  # a known failure (NepError) is one line: run_main
+    # beside the report, measured (not a DVC output): latency against this evaluation's accuracy
+    rows = [r for r in latency_report.refresh(judge_label(*judge_backend())) if r["machine"]]
+    if rows:
+        print(f"{latency_report.OUT_DIR}/: " + "; ".join(latency_report.summary_line(r) for r in rows))
 
 
 def banner() -> None:
