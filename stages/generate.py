@@ -7,8 +7,9 @@ Reads `params.yaml: generate:` (max_new_tokens, batch_size, threads, predictors.
 data/split/test.jsonl; writes data/generate/NAME.jsonl (one generation record per example, in
 test-set order), metrics/generate/NAME.json and, measured (not DVC outputs),
 metrics/timing/generate/NAME.json (latency p50/p95, first token, tokens/s, machine),
-NAME.answers.jsonl (per answer) and the accuracy-against-latency view metrics/timing/report/.
-A killed run resumes where it stopped (nep.predictors.runner).
+NAME.answers.jsonl (per answer) and the accuracy-against-latency view metrics/timing/report/;
+and data/retry/NAME.json (the failures it tolerated, which the next `dvc repro` asks again:
+nep.predictors.retry). A killed run resumes where it stopped (nep.predictors.runner).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def main() -> None:
     kind = predictors[args.predictor].get("kind", "?")
     banner(f"generate@{args.predictor}", f"predict the next version of each test example ({kind})", [paths.TEST])
     settings = Settings.of(cfg, load_section("process").format)
-    metrics = generate(args.predictor, predictors[args.predictor], settings)  # a known failure: one line (run_main)
+    metrics = generate(args.predictor, predictors[args.predictor], settings,  # a known failure: one line (run_main)
+                       retry_path=paths.retry(args.predictor))
     logging.getLogger("generate").info("%s: %s", args.predictor, metrics)
     # the accuracy-against-latency view (metrics/timing/report/, measured, not a DVC output) with this
     # run's times; a separate process, so that this stage's outputs never depend on its code

@@ -257,6 +257,8 @@ class HFPredictor(Predictor):
 
     kind: ClassVar[str] = "hf"
     required: ClassVar[tuple[str, ...]] = ("model",)
+    # padded batches on CPU threads: batch_size and threads can change an answer (nep.predictors.runner)
+    batch_dependent: ClassVar[bool] = True
     model: str = ""
     chat: bool | None = None
     template: Literal["nep", "paper"] = "nep"

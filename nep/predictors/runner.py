@@ -4,10 +4,15 @@ The predictor gets the whole test set and streams answers back in groups (nep.pr
 group is appended to a checkpoint as it arrives, so a run killed at any point (even `kill -9`)
 loses at most the group in flight, and a rerun predicts only what is missing. The checkpoint
 lives outside the stage's outputs (which `dvc repro` deletes before running a stage), under
-`$NEP_CACHE_DIR/generate/` (default `.cache/nep/generate/`), keyed by the predictor's entry, any
-local file or directory it names (sizes and times), `max_new_tokens` and the test set's bytes:
+`$NEP_CACHE_DIR/generate/` (default `.cache/nep/generate/`), keyed by what can change an answer
+(`checkpoint_key`): the predictor's entry, any local file or directory it names (content or sizes
+and times), `max_new_tokens`, `max_growth_tokens`, the test set's bytes, the code generation runs
+(CODE, the code dvc.yaml declares for the stage), and for predictors whose answers depend on the
+batch (`batch_dependent`: transformers' padded batches on CPU threads) `batch_size`, `threads` and
+`prompt_lookup_tokens` (when set):
 change any of them and the run starts afresh. When every example is answered, the records are
-written at once, in test-set order, and the checkpoint is removed.
+written at once, in test-set order, and the checkpoint is removed (kept while tolerated failures
+remain, below).
 
 Failed answers are never final. A prediction with an `error` (an endpoint that failed after its
 retries) is not saved in the checkpoint, so the next run asks again. When more of the test set
@@ -15,7 +20,9 @@ failed than the predictor's `max_failure_rate` (default 0) allows, the run stops
 naming the param and the causes (TooManyFailedGenerations) and writes no record or metric: a
 rerun once the endpoint is healthy asks only the failures and writes the same bytes as an
 uninterrupted run. Tolerated failures are written as unextracted records (`extraction:
-backend_error.<reason>`) and counted once in the metrics (`failed`).
+backend_error.<reason>`) and counted once in the metrics (`failed`); the checkpoint keeps the
+answers, and the stage lists the failures in its retry file (nep.predictors.retry), which makes
+the next plain `dvc repro` ask them again.
 
 Records and `metrics/generate/<p>.json` hold only values that the same inputs reproduce (an
 answer's confidence, `logprob`, is rounded for that); measured times go to
@@ -96,8 +103,29 @@ def format_key(fmt: AnswerFormat) -> dict[str, Any]:
     return fmt.options.model_dump() if hasattr(fmt.options, "model_dump") else {"answer": fmt.name}
 
 
+# The code generation runs: dvc.yaml's code deps of the generate stage (a test keeps them equal).
+# A change to any of it starts a killed run afresh, as it makes `dvc repro` run the stage again.
+CODE = ("stages/generate.py", "nep/core", "nep/util", "nep/config/params.py", "nep/config/schema.py", "nep/llm",
+        "nep/predictors", "nep/train/model.py", "nep/train/attention.py", "nep/train/gguf.py", "nep/train/tiny.py")
+
+
+def code_hash(root: Path | None = None) -> str:
+    """sha256 over CODE's Python files (relative path and bytes), from the project root."""
+    root = root or Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for entry in CODE:
+        path = root / entry
+        for source in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []:
+            h.update(source.relative_to(root).as_posix().encode() + b"\0" + source.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes, max_growth_tokens: int = 0,
-                   answer_format: dict[str, Any] | None = None) -> str:
+                   answer_format: dict[str, Any] | None = None, *, code: str = "",
+                   batch: tuple[int, ...] | None = None) -> str:
+    """What the saved answers depend on: the entry (options that cannot change an answer aside),
+    the local paths it names, the generation limits, the test set's bytes, the answer format, the
+    code (`code_hash`) and, for a batch-dependent predictor, (batch_size, threads[, prompt lookup])."""
     # every local path the entry names, `needs` included (a finetuned entry may name its model there only)
     local = {v: fingerprint(Path(v)) for k, v in entry.items()
              if (k == "needs" or k not in NOT_IN_KEY) and isinstance(v, str) and v and Path(v).exists()}
@@ -105,7 +133,8 @@ def checkpoint_key(entry: dict[str, Any], max_new_tokens: int, test_bytes: bytes
         {"entry": {k: v for k, v in entry.items() if k not in NOT_IN_KEY}, "local": local,
          "max_new_tokens": max_new_tokens, "test": hashlib.sha256(test_bytes).hexdigest(),
          **({"max_growth_tokens": max_growth_tokens} if max_growth_tokens else {}),
-         **({"format": answer_format} if answer_format else {})},
+         **({"format": answer_format} if answer_format else {}),
+         **({"code": code} if code else {}), **({"batch": list(batch)} if batch else {})},
         sort_keys=True, ensure_ascii=False, default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -259,10 +288,12 @@ def generate(
     out_path: str | Path | None = None,
     metrics_path: str | Path | None = None,
     timing_path: str | Path | None = None,
+    retry_path: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run predictor `name` (its params entry `entry`) over the test set, resuming a killed run;
-    write its records, metrics and timing; return the metrics."""
+    write its records, metrics and timing (and, given `retry_path`, the list of tolerated failures
+    that the next `dvc repro` asks again: nep.predictors.retry); return the metrics."""
     for noisy in ("httpx", "openai"):  # one INFO line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     predictor = build_predictor(name, entry)
@@ -270,8 +301,12 @@ def generate(
     if not test_path.is_file():
         raise NepError(f"{test_path}: file not found (run the split stage first)")
     examples = load_examples(test_path)
+    batch = None
+    if getattr(predictor, "batch_dependent", False):  # prompt lookup answers one prompt per call
+        batch = (settings.batch_size, settings.threads, *([settings.prompt_lookup_tokens] * bool(
+            settings.prompt_lookup_tokens)))
     key = checkpoint_key(entry, settings.max_new_tokens, test_path.read_bytes(), settings.max_growth_tokens,
-                         format_key(settings.answer_format))
+                         format_key(settings.answer_format), code=code_hash(), batch=batch)
     folder = checkpoint_dir()
     for stale in folder.glob(f"{name}.*.jsonl"):  # an older run's answers for changed inputs
         old_key = stale.name[len(name) + 1 : -len(".jsonl")]
@@ -339,5 +374,15 @@ def generate(
     timing_path = Path(timing_path or paths.timing("generate", name))
     write_metrics(timing_path, timing)
     write_jsonl(timing_path.with_suffix(".answers.jsonl"), per_answer)  # per answer: measured, not a DVC output
-    checkpoint.remove()
+    if failed:
+        causes = ", ".join(f"{k}: {v}" for k, v in sorted(Counter(a["error"] for a in failed.values()).items()))
+        log.warning("%s: %d of %d generations failed (%s), within max_failure_rate=%s: written as failures; %s",
+                    name, len(failed), len(examples), causes, predictor.max_failure_rate,
+                    "the next `dvc repro` asks them again" if retry_path is not None else "a rerun asks them again")
+    if retry_path is not None:
+        from nep.predictors.retry import write_failures
+
+        write_failures(retry_path, [examples[i]["id"] for i in sorted(failed)])
+    if not failed:  # tolerated failures keep it: the retry asks only them
+        checkpoint.remove()
     return metrics

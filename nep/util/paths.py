@@ -25,6 +25,7 @@ LABEL = DATA / "label/commits.jsonl"
 PROCESS = DATA / "process/examples.jsonl"
 TRAIN = DATA / "split/train.jsonl"
 TEST = DATA / "split/test.jsonl"
+RETRY = DATA / "retry"  # <predictor>.json: its tolerated failures, asked again by `dvc repro` (nep.predictors.retry)
 FINETUNE = MODELS / "finetune"
 FINETUNE_CURVES = METRICS / "finetune/plots/metrics"   # DVCLive's step curves, <name>.tsv
 POSTTRAIN = MODELS / "posttrain"                       # the post-trained adapter (posttrain stage)
@@ -123,6 +124,10 @@ def timing(stage: str, name: str | None = None) -> Path:
 
 def generations(predictor: str) -> Path:
     return DATA / "generate" / f"{predictor}.jsonl"
+
+
+def retry(predictor: str) -> Path:
+    return RETRY / f"{predictor}.json"
 
 
 def judgments(predictor: str) -> Path:

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.slow
 dvc = run_dvc
 
 
+ALWAYS = {"ingest": ["always changed"], "retry": ["always changed"]}  # `dvc status` when all is done
+
+
 def ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -31,7 +34,8 @@ def project(tmp_path_factory) -> Path:
     params = yaml.safe_load((project / "params.yaml").read_text())
     out = dvc(project, "repro")
     predictors = set(params["generate"]["predictors"])
-    expected = {"ingest", "filter", "label", "process", "split", "finetune", "posttrain", "evaluate", "report"}
+    expected = {"ingest", "filter", "label", "process", "split", "finetune", "posttrain", "retry", "evaluate",
+                "report"}
     expected |= {f"generate@{p}" for p in predictors} | {f"judge@{p}" for p in predictors}
     assert ran(out) == expected
     git(project, "add", "-A")
@@ -47,8 +51,8 @@ def test_repro_writes_metrics_for_every_predictor(project):
             assert 0.0 <= metrics[f"{name}.{key}"] <= 1.0, (name, key)
     # identity predicts no change: it can never match a ground truth that changes the file
     assert metrics["identity.exact_match"] == 0.0
-    # only ingest (always_changed: it re-mines the repositories) is ever pending
-    assert json.loads(dvc(project, "status", "--json")) == {"ingest": ["always changed"]}
+    # only ingest and retry (always_changed: re-mine the repositories, mark failures to ask again) are pending
+    assert json.loads(dvc(project, "status", "--json")) == ALWAYS
 
 
 def test_experiment_reruns_only_dependents_and_diffs(project):
@@ -57,7 +61,7 @@ def test_experiment_reruns_only_dependents_and_diffs(project):
 
     headline, details = read("evaluate.json"), read("evaluate/details.json")
     out = dvc(project, "exp", "run", "-n", "ctx0", "-S", "evaluate.context_lines=0")
-    assert ran(out) == {"ingest", "evaluate", "report"}  # ingest always re-mines; report reads evaluate's
+    assert ran(out) == {"ingest", "retry", "evaluate", "report"}  # ingest, retry: always; report reads evaluate's
 
     # context_lines is the refined position match's context (the paper's hunks keep their 3 lines)
     assert read("evaluate.json") == headline
@@ -104,9 +108,9 @@ def test_a_second_clone_reproduces_the_same_bytes(project, tmp_path):
     ours = {name: subprocess.run(["git", "show", f"HEAD:{name}"], cwd=project, capture_output=True, check=True).stdout
             for name in committed}
     assert [name for name in ours if ours[name] != theirs[name]] == []
-    assert json.loads(dvc(clone, "status", "--json")) == {"ingest": ["always changed"]}
+    assert json.loads(dvc(clone, "status", "--json")) == ALWAYS
     dvc(clone, "repro")
-    assert json.loads(dvc(clone, "status", "--json")) == {"ingest": ["always changed"]}
+    assert json.loads(dvc(clone, "status", "--json")) == ALWAYS
 
 
 @pytest.mark.parametrize(

@@ -183,18 +183,22 @@ def test_dvc_repro_fails_while_the_endpoint_is_down_and_regenerates_once_it_is_b
     git(project, "init", "-q")
     env = {**os.environ, "PYTHONPATH": str(project), "NEP_CACHE_DIR": str(tmp_path / "project-cache")}
 
-    def repro() -> subprocess.CompletedProcess:
-        return subprocess.run(["dvc", "repro", "-s", "generate@api"], cwd=project, env=env, capture_output=True,
-                              text=True)
+    def repro() -> subprocess.CompletedProcess:  # the stage and the one before it (retry: its list of failures)
+        return subprocess.run(["dvc", "repro", "-s", "retry", "generate@api"], cwd=project, env=env,
+                              capture_output=True, text=True)
+
+    def locked() -> bool:
+        lock = project / "dvc.lock"
+        return lock.exists() and "generate@api" in yaml.safe_load(lock.read_text())["stages"]
 
     down = repro()
     assert down.returncode != 0 and "cannot connect" in down.stdout + down.stderr
-    assert not (project / "dvc.lock").exists() and not (project / "data" / "generate" / "api.jsonl").exists()
+    assert not locked() and not (project / "data" / "generate" / "api.jsonl").exists()
     with FakeOpenAI(default_answer=ANSWER, port=port) as flaky:
         flaky.fail_next("500", 3)
         half = repro()
         assert half.returncode != 0 and "3 of 10 generations failed" in half.stdout + half.stderr
-        assert not (project / "dvc.lock").exists()
+        assert not locked()
         back = repro()
         assert back.returncode == 0, back.stderr
         assert flaky.requests == 10 + 3  # the 7 answers of the failed run were kept, the 3 failures asked again
@@ -202,7 +206,7 @@ def test_dvc_repro_fails_while_the_endpoint_is_down_and_regenerates_once_it_is_b
     run(uninterrupted, test_set, entry(server))
     assert (project / "data" / "generate" / "api.jsonl").read_bytes() == (uninterrupted / "out.jsonl").read_bytes()
     assert (project / "metrics" / "generate" / "api.json").read_bytes() == (uninterrupted / "metrics.json").read_bytes()
-    assert "generate@api" in (project / "dvc.lock").read_text()
+    assert locked()
     assert REPO_ROOT.exists()
 
 
@@ -231,3 +235,133 @@ def test_label_with_a_cr_key_stops_in_one_line_and_an_echoing_server_leaves_no_k
     for path in tmp_path.rglob("*"):  # outputs, metrics, the response cache (NEP_CACHE_DIR is under tmp_path)
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+# ------------------------------------- tolerated failures are asked again by `dvc repro` (issue 31, item 9)
+def test_tolerated_failures_keep_the_checkpoint_and_are_listed_for_the_retry(tmp_path, test_set, server):
+    from nep.predictors.retry import mark, read_state
+
+    retry = tmp_path / "retry" / "api.json"
+    server.fail_next("500", 2)
+    config = entry(server, max_failure_rate=0.2)
+    generate("api", config, Settings(16, 8, 1), test_path=test_set, out_path=tmp_path / "out.jsonl",
+             metrics_path=tmp_path / "metrics.json", timing_path=tmp_path / "timing.json", retry_path=retry,
+             progress=False)
+    ids = [r["id"] for r in read_jsonl(tmp_path / "out.jsonl") if r["extraction"].startswith("backend_error")]
+    assert read_state(retry) == {"failed": ids} and len(ids) == 2
+    assert saved_answers() == 8  # the checkpoint stays: a retry asks only the failures
+    # the retry stage marks the list (dvc.lock holds it unmarked: generate@api is out of date) ...
+    assert mark(retry.parent, ["api", "other"]) == {"api": 2}
+    assert read_state(retry) == {"failed": ids, "retry": True}
+    assert read_state(retry.parent / "other.json") == {"failed": []}  # a new predictor: nothing to ask
+    before = retry.read_bytes()
+    assert mark(retry.parent, ["api"]) == {"api": 2} and retry.read_bytes() == before  # marked once
+    assert not (retry.parent / "other.json").exists()  # no longer a predictor
+    # ... and the retry asks only them, then lists none: the file of a run without failures
+    server.reset_counts()
+    generate("api", config, Settings(16, 8, 1), test_path=test_set, out_path=tmp_path / "out.jsonl",
+             metrics_path=tmp_path / "metrics.json", timing_path=tmp_path / "timing.json", retry_path=retry,
+             progress=False)
+    assert server.requests == 2 and retry.read_text() == '{"failed": []}\n'
+    assert not list(checkpoint_dir().glob("api.*.jsonl"))
+    assert mark(retry.parent, ["api"]) == {} and retry.read_text() == '{"failed": []}\n'  # nothing to do
+
+
+def test_the_checkpoint_key_holds_the_code_and_for_batched_models_the_batch(tmp_path, monkeypatch):
+    """A run resumed after a code change (or, for transformers' padded batches, another batch_size
+    or thread count) starts afresh instead of reusing the old code's answers."""
+    from nep.predictors import runner
+
+    base = dict(entry={"kind": "hf", "model": "m"}, max_new_tokens=16, test_bytes=b"t")
+    key = runner.checkpoint_key(**base, code="a", batch=(8, 1))
+    assert key != runner.checkpoint_key(**base, code="b", batch=(8, 1))
+    assert key != runner.checkpoint_key(**base, code="a", batch=(4, 1))
+    assert key != runner.checkpoint_key(**base, code="a", batch=(8, 2))
+    assert key == runner.checkpoint_key(**base, code="a", batch=(8, 1))
+    # code_hash reads the code: one changed byte changes it
+    root = tmp_path / "project"
+    for entry_path in runner.CODE:
+        target = root / entry_path / "x.py" if not entry_path.endswith(".py") else root / entry_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("a = 1\n")
+    first = runner.code_hash(root)
+    (root / "nep" / "predictors" / "x.py").write_text("a = 2\n")
+    assert runner.code_hash(root) != first
+    # which kinds are batch-dependent: transformers' (hf, finetuned), not an endpoint or a file
+    assert build_predictor("p", {"kind": "hf", "model": "m"}).batch_dependent
+    for kind in ({"kind": "openai", "model": "m"}, {"kind": "file", "path": "f"}, {"kind": "identity"}):
+        assert not getattr(build_predictor("p", kind), "batch_dependent", False)
+
+
+def test_a_resumed_run_after_a_code_change_asks_again(tmp_path, test_set, server, monkeypatch):
+    from nep.predictors import runner
+
+    config = entry(server, cache=False)  # no response cache: every answer the run uses is asked or resumed
+    server.fail_next("500", 3)
+    with pytest.raises(TooManyFailedGenerations):
+        run(tmp_path, test_set, config)
+    assert saved_answers() == 7
+    monkeypatch.setattr(runner, "code_hash", lambda root=None: "new code")
+    server.reset_counts()
+    run(tmp_path, test_set, config)
+    assert server.requests == 10  # the old code's 7 answers are not reused
+
+
+def test_runner_code_is_what_dvc_yaml_declares_for_generate():
+    from nep.predictors.runner import CODE
+
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    deps = [d for d in stages["generate"]["do"]["deps"] if not d.startswith(("data/", "${"))]
+    assert sorted(deps) == sorted(CODE)
+
+
+def retry_project(tmp_path: Path, test_set: Path, predictor: dict) -> Path:
+    """A project whose dvc.yaml holds only the retry and generate stages (dvc.yaml's own), with
+    its test set in place: a plain `dvc repro` runs just those."""
+    project = project_with(tmp_path, test_set, predictor)
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())
+    pipeline = {"stages": {k: v for k, v in pipeline["stages"].items() if k in ("retry", "generate")}}
+    (project / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    git(project, "init", "-q")
+    return project
+
+
+@pytest.mark.slow
+def test_dvc_repro_asks_tolerated_failures_again_once_the_endpoint_is_back(tmp_path, test_set, server):
+    """The reproduction: max_failure_rate 0.2, 2 of 10 answers fail: `dvc repro` succeeds and writes
+    them as failures; the endpoint back, a plain `dvc repro` (no -f) asks only those 2 and writes
+    what an uninterrupted run writes; the next `dvc repro` runs no generation."""
+    port = free_port()
+    config = {**entry(server), "base_url": f"http://127.0.0.1:{port}/v1", "max_failure_rate": 0.2}
+    project = retry_project(tmp_path, test_set, config)
+    env = {**os.environ, "PYTHONPATH": str(project), "NEP_CACHE_DIR": str(tmp_path / "project-cache")}
+
+    def repro() -> str:
+        done = subprocess.run(["dvc", "repro"], cwd=project, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    records = project / "data" / "generate" / "api.jsonl"
+    with FakeOpenAI(default_answer=ANSWER, port=port) as flaky:
+        flaky.fail_next("500", 2)
+        repro()
+        assert flaky.requests == 10
+        assert sum(r["extraction"] == "backend_error.server_error" for r in read_jsonl(records)) == 2
+        flaky.reset_counts()
+        out = repro()  # the endpoint is back
+        assert "Running stage 'generate@api'" in out and flaky.requests == 2, out
+        assert "retry: generate@api asks its 2 tolerated failure(s) again" in out
+        flaky.reset_counts()
+        out = repro()
+        assert "Stage 'generate@api' didn't change, skipping" in out and flaky.requests == 0, out
+        healed = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["generate@api"]
+
+    # an uninterrupted run of another copy: the same records, metrics and dvc.lock entry
+    other = retry_project(tmp_path / "uninterrupted", test_set, {**config, "base_url": server.url})
+    done = subprocess.run(["dvc", "repro"], cwd=other, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(other), "NEP_CACHE_DIR": str(tmp_path / "other-cache")})
+    assert done.returncode == 0, done.stderr
+    for rel in ("data/generate/api.jsonl", "metrics/generate/api.json", "data/retry/api.json"):
+        assert (project / rel).read_bytes() == (other / rel).read_bytes(), rel
+    uninterrupted = yaml.safe_load((other / "dvc.lock").read_text())["stages"]["generate@api"]
+    assert (healed["deps"], healed["outs"]) == (uninterrupted["deps"], uninterrupted["outs"])  # params: the port
