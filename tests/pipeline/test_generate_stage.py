@@ -252,7 +252,8 @@ def test_cli_through_dvc(tmp_path, test_set):
     env = {**os.environ, "PYTHONPATH": str(project)}
     git(project, "init", "-q")
     for name in ("identity", "propagate"):
-        done = subprocess.run(["dvc", "repro", "-s", f"generate@{name}"], cwd=project, env=env,
+        # the stage and the one before it: retry writes data/retry/<name>.json, which generate@<name> reads
+        done = subprocess.run(["dvc", "repro", "-s", "retry", f"generate@{name}"], cwd=project, env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         records = list(read_jsonl(project / "data" / "generate" / f"{name}.jsonl"))

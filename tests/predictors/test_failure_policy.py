@@ -244,7 +244,7 @@ def test_tolerated_failures_keep_the_checkpoint_and_are_listed_for_the_retry(tmp
     retry = tmp_path / "retry" / "api.json"
     server.fail_next("500", 2)
     config = entry(server, max_failure_rate=0.2)
-    generate("api", config, Settings(16, 8, 1), test_path=test_set, out_path=tmp_path / "out.jsonl",
+    generate("api", config, Settings.of(max_new_tokens=16, batch_size=8, threads=1), test_path=test_set, out_path=tmp_path / "out.jsonl",
              metrics_path=tmp_path / "metrics.json", timing_path=tmp_path / "timing.json", retry_path=retry,
              progress=False)
     ids = [r["id"] for r in read_jsonl(tmp_path / "out.jsonl") if r["extraction"].startswith("backend_error")]
@@ -259,7 +259,7 @@ def test_tolerated_failures_keep_the_checkpoint_and_are_listed_for_the_retry(tmp
     assert not (retry.parent / "other.json").exists()  # no longer a predictor
     # ... and the retry asks only them, then lists none: the file of a run without failures
     server.reset_counts()
-    generate("api", config, Settings(16, 8, 1), test_path=test_set, out_path=tmp_path / "out.jsonl",
+    generate("api", config, Settings.of(max_new_tokens=16, batch_size=8, threads=1), test_path=test_set, out_path=tmp_path / "out.jsonl",
              metrics_path=tmp_path / "metrics.json", timing_path=tmp_path / "timing.json", retry_path=retry,
              progress=False)
     assert server.requests == 2 and retry.read_text() == '{"failed": []}\n'
