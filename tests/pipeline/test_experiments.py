@@ -78,8 +78,10 @@ def test_experiment_reruns_only_dependents_and_diffs(project):
     params = json.loads(dvc(project, "params", "diff", "--json"))
     assert params["params.yaml"] == {"evaluate.context_lines": {"old": 3, "new": 0, "diff": -3}}
     shown = json.loads(dvc(project, "exp", "show", "--json"))
-    names = [e.get("name") for row in shown for e in (row.get("experiments") or [])]
-    assert "ctx0" in names or "ctx0" in json.dumps(shown)
+    # the baseline row's experiments: {"name", "revs": [{"name", "data": {"params": ...}}]}
+    runs = {rev["name"]: rev for row in shown for e in (row.get("experiments") or []) for rev in e["revs"]}
+    assert list(runs) == ["ctx0"]
+    assert runs["ctx0"]["data"]["params"]["params.yaml"]["data"]["evaluate"]["context_lines"] == 0
     dvc(project, "plots", "diff", "-o", "plots_out")
     assert (project / "plots_out" / "index.html").stat().st_size > 0
 
