@@ -10,10 +10,14 @@ data/judge/<p>.jsonl for each predictor in `generate.predictors`, with `params.y
 - metrics/evaluate/predictors.json and languages.json: the tables dvc.yaml's plots draw;
 - metrics/evaluate/coverage.json and risk_coverage.json: each headline metric on the surest
   100/80/50/20% of the answers, and 1 − exact match against coverage (nep.evaluate.coverage).
+- metrics/evaluate/examples.html: every test example's true edit and each predictor's edit as
+  diffs, with their scores (nep/evaluate/examples_page.py; the report links it).
 Metric definitions: nep/evaluate/metrics.py (the paper's), nep/evaluate/refined.py (nep's variants), README "Metrics".
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from nep.config.params import load_section
 from nep.evaluate.evaluation import HEADLINE, Evaluation, evaluate
@@ -21,13 +25,16 @@ from nep.util import paths
 from nep.util.jsonl import write_metrics
 
 
-def write(ev: Evaluation) -> None:
+def write(ev: Evaluation, generations: dict[str, Path], protocol: str) -> None:
+    from nep.evaluate.examples_page import write_page
+
     write_metrics(paths.metrics("evaluate"), ev.headline)
     write_metrics(paths.metrics("evaluate", "details"), ev.details)
     write_metrics(paths.metrics("evaluate", "predictors"), {"rows": ev.predictor_rows})
     write_metrics(paths.metrics("evaluate", "languages"), {"rows": ev.language_rows})
     write_metrics(paths.metrics("evaluate", "coverage"), {"rows": ev.coverage_rows})
     write_metrics(paths.metrics("evaluate", "risk_coverage"), {"rows": ev.risk_rows})
+    write_page(paths.EXAMPLES_PAGE, ev, generations, protocol=protocol)
 
 
 def main() -> None:
@@ -42,7 +49,7 @@ def main() -> None:
         protocol=cfg.protocol,
         min_confidence=cfg.min_confidence,
     )
-    write(ev)
+    write(ev, {name: gen for name, (gen, _) in inputs.items()}, cfg.protocol)
     for row in ev.predictor_rows:
         shown = " ".join(f"{m}={row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" for m in HEADLINE)
         print(f"{row['predictor']}: n={row['n']} {shown}")

@@ -32,6 +32,7 @@ from nep.evaluate.stats import (
     paired_permutation_p,
     ratio,
 )
+from nep.util.console import bars
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, read_jsonl
 
@@ -84,6 +85,7 @@ class Evaluation:
     language_rows: list[dict] = field(default_factory=list)
     coverage_rows: list[dict] = field(default_factory=list)  # nep/evaluate/coverage.py
     risk_rows: list[dict] = field(default_factory=list)
+    scores: dict[str, list[ExampleScore]] = field(default_factory=dict)  # per predictor, per example
 
 
 def read_judgments(path: Path, drops: Counter) -> dict[str, int | None]:
@@ -120,7 +122,7 @@ def score_predictor(
     scores: list[ExampleScore] = []
     seen: set[str] = set()
     records = list(read_jsonl(generations_path, drops))
-    for rec in tqdm(records, desc=f"evaluate {name}", unit="ex", leave=False):
+    for rec in tqdm(records, desc=f"evaluate {name}", unit="ex", leave=False, disable=bars()):
         if any(not isinstance(rec.get(f), str) for f in GENERATION_FIELDS):
             drops["missing_field"] += 1
             continue
@@ -302,7 +304,7 @@ def evaluate(
     scored = {name: score_predictor(name, *inputs[name], context_lines=context_lines, protocol=protocol,
                                     min_confidence=min_confidence.get(name))
               for name in predictors}
-    ev = Evaluation()
+    ev = Evaluation(scores={name: scores for name, (scores, _) in scored.items()})
     for name, (scores, counts) in scored.items():
         summary = summarize(scores)
         cis = intervals(scores, samples=bootstrap_samples, seed=seed)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,27 @@ def _p_value(p: Any) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def headline_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Predictor × headline metric, each cell "value [95% CI low, high]" (– where absent)."""
+def best(values: list[Any]) -> list[bool]:
+    """Which values are the column's best (the highest, ties included); none when every value is
+    the same or fewer than two are present (nothing to single out)."""
+    present = [float(v) for v in values if v is not None and not pd.isna(v)]
+    if len(present) < 2 or max(present) == min(present):
+        return [False] * len(values)
+    top = max(present)
+    return [v is not None and not pd.isna(v) and float(v) == top for v in values]
+
+
+def headline_table(table: pd.DataFrame, *, bold: bool = False) -> pd.DataFrame:
+    """Predictor × headline metric, each cell "value [95% CI low, high]" (– where absent); with
+    `bold`, each column's best value (all metrics: higher is better) in Markdown bold."""
     out = pd.DataFrame({"predictor": table["predictor"], "n": table.get("n")})
     for m in HEADLINE:
         col = table.get(m, pd.Series([None] * len(table)))
         lo = table.get(f"{m}_lo", pd.Series([None] * len(table)))
         hi = table.get(f"{m}_hi", pd.Series([None] * len(table)))
-        out[LABELS[m]] = [_with_ci(v, a, b) for v, a, b in zip(col, lo, hi, strict=True)]
+        marks = best(list(col)) if bold else [False] * len(table)
+        out[LABELS[m]] = [f"**{_with_ci(v, a, b)}**" if mark else _with_ci(v, a, b)
+                          for v, a, b, mark in zip(col, lo, hi, marks, strict=True)]
     return out
 
 
@@ -268,11 +282,13 @@ def build_report(
     judge: str = "judge",
     coverage_path: Path = COVERAGE_TABLE,
     risk_path: Path = RISK_TABLE,
+    examples_page: Path | None = paths.EXAMPLES_PAGE,
 ) -> dict[str, Any]:
     """Write the report into `out_dir` (README.md, CSVs, one SVG per chart of `charts` whose data
     exists and has rows); `about`: the provenance lines (see `provenance`), `judge`: the judge
     column's name (see `judge_label`), `posttrain`: metrics/posttrain.json when posttrain.method
-    trained (its before/after table); return flat counts."""
+    trained (its before/after table); `examples_page`: evaluate's per-example page, linked when it
+    exists; return flat counts."""
     predictors = with_p_values(read_rows(predictors_path, "predictor"), headline_path)
     languages = read_rows(languages_path, "language")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,11 +322,16 @@ def build_report(
         "## Predictors",
         "",
         "Share of test examples (delta chrF: Zed's definition, on 0–1), with the 95% bootstrap "
-        "confidence interval in brackets; – where a metric was not computed.",
+        "confidence interval in brackets; – where a metric was not computed; the best value of each "
+        "column in bold.",
         "",
-        _markdown(headline_table(predictors).rename(columns={LABELS["llm_judge"]: judge})),
+        _markdown(headline_table(predictors, bold=True).rename(columns={LABELS["llm_judge"]: judge})),
         "",
     ]
+    if examples_page is not None and examples_page.exists():
+        link = Path(os.path.relpath(examples_page, out_dir)).as_posix()
+        parts += [f"Every test example, its true edit and each predictor's edit as diffs with their scores "
+                  f"(sortable, worst first; opens offline): [{examples_page.name}]({link}).", ""]
     if reference:
         parts += [
             f"Paired p-values against `{reference}` (the reference predictor):",

@@ -32,6 +32,7 @@ POSTTRAIN = MODELS / "posttrain"                       # the post-trained adapte
 POSTTRAIN_DATA = DATA / "posttrain"                    # candidates.jsonl, pairs.jsonl
 POSTTRAIN_CURVES = METRICS / "posttrain/plots/metrics" # DVCLive's step curves (reward, kl, loss...)
 REPORT = METRICS / "report"                            # the report stage's README.md, CSVs, SVGs
+EXAMPLES_PAGE = METRICS / "evaluate/examples.html"     # evaluate's per-example page (nep/evaluate/examples_page.py)
 PLOT_TEMPLATES = Path(".dvc/plots")                    # nep's Vega-Lite templates and plots page
 
 

@@ -134,8 +134,10 @@ def test_bar_chart_labels_values_missing_and_intervals(tmp_path):
     rows = json.loads((tmp_path / "metrics/evaluate/predictors.json").read_text())["rows"]
     judge = next(c for c in CHARTS if c.x == "llm_judge" and c.template == "nep_bars")
     svg = render_svg(chart_spec(judge, rows, TEMPLATES))
-    assert ">missing<" in svg  # propagate has no judge value: said, not drawn as 0
-    assert ">0.380 [0.330, 0.430]<" in svg and ">0.000 [-0.050, 0.050]<".replace("-", "−") in svg
+    assert re.search(r">missing  n=\d+<", svg)  # propagate has no judge value: said, not drawn as 0
+    # each bar says its value, its interval and n, the examples behind it
+    assert re.search(r">0.380 \[0.330, 0.430\]  n=\d+<", svg)
+    assert re.search(r">0.000 \[−0.050, 0.050\]  n=\d+<", svg)
     assert "judged correct (share; judge.backend: rules or an LLM)" in svg and "metrics/" not in svg
     exact = next(c for c in CHARTS if c.x == "exact_match" and c.template == "nep_bars")
     svg = render_svg(chart_spec(exact, rows, TEMPLATES))
@@ -148,7 +150,7 @@ def test_language_chart_names_the_predictor_on_each_bar(tmp_path):
     rows = json.loads((tmp_path / "metrics/evaluate/languages.json").read_text())["rows"]
     chart = next(c for c in CHARTS if c.x == "exact_match" and c.template == "nep_language_bars")
     svg = render_svg(chart_spec(chart, rows, TEMPLATES))
-    assert ">finetuned: 0.310<" in svg and ">identity: 0.000<" in svg
+    assert re.search(r">finetuned: 0.310  n=\d+<", svg) and re.search(r">identity: 0.000  n=\d+<", svg)
     assert " / " not in svg  # no "Python / finetuned" group labels
 
 
@@ -177,7 +179,7 @@ def test_report_tables_charts_and_same_bytes_on_rerun(tmp_path):
     counts = build_report(out, **kwargs)
     assert counts == {"predictors": 3, "languages": 2, "charts": 3, "charts_skipped": 0}
     readme = (out / "README.md").read_text()
-    assert "| finetuned   |  30 | 0.310 [0.260, 0.360]" in readme
+    assert "| finetuned   |  30 | **0.310 [0.260, 0.360]**" in readme  # the best exact match: bold
     assert "against `finetuned`" in readme and "< 0.001" in readme
     assert "| propagate   | 0.030" in readme
     judge_column = [line.split("|")[6].strip() for line in readme.splitlines() if line.startswith("| propagate ")]
@@ -330,3 +332,22 @@ def test_the_report_stage_reads_posttrains_nested_metrics(tmp_path, monkeypatch)
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/posttrain.json").write_text(json.dumps({"posttraining": {"method": "dpo", "steps": 8}}))
     assert posttrain_metrics("dpo") == {"method": "dpo", "steps": 8}
+
+
+def test_the_table_bolds_each_columns_best_value_whoever_has_it():
+    """The README's real-model table once bolded finetuned's delta chrF (0.038) though propagate's
+    (0.085) was higher: the bold goes to the best value, ties included, and nowhere when all agree."""
+    import pandas as pd
+
+    from nep.evaluate.report import best, headline_table
+
+    table = pd.DataFrame({"predictor": ["finetuned", "propagate", "identity"], "n": [108] * 3,
+                          "exact_match": [0.009, 0.028, 0.0], "delta_chrf": [0.038, 0.085, 0.0],
+                          "llm_judge": [0.1, 0.1, 0.05], "partial_match": [0.0, 0.0, 0.0]})
+    out = headline_table(table, bold=True).set_index("predictor")
+    assert out.loc["propagate", "delta chrF (Zed)"] == "**0.085**"
+    assert out.loc["finetuned", "delta chrF (Zed)"] == "0.038"
+    assert [out.loc[p, "judge"] for p in ("finetuned", "propagate", "identity")] == ["**0.100**", "**0.100**", "0.050"]
+    assert "**" not in "".join(out["partial match"])  # all equal: nothing to single out
+    assert best([None, 0.2, float("nan")]) == [False, False, False]
+    assert "**" not in "".join(headline_table(table)["delta chrF (Zed)"])  # bold only when asked
