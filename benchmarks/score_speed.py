@@ -1,7 +1,7 @@
 """`nep score` on the paper's test-set size: 210 NEP-schema rows (each an add-only commit of two
 chunks in a file of `--lines` lines, the current version holding the first chunk, as the paper's
 test rows do) and predictions files keyed as the paper's `generate_api.py` writes them (commit and
-file), timed end to end as a user runs it (a fresh `python -m nep.evaluate.score` process).
+file), timed end to end as a user runs it (a fresh `python -m nep score` process).
 
     python -m benchmarks.score_speed [--rows 210] [--lines 200] [--files 2]
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path("benchmarks/results/score")
     test, outs = build(folder, args.rows, args.lines, args.files)
-    cmd = [sys.executable, "-m", "nep.evaluate.score", "--test", str(test), "--predictions", *map(str, outs),
+    cmd = [sys.executable, "-m", "nep", "score", "--test", str(test), "--predictions", *map(str, outs),
            "--output", str(folder / "out")]
     for _ in range(args.repeat):
         start = time.perf_counter()

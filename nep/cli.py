@@ -5,6 +5,7 @@
     nep presets paper          # params.yaml = the committed default + presets/paper.yaml
     nep preflight              # what the configured run needs, checked before paying for it
     nep compare                # predictors x headline metrics x experiments, in 80 columns
+    nep score --test T --predictions P...   # score predictions files, no pipeline needed
 
 A command runs in the project root (the nearest directory at or above the working directory with
 dvc.yaml and params.yaml), so it works from any directory of the project. To add a command: one
@@ -33,6 +34,8 @@ COMMANDS: dict[str, Command] = {
     "presets": Command("nep.config.presets:main", "apply presets/NAME.yaml over the committed params.yaml"),
     "preflight": Command("nep.commands.preflight:main", "check what the configured run needs before paying for it"),
     "compare": Command("nep.commands.compare:main", "predictors x headline metrics x experiments, in 80 columns"),
+    "score": Command("nep.evaluate.score:main", "score predictions files against a test set, no pipeline needed",
+                     in_project=False),
 }
 
 

@@ -29,7 +29,7 @@ from nep.evaluate.charts import (  # noqa: F401 - CHARTS, Chart, chart_spec, ren
     render_svg,
 )
 from nep.evaluate.coverage_report import COVERAGE_TABLE, RISK_TABLE, coverage_section
-from nep.evaluate.headline import HEADLINE, HEADLINE_METRICS
+from nep.evaluate.headline import BY_NAME, HEADLINE, HEADLINE_METRICS
 from nep.util import paths
 from nep.util.errors import NepError
 
@@ -208,25 +208,25 @@ def _p_value(p: Any) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def best(values: list[Any]) -> list[bool]:
-    """Which values are the column's best (the highest, ties included); none when every value is
-    the same or fewer than two are present (nothing to single out)."""
+def best(values: list[Any], higher_is_better: bool = True) -> list[bool]:
+    """Which values are the column's best (the highest, or the lowest where lower is better; ties
+    included); none when every value is the same or fewer than two are present (nothing to single out)."""
     present = [float(v) for v in values if v is not None and not pd.isna(v)]
     if len(present) < 2 or max(present) == min(present):
         return [False] * len(values)
-    top = max(present)
+    top = max(present) if higher_is_better else min(present)
     return [v is not None and not pd.isna(v) and float(v) == top for v in values]
 
 
 def headline_table(table: pd.DataFrame, *, bold: bool = False) -> pd.DataFrame:
     """Predictor × headline metric, each cell "value [95% CI low, high]" (– where absent); with
-    `bold`, each column's best value (all metrics: higher is better) in Markdown bold."""
+    `bold`, each column's best value (by the metric's `higher_is_better`) in Markdown bold."""
     out = pd.DataFrame({"predictor": table["predictor"], "n": table.get("n")})
     for m in HEADLINE:
         col = table.get(m, pd.Series([None] * len(table)))
         lo = table.get(f"{m}_lo", pd.Series([None] * len(table)))
         hi = table.get(f"{m}_hi", pd.Series([None] * len(table)))
-        marks = best(list(col)) if bold else [False] * len(table)
+        marks = best(list(col), BY_NAME[m].higher_is_better) if bold else [False] * len(table)
         out[LABELS[m]] = [f"**{_with_ci(v, a, b)}**" if mark else _with_ci(v, a, b)
                           for v, a, b, mark in zip(col, lo, hi, marks, strict=True)]
     return out

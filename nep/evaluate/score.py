@@ -1,6 +1,6 @@
 """`nep score`: score predictions files against a test set, without the pipeline.
 
-    nep score --test T --predictions P [P ...] [--reference NAME] [--output DIR]
+    nep score --test T --predictions P [P ...] [--reference NAME] [--output DIR]   (or python -m nep score)
 
 The test set `T` is the published NEP schema (a JSONL/Parquet file, a local directory holding
 data/test.jsonl, or a hub id such as lurf21/NextEditPrediction, read through `datasets`) or nep's
@@ -167,25 +167,32 @@ def predictor_names(files: list[Path]) -> dict[str, Path]:
 # ---------------------------------------------------------------- scoring
 
 
-def generation_records(name: str, path: Path, examples: list[dict[str, Any]], style: str = "auto"
-                       ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def generation_records(name: str, path: Path, examples: list[dict[str, Any]], style: str = "auto",
+                       max_missing: float = 0.0) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """The generation records the generate stage writes for a `file` predictor on `examples` (one
-    per example, in test-set order), and the predictor's counts."""
+    per example, in test-set order), and the predictor's counts. More test examples without a row
+    than `max_missing` (a share: the entry's max_failure_rate) is one line saying why."""
     from nep.predictors.base import Settings, build_predictor
-    from nep.predictors.runner import answer_entry, make_record
+    from nep.predictors.runner import TooManyFailedGenerations, answer_entry, make_record
 
-    predictor = build_predictor(name, {"kind": "file", "path": str(path), "style": style})
+    entry = {"kind": "file", "path": str(path), "style": style, "max_failure_rate": max_missing}
+    predictor = build_predictor(name, entry)
     answers: dict[int, dict[str, Any]] = {}
-    for group in predictor.predict(examples, range(len(examples)), Settings(max_new_tokens=1)):
-        for i, prediction in group:
-            answers[i] = answer_entry(i, examples[i], prediction, predictor.style)
+    try:
+        for group in predictor.predict(examples, range(len(examples)), Settings(max_new_tokens=1)):
+            for i, prediction in group:
+                answers[i] = answer_entry(i, examples[i], prediction, predictor.style)
+    except TooManyFailedGenerations as e:  # named in the options of this command, not params.yaml's
+        text = e.message.replace(f"max_failure_rate={max_missing}", f"--max-missing {max_missing}")
+        raise NepError(text, hint="check that it holds predictions for this test set, or pass --max-missing "
+                                  "with the share of examples to score as misses (e.g. 0.1)") from None
     records = [make_record(ex, answers[i]) for i, ex in enumerate(examples)]
     return records, dict(predictor.counts)
 
 
 def score(test: TestSet, files: list[Path], *, work: Path, reference: str = "", judge: str = "rules",
           protocol: str | None = None, bootstrap_samples: int | None = None, seed: int | None = None,
-          style: str = "auto") -> Scored:
+          style: str = "auto", max_missing: float = 0.0) -> Scored:
     """Score each predictions file of `files` on `test` with the evaluate stage's code; the
     generation records and judgments are written under `work` (generate/, judge/). Settings left
     None take the evaluate params' defaults (nep/config/schema.py)."""
@@ -208,7 +215,7 @@ def score(test: TestSet, files: list[Path], *, work: Path, reference: str = "", 
     judge_cfg = Judge(backend=judge)
     counts, generations, judgments = {}, {}, {}
     for name, path in names.items():
-        records, counts[name] = generation_records(name, path, test.examples, style)
+        records, counts[name] = generation_records(name, path, test.examples, style, max_missing)
         generations[name] = work / "generate" / f"{name}.jsonl"
         judgments[name] = work / "judge" / f"{name}.jsonl"
         write_jsonl(generations[name], records)
@@ -236,7 +243,7 @@ def counts_line(name: str, path: Path, counts: dict[str, int], n: int) -> str:
 def table(scored: Scored, width: int = 80) -> str:
     """The headline as `nep compare` prints it: one column per predictions file, percent with the
     95% interval, `*` where the paired test against the reference gives p < 0.05."""
-    from nep.compare import Experiment, render_text
+    from nep.commands.compare import Experiment, render_text
 
     label = "test set"
     experiments = []
@@ -295,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="what is scored against what (default next_version; docs/metrics.md)")
     parser.add_argument("--style", choices=("auto", "direct", "completion", "chat"), default="auto",
                         help="how outputs are read (the file predictor's `style`; default auto)")
+    parser.add_argument("--max-missing", type=float, default=0.0, metavar="SHARE",
+                        help="the share of test examples a file may lack (scored as misses; default 0: every "
+                             "example needs a row, as the file predictor's max_failure_rate)")
     parser.add_argument("--revision", default="main", help="the hub dataset's revision (with a hub id)")
     parser.add_argument("--bootstrap-samples", type=int, default=None, help="resamples (default 10000)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the resamples (default 0)")
@@ -302,13 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bootstrap_samples is not None and args.bootstrap_samples < 1:
         parser.error("--bootstrap-samples must be at least 1")
+    if not 0 <= args.max_missing <= 1:
+        parser.error("--max-missing is a share of the test set, from 0 to 1")
     test = load_test(args.test, revision=args.revision)
     print(f"test: {args.test}: {len(test.examples)} examples ({test.format} format)", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="nep-score-") as tmp:
         work = args.output or Path(tmp)
         scored = score(test, args.predictions, work=work, reference=args.reference, judge=args.judge,
                        protocol=args.protocol, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
-                       style=args.style)
+                       style=args.style, max_missing=args.max_missing)
         for name, path in scored.files.items():
             print(counts_line(name, path, scored.counts[name], len(test.examples)), file=sys.stderr)
         if args.output:
@@ -318,9 +330,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nep score: {len(test.examples)} examples of {args.test}; judge: {judge}; reference: {scored.reference}")
     print(table(scored, args.width), end="")
     return 0
-
-
-if __name__ == "__main__":  # until `nep score` is registered: python -m nep.evaluate.score
-    from nep.util.cli import run_main
-
-    run_main(main, "score", in_project=False)

@@ -71,8 +71,8 @@ def pipeline(tmp_path: Path) -> tuple[dict, dict]:
     write_jsonl(tmp_path / "data/split/test.jsonl", split.test)
     inputs = {}
     for name in ("alpha", "beta"):
-        generate(name, {"kind": "file", "path": f"{name}.jsonl"}, Settings(16), test_path="data/split/test.jsonl",
-                 progress=False)
+        generate(name, {"kind": "file", "path": f"{name}.jsonl", "max_failure_rate": 0.1}, Settings(16),
+                 test_path="data/split/test.jsonl", progress=False)
         judge_run(Judge(), predictor=name)
         inputs[name] = (Path(f"data/generate/{name}.jsonl"), Path(f"data/judge/{name}.jsonl"))
     ev = evaluate(inputs, reference="", context_lines=3, bootstrap_samples=SAMPLES, seed=0)
@@ -82,7 +82,7 @@ def pipeline(tmp_path: Path) -> tuple[dict, dict]:
 def test_score_equals_the_pipelines_evaluate_on_the_same_files(files, capsys):
     headline, details = pipeline(files)
     assert main(["--test", "test.jsonl", "--predictions", "alpha.jsonl", "beta.jsonl", "--output", "out",
-                 "--bootstrap-samples", str(SAMPLES)]) == 0
+                 "--bootstrap-samples", str(SAMPLES), "--max-missing", "0.1"]) == 0
     assert json.loads(Path("out/evaluate.json").read_text()) == headline
     assert json.loads(Path("out/evaluate/details.json").read_text()) == details
     assert "beta.exact_match_p" in headline and "alpha.exact_match_p" not in headline  # the first is the reference
@@ -100,7 +100,7 @@ def test_score_equals_the_pipelines_evaluate_on_the_same_files(files, capsys):
 
 def test_reference_by_name_and_the_page(files, capsys):
     assert main(["--test", "test.jsonl", "--predictions", "alpha.jsonl", "beta.jsonl", "--reference", "beta",
-                 "--output", "out", "--bootstrap-samples", "50"]) == 0
+                 "--output", "out", "--bootstrap-samples", "50", "--max-missing", "0.1"]) == 0
     headline = json.loads(Path("out/evaluate.json").read_text())
     assert "alpha.delta_chrf_p" in headline and "beta.delta_chrf_p" not in headline
     page = Path("out/examples.html").read_text()
@@ -142,6 +142,14 @@ def test_a_bad_predictions_row_is_one_line_naming_file_row_and_field(files, row,
     with pytest.raises(NepError) as e:
         main(["--test", "test.jsonl", "--predictions", "alpha.jsonl", "beta.jsonl"])
     assert str(e.value).startswith(line) and "\n" not in str(e.value)
+
+
+def test_a_file_lacking_examples_is_one_line_unless_allowed(files):
+    with pytest.raises(NepError) as e:
+        main(["--test", "test.jsonl", "--predictions", "alpha.jsonl", "beta.jsonl"])
+    line = str(e.value)
+    assert line.startswith("1 of 15 test examples have no row in beta.jsonl") and "--max-missing" in line
+    assert "max_failure_rate" not in line and "\n" not in line
 
 
 def test_a_bad_test_row_and_a_bad_reference_are_one_line(files):
