@@ -6,7 +6,7 @@ file), timed end to end as a user runs it (a fresh `python -m nep score` process
     python -m benchmarks.score_speed [--rows 210] [--lines 200] [--files 2]
 
 Writes the rows and predictions under benchmarks/results/score/ (git-ignored) and prints the
-wall time of each run, then the table of the last one.
+wall and CPU time of each run (and the machine's load), then the table of the last one.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -79,12 +80,17 @@ def main() -> None:
     cmd = [sys.executable, "-m", "nep", "score", "--test", str(test), "--predictions", *map(str, outs),
            "--output", str(folder / "out")]
     for _ in range(args.repeat):
+        before = os.times()
         start = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        after = os.times()
+        cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
         if done.returncode:
             sys.exit(done.stderr)
-        print(f"{args.rows} rows x {args.files} files, {args.lines}-line files: {wall:.1f} s")
+        load = os.getloadavg()[0]
+        print(f"{args.rows} rows x {args.files} files, {args.lines}-line files: {wall:.1f} s wall, {cpu:.1f} s CPU "
+              f"(load average {load:.1f} on {os.cpu_count()} cores)")
     print(done.stdout, end="")
 
 
