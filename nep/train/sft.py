@@ -62,6 +62,20 @@ STEP_CURVES = {
 }
 
 
+# Significant digits of the losses, gradient norms and rewards written to metrics/ (DVCLive's curves
+# and metrics.json, finetune's metrics). Training runs in float32 (24-bit mantissa, ~7 significant
+# digits); another CPU's kernels sum in another order (AVX2 vs AVX-512 lanes, oneDNN's blocking), so
+# the same run differs in the last one or two of them (7.6336236 here, 7.6336241 on another machine).
+# Five digits leave a margin of about 100x: the written values are the same on both, unless a value
+# lies within ~1e-6 (relative) of a rounding boundary (about 1 run in 100 per value).
+STABLE_DIGITS = 5
+
+
+def stable(value: float) -> float:
+    """`value` at STABLE_DIGITS significant digits (what different CPUs agree on); NaN/inf as is."""
+    return float(f"{value:.{STABLE_DIGITS}g}") if math.isfinite(value) else value
+
+
 # ---------------------------------------------------------------- examples
 
 
@@ -353,7 +367,8 @@ def split_timing(logs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def live_steps(live, curves: dict[str, str] | None = None):
     """A TrainerCallback logging each optimizer step's values to the DVCLive `live` (main process
     only; no timestamps, no timing, no params or artifacts), one row per step in
-    plots/metrics/<name>.tsv. `curves` maps log keys to curve names (default STEP_CURVES)."""
+    plots/metrics/<name>.tsv, each value at STABLE_DIGITS significant digits. `curves` maps log keys
+    to curve names (default STEP_CURVES)."""
     from transformers import TrainerCallback
 
     curves = dict(STEP_CURVES if curves is None else curves)
@@ -365,7 +380,7 @@ def live_steps(live, curves: dict[str, str] | None = None):
             logged = False
             for key, name in curves.items():
                 if isinstance(logs.get(key), int | float):
-                    live.log_metric(name, logs[key])
+                    live.log_metric(name, stable(float(logs[key])))
                     logged = True
             if logged:
                 live.next_step()
@@ -475,9 +490,9 @@ def run_finetune(
         "smoke_model": cfg.is_tiny,
         "processes": world_size(),
         "steps": output.global_step,
-        "train_loss": losses[-1] if losses else float("nan"),
-        "mean_loss": values.get("train_loss", output.training_loss),
-        **{f"mean_loss_epoch_{e}": v for e, v in by_epoch.items()},
+        "train_loss": stable(losses[-1]) if losses else float("nan"),
+        "mean_loss": stable(values.get("train_loss", output.training_loss)),
+        **{f"mean_loss_epoch_{e}": stable(v) for e, v in by_epoch.items()},
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     if trainer.is_world_process_zero():

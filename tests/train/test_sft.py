@@ -4,6 +4,7 @@ training, save and load, fail-before-paying checks, and (slow) two processes und
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -402,3 +403,28 @@ def test_epoch_mean_losses_group_steps_by_the_epoch_they_ran_in():
                {"loss": 0.0, "epoch": 2.0}, {"train_runtime": 3.0, "epoch": 2.0}]
     assert epoch_mean_losses(history) == {1: 3.0, 2: 0.5}
     assert epoch_mean_losses([]) == {}
+
+
+def test_losses_are_written_at_the_digits_cpus_agree_on():
+    """The same run on two CPUs gave train_loss 7.6336236000061035 and 7.633624076843262 (float32
+    summed in another order): written at STABLE_DIGITS significant digits, both are 7.6336."""
+    from nep.train.sft import STABLE_DIGITS, live_steps, stable
+
+    assert STABLE_DIGITS == 5
+    assert stable(7.6336236000061035) == stable(7.633624076843262) == 7.6336
+    assert stable(0.000123456789) == 0.00012346 and math.isnan(stable(float("nan")))
+
+    class Live:
+        def __init__(self):
+            self.rows = []
+
+        def log_metric(self, name, value):
+            self.rows.append((name, value))
+
+        def next_step(self):
+            pass
+
+    live = Live()
+    state = type("State", (), {"is_world_process_zero": True})()
+    live_steps(live).on_log(None, state, None, logs={"loss": 7.633624076843262, "grad_norm": 0.486876904964447})
+    assert live.rows == [("train_loss", 7.6336), ("grad_norm", 0.48688)]
