@@ -21,18 +21,14 @@ from typing import Any
 from nep.core.edits import unified_diff
 from nep.core.prompts import parse_prompt
 from nep.evaluate.evaluation import PER_EXAMPLE, Evaluation
+from nep.evaluate.headline import HEADLINE_METRICS
 from nep.evaluate.protocol import scored_pair
 from nep.util.jsonl import atomic_file, read_jsonl
 
-# The per-example metrics shown, in the paper's order: (key of PER_EXAMPLE, label).
-SHOWN = (
-    ("exact_match", "exact"),
-    ("partial_match", "partial"),
-    ("position_match", "position"),
-    ("llm_judge", "judge"),
-    ("delta_chrf", "delta chrF"),
-    ("edit_similarity", "edit sim."),
-)
+# The per-example metrics shown: the headline ones (nep/evaluate/headline.py), then nep's edit
+# similarity; (key of PER_EXAMPLE, label).
+SHOWN = (*((m.name, m.label) for m in HEADLINE_METRICS), ("edit_similarity", "edit similarity"))
+LOWER_IS_BETTER = tuple(m.name for m in HEADLINE_METRICS if not m.higher_is_better)
 MAX_DIFF_LINES = 300  # a diff longer than this is cut (a rewritten file), saying how many lines are left out
 
 
@@ -147,14 +143,14 @@ function update() {
   let shown = 0;
   const keyed = cards.map(c => { const i = +c.dataset.i; return [c, i, value(i, p, m)]; });
   if (order !== 'test') {
-    const sign = order === 'worst' ? 1 : -1;
+    const sign = (order === 'worst' ? 1 : -1) * (D.lower.includes(m) ? -1 : 1);
     keyed.sort((a, b) => (a[2] === null) - (b[2] === null) || sign * (a[2] - b[2]) || a[1] - b[1]);
   } else keyed.sort((a, b) => a[1] - b[1]);
   const main = document.querySelector('main');
   for (const [c, i, v] of keyed) {
     const e = D.examples[i];
     const hit = (!text || e.path.toLowerCase().includes(text) || e.id.toLowerCase().includes(text))
-      && (!wrong || (v !== null && v < 1));
+      && (!wrong || (v !== null && (D.lower.includes(m) ? v > 0 : v < 1)));
     c.hidden = !hit; shown += hit;
     for (const b of c.querySelectorAll('.pred')) b.hidden = p !== '*' && b.dataset.p !== p;
     main.appendChild(c);
@@ -195,7 +191,7 @@ def render(predictors: list[str], examples: list[dict[str, Any]], *, title: str,
         cards.append(f'<section class="ex" data-i="{i}"><h2>{esc(ex["path"])} <span class="meta">'
                      f'{esc(ex["language"])} · {esc(ex["id"])}</span></h2><div class="cols">{"".join(blocks)}'
                      "</div></section>")
-    data = {"predictors": predictors,
+    data = {"predictors": predictors, "lower": list(LOWER_IS_BETTER),
             "examples": [{"id": e["id"], "path": e["path"],
                           "predictions": {n: {"values": p["values"]} for n, p in e["predictions"].items()}}
                          for e in examples]}
@@ -210,7 +206,7 @@ def render(predictors: list[str], examples: list[dict[str, Any]], *, title: str,
         f'<label>sort by <select id="metric">{metrics}</select></label>'
         '<label>order <select id="order"><option value="worst">worst first</option>'
         '<option value="best">best first</option><option value="test">test-set order</option></select></label>'
-        '<label><input type="checkbox" id="wrong"> only below 1</label>'
+        '<label><input type="checkbox" id="wrong"> only imperfect</label>'
         '<label>file <input id="file" placeholder="filter by file or id" size="22"></label>'
         '<span class="count" id="count"></span></div></header>'
         f"<main>{''.join(cards)}</main>"
