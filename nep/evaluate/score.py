@@ -15,7 +15,8 @@ default the first file). It prints the 80-column table of `nep compare` and, wit
 writes what the pipeline writes, under DIR:
 
     DIR/evaluate.json            the headline (the keys of metrics/evaluate.json, per file stem)
-    DIR/evaluate/details.json    every other metric and count; predictors.json, languages.json
+    DIR/evaluate/details.json    every other metric and count; predictors.json, languages.json,
+                                 coverage.json, risk_coverage.json (as metrics/evaluate/)
     DIR/examples.html            the per-example page (nep.evaluate.examples_page)
     DIR/generate/<stem>.jsonl    the generation records; DIR/judge/<stem>.jsonl their judgments
     DIR/score.json               what was scored: test set, files, their match counts, judge
@@ -172,21 +173,24 @@ def generation_records(name: str, path: Path, examples: list[dict[str, Any]], st
     """The generation records the generate stage writes for a `file` predictor on `examples` (one
     per example, in test-set order), and the predictor's counts. More test examples without a row
     than `max_missing` (a share: the entry's max_failure_rate) is one line saying why."""
-    from nep.predictors.base import Settings, build_predictor
+    from nep.predictors.base import Settings
+    from nep.predictors.kinds import build_predictor
     from nep.predictors.runner import TooManyFailedGenerations, answer_entry, make_record
 
     entry = {"kind": "file", "path": str(path), "style": style, "max_failure_rate": max_missing}
     predictor = build_predictor(name, entry)
+    settings = Settings.of()  # the generate and answer-format defaults (a file predictor reads neither)
     answers: dict[int, dict[str, Any]] = {}
     try:
-        for group in predictor.predict(examples, range(len(examples)), Settings(max_new_tokens=1)):
+        for group in predictor.predict(examples, range(len(examples)), settings):
             for i, prediction in group:
                 answers[i] = answer_entry(i, examples[i], prediction, predictor.style)
     except TooManyFailedGenerations as e:  # named in the options of this command, not params.yaml's
         text = e.message.replace(f"max_failure_rate={max_missing}", f"--max-missing {max_missing}")
         raise NepError(text, hint="check that it holds predictions for this test set, or pass --max-missing "
                                   "with the share of examples to score as misses (e.g. 0.1)") from None
-    records = [make_record(ex, answers[i]) for i, ex in enumerate(examples)]
+    fmt = predictor.reads_as(settings)  # as the runner reads its answers
+    records = [make_record(ex, answers[i], fmt) for i, ex in enumerate(examples)]
     return records, dict(predictor.counts)
 
 
@@ -266,6 +270,8 @@ def write_outputs(scored: Scored, out: Path) -> list[Path]:
         out / "evaluate" / "details.json": ev.details,
         out / "evaluate" / "predictors.json": {"rows": ev.predictor_rows},
         out / "evaluate" / "languages.json": {"rows": ev.language_rows},
+        out / "evaluate" / "coverage.json": {"rows": ev.coverage_rows},
+        out / "evaluate" / "risk_coverage.json": {"rows": ev.risk_rows},
         out / "score.json": {
             "test": scored.test.source, "test_format": scored.test.format, "examples": len(scored.test.examples),
             "judge": scored.judge, "protocol": scored.protocol, "reference": scored.reference,

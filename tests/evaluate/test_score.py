@@ -71,7 +71,7 @@ def pipeline(tmp_path: Path) -> tuple[dict, dict]:
     write_jsonl(tmp_path / "data/split/test.jsonl", split.test)
     inputs = {}
     for name in ("alpha", "beta"):
-        generate(name, {"kind": "file", "path": f"{name}.jsonl", "max_failure_rate": 0.1}, Settings(16),
+        generate(name, {"kind": "file", "path": f"{name}.jsonl", "max_failure_rate": 0.1}, Settings.of(),
                  test_path="data/split/test.jsonl", progress=False)
         judge_run(Judge(), predictor=name)
         inputs[name] = (Path(f"data/generate/{name}.jsonl"), Path(f"data/judge/{name}.jsonl"))
