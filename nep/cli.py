@@ -34,7 +34,7 @@ COMMANDS: dict[str, Command] = {
     "presets": Command("nep.config.presets:main", "apply presets/NAME.yaml over the committed params.yaml"),
     "preflight": Command("nep.commands.preflight:main", "check what the configured run needs before paying for it"),
     "compare": Command("nep.commands.compare:main", "predictors x headline metrics x experiments, in 80 columns"),
-    "score": Command("nep.evaluate.score:main", "score predictions files against a test set, no pipeline needed",
+    "score": Command("nep.commands.score:main", "score predictions files against a test set, no pipeline needed",
                      in_project=False),
 }
 

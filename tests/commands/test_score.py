@@ -1,4 +1,4 @@
-"""`nep score` (nep.evaluate.score): the same numbers as the pipeline's evaluate on the same files,
+"""`nep score` (nep.commands.score): the same numbers as the pipeline's evaluate on the same files,
 the outputs it writes, and one line for each kind of bad input."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from nep.commands.score import load_test, main
 from nep.config.schema import Judge, Split
 from nep.data.split import split_dataset
 from nep.evaluate.evaluation import evaluate
-from nep.evaluate.score import load_test, main
 from nep.predictors.base import Settings
 from nep.predictors.runner import generate
 from nep.util.errors import NepError
