@@ -12,10 +12,19 @@ default in its section's model below, and the same value (with a comment) in par
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from nep.config import messages
 from nep.config.entries import predictor_problems
@@ -210,6 +219,20 @@ class FinetuneTiny(Section):
     max_seq_length: int = Field(4096, ge=1)
     max_steps: int = Field(6, ge=0)
 
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_fit(cls, heads: int, info: ValidationInfo) -> int:
+        """Each head gets hidden_size / num_heads dimensions, a whole and even number (rotary
+        position embeddings rotate pairs of them); nep.train.tiny picks key/value heads that divide it."""
+        hidden = info.data.get("hidden_size")
+        if isinstance(hidden, int) and hidden % heads:
+            raise ValueError(f"{heads} does not divide finetune.tiny.hidden_size {hidden} (each head gets "
+                             "hidden_size / num_heads dimensions)")
+        if isinstance(hidden, int) and (hidden // heads) % 2:
+            raise ValueError(f"{heads} heads of {hidden} dimensions give {hidden // heads} per head, an odd number "
+                             "(rotary position embeddings need an even one)")
+        return heads
+
 
 TINY_MODEL = "tiny-random"  # the offline smoke model's name (nep.train.tiny)
 
@@ -233,7 +256,10 @@ class Finetune(Section):
     overlong: Literal["truncate", "drop"] = "truncate"
     warmup_steps: int = Field(5, ge=0)
     weight_decay: float = Field(0.01, ge=0)
-    lr_scheduler: str = "linear"
+    # transformers' schedulers that run with nep's arguments (warmup and total steps; no evaluation,
+    # no lr_scheduler_kwargs): a test keeps them in transformers' SchedulerType and builds each
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                          "constant_with_warmup", "inverse_sqrt"] = "linear"
     max_grad_norm: float = Field(1.0, ge=0)
     # the loss weight of the answer's changed tokens (lines not copied from the current version)
     # against 1 for copied ones; 1 = every completion token alike (nep.train.sft.changed_token_weights)
@@ -348,6 +374,17 @@ class Params(Section):
     generate: Generate = _default(Generate)
     judge: Judge = _default(Judge)
     evaluate: Evaluate = _default(Evaluate)
+
+    @model_validator(mode="after")
+    def _reference_is_a_predictor(self) -> Params:
+        """evaluate.reference ("" = the first) names a predictor of generate.predictors: checked
+        here, before any stage works, rather than by evaluate at the end."""
+        reference, names = self.evaluate.reference, list(self.generate.predictors)
+        if reference and reference not in names:
+            close = difflib.get_close_matches(reference, names, n=1)
+            raise ValueError(f"evaluate.reference: {reference!r} is not one of generate.predictors (have: "
+                             f"{', '.join(names)}){f'; did you mean {close[0]!r}?' if close else ''}")
+        return self
 
 
 # the section models by stage name (nep.config.params.load_section)

@@ -183,4 +183,12 @@ def load_external(source: str, *, split: str, revision: str, param: str) -> Exte
         )
     if not ext.examples:
         raise NepError(f"split.{param}: {source}: no valid example (dropped: {dict(ext.drops)})")
+    if split == "test":  # generations, judgments and scores are joined by id: one example each
+        counts = Counter(str(e["id"]) for e in ext.examples)
+        repeated = [i for i, n in counts.items() if n > 1]
+        if repeated:
+            shown = ", ".join(f"{i!r} ({counts[i]} times)" for i in repeated[:3]) + (", ..." if len(repeated) > 3 else "")
+            raise NepError(f"{source}: {len(repeated)} id(s) name more than one test example (first: {shown}); "
+                           "generations and judgments are joined by id", param=f"split.{param}",
+                           hint="give each test example its own id")
     return ext

@@ -265,9 +265,24 @@ def prepare_hf(base: str | Path, cfg: Finetune, device: str | None = None):
     from peft import get_peft_model
 
     model, tokenizer = load_base_hf(base, device=device)
+    check_target_modules(model, cfg.target_modules, str(base))
     add_markers(tokenizer, model)
     torch.manual_seed(cfg.seed)  # LoRA A matrices start random
     return get_peft_model(model, lora_config(cfg, tied=ties_embeddings(model))), tokenizer
+
+
+def check_target_modules(model, targets: list[str], name: str, param: str = "finetune.target_modules") -> None:
+    """NepError naming `param` when a target matches no module of `model` (peft matches a target
+    against the end of a module's dotted name), listing the model's linear layers; peft would stop
+    with its own error when none matches, and ignore the others."""
+    import torch
+
+    names = [n for n, _ in model.named_modules() if n]
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise NepError(f"{', '.join(map(repr, unknown))} names no module of {name} (its linear layers: "
+                       f"{', '.join(linear)})", param=param)
 
 
 def prepare_unsloth(base: str | Path, cfg: Finetune):

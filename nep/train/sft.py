@@ -403,7 +403,9 @@ def build_sft_trainer(
     from transformers import PrinterCallback
 
     if not examples:
-        raise NepError("finetune: no training examples left (see the drop counts; raise finetune.max_seq_length?)")
+        param = "finetune.tiny.max_seq_length" if cfg.is_tiny else "finetune.max_seq_length"
+        raise NepError(f"no training example left within {cfg.effective_max_seq_length} tokens (see the drop "
+                       "counts)", param=param, hint=f"raise {param}")
     rows = [training_row(tokenizer, e["prompt"], e["completion"]) for e in examples]  # trl keeps them as given
     weighted = cfg.changed_token_weight != 1.0
     if weighted:

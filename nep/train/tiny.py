@@ -45,6 +45,12 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 1024):
     )
 
 
+def kv_heads(num_heads: int) -> int:
+    """Key/value heads of the tiny model: half the query heads (grouped-query attention, as real
+    models), all of them for an odd count (half would not divide it)."""
+    return num_heads // 2 if num_heads % 2 == 0 else num_heads
+
+
 def build_tiny_model(
     texts: list[str],
     out_dir: str | Path,
@@ -77,7 +83,7 @@ def build_tiny_model(
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=max(1, num_heads // 2),
+        num_key_value_heads=kv_heads(num_heads),
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=False,
         bos_token_id=tokenizer.eos_token_id,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train.test_gguf import small_gguf
 
 from nep.config.schema import section
 from nep.core.prompts import build_training_text
@@ -32,9 +33,8 @@ def test_gguf_paths_are_checked_in_one_line(tmp_path, monkeypatch):
     altered.write_bytes(b"GGUF not the model")
     with pytest.raises(match=r"sha256 [0-9a-f]{64}, expected b179c952"):
         check_gguf(altered)
-    other = tmp_path / "mine.gguf"  # a file nep does not know: any content, its hash returned
-    other.write_bytes(b"GGUF")
-    assert check_gguf(other) == hashlib.sha256(b"GGUF").hexdigest()
+    other = small_gguf(tmp_path / "mine.gguf")  # a file nep does not know: a whole header, its hash returned
+    assert check_gguf(other) == hashlib.sha256(other.read_bytes()).hexdigest()
 
 
 def test_a_gguf_inside_an_installed_package_is_found_without_importing_it(tmp_path, monkeypatch):
