@@ -28,7 +28,7 @@ from nep.util.jsonl import write_metrics
 
 OUTPUT = paths.INGEST
 METRICS = paths.metrics("ingest")
-STAMPS = paths.CACHE / "ingest" / "stamps.json"
+STAMPS = paths.cache_root() / "ingest" / "stamps.json"  # filter reads them too ($NEP_CACHE_DIR moves them)
 
 
 def run(cfg: Ingest, *, output_dir: Path = OUTPUT, metrics_path: Path = METRICS, stamps: Path = STAMPS

@@ -32,7 +32,7 @@ from nep.config.schema import Filter
 from nep.core.edits import diff_hunks, diff_spans, hunk_window
 from nep.core.edits import split_lines as file_lines
 from nep.core.records import valid_records
-from nep.data.ingest import read_index, split_lines
+from nep.data.ingest import split_lines, whole_index
 from nep.data.sources.base import checked_record
 from nep.data.sources.hub import local_path
 from nep.data.tokens import count_tokens_batch, get_encoding, special_tokens
@@ -399,17 +399,12 @@ WINDOW_KEYS = ("windows.", "chunks.", "files_out")
 
 
 def _index_tasks(in_dir: Path, config: Filter, threads: int, result: FilterResult) -> Iterator[tuple]:
-    """Worker tasks from ingest's index; records over `max_chars` are counted here, unread."""
-    import os
+    """Worker tasks from ingest's index, once it is found whole; records over `max_chars` are
+    counted here, unread."""
+    from nep.util.paths import cache_root
 
-
-    files, rows = read_index(in_dir)
-    paths = []
-    for f in files:
-        path = local_path(f["path"])
-        if not os.path.isfile(path) or os.path.getsize(path) != f["bytes"]:
-            raise NepError(f"{f['path']}: changed or missing since ingest indexed it: run `dvc repro ingest` first")
-        paths.append(path)
+    files, rows = whole_index(in_dir, stamps=cache_root() / "ingest" / "stamps.json")  # NepError unless whole
+    paths = [local_path(f["path"]) for f in files]
     batch: list[tuple[int, int]] = []
     batch_file, batch_bytes = -1, 0
     for file, offset, length, _line, lang, chars in rows:

@@ -28,7 +28,7 @@ from nep.data.sources.files import read_records_file
 from nep.data.sources.hub import local_path
 from nep.util.batches import BLOCK_BYTES, line_blocks, ordered_map, worker_count
 from nep.util.errors import NepError
-from nep.util.jsonl import BOM, atomic_file, not_utf8, parse_line
+from nep.util.jsonl import BOM, atomic_file, damage, file_xxh3, not_utf8, parse_line
 
 INDEX = "index.jsonl"
 SOURCES = "sources.json"
@@ -124,6 +124,8 @@ class IndexWriter:
         self._mined: tuple[int, Any, Any] | None = None  # (file id, context, file)
         self._mined_bytes, self._mined_lines = 0, 0
         self._mined_digest = xxhash.xxh3_128()
+        self.index = {"rows": 0, "bytes": 0}  # of index.jsonl, with its xxh3 once closed
+        self._index_digest = xxhash.xxh3_128()
 
     def add_file(self, path: str) -> int:
         self.files.append({"path": path})
@@ -137,7 +139,11 @@ class IndexWriter:
             return False
         self.seen.add(key)
         self.per_language[lang] += 1
-        self._f.write(orjson.dumps([file, offset, length, line, lang, chars], option=orjson.OPT_APPEND_NEWLINE))
+        row = orjson.dumps([file, offset, length, line, lang, chars], option=orjson.OPT_APPEND_NEWLINE)
+        self._f.write(row)
+        self._index_digest.update(row)
+        self.index["rows"] += 1
+        self.index["bytes"] += len(row)
         return True
 
     def add_record(self, record: dict[str, Any]) -> bool:
@@ -167,6 +173,7 @@ class IndexWriter:
             ctx.__exit__(*exc)
             self.files[file].update(bytes=self._mined_bytes, xxh3=self._mined_digest.hexdigest())
         self._ctx.__exit__(*exc)
+        self.index["xxh3"] = self._index_digest.hexdigest()
 
 
 def index_files(paths: Iterable[tuple[str, str]], writer: IndexWriter, *, languages: Iterable[str] | None,
@@ -238,6 +245,61 @@ def read_index(out_dir: Path) -> tuple[list[dict[str, Any]], Iterator[list[Any]]
     return sources["files"], rows()
 
 
+# ------------------------------------------------------------------------------- is it whole?
+REPAIR = "run `dvc repro ingest`: it re-creates data/ingest/ when it is not whole"
+
+
+def source_digest(path: str) -> str:
+    """A JSONL file's content hash as ingest records it: xxh3-128 of its line-aligned blocks' digests."""
+    digests = []
+    with open(path, "rb") as f:
+        for start, end in line_blocks(path):
+            f.seek(start)
+            digests.append(xxhash.xxh3_128_digest(f.read(end - start)))
+    return xxhash.xxh3_128_hexdigest(b"".join(digests))
+
+
+def _problem(local: str, expected: dict[str, Any], digest: Any, known: Stamps | None, save: bool) -> str | None:
+    """Why `local` is not what ingest recorded, else None; a file whose stamp is as when it was last
+    hashed to the recorded hash is not read again (with `save`, a file found whole is stamped)."""
+    if known is not None and (seen := known.known(local)) and seen == {k: expected[k] for k in ("bytes", "xxh3")}:
+        return None
+    why = damage(local, expected, digest)
+    if why is None and known is not None and save:
+        known.save([(local, expected)])
+    return why
+
+
+def damaged(out_dir: Path, sources: dict[str, Any], known: Stamps | None = None, save: bool = True) -> str | None:
+    """Why ingest's output in `out_dir` (described by its sources.json, `sources`) is not whole,
+    else None: index.jsonl and every file the index points into against their recorded size and
+    content hash (commits.jsonl, and the JSONL sources indexed where they lie)."""
+    if "index" not in sources:
+        return f"{out_dir / SOURCES}: written by an older nep, without the index's hash"
+    if why := _problem(str(out_dir / INDEX), sources["index"], file_xxh3, known, save):
+        return f"{out_dir / INDEX}: {why}"
+    for f in sources["files"]:
+        mined = f["path"] == str(out_dir / MINED)
+        local = f["path"] if mined else local_path(f["path"])
+        if why := _problem(local, f, file_xxh3 if mined else source_digest, known, save):
+            what = "damaged since ingest wrote it" if mined else "changed since ingest indexed it"
+            return f"{f['path']}: {what} ({why})"
+    return None
+
+
+def whole_index(out_dir: Path, stamps: Path | None = None) -> tuple[list[dict[str, Any]], Iterator[list[Any]]]:
+    """`read_index`, after checking that ingest's output is whole (see `damaged`; `stamps`: ingest's
+    local stamps, read only, so that files it stamped unchanged are not hashed again): a one-line
+    NepError naming the file, what differs and the command that re-creates it, otherwise."""
+    try:
+        sources = orjson.loads((out_dir / SOURCES).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise NepError(f"{out_dir / SOURCES}: missing or unreadable ({e})", hint=REPAIR) from None
+    if why := damaged(out_dir, sources, Stamps(stamps) if stamps else None, save=False):
+        raise NepError(why, hint=REPAIR)
+    return read_index(out_dir)
+
+
 # ------------------------------------------------------------------------------- the stage's work
 
 
@@ -285,10 +347,8 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
     if locals_:
         manifest["files"] = [{"path": name, **(known.known(local) or {})} for name, local in locals_]
     previous = _load(out_dir / SOURCES)
-    if previous and previous.get("manifest") == manifest and (out_dir / INDEX).exists() and all(
-        os.path.isfile(local_path(f["path"])) for f in previous["files"]
-    ):
-        return previous["metrics"]
+    if previous and previous.get("manifest") == manifest and not damaged(out_dir, previous, known):
+        return previous["metrics"]  # the same source, and the outputs are whole: nothing to do
 
     drops: Counter = Counter()
     writer = IndexWriter(out_dir, drops, source.cap_per_language)
@@ -307,11 +367,14 @@ def ingest(cfg: Ingest, *, out_dir: Path, stamps: Path, progress: bool = True) -
     if locals_:
         manifest["files"] = writer.sources
         known.save([(local, f) for (_, local), f in zip(locals_, writer.sources)])
+    # the outputs' own stamps, so that a run that changes nothing checks them without reading them
+    known.save([(str(out_dir / INDEX), writer.index),
+                *((f["path"], f) for f in writer.files if f["path"] == str(out_dir / MINED))])
     metrics = {"source": cfg.source, "records_out": sum(writer.per_language.values()),
                **{f"dropped.{k}": v for k, v in sorted(drops.items())},
                **{f"language.{k}": v for k, v in sorted(writer.per_language.items())}}
     with atomic_file(out_dir / SOURCES, "wb") as f:
-        f.write(orjson.dumps({"manifest": manifest, "files": writer.files, "metrics": metrics},
+        f.write(orjson.dumps({"manifest": manifest, "files": writer.files, "index": writer.index, "metrics": metrics},
                              option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE))
     return metrics
 

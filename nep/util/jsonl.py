@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -219,3 +219,30 @@ def write_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
 def flat_counts(prefix: str, counts: Counter | dict[str, int]) -> dict[str, int]:
     """{"a": 1} → {"prefix.a": 1}, for dropped-by-reason style metrics."""
     return {f"{prefix}.{k}": int(v) for k, v in sorted(counts.items())}
+
+
+# ---------------------------------------------------------------- integrity: is a file whole?
+def file_xxh3(path: str | Path) -> str:
+    """The xxh3-128 hex digest of a file's bytes, read in blocks."""
+    import xxhash
+
+    digest = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def damage(path: str | Path, expected: dict[str, Any], digest: Callable[[str], str] = file_xxh3) -> str | None:
+    """Why the file at `path` is not what its producer wrote (`expected`: its `bytes` and `xxh3`
+    as recorded, `digest` the hash that computed it), else None: missing, another size, or the
+    same size with other bytes (a flipped byte)."""
+    path = str(path)
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if size != expected["bytes"]:
+        return f"{size} bytes, {expected['bytes']} when written"
+    if digest(path) != expected["xxh3"]:
+        return "its content hash differs from the one written"
+    return None
