@@ -31,6 +31,7 @@ from nep.config.presets import committed_text, render
 from nep.config.schema import ParamsError, section
 from nep.data.sources.base import source_for
 from nep.llm.secrets import header_problem
+from nep.predictors.kinds import build_predictor
 from nep.train.gguf import check_gguf
 from nep.util import device
 from nep.util.errors import NepError
@@ -272,7 +273,8 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
         elif kind in ("hf", "finetuned") and str(entry.get("device", "")).startswith("cuda"):
             yield cuda_check(f"{param}.device", f"generate@{name}")
         elif kind == "openai":
-            yield key_check(entry.get("api_key_env", "OPENAI_API_KEY"), f"{param}.api_key_env", f"generate@{name}", env)
+            api_key_env = build_predictor(name, entry).backend_options()["api_key_env"]  # the entry's, else the schema's
+            yield key_check(api_key_env, f"{param}.api_key_env", f"generate@{name}", env)
     for stage in ("label", "judge"):
         if params[stage]["backend"] == "openai":
             yield key_check(params[stage]["api_key_env"], f"{stage}.api_key_env", stage, env)

@@ -435,5 +435,11 @@ def validate(params: Any, path: str | Path = "params.yaml") -> dict[str, Any]:
     return checked
 
 
+def default(model: type[BaseModel], key: str) -> Any:
+    """The schema's default of one key (`default(IngestGit, "max_file_bytes")`): library code that
+    offers a keyword default takes it from here, its one home."""
+    return model.model_fields[key].get_default(call_default_factory=True)
+
+
 def defaults() -> dict[str, Any]:
     return Params().model_dump()

@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 
 from rapidfuzz.distance import Levenshtein
 
+from nep.config.schema import Evaluate, default
 from nep.evaluate.kept_rate import kept_rate
 from nep.evaluate.refined import refined_scores
 from nep.evaluate.zed import (
@@ -67,6 +68,10 @@ CHRF_ORDER = 6
 CHRF_BETA = 2.0
 
 Hunk = tuple[str, ...]  # a hunk's lines as difflib writes them, "@@ ... @@" header first
+
+# The refined position match's context when a caller gives none: evaluate.context_lines's default
+# (the schema is its one home; posttrain's reward scores with it)
+CONTEXT_LINES: int = default(Evaluate, "context_lines")
 
 
 def _blank_change(hunk: Hunk) -> bool:
@@ -236,7 +241,7 @@ def score_example(
     judgment: int | None = None,
     language: str = "",
     id: str = "",
-    context_lines: int = 3,
+    context_lines: int = CONTEXT_LINES,
     output_tokens: int | None = None,
 ) -> ExampleScore:
     """Score one prediction of the next version. An unextracted or missing prediction scores 0

@@ -57,7 +57,7 @@ class RefinedScores:
 
 
 def refined_scores(
-    *, original: str, current: str, ground_truth: str, prediction: str | None, context_lines: int = 3
+    *, original: str, current: str, ground_truth: str, prediction: str | None, context_lines: int
 ) -> RefinedScores:
     """The chunk-based scores of one prediction; `prediction=None` (nothing extracted) scores 0."""
     original, current = with_final_newline(original), with_final_newline(current)

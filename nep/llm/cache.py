@@ -1,7 +1,8 @@
 """A response cache any chat backend can wear: answers in SQLite, committed as they arrive.
 
     from nep.llm.cache import CachedBackend
-    backend = CachedBackend(OpenAIBackend(model="m"))   # nep.llm.backends.get_backend does this by default
+    backend = CachedBackend(OpenAIBackend(model="m", **endpoint))  # endpoint: base_url, api_key_env... (the params)
+    # nep.llm.backends.get_backend wraps a backend this way by default
 
 The wrapped backend must have `complete_many(requests)`, `accounting` (nep.llm.accounting.Accounting) and
 `identity(request)` (a JSON-able dict of everything that decides the answer: endpoint, model,

@@ -6,8 +6,8 @@ Interface (stable; code against this):
 
     from nep.llm.backends import get_backend
     from nep.llm.chat import ChatRequest
-    backend = get_backend("openai", base_url="http://127.0.0.1:8000/v1", model="m",
-                          api_key_env="OPENAI_API_KEY", concurrency=16)
+    backend = get_backend("openai", base_url="http://127.0.0.1:8000/v1", model="m", api_key_env="OPENAI_API_KEY",
+                          concurrency=16, timeout_s=60.0, max_attempts=6, temperature=0.0)
     for result in backend.complete_many([ChatRequest(id="a", messages=[{"role": "user", "content": "hi"}])]):
         result.id, result.text, result.error, result.detail   # text is None iff error is set
         result.input_tokens, result.output_tokens, result.latency_s, result.attempts, result.cached
@@ -68,13 +68,15 @@ def _count_attempt(_request: Any) -> None:
 class OpenAIBackend:
     """Any OpenAI-compatible /v1/chat/completions endpoint (OpenAI, DeepSeek, `vllm serve`...)."""
 
+    # No defaults here: the callers pass their params (label:/judge: sections, an openai predictor's
+    # entry over the schema's LLMParams), whose one home is nep/config/schema.py.
     model: str
-    base_url: str = "https://api.openai.com/v1"
-    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key
-    concurrency: int = 16
-    timeout_s: float = 60.0
-    max_attempts: int = 6
-    temperature: float | None = 0.0
+    base_url: str
+    api_key_env: str  # the NAME of the variable holding the key
+    concurrency: int
+    timeout_s: float
+    max_attempts: int
+    temperature: float | None
     top_p: float | None = None
     max_tokens: int | None = None
     seed: int | None = None

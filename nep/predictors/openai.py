@@ -65,11 +65,19 @@ class OpenAIPredictor(Predictor):
             raise ValueError("kind 'openai' needs `model` (the endpoint's model name)")
         self._backend: Any = None
 
+    def backend_options(self) -> dict[str, Any]:
+        """The endpoint's options: this entry's, else the schema's for every OpenAI-compatible
+        endpoint (nep.config.schema.LLMParams, the one home of those defaults); greedy."""
+        from nep.config.schema import LLMParams
+
+        defaults = LLMParams()
+        options = {k: getattr(defaults, k) for k in BACKEND_OPTIONS if k in LLMParams.model_fields}
+        options.update({k: getattr(self, k) for k in BACKEND_OPTIONS if getattr(self, k) is not None})
+        return {"model": self.model, "temperature": 0.0, **options}
+
     def backend(self):
         if self._backend is None:
-
-            given = {k: getattr(self, k) for k in BACKEND_OPTIONS if getattr(self, k) is not None}
-            self._backend = get_backend("openai", model=self.model, temperature=0.0, **given)
+            self._backend = get_backend("openai", **self.backend_options())
         return self._backend
 
     def predict(self, examples, todo, settings):

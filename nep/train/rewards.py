@@ -66,18 +66,19 @@ def reward_from_score(score: ExampleScore, weights: PosttrainReward) -> Scored:
 
 
 def score_candidate(
-    raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward, context_lines: int = 3,
+    raw: str, *, original: str, current: str, ground_truth: str, weights: PosttrainReward,
     complete: bool = True, fmt: AnswerFormat = PAPER,
 ) -> Scored:
     """Extract the next version from a raw completion and score it against the ground truth. A
     completion that did not end at EOS (`complete` false: cut at max_new_tokens) has no next
     version, as in evaluation (nep.predictors.stop.INCOMPLETE): only the unextractable penalty.
-    The completion is an answer in format `fmt` (nep.core.formats), turned into the next version first."""
+    The completion is an answer in format `fmt` (nep.core.formats), turned into the next version first.
+    Position is matched with evaluate.context_lines's default (nep.evaluate.metrics.CONTEXT_LINES)."""
     extraction = fmt.read(raw, "completion", {"original": original, "current": current})
     ok = extraction.ok and complete
     score = score_example(
         original=original, current=current, ground_truth=ground_truth,
-        prediction=extraction.text if ok else "", extracted=ok, context_lines=context_lines,
+        prediction=extraction.text if ok else "", extracted=ok,
     )
     return reward_from_score(score, weights)
 
@@ -135,7 +136,7 @@ def make_pair(
 
 
 def reward_function(
-    weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None, context_lines: int = 3,
+    weights: PosttrainReward, *, decode: Callable[[list[int]], str] | None = None,
     ended: Callable[[list[int]], bool] | None = None, fmt: AnswerFormat = PAPER,
 ) -> Callable[..., list[float]]:
     """A reward function for trl's GRPOTrainer: the dataset's `original`, `current` and
@@ -152,7 +153,7 @@ def reward_function(
         complete = ([ended(ids) for ids in completion_ids] if ended is not None and completion_ids is not None
                     else [True] * len(texts))
         return [
-            score_candidate(t, original=o, current=c, ground_truth=g, weights=weights, context_lines=context_lines,
+            score_candidate(t, original=o, current=c, ground_truth=g, weights=weights,
                             complete=done, fmt=fmt).reward
             for t, o, c, g, done in zip(texts, original, current, ground_truth, complete, strict=True)
         ]

@@ -177,7 +177,7 @@ def test_missing_hub_is_one_line_naming_the_param(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
-    assert last.startswith(f"split: split.external_train: cannot read split 'train' of {HUB_ID}")
+    assert last.startswith(f"split.external_train: cannot read split 'train' of {HUB_ID}")
     assert "HF_HUB_OFFLINE=1" in last and "local JSONL/Parquet file" in last
 
 

@@ -20,10 +20,12 @@ from nep.llm.client import OpenAIBackend
 from nep.util.errors import NepError
 
 KEY = "sk-nep-test-SECRET-0123456789"
+# What a caller passes besides base_url/model/api_key_env (the client has no defaults: they are the params')
+ENDPOINT = dict(concurrency=16, timeout_s=60.0, max_attempts=6, temperature=0.0)
 
 
 def backend(server, **overrides) -> OpenAIBackend:
-    config = dict(base_url=server.url, model="fake-model", api_key_env="NEP_TEST_KEY", concurrency=4,
+    config = dict(ENDPOINT, base_url=server.url, model="fake-model", api_key_env="NEP_TEST_KEY", concurrency=4,
                   timeout_s=0.5, max_attempts=3, max_tokens=5)
     return get_backend("openai", **{**config, **overrides})
 
@@ -225,8 +227,8 @@ def test_api_key_read_at_call_time_and_only_when_needed(fake_openai, monkeypatch
 
 def test_unreachable_endpoint_stops_with_the_param(tmp_path, monkeypatch):
     monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path))
-    llm = get_backend("openai", base_url="http://127.0.0.1:9/v1", model="m", api_key_env="NEP_TEST_KEY",
-                      max_attempts=1)
+    llm = get_backend("openai", **{**ENDPOINT, "max_attempts": 1}, base_url="http://127.0.0.1:9/v1", model="m",
+                      api_key_env="NEP_TEST_KEY")
     with pytest.raises(NepError, match="cannot connect to http://127.0.0.1:9/v1") as error:
         list(llm.complete_many([request(1)]))
     assert error.value.param == "base_url"
@@ -237,8 +239,11 @@ def test_registry_and_config():
         get_backend("nope")
     with pytest.raises(TypeError, match="bogus"):
         get_backend("openai", model="m", bogus=1)
-    assert isinstance(get_backend("openai", model="m"), CachedBackend)
-    assert isinstance(get_backend("openai", model="m", cache=False), OpenAIBackend)
+    with pytest.raises(TypeError, match="base_url"):  # no defaults in the client: the params give them
+        get_backend("openai", model="m")
+    endpoint = dict(ENDPOINT, base_url="http://127.0.0.1:9/v1", api_key_env="K")
+    assert isinstance(get_backend("openai", model="m", **endpoint), CachedBackend)
+    assert isinstance(get_backend("openai", model="m", cache=False, **endpoint), OpenAIBackend)
     assert backend_config({"backend": "openai", "model": "m", "prices": {}, "concurrency": 2, "cache": False}) == {
         "model": "m", "concurrency": 2, "cache": False}
 
@@ -248,7 +253,7 @@ KILLED_RUN = textwrap.dedent("""
     from nep.llm.backends import get_backend
     from nep.llm.chat import ChatRequest
     llm = get_backend("openai", base_url=sys.argv[1], model="fake-model", api_key_env="NEP_TEST_KEY",
-                      concurrency=4)
+                      concurrency=4, timeout_s=60.0, max_attempts=6, temperature=0.0)
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
     for result in llm.complete_many(requests):
         print(result.id, flush=True)
@@ -267,8 +272,7 @@ def test_sigkilled_run_resumes_without_resending_answers(fake_openai, tmp_path):
     assert 12 <= answered < 60
 
     fake_openai.reset_counts()
-    llm = get_backend("openai", base_url=fake_openai.url, model="fake-model", api_key_env="NEP_TEST_KEY",
-                      concurrency=4)
+    llm = get_backend("openai", **ENDPOINT, base_url=fake_openai.url, model="fake-model", api_key_env="NEP_TEST_KEY")
     requests = [ChatRequest(str(i), [{"role": "user", "content": f"q{i} [[delay:0.05]]"}]) for i in range(60)]
     results = list(llm.complete_many(requests))
     assert len(results) == 60 and all(r.text == "yes" for r in results)

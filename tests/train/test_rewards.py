@@ -6,7 +6,7 @@ import pytest
 
 from nep.config.schema import PosttrainReward
 from nep.core.prompts import NEXT, build_training_text, template_completion
-from nep.evaluate.metrics import delta_chrf, paper_scores
+from nep.evaluate.metrics import CONTEXT_LINES, delta_chrf, paper_scores
 from nep.evaluate.refined import refined_scores
 from nep.train.rewards import (
     Scored,
@@ -29,7 +29,8 @@ SECTIONS = {"original": ORIGINAL, "current": CURRENT, "ground_truth": TRUTH}
 )
 def test_reward_is_the_weighted_metrics(prediction):
     paper = paper_scores(CURRENT, TRUTH, prediction)
-    refined = refined_scores(original=ORIGINAL, current=CURRENT, ground_truth=TRUTH, prediction=prediction)
+    refined = refined_scores(original=ORIGINAL, current=CURRENT, ground_truth=TRUTH, prediction=prediction,
+                             context_lines=CONTEXT_LINES)  # what the reward scores with
     expected = (
         1.0 * paper["exact_match"] + 0.5 * bool(paper["partial_match"]) + 0.25 * bool(paper["position_match"])
         + 0.5 * delta_chrf(CURRENT, TRUTH, prediction) - 0.5 * bool(refined.reversal)

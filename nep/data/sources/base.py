@@ -21,13 +21,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
+from nep.config.schema import Ingest, default
 from nep.core.records import RecordError, validate_commit
 from nep.util.registry import Registry
-
-if TYPE_CHECKING:
-    from nep.config.schema import Ingest
 
 # name (ingest.source) -> the module:class of its Source; one line per source.
 SOURCES = Registry("ingest.source", {
@@ -119,7 +117,7 @@ EXTENSIONS: dict[str, str] = {
     ".mts": "TypeScript",
     ".cts": "TypeScript",
 }
-DEFAULT_LANGUAGES = ("Python", "Java", "Go", "C", "C++", "JavaScript", "TypeScript")
+DEFAULT_LANGUAGES = tuple(default(Ingest, "languages"))  # ingest.languages' default
 
 
 def language_of(path: str) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nep.config.schema import IngestGit, default
 from nep.data.sources.base import DEFAULT_LANGUAGES, Row, Source, checked_record, dedupe, language_of
 from nep.util.errors import NepError
 
@@ -250,7 +251,7 @@ def git_records(
     rev: str = "",
     pins: dict[str, str] | None = None,
     max_commits: int = 0,
-    max_file_bytes: int = 1_000_000,
+    max_file_bytes: int = default(IngestGit, "max_file_bytes"),
     languages: Iterable[str] = DEFAULT_LANGUAGES,
     drops: Counter,
     progress: bool = True,

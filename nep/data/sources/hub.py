@@ -7,16 +7,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nep.config.schema import IngestHf, default
 from nep.data.sources.base import Source, checked_record
 from nep.data.sources.files import read_records_file
 from nep.util.errors import NepError
 
 # CommitPackFT on the hub: one JSONL file per language config (lowercase language name).
-COMMITPACKFT_FILES = "data/{config}/data.jsonl"
+COMMITPACKFT_FILES = default(IngestHf, "files")  # "data/{config}/data.jsonl"
 
 
 def hf_files(*, dataset: str, revision: str, languages: Iterable[str], files: str = COMMITPACKFT_FILES,
-             split: str = "train") -> list[tuple[str, str]]:
+             split: str = default(IngestHf, "split")) -> list[tuple[str, str]]:
     """(name, local path) of each language config's data file, in `languages` order.
 
     `dataset` is a hub id, read at `revision` (downloaded once into the Hugging Face cache; a commit
@@ -99,7 +100,7 @@ def hf_records(
     dataset: str,
     revision: str,
     languages: Iterable[str],
-    split: str = "train",
+    split: str = default(IngestHf, "split"),
     files: str = COMMITPACKFT_FILES,
     max_records_per_language: int = 0,
     drops: Counter,
