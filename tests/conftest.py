@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -200,6 +201,25 @@ def tiny_model(directory: Path, texts: list[str] | None = None, vocab_size: int 
 def tiny_dir(tmp_path_factory) -> Path:
     """One tiny model for the whole session (a test module needing its own texts calls tiny_model)."""
     return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@functools.cache
+def _can_unshare_user() -> bool:
+    if not shutil.which("unshare"):
+        return False
+    probe = ["unshare", "-U", "--map-user=1000", "--map-group=1000", "true"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold: [] when the tests do not run as root; as
+    root, a user namespace whose only user is an ordinary uid (`unshare -U --map-user=1000`: the
+    tests' files are its own, chmod binds it); pytest.skip where neither is possible."""
+    if os.geteuid() != 0:
+        return []
+    if not _can_unshare_user():
+        pytest.skip("running as root, and no user namespace (unshare -U) to drop root's power over chmod")
+    return ["unshare", "-U", "--map-user=1000", "--map-group=1000"]
 
 
 def problem_lines(stderr: str) -> list[str]:

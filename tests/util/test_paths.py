@@ -3,8 +3,8 @@ read-only, full, or a file where a directory is expected: one line naming the pl
 decides it, exit 1, no traceback.
 
 A read-only place is made with a read-only mount in a user and mount namespace (`unshare -rm`),
-which holds for root too (root writes through chmod); without one, chmod where the tests do not
-run as root."""
+which holds for root too (root writes through chmod); without one, chmod, as root in a user
+namespace whose only user is an ordinary uid (conftest.unprivileged)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, make_example, problem_lines, two_chunk_commit
+from conftest import REPO_ROOT, make_example, problem_lines, two_chunk_commit, unprivileged
 
 from nep.util.errors import NepError
 from nep.util.jsonl import atomic_file, write_jsonl
@@ -36,7 +36,7 @@ MOUNT = can_mount()
 
 def read_only_run(cmd: list[str], cwd: Path, read_only: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run `cmd` in `cwd` with `read_only` (an existing directory) unwritable: a read-only bind
-    mount in a private namespace, else chmod (not as root: root writes through it)."""
+    mount in a private namespace, else chmod (as root, in a user namespace where chmod binds)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
     if MOUNT:
         where = shlex.quote(str(read_only))
@@ -44,12 +44,11 @@ def read_only_run(cmd: list[str], cwd: Path, read_only: Path, env: dict[str, str
                   f"exec {shlex.join(cmd)}")
         return subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=cwd, env=env, capture_output=True,
                               text=True)
-    if os.geteuid() == 0:
-        pytest.skip("no read-only mount here (unshare -rm fails) and root writes through chmod")
+    prefix = unprivileged()  # as root: a user namespace where chmod binds
     mode = read_only.stat().st_mode
     read_only.chmod(0o555)
     try:
-        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+        return subprocess.run([*prefix, *cmd], cwd=cwd, env=env, capture_output=True, text=True)
     finally:
         read_only.chmod(mode)
 
