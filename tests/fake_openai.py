@@ -22,6 +22,7 @@ Behaviour is driven by markers in the last message (so it is deterministic under
   answering with the Authorization header, as a misbehaving proxy might).
 - `[[logprob:VALUE]]` — with `logprobs: true` in the request, every token's log-probability
   (default: `logprob`, -0.5); without it the answer carries no `logprobs`, as OpenAI's.
+A request with `stream: true` gets its answer as server-sent chunks of 4 characters, `chunk_s` apart.
 `fail_next(fault, n)` injects a fault into the next n requests whatever their content, and
 `latency(key) -> seconds` adds a delay to every answer (key: a hash of the request body).
 """
@@ -52,13 +53,15 @@ class _Server(ThreadingHTTPServer):
 
 class FakeOpenAI:
     def __init__(self, *, default_answer: str = "yes", latency: Callable[[str], float] | None = None,
-                 retry_after: str = "0.05", slow_s: float = 1.5, port: int = 0, logprob: float = -0.5):
+                 retry_after: str = "0.05", slow_s: float = 1.5, port: int = 0, logprob: float = -0.5,
+                 chunk_s: float = 0.0):
         self.port = port  # 0: any free port
         self.default_answer = default_answer
         self.latency = latency
         self.retry_after = retry_after
         self.slow_s = slow_s
         self.logprob = logprob
+        self.chunk_s = chunk_s  # between the chunks of a streamed answer
         self.lock = threading.Lock()
         self.requests = 0
         self.by_key: Counter = Counter()  # attempts per distinct request body
@@ -153,6 +156,36 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _stream(self, reply: dict, body: dict) -> None:
+        """`reply` as server-sent events: a chunk per 4 characters (with their log-probabilities when
+        asked), `chunk_s` apart, the usage last when `stream_options.include_usage`, then [DONE]."""
+        choice = reply["choices"][0]
+        text = choice["message"]["content"]
+        logprobs = (choice.get("logprobs") or {}).get("content")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        base = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+        def event(payload: dict) -> None:
+            self.wfile.write(f"data: {json.dumps(payload)}\n\n".encode())
+            self.wfile.flush()
+
+        for n, start in enumerate(range(0, len(text), 4)):
+            if n:
+                time.sleep(self.fake.chunk_s)
+            delta = {"content": text[start : start + 4], **({"role": "assistant"} if n == 0 else {})}
+            piece = {"index": 0, "delta": delta, "finish_reason": None}
+            if logprobs:
+                piece["logprobs"] = {"content": [logprobs[n]]}
+            event({**base, "choices": [piece]})
+        event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            event({**base, "choices": [], "usage": reply["usage"]})
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+        self.close_connection = True
+
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps({"error": {"message": message, "type": "fake", "code": status}}).encode(),
                    headers)
@@ -221,7 +254,10 @@ class _Handler(BaseHTTPRequestHandler):
                     pieces = [text[i : i + 4] for i in range(0, len(text), 4)]
                     reply["choices"][0]["logprobs"] = {"content": [
                         {"token": t, "logprob": value, "bytes": list(t.encode()), "top_logprobs": []} for t in pieces]}
-                self._send(200, json.dumps(reply).encode())
+                if body.get("stream"):
+                    self._stream(reply, body)
+                else:
+                    self._send(200, json.dumps(reply).encode())
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True  # the client gave up (timeout) first
         finally:

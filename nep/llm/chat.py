@@ -27,6 +27,7 @@ class ChatRequest:
     messages: list[dict[str, str]]
     max_tokens: int | None = None
     logprobs: bool = False  # ask for the answer's token log-probabilities (ChatResult.logprob)
+    stream: bool = False  # receive the answer as it is generated (ChatResult.ttft_s); same answer, same cache key
 
 
 @dataclass
@@ -41,14 +42,20 @@ class ChatResult:
     attempts: int = 0  # HTTP attempts made in this run (0 for a cache hit)
     cached: bool = False
     logprob: float | None = None  # mean token log-probability, when asked for and the endpoint returned it
+    ttft_s: float | None = None  # seconds to the first piece of text (a streamed request of this run only)
 
 
 def mean_token_logprob(choice: Any) -> float | None:
     """The mean of a chat choice's token log-probabilities (`choice.logprobs.content[*].logprob`),
     None when the endpoint returned none."""
-    content = getattr(getattr(choice, "logprobs", None), "content", None) or []
-    values = [item.logprob for item in content if isinstance(getattr(item, "logprob", None), (int, float))]
+    values = token_logprobs(choice)
     return sum(values) / len(values) if values else None
+
+
+def token_logprobs(choice: Any) -> list[float]:
+    """A chat choice's (or streamed chunk's) token log-probabilities, [] when it has none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None) or []
+    return [item.logprob for item in content if isinstance(getattr(item, "logprob", None), (int, float))]
 
 
 def in_request_order(results: Iterable[ChatResult], requests: list[ChatRequest]) -> Iterator[ChatResult]:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nep.llm.accounting import Accounting
-from nep.llm.chat import ChatRequest, ChatResult, mean_token_logprob
+from nep.llm.chat import ChatRequest, ChatResult, mean_token_logprob, token_logprobs
 from nep.llm.secrets import LIBRARY_LOGGERS, header_problem, scrub, scrubbed_logs, secret_forms
 from nep.util.errors import NepError
 
@@ -172,6 +172,8 @@ class OpenAIBackend:
             time.sleep(min(RETRY_DELAY_S * 2 ** (retries - 1), MAX_RETRY_DELAY_S))
             client = client.with_options(max_retries=max(0, self.max_attempts - _attempts.n - 1))
         result.attempts, result.latency_s = _attempts.n, time.perf_counter() - t0
+        if result.ttft_s is not None:  # _attempt noted the clock at the first piece of text
+            result.ttft_s -= t0
         secrets = self._secrets if self.api_key_env else ()
         if result.error is None:
             result.text = scrub(result.text or "", secrets)  # a server echoing the key
@@ -187,6 +189,8 @@ class OpenAIBackend:
 
         error, detail = None, ""
         try:
+            if request.stream:
+                return self._streamed(client, request)
             response = client.chat.completions.create(model=self.model, messages=request.messages,
                                                       **self.sampling(request))
             choices = response.choices
@@ -214,3 +218,30 @@ class OpenAIBackend:
         except (openai.APIResponseValidationError, ValueError, TypeError, AttributeError, IndexError) as e:
             error, detail = "bad_response", f"{type(e).__name__}: {e}"
         return ChatResult(request.id, None, error, detail)
+
+    def _streamed(self, client: Any, request: ChatRequest) -> ChatResult:
+        """`_attempt` for a streamed request: the text pieces joined, their log-probabilities, the
+        usage of the last chunk, and the clock when the first piece of text came (`ttft_s`, made
+        relative by `_send`). The openai client's errors propagate to `_attempt`."""
+        pieces: list[str] = []
+        logprobs: list[float] = []
+        first, tokens, chunks = None, (0, 0), 0
+        stream = client.chat.completions.create(model=self.model, messages=request.messages, stream=True,
+                                                stream_options={"include_usage": True}, **self.sampling(request))
+        for chunk in stream:
+            chunks += 1
+            if chunk.usage:
+                tokens = (chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+            for choice in chunk.choices or []:
+                text = getattr(choice.delta, "content", None) if choice.delta is not None else None
+                if text:
+                    first = first if first is not None else time.perf_counter()
+                    pieces.append(text)
+                logprobs += token_logprobs(choice)
+        text = "".join(pieces)
+        if not chunks:
+            return ChatResult(request.id, None, "bad_response", "a stream without chunks")
+        if not text.strip():
+            return ChatResult(request.id, None, "empty_content", "the streamed completion has empty content")
+        logprob = sum(logprobs) / len(logprobs) if request.logprobs and logprobs else None
+        return ChatResult(request.id, text, None, "", *tokens, logprob=logprob, ttft_s=first)

@@ -50,6 +50,8 @@ class OpenAIPredictor(Predictor):
     # ask for token log-probabilities (each answer's confidence, `logprob`); only for endpoints that
     # accept the `logprobs` request field (OpenAI's chat models, vllm serve; not reasoning models)
     logprobs: bool = False
+    # stream each answer (time to the first token, `ttft_s`, in the timing report); the same answers
+    stream: bool = False
 
     @classmethod
     def check_options(cls, options):
@@ -89,7 +91,7 @@ class OpenAIPredictor(Predictor):
                                  "pip install -r requirements.txt")
         requests = [
             ChatRequest(id=str(i), messages=chat_messages(examples[i], self.system, fmt=settings.answer_format),
-                        max_tokens=settings.max_new_tokens, logprobs=self.logprobs)
+                        max_tokens=settings.max_new_tokens, logprobs=self.logprobs, stream=self.stream)
             for i in todo
         ]
 
@@ -98,7 +100,7 @@ class OpenAIPredictor(Predictor):
                 if r.error is not None:
                     prediction = Prediction("", error=f"backend_error.{r.error}", latency_s=r.latency_s)
                 else:
-                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s,
+                    prediction = Prediction(r.text or "", r.output_tokens, latency_s=r.latency_s, ttft_s=r.ttft_s,
                                             logprob=None if r.logprob is None else round(r.logprob, LOGPROB_DIGITS))
                 yield [(int(r.id), prediction)]
         except NepError as e:  # no key, endpoint unreachable: one line naming our param

@@ -65,7 +65,7 @@ SMALL_FILE = 64 << 20  # files up to this size are fingerprinted by content, lar
 # Entry keys that cannot change an answer: a killed run resumes after they are changed.
 # Examples done (a batch in flight counts its finished rows and its share of decoding steps), ETA.
 PROGRESS_FORMAT = "{desc}: {percentage:3.0f}%|{bar:20}| {n:.0f}/{total_fmt} examples [{elapsed}<{remaining}]"
-NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size",
+NOT_IN_KEY = frozenset({"needs", "concurrency", "timeout_s", "max_attempts", "cache", "prices", "chunk_size", "stream",
                         "max_failure_rate"})
 
 

@@ -106,6 +106,22 @@ def test_openai_logprobs_from_the_endpoint_and_the_cache(tmp_path, monkeypatch):
         assert without[0].logprob is None
 
 
+def test_openai_streaming_gives_the_first_token_time_and_the_same_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    answer = "<next_version>\nx = 2\n</next_version> and some words after it"
+    example = make_example(f"# [[answer:{answer}]] [[logprob:-0.25]]\nx = 1\n",
+                           f"# [[answer:{answer}]] [[logprob:-0.25]]\nx = 1\ny = 1\n", "x\n")
+    entry = {"kind": "openai", "model": "m", "api_key_env": "", "max_attempts": 1, "logprobs": True,
+             "stream": True, "cache": False}
+    with FakeOpenAI(chunk_s=0.02) as server:
+        streamed = predict_all(build_predictor("api", {**entry, "base_url": server.url}), [example], 64)[0]
+        whole = predict_all(build_predictor("api", {**entry, "base_url": server.url, "stream": False}), [example], 64)[0]
+    assert streamed.raw_output == whole.raw_output == answer
+    assert streamed.output_tokens == whole.output_tokens > 0  # the usage chunk
+    assert streamed.logprob == whole.logprob == -0.25
+    assert 0 < streamed.ttft_s < streamed.latency_s and whole.ttft_s is None
+
+
 def test_a_cache_written_before_logprobs_still_answers(tmp_path, monkeypatch):
     from nep.llm.cache import ResponseCache
 
