@@ -19,6 +19,7 @@ The cache lives in `$NEP_CACHE_DIR/llm/` (default `.cache/nep/llm/`), outside ev
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import sqlite3
@@ -40,6 +41,19 @@ class ResponseCache:
     """Answers by key in SQLite (WAL): each answer is its own committed transaction."""
 
     def __init__(self, path: Path):
+        try:
+            self._open(path)
+        except OSError as e:  # NEP_CACHE_DIR read-only, full, a file: one line naming it
+            raise (paths.unwritable(e) or e) from None
+        except sqlite3.OperationalError as e:
+            why = str(e)
+            number = (errno.EROFS if "readonly" in why else errno.ENOSPC if "full" in why
+                      else errno.EACCES if "unable to open" in why else None)
+            if number is None:
+                raise
+            raise paths.unwritable(OSError(number, why), path) from None
+
+    def _open(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")

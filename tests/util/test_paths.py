@@ -199,3 +199,26 @@ def test_the_pipeline_file_names(monkeypatch):
     assert paths.cache_root() == Path(".cache/nep")
     monkeypatch.setenv("NEP_CACHE_DIR", "/somewhere")
     assert paths.cache_root() == Path("/somewhere")
+
+
+def test_label_with_a_read_only_llm_cache_names_the_variable(tmp_path, monkeypatch):
+    """The LLM response cache (SQLite) already there, its folder read-only: one line, not sqlite's
+    OperationalError traceback."""
+    import sqlite3
+
+    from nep.llm.cache import cache_path
+
+    project = tmp_path / "project"
+    write_jsonl(project / "data" / "filter" / "commits.jsonl", [two_chunk_commit(i) for i in range(2)])
+    label = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": "",
+             "max_attempts": 1, "max_failure_rate": 1.0}
+    (project / "params.yaml").write_text(yaml.safe_dump({"label": label}))
+    cache = tmp_path / "cache"
+    env = {"NEP_CACHE_DIR": str(cache)}
+    monkeypatch.setenv("NEP_CACHE_DIR", str(cache))
+    db_path = cache_path()
+    db_path.parent.mkdir(parents=True)
+    sqlite3.connect(db_path).close()
+    line = one_line(read_only_run([sys.executable, "-m", "stages.label"], project, db_path.parent, env))
+    assert line.startswith(f"label: {db_path.parent}") and "cannot write (" in line, line
+    assert f"NEP_CACHE_DIR={cache}" in line
