@@ -53,6 +53,10 @@ def main() -> None:
     for row in ev.predictor_rows:
         shown = " ".join(f"{m}={row[m]:.3f} [{row[f'{m}_lo']:.3f}, {row[f'{m}_hi']:.3f}]" for m in HEADLINE)
         print(f"{row['predictor']}: n={row['n']} {shown}")
+    for row in ev.coverage_rows:  # the surer half, where the predictor gives confidences
+        if row["coverage"] == 0.5:
+            shown = " ".join(f"{m}={row[m]:.3f}" for m in HEADLINE)
+            print(f"{row['predictor']} on its surest 50%: n={row['n']} {shown}")
 
 
 def banner() -> None:
