@@ -93,7 +93,7 @@ def unwritable(e: OSError, path: str | Path | None = None) -> Unwritable | None:
         return None
     where = Path(os.fsdecode(where))
     what = e.strerror or str(e)
-    if e.errno == errno.ENOTDIR:
+    if e.errno in (errno.ENOTDIR, errno.EEXIST):
         what += " (a file stands where a directory is expected)"
     cache = cache_root()
     if _under(where, cache):

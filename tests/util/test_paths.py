@@ -147,6 +147,8 @@ def test_unwritable_names_what_decides_the_place(tmp_path, monkeypatch):
     full = unwritable(OSError(errno.ENOSPC, "No space left on device", "data/label/commits.jsonl"))
     assert "free some space" in str(full)
     assert unwritable(OSError(errno.EROFS, "Read-only file system", "/elsewhere/x")).hint is None
+    taken = unwritable(OSError(errno.EEXIST, "File exists", "data/generate"))  # mkdir(exist_ok) on a file
+    assert "(a file stands where a directory is expected)" in str(taken)
     assert unwritable(OSError(errno.ENOENT, "No such file or directory", "data/x")) is None  # not about writing
     assert unwritable(OSError(errno.EROFS, "Read-only file system")) is None  # no place to name
 
