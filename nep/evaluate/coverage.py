@@ -67,9 +67,11 @@ def covered(n: int, coverage: float) -> int:
 
 
 def coverage_tables(name: str, scores: Sequence[Any], sure: dict[str, float | None], summarize,
-                    metrics: Sequence[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                    metrics: Sequence[str], *, abstained: int | None = None
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(coverage rows, risk–coverage rows) of one predictor: `summarize(scores)` (evaluation's)
-    over the surest share at each of COVERAGES, and the curve of 1 − RISK_METRIC."""
+    over the surest share at each of COVERAGES, and the curve of 1 − RISK_METRIC. `abstained`: the
+    answers `evaluate.min_confidence` made no suggestion (the 100% row's `no_suggestion`)."""
     ids = [s.id for s in scores]
     order = ranked(ids, sure)
     with_confidence = sum(sure.get(i) is not None for i in ids)
@@ -80,7 +82,8 @@ def coverage_tables(name: str, scores: Sequence[Any], sure: dict[str, float | No
         summary = summarize(part)
         rows.append({"predictor": name, "coverage": share, "n": len(part),
                      "min_logprob": min((sure[s.id] for s in part if sure.get(s.id) is not None), default=None),
-                     **{m: summary[m] for m in metrics}})
+                     **{m: summary[m] for m in metrics},
+                     **({NO_SUGGESTION: abstained} if abstained is not None and share == 1.0 else {})})
     curve = []
     if with_confidence:
         correct = [float(bool(getattr(scores[i], RISK_METRIC))) for i in order]

@@ -39,10 +39,15 @@ def _cell(value: Any) -> str:
 def coverage_markdown(rows: list[dict[str, Any]], judge: str = "judge") -> str:
     """Predictor × coverage, each headline metric on the surest share of the answers."""
     labels = [judge if m.name == "llm_judge" else m.column for m in HEADLINE_METRICS]
+    abstaining = any("no_suggestion" in r for r in rows)  # evaluate.min_confidence is set
+    if abstaining:
+        labels.append("no suggestion")
     lines = ["| predictor | coverage | n | least sure log-prob kept | " + " | ".join(labels) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(labels)]
     for r in rows:
         cells = [_cell(r.get(m.name)) for m in HEADLINE_METRICS]
+        if abstaining:
+            cells.append(str(r["no_suggestion"]) if "no_suggestion" in r else "–")
         least = "–" if r.get("min_logprob") is None else f"{r['min_logprob']:.4f}"
         lines.append(f"| {r['predictor']} | {round(r['coverage'] * 100)}% | {r['n']} | {least} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

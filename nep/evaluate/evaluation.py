@@ -316,7 +316,8 @@ def evaluate(
             headline.update({m: summary[m], f"{m}_lo": cis[f"{m}_lo"], f"{m}_hi": cis[f"{m}_hi"]})
             if f"{m}_p" in tests:
                 headline[f"{m}_p"] = tests[f"{m}_p"]
-        rows, curve = coverage.coverage_tables(name, scores, coverage.confidences(inputs[name][0]), summarize, HEADLINE)
+        rows, curve = coverage.coverage_tables(name, scores, coverage.confidences(inputs[name][0]), summarize, HEADLINE,
+                                               abstained=counts.get(coverage.NO_SUGGESTION))
         ev.coverage_rows += rows
         ev.risk_rows += curve
         details = {**summary, **cis, **tests, **counts, **coverage.details(rows, HEADLINE)}

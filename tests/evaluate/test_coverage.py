@@ -62,6 +62,11 @@ def test_metrics_on_the_surest_answers(confident: Path):
 def test_unsure_answers_become_no_suggestion_scored_as_the_current_version(confident: Path):
     ev = run({"model": -1.0})
     assert ev.details["model.no_suggestion"] == 2  # c and d; e has no confidence: kept
+    full = [r for r in ev.coverage_rows if r["coverage"] == 1.0]
+    assert [r.get("no_suggestion") for r in full] == [2, None]
+    table = coverage_markdown(ev.coverage_rows)
+    assert table.splitlines()[0].endswith("| no suggestion |") and "| model | 100% | 5 |" in table
+    assert table.splitlines()[2].endswith("| 2 |") and table.splitlines()[3].endswith("| – |")
     assert ev.headline["model.n"] == 5  # never dropped
     # c and d now score as identity does (no edit): wrong, and position_match like identity's
     both = run({"model": -1.0, "identity": -1.0})
