@@ -98,6 +98,10 @@ def _file_change(section: list[str], drops: Counter) -> dict[str, str] | None:
     """old_file, new_file, old_contents, new_contents of one `diff --git` section, or None after
     counting why not."""
     header: dict[str, str] = {}
+    _, _, new_name = section[0].rpartition(" b/")  # "diff --git a/<old> b/<new>": the language first, as git's
+    if language_of(new_name) is None:
+        drops["not_source"] += 1
+        return None
     for i, line in enumerate(section):
         if line.startswith(("new file mode", "deleted file mode")):
             drops["added_file" if line.startswith("new") else "deleted_file"] += 1
@@ -149,7 +153,7 @@ def patch_records(path: Path, *, languages: list[str], drops: Counter) -> Iterat
             if change is None:
                 continue
             lang = language_of(change["new_file"])
-            if lang is None:
+            if lang is None:  # a rename out of the source languages
                 drops["not_source"] += 1
                 continue
             obj = {"commit": sha, **change, "subject": subject,
