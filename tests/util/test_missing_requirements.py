@@ -20,7 +20,7 @@ def test_a_missing_requirement_is_one_line_naming_the_fix(stage, module):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1:] == [
         f"{stage}: module {module!r} is not installed in this Python ({sys.executable}): activate the project's "
-        "virtual environment, or run `pip install -r requirements.txt`"]
+        "virtual environment, or run `pip install -r requirements.txt`"], done.stderr
 
 
 def test_a_bare_python_without_the_requirements(tmp_path):
