@@ -68,6 +68,8 @@ def risk_coverage_spec(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "y": {"field": "risk", "type": "quantitative", "scale": {"domain": [0, 1]},
                   "title": f"risk (1 − {label})"},
             "color": {"field": "predictor", "type": "nominal", "title": "predictor"},
+            # a dash pattern each too: a curve under an identical one shows through the gaps
+            "strokeDash": {"field": "predictor", "type": "nominal", "title": "predictor"},
         },
     }
 
