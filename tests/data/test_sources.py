@@ -326,3 +326,24 @@ def test_filter_never_reads_records_over_max_chars(tmp_path, monkeypatch):
     assert metrics["records_in"] == 3 and metrics["records_out"] == 2 and metrics["dropped.too_many_chars"] == 1
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["commit"] for r in out] == ["c1", "c3"] and out[0]["new_contents"] == new
+
+
+def test_a_nep_project_is_named_by_its_pyproject_whatever_its_clone_is_called(git_repo, tmp_path):
+    """The committed offline default was mined in a clone named `main` with no origin; a user's
+    clone of github.com/owner/nep would be `owner/nep`: every record, id and hash would differ. A
+    nep project's own repository is named by pyproject.toml instead, the same in every clone."""
+    from conftest import git
+
+    from nep.data.sources.git import repository_name
+
+    repo, commit = git_repo
+    commit({"a.py": "x = 1\n"})
+    assert repository_name(repo) == "repo"
+    for name in ("dvc.yaml", "params.yaml"):
+        (repo / name).write_text("{}\n")
+    (repo / "pyproject.toml").write_text('[project]\nname = "nep"\n')
+    assert repository_name(repo) == "nep"
+    git(repo, "remote", "add", "origin", "https://github.com/someone/fork.git")
+    assert repository_name(repo) == "nep"
+    (repo / "pyproject.toml").write_text("not toml [")
+    assert repository_name(repo) == "someone/fork"

@@ -21,10 +21,29 @@ def _git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     return result.stdout
 
 
+def project_name(repo: Path) -> str | None:
+    """The name in pyproject.toml's [project] table when `repo` is a nep project's root (dvc.yaml
+    and params.yaml beside it: the offline default mines this repository itself), else None."""
+    import tomllib
+
+    root = repo.resolve()
+    if not all((root / f).is_file() for f in ("dvc.yaml", "params.yaml", "pyproject.toml")):
+        return None
+    try:
+        name = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("project", {}).get("name")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    return name if isinstance(name, str) and name else None
+
+
 def repository_name(repo: Path) -> str:
-    """A name for `repo` that is the same in every clone: `owner/name` from its `origin` remote
-    (`https://host/owner/name.git`, `git@host:owner/name.git`), the last part of a local origin
-    path, or the directory name when there is no origin."""
+    """A name for `repo` that is the same in every clone: a nep project's own name (pyproject.toml:
+    every clone, fork or mirror of this repository, whatever its remote or folder is called, mines
+    the same records), else `owner/name` from its `origin` remote (`https://host/owner/name.git`,
+    `git@host:owner/name.git`), the last part of a local origin path, or the directory name when
+    there is no origin."""
+    if name := project_name(repo):
+        return name
     result = subprocess.run(["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
                             capture_output=True, text=True)
     url = result.stdout.strip().rstrip("/").removesuffix(".git").rstrip("/")
