@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -27,43 +26,18 @@ from pydantic import (
 )
 
 from nep.config import messages
+from nep.config.base import (
+    MAX_SEED,
+    MAX_THREADS,
+    MAX_WORKERS,
+    ParamsError,
+    Section,
+    _default,
+    _seed,
+    _threads,
+    _workers,
+)
 from nep.config.entries import predictor_problems
-from nep.util.errors import NepError
-
-
-class ParamsError(NepError, ValueError, SystemExit):
-    """params.yaml does not fit the schema. One line per problem; uncaught, it exits with status 1
-    and prints only the message (no traceback), since it is the user's input, not a bug."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.code = message
-
-
-class Section(BaseModel):
-    # allow_inf_nan: YAML reads 1.0e400 as inf, which would train a NaN model
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
-
-
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are 32-bit unsigned
-MAX_WORKERS = 64  # worker processes of a data stage; each is a fork of the stage
-MAX_THREADS = 256  # torch threads
-
-
-def _seed(default: int) -> Any:
-    return Field(default, ge=0, le=MAX_SEED)
-
-
-def _workers() -> Any:
-    return Field(0, ge=0, le=MAX_WORKERS)
-
-
-def _threads() -> Any:
-    return Field(0, ge=0, le=MAX_THREADS)
-
-
-def _default(model: type[BaseModel]) -> Any:
-    return Field(default_factory=model)
 
 
 # ---------------------------------------------------------------- ingest
