@@ -43,8 +43,13 @@ def main() -> None:
 
 def banner() -> None:
     from nep.util.console import banner as show
+    from nep.util.console import describe
 
-    show("split", f"split the examples into train and test ({load_section('split').strategy})", [paths.PROCESS])
+    cfg = load_section("split")
+    # what is read: the process stage's examples, or the external sets that stand in for them
+    inputs = [cfg.external_train or paths.PROCESS, *([cfg.external_test] if cfg.external_test else [])]
+    shown = [describe(p) if Path(p).exists() or p == paths.PROCESS else f"{p} (hub)" for p in inputs]
+    show("split", f"split the examples into train and test ({cfg.strategy})", ", ".join(shown))
 
 
 if __name__ == "__main__":

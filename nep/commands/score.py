@@ -290,7 +290,7 @@ def write_outputs(scored: Scored, out: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="nep score", description="Score predictions files against a test set, without the pipeline "
-        "(the evaluate stage's metrics, 95%% intervals and paired tests).")
+        "(the evaluate stage's metrics, 95% intervals and paired tests).")
     parser.add_argument("--test", required=True, metavar="T",
                         help="the test set: an NEP-schema or nep examples JSONL/Parquet file, a directory holding "
                              "data/test.jsonl, or a hub id (lurf21/NextEditPrediction)")
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the share of test examples a file may lack (scored as misses; default 0: every "
                              "example needs a row, as the file predictor's max_failure_rate)")
     parser.add_argument("--revision", default="main", help="the hub dataset's revision (with a hub id)")
-    parser.add_argument("--bootstrap-samples", type=int, default=None, help="resamples (default 10000)")
+    parser.add_argument("--bootstrap-samples", type=int, default=None, metavar="N", help="resamples (default 10000)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the resamples (default 0)")
     parser.add_argument("--width", type=int, default=80, help="columns of the table (default 80)")
     args = parser.parse_args(argv)

@@ -182,6 +182,24 @@ def test_banner_describes_inputs(tmp_path, capsys):
     assert capsys.readouterr().err == line + "\n" and line.startswith("== filter: keep commits <- ")
 
 
+def test_split_banner_names_the_external_test_set_it_reads(tmp_path, monkeypatch, capsys):
+    """A user's own test file (split.external_test) is what the banner names, not only process's."""
+    import stages.split
+    from nep.config.schema import Split
+
+    (tmp_path / "mine.jsonl").write_text('{"x": 1}\n')
+    sections = {"split": Split(strategy="external", external_test=str(tmp_path / "mine.jsonl"))}
+    monkeypatch.setattr(stages.split, "load_section", lambda name: sections[name])
+    stages.split.banner()
+    line = capsys.readouterr().err
+    assert "data/process/examples.jsonl" in line and f"{tmp_path / 'mine.jsonl'} (1 rows" in line
+    sections["split"] = Split(strategy="external", external_test="lurf21/NextEditPrediction",
+                              external_train="lurf21/NextEditPrediction")
+    stages.split.banner()
+    line = capsys.readouterr().err
+    assert "data/process" not in line and line.count("lurf21/NextEditPrediction (hub)") == 2
+
+
 def test_expected_warnings_are_silenced_only_inside_the_block():
     from nep.util.console import expected_warnings
 
