@@ -106,7 +106,8 @@ def format_key(fmt: AnswerFormat) -> dict[str, Any]:
 # The code generation runs: dvc.yaml's code deps of the generate stage (a test keeps them equal).
 # A change to any of it starts a killed run afresh, as it makes `dvc repro` run the stage again.
 CODE = ("stages/generate.py", "nep/core", "nep/util", "nep/config/base.py", "nep/config/params.py",
-        "nep/config/schema.py", "nep/llm", "nep/predictors", "nep/train/model.py", "nep/train/attention.py", "nep/train/gguf.py", "nep/train/tiny.py")
+        "nep/config/schema.py", "nep/llm", "nep/predictors", "nep/train/model.py", "nep/train/attention.py",
+        "nep/train/gguf.py", "nep/train/tiny.py")
 
 
 def code_hash(root: Path | None = None) -> str:
