@@ -105,7 +105,7 @@ def test_eos_follows_the_model_not_the_tokenizer(tiny_dir, tmp_path):
     assert turn_end_id(tokenizer) == end
     add_markers(tokenizer, model)
     kept, _ = sft_examples([example()], tokenizer, 4096)
-    row = training_row(tokenizer, **kept[0])
+    row = training_row(tokenizer, kept[0]["prompt"], kept[0]["completion"])  # the example also carries its versions
     assert row["input_ids"][-1] == end and row["completion_mask"][-1] == 1  # training ends on the model's EOS
 
 
