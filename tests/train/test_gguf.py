@@ -69,6 +69,7 @@ def test_every_truncation_and_damage_is_refused_in_one_line_naming_the_param(tmp
         check_gguf(cut)
 
 
+@pytest.mark.slow  # a finetune process (torch, transformers): seconds; the check itself is tested above
 def test_the_finetune_stage_refuses_a_truncated_gguf_in_one_line(tmp_path):
     """The reproduction: `finetune.base_model` a .gguf with the right magic and a truncated header.
     The real SmolLM2 file cut short when the wheel is installed, else the small file."""
