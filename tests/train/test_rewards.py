@@ -136,3 +136,37 @@ def test_a_completion_that_did_not_end_gets_only_the_penalty():
     got = ended(prompts=["p", "p"], completions=["", ""], completion_ids=[[5, 0], [5, 6]],
                 original=[ORIGINAL] * 2, current=[CURRENT] * 2, ground_truth=[TRUTH] * 2)
     assert got == [pytest.approx(2.25), -1.0]  # the second ran to the length limit: no EOS id at its end
+
+
+# ---------------------------------------------------------------- answer formats (process.format)
+
+
+def test_rewards_read_candidates_in_the_answer_format():
+    from nep.config.schema import Format
+    from nep.core.formats import answer_format
+
+    blocks = answer_format(Format(answer="blocks"))
+    right = "<<<<<<< ORIGINAL\nc = 3\n=======\nc = 3\nd = 4\n>>>>>>> UPDATED\n\n"
+    assert score_candidate(right, weights=W, fmt=blocks, **SECTIONS).exact_match == 1.0
+    # the same text is no next version in the paper's format, and a block that is nowhere is none in blocks
+    assert score_candidate(right, weights=W, **SECTIONS).exact_match == 0.0
+    missing = score_candidate(right.replace("c = 3\n=", "z = 9\n="), weights=W, fmt=blocks, **SECTIONS)
+    assert missing.unextractable == 1.0 and missing.reward == -1.0
+    reward = reward_function(W, fmt=blocks)
+    assert reward(prompts=["p"], completions=[right], original=[ORIGINAL], current=[CURRENT], ground_truth=[TRUTH]) == [
+        score_candidate(right, weights=W, fmt=blocks, **SECTIONS).reward]
+
+
+def test_posttrain_records_in_a_format_keep_their_versions():
+    from nep.config.schema import Format
+    from nep.core.formats import answer_format
+    from nep.train.posttrain import in_format
+
+    text = build_training_text(ORIGINAL, CURRENT, TRUTH, path="f.py")
+    record = {"id": "x", "prompt": text.prompt, "completion": text.completion, "original": ORIGINAL,
+              "current": CURRENT, "next": TRUTH}
+    region = answer_format(Format(answer="region", region_lines=1, omit_original=True))
+    (converted,), unwritable = in_format([record], region)
+    assert not unwritable and converted["prompt"] == region.prompt(record) != record["prompt"]
+    assert prompt_sections(converted, region) == SECTIONS
+    assert in_format([record], answer_format(None)) == ([record], {})
