@@ -45,6 +45,7 @@ def run(
     n = write_jsonl(output_path, examples if fmt.is_paper else unwritable_counted(examples, fmt, unwritable))
     metrics = {"records_in": n + sum(drops.values()), "examples_out": n, **flat_counts("dropped", drops)}
     if not fmt.is_paper:  # examples whose next version the answer format cannot write (finetune drops them)
+        metrics[f"format.{fmt.name}.writable"] = n - sum(unwritable.values())
         metrics.update(flat_counts(f"format.{fmt.name}.unwritable", unwritable))
     write_metrics(metrics_path, metrics)
     return metrics

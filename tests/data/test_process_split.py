@@ -52,6 +52,24 @@ def test_process_cuts_files_to_the_edit_window():
     assert whole["original"] == OLD and whole["next"] == NEW
 
 
+@pytest.mark.parametrize(("answer", "expected"), [
+    ("whole", {}),  # the paper's: the counts as they were
+    ("blocks", {"format.blocks.writable": 1}),
+    ("region", {"format.region.writable": 0, "format.region.unwritable.edit_outside_region": 1}),
+])
+def test_process_counts_what_the_answer_format_cannot_write(tmp_path, answer, expected):
+    from nep.config.schema import section
+    from nep.util.jsonl import read_jsonl, write_jsonl
+    from stages.process import run
+
+    write_jsonl(tmp_path / "in.jsonl", [labeled(1)])
+    cfg = section("process", {"context_lines": 0, "format": {"answer": answer, "region_lines": 1}})
+    metrics = run(cfg, input_path=tmp_path / "in.jsonl", output_path=tmp_path / "out.jsonl",
+                  metrics_path=tmp_path / "m.json")
+    assert {k: v for k, v in metrics.items() if k.startswith("format.")} == expected
+    assert metrics["examples_out"] == 1 and len(list(read_jsonl(tmp_path / "out.jsonl"))) == 1  # examples kept
+
+
 def examples(repos: int, commits: int, files: int = 2) -> list[dict]:
     return [
         {"id": f"{r}-{c}-{f}", "repos": f"repo{r}", "commit": f"{r}c{c}", "timestamp": 1000 + c,
