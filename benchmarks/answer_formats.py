@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--train", required=True)
     parser.add_argument("--test", required=True)
     parser.add_argument("--preset", default="presets/smollm2.yaml")
-    parser.add_argument("--formats", nargs="+", default=["whole", "region", "blocks"])
+    parser.add_argument("--formats", nargs="*", default=["whole", "region", "blocks"])
     parser.add_argument("--region-lines", type=int, default=8)
     parser.add_argument("--omit-original", action="store_true")
     parser.add_argument("--train-examples", type=int, default=64)
