@@ -5,6 +5,8 @@ options are the dataclass fields of each class):
 
 - ``identity``: the current version unchanged (a floor).
 - ``propagate``: repeats the most recent edit at the next place it applies (nep.predictors.propagate).
+- ``lookup``: the training split's most frequent one-line replacement of a line it holds
+  (nep.predictors.lookup).
 - ``finetuned`` / ``hf``: transformers, greedy, `batch_size` prompts of similar length at a time
   (nep.predictors.hf).
 - ``vllm``: the offline vLLM engine, every remaining prompt at once (nep.predictors.vllm).
@@ -32,6 +34,7 @@ KINDS: dict[str, str] = {
     "file": "nep.predictors.file:FilePredictor",
     "identity": "nep.predictors.baselines:IdentityPredictor",
     "propagate": "nep.predictors.baselines:PropagatePredictor",
+    "lookup": "nep.predictors.lookup:LookupPredictor",
 }
 # Keys of a predictor's params entry that are not options of its class.
 RESERVED_KEYS = ("kind", "needs")
