@@ -105,3 +105,26 @@ def test_real_smollm2_from_gguf_trains_two_lora_steps_and_answers(smollm2, tmp_p
     assert (record["extracted"], record["extraction"]) == (True, "completion")
     assert record["output"].strip()
     assert not any(m in answer.raw_output for m in ("<|next_version|>", "<|im_start|>", "<|im_end|>"))
+
+
+@pytest.mark.slow
+def test_real_smollm2_prompt_lookup_gives_the_greedy_answers_byte_for_byte(smollm2):
+    """Speculative copying (generate.prompt_lookup_tokens) on real weights: each answer the same
+    text, token count and stop reason as batched greedy decoding (the base model given the training
+    prompt loops, so the replayed loop guard is exercised too)."""
+    from nep.predictors.base import Settings
+    from nep.predictors.hf import HFPredictor
+
+    examples = []
+    for i, (a, b) in enumerate([("w", "width"), ("h", "height"), ("perimeter", "outline")]):
+        current = CURRENT.replace(a, b, 1)
+        text = build_training_text(ORIGINAL, current, NEXT.replace(a, b), path="shapes.py")
+        examples.append({"id": str(i), "prompt": text.prompt, "next": NEXT, "current": current, "language": "Python"})
+    predictor = HFPredictor(model=SMOLLM2, chat=False)
+
+    def answers(**overrides):
+        settings = Settings.of(None, None, max_new_tokens=64, batch_size=3, max_growth_tokens=16, **overrides)
+        out = {i: p for group in predictor.predict(examples, [0, 1, 2], settings) for i, p in group}
+        return [(out[i].raw_output, out[i].output_tokens, out[i].tags) for i in range(3)]
+
+    assert answers(prompt_lookup_tokens=10) == answers()
