@@ -281,7 +281,11 @@ def test_dvc_plots_show_writes_an_offline_page_with_every_chart(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stages.report"], cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads((project / "metrics/report.json").read_text())["charts"] == len(CHARTS)
-    assert len(list((project / paths.REPORT).glob("*.svg"))) == len(CHARTS)
+    # ... and the risk-coverage chart beside them (nep.evaluate.coverage_report, its own table)
+    from nep.evaluate.coverage_report import RISK_CHART
+
+    svgs = {p.name for p in (project / paths.REPORT).glob("*.svg")}
+    assert RISK_CHART in svgs and len(svgs - {RISK_CHART}) == len(CHARTS)
 
 
 def test_provenance_names_model_data_backends_and_warns_of_the_smoke_model():

@@ -254,7 +254,8 @@ def test_dvc_plots_show_draws_every_declared_plot(two_predictors: Path):
     shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
     (root / ".dvc").mkdir()
     shutil.copytree(REPO_ROOT / ".dvc/plots", root / ".dvc/plots")
-    evaluate_stage.write(run(["finetuned", "identity"]))
+    names = ["finetuned", "identity"]
+    evaluate_stage.write(run(names), {name: paths.generations(name) for name in names}, "next_version")
     data = json.loads(run_dvc(root, "plots", "show", "--json"))["data"]
     declared = [next(iter(p)) for p in yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["plots"]]
     evaluate_plots = [p for p in declared if "predictor" in p or "language" in p]
