@@ -139,14 +139,22 @@ class TransformersGenerator:
         if progress is not None:
             criteria.append(RowProgress(progress, self.eos_ids, width, budget))
         steps = StepScores()
+        # prompt lookup: its drafter runs the logits processors and stopping criteria before the model
+        # does, so the first token's time is the end of the model's first forward pass (the prefill)
+        prefill = FirstForward(self.model) if prompt_lookup > 0 else None
         start = time.perf_counter()
-        with torch.inference_mode():
-            generated = self.model.generate(
-                **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
-                logits_processor=LogitsProcessorList([steps]),
-            )
+        try:
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
+                    logits_processor=LogitsProcessorList([steps]),
+                )
+        finally:
+            if prefill is not None:
+                prefill.remove()
         elapsed = time.perf_counter() - start
-        ttft = steps.first - start if steps.first is not None else None
+        first = prefill.first if prefill is not None else steps.first
+        ttft = first - start if first is not None else None
         if prompt_lookup > 0:
             # a draft's rejected tokens also pass the logits processors: read the kept tokens' scores
             chosen = chosen_logprobs(generated.scores)
@@ -234,6 +242,21 @@ class RowProgress:
             self.progress(now - self.reported)
             self.reported = now
         return torch.zeros(len(last), dtype=torch.bool, device=last.device)
+
+
+class FirstForward:
+    """Notes when the model's first forward pass ends (a forward hook, removed by `remove`)."""
+
+    def __init__(self, model):
+        self.first: float | None = None
+        self._handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def remove(self) -> None:
+        self._handle.remove()
 
 
 def missing_model(param: str, model: str, error: Exception) -> NepError:
@@ -359,7 +382,9 @@ class HFPredictor(Predictor):
             import torch
 
             threads = torch.get_num_threads()
-        return {"device": device, "machine": describe(device, threads), "batch_size": settings.batch_size}
+        # prompt lookup answers one prompt per call (transformers' assisted decoding takes one row)
+        batch = 1 if settings.prompt_lookup_tokens > 0 else settings.batch_size
+        return {"device": device, "machine": describe(device, threads), "batch_size": batch}
 
 
 @dataclass

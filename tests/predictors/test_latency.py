@@ -159,3 +159,38 @@ def test_runner_keeps_times_beside_the_records(tmp_path, tiny_dir, monkeypatch):
     rows = list(read_jsonl(tmp_path / "a" / "timing" / "tiny.answers.jsonl"))
     assert [r["id"] for r in rows] == [r["id"] for r in records]
     assert all(r["latency_s"] > 0 and r["batch"] in (1, 2) and r["ttft_s"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("prompt_lookup", [0, 5])
+def test_hf_first_token_time_is_not_before_the_prefill(tiny_dir, prompt_lookup):
+    """The first token exists only after the first forward pass: with prompt lookup, too, whose
+    drafter runs the logits processors before the model does (a logits processor's first call would
+    put the first token before the prefill). A prefill made 0.3 s slower must show in ttft."""
+    import time as clock
+
+    exs = examples()[:2]
+    predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
+    predict_all(predictor, exs[:1], max_new_tokens=2, batch_size=1)  # loads the model
+    model = predictor.generator.model
+    forward = model.forward
+    calls = []
+
+    def slow_first_forward(*args, **kwargs):
+        if not calls:
+            clock.sleep(0.3)
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    model.forward = slow_first_forward
+    try:
+        (pred,) = predict_all(predictor, exs[1:], max_new_tokens=6, batch_size=1, prompt_lookup_tokens=prompt_lookup)
+    finally:
+        model.forward = forward
+    assert pred.ttft_s >= 0.3 and pred.ttft_s <= pred.latency_s
+
+
+def test_hf_timing_row_names_the_batch_a_call_really_holds(tiny_dir):
+    predictor = build_predictor("tiny", {"kind": "hf", "model": str(tiny_dir), "device": "cpu"})
+    assert predictor.runs_on(Settings.of(batch_size=8))["batch_size"] == 8
+    # prompt lookup answers one prompt per call, whatever generate.batch_size says
+    assert predictor.runs_on(Settings.of(batch_size=8, prompt_lookup_tokens=10))["batch_size"] == 1
