@@ -9,8 +9,23 @@ and half-open.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+
+def common_affixes(a: Sequence, b: Sequence) -> tuple[int, int]:
+    """Lengths of the longest common prefix of `a` and `b` and of their longest common suffix in
+    what the prefix leaves (the two never overlap): strings, token lists, any sequences."""
+    shortest = min(len(a), len(b))
+    prefix = 0
+    while prefix < shortest and a[prefix] == b[prefix]:
+        prefix += 1
+    suffix = 0
+    while suffix < shortest - prefix and a[-1 - suffix] == b[-1 - suffix]:
+        suffix += 1
+    return prefix, suffix
+
 
 EditType = Literal["add", "delete", "replace"]
 EDIT_TYPES: tuple[EditType, ...] = ("add", "delete", "replace")

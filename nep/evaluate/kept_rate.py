@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from nep.core.edits import common_affixes
 from nep.evaluate.zed import WHITESPACE
 
 MAX_DIRTY_LENGTH_DELTA = 512
@@ -109,12 +110,7 @@ def _lcs_masks(a: list[str], b: list[str], *, want_b: bool = True) -> tuple[list
         return keep_a, keep_b
     if a == b:
         return [True] * len(a), [True] * len(b)
-    prefix = 0
-    while prefix < min(len(a), len(b)) and a[prefix] == b[prefix]:
-        prefix += 1
-    suffix = 0
-    while suffix < min(len(a), len(b)) - prefix and a[-1 - suffix] == b[-1 - suffix]:
-        suffix += 1
+    prefix, suffix = common_affixes(a, b)
     for k in range(prefix):
         keep_a[k] = keep_b[k] = True
     for k in range(1, suffix + 1):

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nep.core.edits import Chunk, compute_chunks, split_lines
+from nep.core.edits import Chunk, common_affixes, compute_chunks, split_lines
 
 _WORD = re.compile(r"\w+")
 
@@ -58,12 +58,7 @@ def _indent(line: str) -> str:
 
 def substitution(old: str, new: str) -> tuple[str, str]:
     """The differing middle ``a → b`` of one line change; `a` is non-empty unless `old` is."""
-    p = 0
-    while p < min(len(old), len(new)) and old[p] == new[p]:
-        p += 1
-    s = 0
-    while s < min(len(old), len(new)) - p and old[-1 - s] == new[-1 - s]:
-        s += 1
+    p, s = common_affixes(old, new)
     a, b = old[p : len(old) - s], new[p : len(new) - s]
     if not a and s:  # pure insertion inside the line: anchor on the next character
         a, b = old[p : p + 1], new[p : len(new) - s + 1]

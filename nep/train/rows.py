@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from nep.core.edits import common_affixes
 from nep.core.formats import PAPER, AnswerFormat, Unrepresentable
 from nep.core.prompts import NEXT, model_boundary, parse_prompt, strip_template_newline
 from nep.util.errors import NepError
@@ -58,7 +59,7 @@ def sft_examples(
             continue
         prompt_ids = tokenizer(model_boundary(prompt)[0])["input_ids"]  # as generation tokenizes it
         full_ids = training_row(tokenizer, prompt, completion)["input_ids"]
-        prefix = _common_prefix(prompt_ids, full_ids)
+        prefix = common_affixes(prompt_ids, full_ids)[0]
         if prefix >= max_seq_length:
             stats.dropped["prompt_too_long"] += 1
             continue
@@ -102,11 +103,6 @@ def training_row(tokenizer, prompt: str, completion: str) -> dict[str, list[int]
     }
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return n
 
 
 def changed_spans(current: str, answer: str) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from conftest import TINY_EDITS, make_example
+from predictors.test_predictors import chat_model
 
 from nep.config.schema import Format, section
 from nep.core.formats import FORMATS, Unrepresentable, answer_format
@@ -20,10 +21,6 @@ from nep.predictors.prompts import system_instruction
 from nep.predictors.runner import generate
 from nep.util.jsonl import read_jsonl, write_jsonl
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
 # reasons an answer in some format may give for not applying, besides the styles' own
 REASONS = {"none", "incomplete", "diff", "region_malformed", "region_unterminated", "blocks_malformed", "block_empty",
            "block_not_found", "block_ambiguous", "blocks_overlap", "prompt_too_long"}
@@ -142,14 +139,7 @@ def test_a_finetuned_tiny_model_in_each_format(name, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_the_base_model_chat_prompt_asks_for_the_format(name, tiny_dir, tmp_path):
-    import shutil
-
-    chat_dir = tmp_path / "chat"
-    shutil.copytree(tiny_dir, chat_dir)
-    config_path = chat_dir / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["chat_template"] = CHAT_TEMPLATE
-    config_path.write_text(json.dumps(config))
+    chat_dir = chat_model(tiny_dir, tmp_path)
     predictor = build_predictor("base_chat", {"kind": "hf", "model": str(chat_dir), "chat": True, "device": "cpu"})
     f = fmt(name)
     groups = list(predictor.predict(examples()[:1], [0], Settings.of(max_new_tokens=4, threads=1, fmt=f)))

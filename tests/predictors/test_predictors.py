@@ -363,7 +363,8 @@ CHAT_TEMPLATE = (
 )
 
 
-def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
+def chat_model(tiny_dir: Path, tmp_path: Path) -> Path:
+    """A copy of the tiny model whose tokenizer has CHAT_TEMPLATE (an instruct model's stand-in)."""
     import shutil
 
     chat_dir = tmp_path / "chat"
@@ -372,6 +373,11 @@ def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
     config = json.loads(config_path.read_text())
     config["chat_template"] = CHAT_TEMPLATE
     config_path.write_text(json.dumps(config))
+    return chat_dir
+
+
+def test_hf_instruct_model_gets_the_chat_template(tiny_dir, tmp_path):
+    chat_dir = chat_model(tiny_dir, tmp_path)
     predictor = build_predictor("instruct", {"kind": "hf", "model": str(chat_dir), "device": "cpu"})
     assert predictor.style == "chat"  # auto: the tokenizer has a chat template
     ex = examples()[0]
