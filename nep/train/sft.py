@@ -9,7 +9,7 @@ appends EOS (`training_row`, so the prompt's tokens are generation's); SFTTraine
 checks the gradient), truncates to `max_seq_length`, pads and trains. With
 `finetune.changed_token_weight` ≠ 1 each row also carries per-token weights (`changed_token_weights`:
 the answer's lines not copied from the current version weigh that much, the rest 1), which
-`WeightedCollator` pads and `weighted_loss` applies; the pre-pass (nep/train/rows.py,
+`WeightedCollator` pads and `label_loss` applies; the pre-pass (nep/train/rows.py,
 `sft_examples`) only counts and drops, so every loss is reported. One CPU, one GPU,
 or several processes under `accelerate launch` (same global batch: the accumulation is split
 across processes).
@@ -173,10 +173,9 @@ def fused_loss_available() -> bool:
 
 
 def sft_trainer_class():
-    """trl's SFTTrainer, with the model's own causal-LM loss (transformers' Trainer.compute_loss:
-    the same token-averaged cross-entropy over the completion labels, without the fused LM head)
-    where trl's fused kernels cannot run (the CPU)."""
-    from transformers import Trainer
+    """trl's SFTTrainer, with nep's own completion-only loss (`label_loss`: the token-averaged
+    cross-entropy transformers computes, the LM head run on the completion only) where trl's fused
+    kernels cannot run (the CPU) or tokens are weighted."""
     from trl import SFTTrainer
 
     class NepSFTTrainer(SFTTrainer):
@@ -185,29 +184,36 @@ def sft_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training and "attention_mask" in inputs:
                 self.trained_tokens += int(self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum())
-            if "token_weights" in inputs:  # finetune.changed_token_weight != 1
-                return self.weighted_loss(model, inputs, return_outputs, num_items_in_batch)
-            if fused_loss_available():
+            if fused_loss_available() and "token_weights" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+            return self.label_loss(model, inputs, return_outputs, num_items_in_batch)
 
-        def weighted_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            """The causal-LM cross-entropy with each label token's weight (`token_weights`), summed
-            and divided by the label tokens as transformers divides its own loss (those of the whole
+        def label_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """The causal-LM cross-entropy over the completion labels, each label token weighted by
+            `token_weights` when the row has them (finetune.changed_token_weight != 1), summed and
+            divided by the label tokens as transformers divides its own loss (those of the whole
             accumulated batch when the Trainer counts them): with every weight 1 it is the model's
-            loss."""
+            loss. The LM head runs only from the first labelled position on (the model's public
+            `logits_to_keep`): the prompt's logits are never used (the loss is completion-only),
+            and on SmolLM2 the head is a fifth of the forward pass."""
             import torch
 
             inputs = dict(inputs)
-            weights, labels = inputs.pop("token_weights"), inputs.pop("labels")
-            outputs = model(**inputs)
+            weights, labels = inputs.pop("token_weights", None), inputs.pop("labels")
+            targets = labels[:, 1:]
+            counted = targets != -100
+            labelled = counted.any(dim=0).nonzero()
+            first = int(labelled[0]) if len(labelled) else targets.shape[1] - 1
+            keep = targets.shape[1] - first  # logits of positions first .. n-2 predict labels first+1 .. n-1
+            outputs = model(**inputs, logits_to_keep=keep + 1)
             logits = outputs.logits[:, :-1, :].float()
-            targets, weights = labels[:, 1:], weights[:, 1:].to(logits.dtype)
+            targets, counted = targets[:, first:], counted[:, first:]
             losses = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="none"
             ).view_as(targets)
-            counted = targets != -100
-            total = (losses * weights * counted).sum()
+            if weights is not None:
+                losses = losses * weights[:, 1:][:, first:].to(losses.dtype)
+            total = (losses * counted).sum()
             if num_items_in_batch is not None:
                 loss = total / num_items_in_batch
                 if self.args.average_tokens_across_devices and self.model_accepts_loss_kwargs:

@@ -107,15 +107,17 @@ def test_loss_masked_on_prompt_through_the_next_version_line(trainer):
 
 
 def _logit_grads(trainer, batch, loss_fn):
-    """The gradient of `loss_fn(inputs)`'s loss with respect to the model's logits, per position."""
+    """The gradient of `loss_fn(inputs)`'s loss with respect to the decoder's last hidden states, per
+    position: the LM head maps position t's state to position t's logits alone, so a position gets
+    a gradient exactly when its logits count (whether or not the head ran on the others)."""
     model = trainer.model
     captured = {}
 
     def keep(_module, _args, output):
-        output.logits.retain_grad()
-        captured["logits"] = output.logits
+        output.retain_grad()
+        captured["logits"] = output
 
-    handle = model.register_forward_hook(keep)
+    handle = model.get_base_model().model.norm.register_forward_hook(keep)
     try:
         model.zero_grad()
         loss = loss_fn(dict(batch))
@@ -143,13 +145,32 @@ def test_prompt_tokens_carry_no_loss(trainer):
     weights = torch.ones_like(batch["input_ids"], dtype=torch.float)
     weights[0, n_prompt + 2] = 5.0  # any weight on an answer token, any on the prompt
     weights[0, : n_prompt] = 7.0
-    weighted, wgrads = _logit_grads(trainer, batch, lambda inputs: trainer.weighted_loss(
+    weighted, wgrads = _logit_grads(trainer, batch, lambda inputs: trainer.label_loss(
         trainer.model, {**inputs, "token_weights": weights}))
     assert torch.all(wgrads[: n_prompt - 1] == 0) and torch.all(wgrads[n_prompt - 1 : -1] > 0)
-    # all weights 1: the weighted loss is the model's own
-    same = trainer.weighted_loss(trainer.model, {**batch, "token_weights": torch.ones_like(weights)})
+    # all weights 1: the weighted loss is the model's own, which is transformers' loss on every logit
+    same = trainer.label_loss(trainer.model, {**batch, "token_weights": torch.ones_like(weights)})
     assert same.item() == pytest.approx(loss.item(), rel=1e-5)
+    with torch.no_grad():
+        own = trainer.model(**batch).loss  # the model's forward with labels: logits at every position
+    assert loss.item() == pytest.approx(own.item(), rel=1e-5)
     trainer.model.eval()
+
+
+def test_the_loss_on_a_padded_batch_is_the_models_own(trainer):
+    """Two rows of different lengths in one batch (padding, answers starting at different
+    positions): the loss that runs the LM head from the first labelled position on equals the
+    model's own loss over every logit."""
+    import torch
+
+    row = trainer.train_dataset[0]
+    rows = [row, {"input_ids": row["input_ids"][7:], "labels": row["labels"][7:]}]  # 7 prompt tokens fewer
+    batch = trainer.data_collator([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows])
+    assert batch["attention_mask"].sum(1).tolist() != [batch["input_ids"].shape[1]] * 2  # one row is padded
+    with torch.no_grad():
+        ours = trainer.label_loss(trainer.model, dict(batch))
+        own = trainer.model(**batch).loss
+    assert ours.item() == pytest.approx(own.item(), rel=1e-5)
 
 
 def test_changed_token_weights_mark_the_lines_the_edit_writes(trainer):
