@@ -39,7 +39,10 @@ KINDS: dict[str, str] = {
 # Keys of a predictor's params entry that are not options of its class.
 RESERVED_KEYS = ("kind", "needs")
 # Options every kind takes (the base class's policy), with their types.
-COMMON_OPTIONS: dict[str, Any] = {"max_failure_rate": float}
+# `format`: this predictor's own answer format, a `process.format` section (nep.config.schema.Format) that
+# replaces the run's for it alone (the fair base model asked for the whole next version while the
+# fine-tuned model answers in edit blocks).
+COMMON_OPTIONS: dict[str, Any] = {"max_failure_rate": float, "format": dict}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,9 +99,31 @@ def _check(name: str, entry: dict[str, Any]) -> None:
     rate = options.get("max_failure_rate", 0.0)
     if not 0 <= rate <= 1:
         raise ValueError(f"{where}.max_failure_rate: {rate!r} is out of range (allowed: 0 to 1)")
+    if "format" in options:
+        own_format(name, options["format"])
     problem = cls.check_options({k: v for k, v in options.items() if k not in COMMON_OPTIONS})
     if problem:
         raise ValueError(f"{where}.{problem[0]}: {problem[1]}")
+
+
+def own_format(name: str, section: dict[str, Any]):
+    """The answer format a predictor's `format` option names (nep.core.formats), or ValueError naming
+    `generate.predictors.<name>.format.<key>`."""
+    from pydantic import ValidationError
+
+    from nep.config.schema import Format
+    from nep.core.formats import answer_format
+
+    where = f"generate.predictors.{name}.format"
+    try:
+        return answer_format(Format.model_validate(section))
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ").removeprefix(f"process.format.{key}: ")
+        raise ValueError(f"{where}{'.' + key if key else ''}: {msg}") from None
+    except ValueError as e:
+        raise ValueError(f"{where}.answer: {e}") from None
 
 
 def _finite(value: Any) -> bool:

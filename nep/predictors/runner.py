@@ -33,6 +33,7 @@ second, batch size, device, machine: nep.predictors.latency) and, one line per a
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -48,8 +49,8 @@ from tqdm import tqdm
 from nep.core.formats import PAPER, AnswerFormat
 from nep.core.prompts import template_completion
 from nep.predictors import latency
-from nep.predictors.base import Prediction, Settings
-from nep.predictors.kinds import build_predictor
+from nep.predictors.base import Prediction, Settings, current_version
+from nep.predictors.kinds import build_predictor, own_format
 from nep.predictors.stop import CUT, INCOMPLETE
 from nep.util import paths
 from nep.util.console import bars
@@ -243,6 +244,11 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
     if any("stop" in a["tags"] for a in answers):  # answers ended at a token limit, not by the model
         cut["cut"] = sum(a["tags"].get("stop") in CUT for a in answers)
         cut["cut_rate"] = cut["cut"] / n if n else 0.0
+        # answers the model ended itself (not cut at a limit, not stopped in a loop)
+        cut["ended"] = sum(a["tags"].get("stop") not in INCOMPLETE and not a["skipped"] for a in answers)
+        cut["ended_rate"] = cut["ended"] / n if n else 0.0
+    # next versions that are the current version unchanged (compared without final newlines): no edit
+    copies = sum(r["extracted"] and is_copy(r) for r in records)
     return {
         "examples": n,
         "extracted": extracted,
@@ -253,7 +259,15 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
         **flat_counts("extraction", Counter(r["extraction"] for r in records)),
         **{k: v for k, v in sorted(tags.items())},
         **cut,
+        "copies": copies,
+        "copy_rate": copies / n if n else 0.0,
     }
+
+
+def is_copy(record: dict[str, Any]) -> bool:
+    """The record's next version is its current version unchanged, up to final newlines."""
+    current = current_version(record)
+    return current is not None and record["output"].rstrip("\n") == current.rstrip("\n")
 
 
 def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> dict[str, Any]:
@@ -298,6 +312,8 @@ def generate(
     for noisy in ("httpx", "openai"):  # one INFO line per HTTP request otherwise
         logging.getLogger(noisy).setLevel(logging.WARNING)
     predictor = build_predictor(name, entry)
+    if entry.get("format"):  # the predictor's own answer format replaces the run's
+        settings = dataclasses.replace(settings, answer_format=own_format(name, entry["format"]))
     test_path = Path(test_path)
     if not test_path.is_file():
         raise NepError(f"{test_path}: file not found (run the split stage first)")

@@ -365,3 +365,25 @@ def test_dvc_repro_asks_tolerated_failures_again_once_the_endpoint_is_back(tmp_p
         assert (project / rel).read_bytes() == (other / rel).read_bytes(), rel
     uninterrupted = yaml.safe_load((other / "dvc.lock").read_text())["stages"]["generate@api"]
     assert (healed["deps"], healed["outs"]) == (uninterrupted["deps"], uninterrupted["outs"])  # params: the port
+
+
+def test_generation_metrics_count_answers_that_end_and_copies():
+    """`ended` counts answers the model finished (not cut at a limit, not stopped in a loop);
+    `copies` the next versions equal to the current version (final newlines aside)."""
+    from conftest import make_example
+
+    from nep.predictors.runner import make_record, summarize
+    from nep.predictors.stop import EOS, GROWTH, LENGTH, REPEATED
+
+    ex = make_example("a = 1\nb = 2\n", "a = 1\nb = 3\n", "a = 1\nb = 3\nc = 4\n")
+    current = ex["current"]
+
+    def answer(raw, stop):
+        return {"raw_output": raw, "style": "completion", "skipped": "", "output_tokens": 3, "tags": {"stop": stop}}
+
+    answers = [answer(current + "\n", EOS), answer(current.rstrip("\n"), EOS), answer(ex["next"], EOS),
+               answer("a = 1\n", LENGTH), answer("a = 1\n", GROWTH), answer("b\nb\nb\n", REPEATED)]
+    records = [make_record(ex, a) for a in answers]
+    m = summarize(records, answers)
+    assert (m["ended"], m["cut"], m["copies"]) == (3, 2, 2)
+    assert m["ended_rate"] == pytest.approx(0.5) and m["copy_rate"] == pytest.approx(1 / 3)

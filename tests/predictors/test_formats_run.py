@@ -105,6 +105,35 @@ def test_records_hold_the_full_next_version_in_every_format(name, tmp_path, monk
     assert all(r["prompt"] == e["prompt"] for r, e in zip(records, examples(), strict=True))  # evaluate parses it
 
 
+def test_a_predictor_with_its_own_format_is_asked_and_read_in_it(tmp_path, monkeypatch):
+    """`generate.predictors.P.format` replaces the run's answer format for P alone (the fair base
+    model asked for the whole next version while the run trains edit blocks): P is asked in it,
+    its answers read in it, and its checkpoint keyed on it; a bad section fails in one line."""
+    import nep.predictors.runner as runner
+
+    test = tmp_path / "test.jsonl"
+    write_jsonl(test, examples())
+    oracle = Oracle()
+    monkeypatch.setattr(runner, "build_predictor", lambda n, e: oracle)
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    run = Settings.of(max_new_tokens=8, fmt=Format(answer="blocks"))
+
+    def records(entry):
+        out = tmp_path / "out.jsonl"
+        generate("oracle", entry, run, test_path=test, out_path=out, metrics_path=tmp_path / "m.json",
+                 timing_path=tmp_path / "t.json", progress=False)
+        return list(read_jsonl(out))
+
+    own = records({"kind": "oracle", "format": {"answer": "whole"}})
+    assert oracle.fmt.name == "whole" and [r["output"] for r in own] == [e["next"] for e in examples()]
+    assert [r["raw_output"].split("\n")[0] for r in own] != ["<<<<<<< ORIGINAL"] * len(own)
+    runs = records({"kind": "oracle"})  # the run's blocks: a new checkpoint, not the whole answers again
+    assert oracle.fmt.name == "blocks" and all(r["raw_output"].startswith("<<<<<<< ORIGINAL") for r in runs)
+    assert [r["output"] for r in runs] == [e["next"] for e in examples()]
+    with pytest.raises(ValueError, match=r"^generate.predictors.b.format.answer: unknown 'wholee' .*did you mean 'whole'"):
+        build_predictor("b", {"kind": "identity", "format": {"answer": "wholee"}})
+
+
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_a_finetuned_tiny_model_in_each_format(name, tmp_path, monkeypatch):
     """Fine-tune the tiny model for two steps in the format and generate with it: every record is a
