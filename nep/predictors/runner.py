@@ -245,7 +245,7 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
         cut["cut"] = sum(a["tags"].get("stop") in CUT for a in answers)
         cut["cut_rate"] = cut["cut"] / n if n else 0.0
         # answers the model ended itself (not cut at a limit, not stopped in a loop)
-        cut["ended"] = sum(a["tags"].get("stop") not in INCOMPLETE and not a["skipped"] for a in answers)
+        cut["ended"] = sum(a["tags"].get("stop") not in INCOMPLETE and not a.get("skipped") for a in answers)
         cut["ended_rate"] = cut["ended"] / n if n else 0.0
     # next versions that are the current version unchanged (compared without final newlines): no edit
     copies = sum(r["extracted"] and is_copy(r) for r in records)
@@ -267,7 +267,8 @@ def summarize(records: list[dict[str, Any]], answers: list[dict[str, Any]]) -> d
 def is_copy(record: dict[str, Any]) -> bool:
     """The record's next version is its current version unchanged, up to final newlines."""
     current = current_version(record)
-    return current is not None and record["output"].rstrip("\n") == current.rstrip("\n")
+    output = record.get("output")
+    return current is not None and isinstance(output, str) and output.rstrip("\n") == current.rstrip("\n")
 
 
 def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> dict[str, Any]:
