@@ -363,3 +363,25 @@ def test_relative_links_and_anchors_resolve():
                 if anchor not in anchors:
                     problems.append(f"{page.relative_to(REPO_ROOT)}: link {target}: no such heading")
     assert not problems, "\n".join(problems)
+
+
+def test_the_readme_real_model_table_matches_its_files():
+    """The README's real-model table is the preset run's files: each row's delta chrF, copies and
+    answers that ended equal docs/real-model/clusters-blocks/summary.json's (and exact its share)."""
+    import json
+
+    summary = json.loads((REPO_ROOT / "docs/real-model/clusters-blocks/summary.json").read_text())
+    rows = {"finetuned": "finetuned", "base model, chat prompt, whole next version": "base_chat",
+            "base model, fine-tuning template": "base", "propagate": "propagate", "identity": "identity"}
+    readme = (REPO_ROOT / "README.md").read_text()
+    seen = set()
+    for line in readme.splitlines():
+        cells = [c.strip().strip("*") for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in rows:
+            s = summary[rows[cells[0]]]
+            exact, chrf, copies, ended = (c.strip("*").split(" ")[0] for c in cells[1:])
+            assert float(exact) == pytest.approx(s["exact_match"] / s["n"], abs=5e-4), cells[0]
+            assert float(chrf.strip("*")) == pytest.approx(s["delta_chrf"], abs=6e-4), cells[0]  # 3 of its 4 decimals
+            assert (int(copies), int(ended)) == (s["copies"], s["ended"]), cells[0]
+            seen.add(cells[0])
+    assert seen == set(rows)
