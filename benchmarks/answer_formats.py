@@ -41,13 +41,15 @@ def score(records: list[dict[str, Any]], tests: list[dict[str, Any]]) -> tuple[l
     from collections import Counter
 
     from nep.evaluate.metrics import score_example
+    from nep.predictors.runner import is_copy
+    from nep.predictors.stop import INCOMPLETE
 
     rows, reasons = [], Counter()
     for rec, ex in zip(records, tests, strict=True):
         s = score_example(original=ex["original"], current=ex["current"], ground_truth=ex["next"],
                           prediction=rec["output"], extracted=rec["extracted"], id=ex["id"])
-        copy = rec["extracted"] and rec["output"].rstrip("\n") == ex["current"].rstrip("\n")
-        ended = rec.get("stop", "eos") == "eos"
+        copy = rec["extracted"] and is_copy(rec)
+        ended = rec.get("stop") not in INCOMPLETE  # the model ended it (baselines: always)
         rows.append({**rec, "delta_chrf": s.delta_chrf, "exact_match": s.exact_match, "copy": copy, "ended": ended})
         if not rec["extracted"]:
             reasons[rec["extraction"]] += 1

@@ -122,8 +122,6 @@ def own_format(name: str, section: dict[str, Any]):
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ").removeprefix(f"process.format.{key}: ")
         raise ValueError(f"{where}{'.' + key if key else ''}: {msg}") from None
-    except ValueError as e:
-        raise ValueError(f"{where}.answer: {e}") from None
 
 
 def _finite(value: Any) -> bool:
