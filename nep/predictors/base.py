@@ -23,7 +23,9 @@ from nep.core.prompts import parse_prompt
 @dataclass
 class Prediction:
     """A predictor's answer for one example. `skipped` names why there is no model answer
-    (prompt_too_long, missing: final, the same inputs give the same skip); `error` names a failure
+    (prompt_too_long, missing: final, the same inputs give the same skip); `unextracted` names why
+    an answer that exists holds no next version by its producer's reading (an imported row marked
+    `extracted: false`, e.g. block_not_found): scored as a miss with that reason; `error` names a failure
     a rerun may not repeat (backend_error.<reason>): never saved as an answer, counted against the
     predictor's `max_failure_rate`; `raw_output` is "" for both. `style`
     overrides the predictor's output style for this answer; `tags` are deterministic facts for
@@ -37,6 +39,7 @@ class Prediction:
     raw_output: str
     output_tokens: int = 0
     skipped: str | None = None
+    unextracted: str | None = None
     error: str | None = None
     style: Style | None = None
     tags: dict[str, str] = field(default_factory=dict)

@@ -24,7 +24,13 @@ unextracted record with reason `missing` (every metric scores them as misses). T
 the next version as is, unless it holds training markers or `<next_version>` tags, which are
 then extracted as a model's output would be (`style: auto`). `style` forces one reading for every
 row: `direct` (the file as is), `completion` (the raw output of a model trained on the template:
-its template newline removed), `chat` (tags or a fence required). A row's optional `latency_s`
+its template newline removed), `chat` (tags or a fence required). A row marked `extracted: false`
+(nep's own generation records and `benchmarks/run_examples` exports carry it: an answer that held
+no next version, say an edit block whose original lines are not in the current version) is scored
+as such, a miss with the row's `extraction` as its reason (`unextracted` if it has none), never as
+an empty next version; its `raw_output`, if any, is kept. A row's string `stop` (why its answer
+ended, as nep's records say it) is kept as the answer's stop tag, so `ended` counts it as the
+original run did. A row's optional `latency_s`
 (seconds, measured where it was generated) goes to the timing report, its optional `logprob` (the
 answer's confidence, a mean token log-probability) into the record.
 """
@@ -32,6 +38,7 @@ answer's confidence, a mean token log-probability) into the record.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +53,7 @@ from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts, iter_lines, parse_object
 
 FILE_KEYS = ("new_file", "path", "old_file")
+REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")  # an extraction reason's name, as records write them
 SHOWN = 3  # rows (or examples) named per reason in the error of a file that matches too little
 # why a row matched nothing, as the error says it (the keys of FilePredictor.counts)
 WHY = {
@@ -64,6 +72,15 @@ def output_style(text: str) -> Style:
     if OPEN_TAG in text:
         return "chat"
     return "direct"
+
+
+def unextracted_reason(row: dict[str, Any]) -> str:
+    """Why a row marked `extracted: false` has no next version: its `extraction` when that is a
+    reason's name (lowercase words joined by underscores), else `unextracted`."""
+    reason = row.get("extraction")
+    if isinstance(reason, str) and REASON.fullmatch(reason):
+        return reason
+    return "unextracted"
 
 
 @dataclass
@@ -238,8 +255,16 @@ class FilePredictor(Predictor):
                 logprob = (round(float(logprob), LOGPROB_DIGITS)
                            if isinstance(logprob, (int, float)) and not isinstance(logprob, bool) and math.isfinite(logprob)
                            else None)
+                stop = row.get("stop")
+                tags = {"stop": stop} if isinstance(stop, str) and stop else {}
+                if row.get("extracted") is False:  # its producer read no next version in this answer
+                    raw = row.get("raw_output")
+                    group.append((i, Prediction(raw if isinstance(raw, str) else row["output"], tokens, style=style,
+                                                unextracted=unextracted_reason(row), tags=tags,
+                                                latency_s=max(latency, 0.0), logprob=logprob)))
+                    continue
                 group.append((i, Prediction(row["output"], tokens, style=style, latency_s=max(latency, 0.0),
-                                            logprob=logprob)))
+                                            logprob=logprob, tags=tags)))
         yield group
 
     def runs_on(self, settings):

@@ -209,6 +209,8 @@ def make_record(example: dict[str, Any], answer: dict[str, Any], fmt: AnswerForm
         output, extracted, how = "", False, answer["skipped"]
     elif stop in INCOMPLETE:  # cut at a token limit or in a loop: the model never finished its answer
         output, extracted, how = "", False, "incomplete"
+    elif answer.get("unextracted"):  # its producer read no next version in it (an imported row)
+        output, extracted, how = "", False, answer["unextracted"]
     else:
         extraction = fmt.read(answer["raw_output"], answer["style"], example)
         output, extracted, how = extraction.text or "", extraction.ok, extraction.method
@@ -275,7 +277,8 @@ def answer_entry(i: int, example: dict[str, Any], p: Prediction, style: str) -> 
     entry = {"i": i, "id": example["id"], "raw_output": p.raw_output, "output_tokens": p.output_tokens,
              "skipped": p.skipped, "style": p.style or style, "tags": p.tags, "latency_s": round(p.latency_s, 6),
              "batch": p.batch, **({"ttft_s": round(p.ttft_s, 6)} if p.ttft_s is not None else {}),
-             **({"logprob": p.logprob} if p.logprob is not None and not p.error else {})}
+             **({"logprob": p.logprob} if p.logprob is not None and not p.error else {}),
+             **({"unextracted": p.unextracted} if p.unextracted else {})}
     if p.error:  # a failure: recorded like a skip, never saved in the checkpoint
         entry.update(raw_output="", output_tokens=0, skipped=p.error, error=p.error)
     return entry

@@ -125,6 +125,31 @@ def test_outputs_with_markers_or_tags_are_extracted(tmp_path, test_set, monkeypa
     assert (records[2]["output"], records[2]["extraction"]) == ("I cannot help with that.", "direct")
 
 
+def test_rows_marked_unextracted_stay_misses_with_their_reason(tmp_path, test_set, monkeypatch):
+    """nep's own records (and run_examples exports) say `extracted: false` for an answer that held no
+    next version: re-scored, it is the same miss with the same reason, never an empty next version."""
+    monkeypatch.setenv("NEP_CACHE_DIR", str(tmp_path / "cache"))
+    block = "<<<<<<< ORIGINAL\nnot in the file\n=======\nx\n>>>>>>> UPDATED\n"
+    rows = [
+        {"id": "ex0", "output": "", "raw_output": block, "extracted": False, "extraction": "block_not_found",
+         "stop": "eos"},
+        {"id": "ex1", "output": "", "extracted": False, "extraction": "Not A Reason!", "stop": "eos"},
+        {"id": "ex2", "output": "", "raw_output": "x = x = x", "extracted": False, "extraction": "incomplete",
+         "stop": "growth_limit"},
+        {"id": "ex3", "output": test_set[3]["next"], "extracted": True, "extraction": "completion", "stop": "eos"},
+        {"id": "ex4", "output": ""},  # no flag: an empty next version, as before
+        {"id": "ex5", "output": "", "extracted": False},
+    ]
+    records, metrics = run(tmp_path, rows)
+    got = [(r["output"], r["extracted"], r["extraction"]) for r in records]
+    assert got == [("", False, "block_not_found"), ("", False, "unextracted"), ("", False, "incomplete"),
+                   (test_set[3]["next"], True, "direct"), ("", True, "direct"), ("", False, "unextracted")]
+    assert records[0]["raw_output"] == block and records[2]["raw_output"] == "x = x = x"
+    # ended as the original run counted it: every row but the one cut at the growth limit
+    assert (metrics["ended"], metrics["extracted"], metrics["stop.eos"]) == (5, 2, 3)
+    assert metrics["extraction.block_not_found"] == 1 and metrics["extraction.unextracted"] == 2
+
+
 def test_a_missing_file_names_the_param(tmp_path, test_set):
     predictor = build_predictor("theirs", {"kind": "file", "path": str(tmp_path / "none.jsonl")})
     with pytest.raises(NepError, match=r"generate\.predictors\.theirs\.path: .*none\.jsonl: file not found"):
