@@ -25,7 +25,7 @@ the next version as is, unless it holds training markers or `<next_version>` tag
 then extracted as a model's output would be (`style: auto`). `style` forces one reading for every
 row: `direct` (the file as is), `completion` (the raw output of a model trained on the template:
 its template newline removed), `chat` (tags or a fence required). A row marked `extracted: false`
-(nep's own generation records and `benchmarks/run_examples` exports carry it: an answer that held
+(nep's own generation records and `python -m benchmarks.run_examples` exports carry it: an answer that held
 no next version, say an edit block whose original lines are not in the current version) is scored
 as such, a miss with the row's `extraction` as its reason (`unextracted` if it has none), never as
 an empty next version; its `raw_output`, if any, is kept. A row's string `stop` (why its answer
@@ -257,14 +257,10 @@ class FilePredictor(Predictor):
                            else None)
                 stop = row.get("stop")
                 tags = {"stop": stop} if isinstance(stop, str) and stop else {}
-                if row.get("extracted") is False:  # its producer read no next version in this answer
-                    raw = row.get("raw_output")
-                    group.append((i, Prediction(raw if isinstance(raw, str) else row["output"], tokens, style=style,
-                                                unextracted=unextracted_reason(row), tags=tags,
-                                                latency_s=max(latency, 0.0), logprob=logprob)))
-                    continue
-                group.append((i, Prediction(row["output"], tokens, style=style, latency_s=max(latency, 0.0),
-                                            logprob=logprob, tags=tags)))
+                unread = row.get("extracted") is False  # its producer read no next version in this answer
+                raw = row.get("raw_output") if unread and isinstance(row.get("raw_output"), str) else row["output"]
+                group.append((i, Prediction(raw, tokens, style=style, latency_s=max(latency, 0.0), logprob=logprob,
+                                            tags=tags, unextracted=unextracted_reason(row) if unread else None)))
         yield group
 
     def runs_on(self, settings):
