@@ -22,7 +22,7 @@ from nep.train.tiny import (
     build_tiny_model,  # logs SMOKE_WARNING
 )
 from nep.util import device as nep_device
-from nep.util.device import resolve_device, resolve_dtype
+from nep.util.device import resolve_device, resolve_dtype, weights_dtype
 from nep.util.errors import NepError
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,8 @@ def prepare_hf(base: str | Path, cfg: Finetune, device: str | None = None):
     import torch
     from peft import get_peft_model
 
-    model, tokenizer = load_base_hf(base, device=device)
+    model, tokenizer = load_base_hf(base, device=device,
+                                    dtype=weights_dtype(resolve_device(device), cfg.precision))
     check_target_modules(model, cfg.target_modules, str(base))
     add_markers(tokenizer, model)
     torch.manual_seed(cfg.seed)  # LoRA A matrices start random
@@ -293,7 +294,7 @@ def prepare_unsloth(base: str | Path, cfg: Finetune):
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base),
         max_seq_length=cfg.effective_max_seq_length,
-        dtype=None,
+        dtype=resolve_dtype(weights_dtype("cuda", cfg.precision), "cuda") if cfg.precision != "auto" else None,
         load_in_4bit=cfg.load_in_4bit,
     )
     add_markers(tokenizer, model)

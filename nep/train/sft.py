@@ -105,7 +105,7 @@ def trainer_kwargs(cfg: Finetune, output_dir: str | Path, *, backend: str = "hf"
             f"number of processes ({n}) to keep the global batch"
         )
     device = nep_device.resolve_device("auto")
-    precision = nep_device.mixed_precision(device)
+    precision = nep_device.mixed_precision(device, cfg.precision)
     return {
         "output_dir": str(output_dir),
         "per_device_train_batch_size": cfg.batch_size,
@@ -345,6 +345,7 @@ def run_finetune(
     if not nep_device.cuda_available():
         nep_device.configure_threads(cfg.threads)
     backend = resolve_backend(cfg.backend)  # before transformers loads, so unsloth can patch it
+    nep_device.mixed_precision(nep_device.resolve_device("auto"), cfg.precision)  # before loading: can this device?
     check_base_model(cfg.base_model)
     state = nep_device.distributed_state()
     with state.main_process_first():  # under accelerate launch the main process builds tiny-random

@@ -2,7 +2,8 @@
 
 - device "auto": cuda when available, else cpu.
 - dtype "auto": bfloat16 on a CUDA GPU that supports it, float16 on an older CUDA GPU, float32 on
-  the CPU.
+  the CPU. Training's mixed precision follows it unless `finetune.precision` says otherwise
+  (`mixed_precision`: bf16 autocast on the CPU when asked).
 - threads: torch's default team (one OpenMP thread per core) spins while it waits for a core, and
   collapses when other work shares a small machine. OpenMP (libgomp) reads its wait policy once,
   when torch loads it, so importing this module sets `OMP_WAIT_POLICY=PASSIVE` (unless the
@@ -47,14 +48,35 @@ def resolve_dtype(dtype: Any = "auto", device: str = "cpu") -> Any:
     return value
 
 
-def mixed_precision(device: str) -> str:
-    """Training precision for `device`: "bf16" or "fp16" on a CUDA GPU (as resolve_dtype picks),
-    "no" on the CPU."""
-    if not device.startswith("cuda"):
+def mixed_precision(device: str, requested: str = "auto") -> str:
+    """Training precision for `device` as `finetune.precision` asks: "bf16", "fp16" or "no" (fp32).
+    auto: "bf16" or "fp16" on a CUDA GPU (as resolve_dtype picks), "no" on the CPU. bf16 on the CPU
+    is torch's autocast over fp32 weights (fast where the CPU has bf16 instructions, avx512_bf16 or
+    AMX; emulated and slower elsewhere). NepError naming the param for what the device cannot do."""
+    from nep.util.errors import NepError
+
+    if requested == "fp32":
         return "no"
+    if not device.startswith("cuda"):
+        if requested == "fp16":
+            raise NepError("fp16 training needs a CUDA GPU; on the CPU use bf16 or fp32", param="finetune.precision")
+        return "bf16" if requested == "bf16" else "no"
     import torch
 
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested == "bf16" and not torch.cuda.is_bf16_supported():
+        raise NepError("this GPU has no bf16; use fp16 or auto", param="finetune.precision")
+    return requested
+
+
+def weights_dtype(device: str, requested: str = "auto") -> str:
+    """The dtype training loads the base model in for `finetune.precision`: auto as resolve_dtype;
+    on a GPU bf16/fp16 weights for bf16/fp16 and fp32 for fp32; on the CPU always fp32 (bf16 there
+    is autocast: the weights and the LoRA matrices stay fp32)."""
+    if requested == "auto" or not device.startswith("cuda"):
+        return "auto"
+    return {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[requested]
 
 
 def distributed_state():

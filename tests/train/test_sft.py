@@ -206,6 +206,49 @@ def test_changed_token_weight_trains_with_the_weights_column(tiny_dir, tmp_path)
     assert output.global_step == 1 and torch.isfinite(torch.tensor(output.training_loss))
 
 
+def test_bf16_on_the_cpu_trains_under_autocast_over_fp32_weights(tiny_dir, tmp_path):
+    """finetune.precision bf16 on the CPU: the Trainer's autocast runs the forward pass in bf16 (its
+    logits are bf16), the weights and LoRA matrices stay fp32, the adapter moves, and the loss is
+    not fp32's (the precision really changed). fp32 and auto are today's CPU run."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU")
+    one = SMALL.tiny.model_copy(update={"max_steps": 1})
+    losses, dtypes = {}, {}
+    for precision in ("fp32", "bf16"):
+        cfg = SMALL.model_copy(update={"precision": precision, "tiny": one, "warmup_steps": 0})
+        model, tokenizer = prepare_hf(tiny_dir, cfg)
+        examples, _ = sft_examples(map(example, range(4)), tokenizer, 512)
+        run = build_sft_trainer(model, tokenizer, examples, cfg, tmp_path / precision, progress=False)
+        assert run.args.bf16 is (precision == "bf16")
+        seen = []
+        hook = model.get_base_model().lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        lora = {k: v.detach().clone() for k, v in model.named_parameters() if "lora_B" in k}
+        losses[precision] = run.train().training_loss
+        hook.remove()
+        dtypes[precision] = seen[0]
+        assert all(v.dtype == torch.float32 for v in model.parameters())
+        assert all(not torch.equal(lora[k], p.detach()) for k, p in model.named_parameters() if k in lora)
+    assert dtypes == {"fp32": torch.float32, "bf16": torch.bfloat16}
+    assert math.isfinite(losses["bf16"]) and losses["bf16"] != losses["fp32"]
+
+
+def test_precision_the_device_cannot_run_fails_before_loading(monkeypatch, tmp_path):
+    import nep.util.device
+    from nep.train.sft import run_finetune
+
+    if nep.util.device.cuda_available():
+        pytest.skip("checks the CPU")
+    loaded = []
+    monkeypatch.setattr("nep.train.sft.build_base", lambda *a, **k: loaded.append(a))
+    with pytest.raises(NepError, match=r"^finetune\.precision: fp16 training needs a CUDA GPU; on the CPU use bf16 or fp32$"):
+        run_finetune([example(0)], tmp_path, SMALL.model_copy(update={"precision": "fp16"}), progress=False)
+    assert loaded == []
+    assert nep.util.device.mixed_precision("cpu", "auto") == nep.util.device.mixed_precision("cpu", "fp32") == "no"
+    assert nep.util.device.weights_dtype("cpu", "bf16") == "auto"  # fp32 weights under autocast
+
+
 def test_collator_pads_labels_with_ignore_index(trainer):
     batch = trainer.data_collator([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, 7]}, {"input_ids": [8], "labels": [8]}])
     pad = trainer.processing_class.pad_token_id
