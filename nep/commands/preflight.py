@@ -260,6 +260,8 @@ def checks(params: dict[str, Any], *, root: Path = Path("."), env: Mapping[str, 
     else:
         yield Check("skip", "CUDA GPU for finetune", "finetune.backend",
                     f"{finetune['backend']}: runs on the CPU without one")
+    if finetune.get("precision") == "fp16":
+        yield cuda_check("finetune.precision", "finetune (fp16)")
     for name, entry in params["generate"]["predictors"].items():
         param = f"generate.predictors.{name}"
         kind = entry.get("kind")

@@ -115,6 +115,9 @@ def test_gpu_and_gpu_packages_where_chosen(offline_hub, monkeypatch):
     assert "no CUDA GPU" in checks[0].note
     assert preflight.package_check("surely_not_installed_pkg", "p").note.startswith("not installed: pip install -r requirements-gpu.txt")
     assert preflight.package_check("yaml", "p").status == "pass"
+    # fp16 training needs a GPU; bf16 runs on the CPU (autocast) and is not checked
+    assert run(with_(finetune__precision="fp16"), offline_hub)["finetune.precision"].status == "fail"
+    assert "finetune.precision" not in run(with_(finetune__precision="bf16"), offline_hub)
 
 
 def offline_project(tmp_path, offline_hub, monkeypatch) -> None:
