@@ -294,7 +294,7 @@ def prepare_unsloth(base: str | Path, cfg: Finetune):
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=str(base),
         max_seq_length=cfg.effective_max_seq_length,
-        dtype=resolve_dtype(weights_dtype("cuda", cfg.precision), "cuda") if cfg.precision != "auto" else None,
+        dtype=None if cfg.precision == "auto" else resolve_dtype(weights_dtype("cuda", cfg.precision)),
         load_in_4bit=cfg.load_in_4bit,
     )
     add_markers(tokenizer, model)

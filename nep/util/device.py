@@ -52,7 +52,7 @@ def mixed_precision(device: str, requested: str = "auto") -> str:
     """Training precision for `device` as `finetune.precision` asks: "bf16", "fp16" or "no" (fp32).
     auto: "bf16" or "fp16" on a CUDA GPU (as resolve_dtype picks), "no" on the CPU. bf16 on the CPU
     is torch's autocast over fp32 weights (fast where the CPU has bf16 instructions, avx512_bf16 or
-    AMX; emulated and slower elsewhere). NepError naming the param for what the device cannot do."""
+    AMX; possibly slower elsewhere, not measured). NepError naming the param for what the device cannot do."""
     from nep.util.errors import NepError
 
     if requested == "fp32":
