@@ -223,7 +223,7 @@ def test_bf16_on_the_cpu_trains_under_autocast_over_fp32_weights(tiny_dir, tmp_p
         run = build_sft_trainer(model, tokenizer, examples, cfg, tmp_path / precision, progress=False)
         assert run.args.bf16 is (precision == "bf16")
         seen = []
-        hook = model.get_base_model().lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        hook = model.get_base_model().lm_head.register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.dtype))
         lora = {k: v.detach().clone() for k, v in model.named_parameters() if "lora_B" in k}
         losses[precision] = run.train().training_loss
         hook.remove()
