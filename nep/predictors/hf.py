@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from nep.core.extract import Style
-from nep.core.formats import PAPER, AnswerFormat
+from nep.core.formats import PAPER, AnswerFormat, Versions
+from nep.core.formats.base import AnswerGrammar
 from nep.core.prompts import model_boundary, strip_lead
 from nep.predictors.base import Prediction, Predictor, by_length, mean_logprob, token_budgets
 from nep.predictors.prompts import chat_messages, training_prompt
@@ -72,6 +73,7 @@ class TransformersGenerator:
             eos_ids.add(tokenizer.eos_token_id)
         self.eos_ids = sorted(eos_ids)
         self.context = getattr(model.config, "max_position_embeddings", None)
+        self._vocab: TokenTexts | None = None  # token texts for constrained decoding, built on first use
 
     @property
     def device(self):
@@ -80,13 +82,15 @@ class TransformersGenerator:
     def generate(
         self, prompts: list[str], *, max_new_tokens: int, add_special_tokens: bool = True, stop_repeats: int = 0,
         progress: Callable[[float], None] | None = None, budgets: list[int] | None = None, prompt_lookup: int = 0,
+        grammars: list[AnswerGrammar | None] | None = None,
     ) -> list[Prediction]:
         """Greedy answers to `prompts`, each tagged with why it ended (nep.predictors.stop); with
         `stop_repeats` ≥ 2, a row stops once it loops (nep.predictors.stop.RepeatedLinesStop);
         `budgets`: per-prompt token limits below `max_new_tokens` (a row cut at its own is tagged
         `growth_limit`). `prompt_lookup` > 0: speculative decoding that drafts that many tokens from
         the prompt (transformers' prompt lookup, batch size 1 only: the prompts go one at a time);
-        the model still checks every token, so the answers are greedy's."""
+        the model still checks every token, so the answers are greedy's. `grammars`: per prompt, the
+        answers greedy decoding may write (GrammarProcessor), None for free decoding."""
         split = [model_boundary(p) for p in prompts]  # a training-format prompt: the marker's newline is the model's
         encoded = [self.tokenizer(head, add_special_tokens=add_special_tokens)["input_ids"] for head, _ in split]
         results: list[Prediction | None] = [None] * len(prompts)
@@ -106,6 +110,7 @@ class TransformersGenerator:
                     [prompts[i] for i in rows], [split[i][1] for i in rows], [encoded[i] for i in rows],
                     [limits[i] for i in rows], max_new_tokens=max_new_tokens, stop_repeats=stop_repeats,
                     progress=progress, prompt_lookup=prompt_lookup,
+                    grammars=[grammars[i] for i in rows] if grammars else None,
                 )
                 for i, answer in zip(rows, answers, strict=True):
                     results[i] = answer
@@ -114,6 +119,7 @@ class TransformersGenerator:
     def _generate_batch(
         self, prompts: list[str], leads: list[str], encoded: list[list[int]], limits: list[int], *,
         max_new_tokens: int, stop_repeats: int, progress: Callable[[float], None] | None, prompt_lookup: int,
+        grammars: list[AnswerGrammar | None] | None = None,
     ) -> list[Prediction]:
         """One `model.generate` call over these rows (see `generate`)."""
         import torch
@@ -139,6 +145,11 @@ class TransformersGenerator:
         if progress is not None:
             criteria.append(RowProgress(progress, self.eos_ids, width, budget))
         steps = StepScores()
+        processors = [steps]
+        if grammars and any(g is not None for g in grammars):
+            if self._vocab is None:
+                self._vocab = TokenTexts(self.tokenizer, self.eos_ids)
+            processors.insert(0, GrammarProcessor(self.tokenizer, width, leads, grammars, self.eos_ids, self._vocab))
         # prompt lookup: its drafter runs the logits processors and stopping criteria before the model
         # does, so the first token's time is the end of the model's first forward pass (the prefill)
         prefill = FirstForward(self.model) if prompt_lookup > 0 else None
@@ -147,7 +158,7 @@ class TransformersGenerator:
             with torch.inference_mode():
                 generated = self.model.generate(
                     **batch, generation_config=config, stopping_criteria=StoppingCriteriaList(criteria),
-                    logits_processor=LogitsProcessorList([steps]),
+                    logits_processor=LogitsProcessorList(processors),
                 )
         finally:
             if prefill is not None:
@@ -217,6 +228,128 @@ class StepScores:
         import torch
 
         return torch.stack(self._steps).cpu() if self._steps else None
+
+
+class GrammarProcessor:
+    """A logits processor for constrained greedy decoding: per row, the tokens scored at or above the
+    best one its grammar allows (nep.core.formats.base.AnswerGrammar: the answer so far plus the
+    token's text must be an allowed prefix; an EOS id must be allowed to end) are set to -inf, but
+    that one, so greedy picks the model's most likely allowed token (of equal scores, the lowest id,
+    as argmax does); the other scores stay (the log-probability noted is the one renormalized over
+    what is left). It reads the rows from `input_ids` alone, so it also
+    checks a prompt-lookup draft's tokens. A row that ended is left alone."""
+
+    def __init__(self, tokenizer, width: int, leads: list[str], grammars: list[AnswerGrammar | None], eos_ids: list[int],
+                 vocab: TokenTexts | None = None):
+        self.tokenizer, self.width, self.leads, self.grammars = tokenizer, width, leads, grammars
+        self.eos_ids = set(eos_ids)
+        self.vocab = vocab or TokenTexts(tokenizer, eos_ids)
+
+    def _text(self, token: int) -> str:
+        return self.vocab.text(token)
+
+    def _allowed(self, grammar: AnswerGrammar, tokens: list[int], full: str, lead: str, token: int) -> bool:
+        """Whether `token` may follow the row's `tokens` (decoded: `full`, the lead included)."""
+        if token in self.eos_ids:
+            return grammar.may_end(answer_of(full, lead))
+        if token >= self.vocab.size:  # an id past the tokenizer's (a padded embedding matrix)
+            return False
+        text = self._text(token)
+        if "\ufffd" in text or full.endswith("\ufffd"):  # a character's bytes in two tokens: decode the row
+            candidate = self.tokenizer.decode([*tokens, token], skip_special_tokens=False)
+        else:
+            candidate = full + text
+        return grammar.allows(answer_of(candidate, lead))
+
+    def _heads_allowed(self, grammar: AnswerGrammar, full: str, lead: str, size: int):
+        """A bool tensor over the vocabulary: false for tokens whose first two characters the grammar
+        refuses (a refused prefix stays refused, so they are all refused; the rest are checked one
+        by one). Tokens of two characters or fewer, with U+FFFD, or EOS are left true."""
+        import torch
+
+        heads, head_of = self.vocab.heads(size)
+        if full.endswith("\ufffd"):
+            return torch.ones(len(head_of), dtype=torch.bool)
+        allowed = torch.tensor([grammar.allows(answer_of(full + head, lead)) for head in heads] + [False, True])
+        return allowed[head_of]  # index -1: the last entry (true), -2: ids the tokenizer lacks (false)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        for row, grammar in enumerate(self.grammars):
+            if grammar is None:
+                continue
+            tokens = input_ids[row, self.width :].tolist()
+            if self.eos_ids.intersection(tokens):
+                continue
+            full = self.tokenizer.decode(tokens, skip_special_tokens=False)
+            lead = self.leads[row]
+            if not grammar.allows(answer_of(full, lead)):
+                continue  # a prompt-lookup draft gone astray: its refused token is where the model's check stops it
+            if self._allowed(grammar, tokens, full, lead, int(scores[row].argmax())):
+                continue  # greedy's own token is allowed: nothing to change
+            order = torch.topk(scores[row], min(64, scores.shape[-1])).indices.tolist()
+            rank = next((i for i, t in enumerate(order) if self._allowed(grammar, tokens, full, lead, t)), None)
+            if rank is None:  # the model's 64 best are all refused: the rest, less those whose start is refused
+                rest = scores[row].clone()
+                rest[order] = float("-inf")
+                rest[~self._heads_allowed(grammar, full, lead, len(rest)).to(rest.device)] = float("-inf")
+                order = torch.argsort(rest, descending=True)[: int(torch.isfinite(rest).sum())].tolist()
+                rank = next((i for i, t in enumerate(order) if self._allowed(grammar, tokens, full, lead, t)), None)
+            if rank is None:  # nothing allowed (not possible with single-character tokens): left free
+                continue
+            # argmax takes the lowest id among equal scores (frequent with bf16 logits): so does this
+            best = scores[row, order[rank]]
+            tied = (scores[row] == best).nonzero().flatten().tolist()
+            chosen = next(t for t in [*sorted(tied), order[rank]]
+                          if t == order[rank] or self._allowed(grammar, tokens, full, lead, t))
+            refused = scores[row] >= best
+            refused[chosen] = False
+            scores[row, refused] = float("-inf")
+        return scores
+
+
+class TokenTexts:
+    """Each token's own text and the vocabulary grouped by first two characters, built once per
+    tokenizer (a GrammarProcessor is made per batch)."""
+
+    def __init__(self, tokenizer, eos_ids: list[int]):
+        self.tokenizer, self.eos_ids = tokenizer, set(eos_ids)
+        self.size = len(tokenizer)
+        self._texts: dict[int, str] = {}
+        self._heads: tuple[list[str], Any] | None = None
+
+    def text(self, token: int) -> str:
+        text = self._texts.get(token)
+        if text is None:
+            text = self._texts[token] = self.tokenizer.decode([token], skip_special_tokens=False)
+        return text
+
+    def heads(self, size: int):
+        """For `size` token ids (the model's logits): (the distinct first two characters of the tokens,
+        a tensor: token id → index in them; -1 for the tokens always checked whole: EOS, two
+        characters or fewer, U+FFFD; -2 for ids the tokenizer does not have)."""
+        import torch
+
+        if self._heads is None or len(self._heads[1]) != size:
+            heads: dict[str, int] = {}
+            head_of = []
+            known = self.size
+            for token in range(size):
+                text = self.text(token) if token < known else ""
+                if token >= known:
+                    head_of.append(-2)
+                elif token in self.eos_ids or len(text) <= 2 or "\ufffd" in text:
+                    head_of.append(-1)
+                else:
+                    head_of.append(heads.setdefault(text[:2], len(heads)))
+            self._heads = (list(heads), torch.tensor(head_of))
+        return self._heads
+
+
+def answer_of(generated: str, lead: str) -> str:
+    """The answer in a row's generated text: "" while it is (a part of) the lead, else without the lead."""
+    return "" if lead.startswith(generated) else strip_lead(generated, lead)
 
 
 class RowProgress:
@@ -291,9 +424,12 @@ class HFPredictor(Predictor):
     dtype: str = "auto"
     trust_remote_code: bool = False
     stop_repeats: int = 8
+    constrain: bool = False  # decode only answers that can apply (the answer format's grammar; training prompts)
 
     @classmethod
     def check_options(cls, options):
+        if options.get("constrain") and options.get("chat"):
+            return "constrain", "needs the training prompt (`chat: false`): a chat reply wraps its answer in tags"
         repeats = options.get("stop_repeats", 0)
         if isinstance(repeats, int) and not isinstance(repeats, bool) and (repeats < 0 or repeats == 1):
             return "stop_repeats", f"must be 0 (no guard) or at least 2, got {repeats}"
@@ -360,14 +496,24 @@ class HFPredictor(Predictor):
         if growth > 0:
             budgets = token_budgets(examples, lambda text: len(gen.tokenizer(text, add_special_tokens=False)["input_ids"]),
                                     max_new_tokens, growth)
+        grammars = None
+        if self.constrain:
+            if self.chat:
+                raise NepError(f"{self.param('constrain')}: needs the training prompt (`chat: false`); "
+                               "this model answers through its chat template")
+            grammars = [self.fmt.grammar(Versions.of(ex)) for ex in examples]
         # A rendered chat template already holds its special tokens (BOS etc.).
         return gen.generate(
             prompts, max_new_tokens=max_new_tokens, add_special_tokens=not self.chat, stop_repeats=self.stop_repeats,
             progress=self.progress, budgets=budgets, **({"prompt_lookup": prompt_lookup} if prompt_lookup else {}),
+            **({"grammars": grammars} if grammars else {}),
         )
 
     def predict(self, examples, todo, settings):
         self.threads, self.fmt = settings.threads, settings.answer_format
+        if self.constrain and todo and self.fmt.grammar(Versions.of(examples[todo[0]])) is None:
+            raise NepError(f"{self.param('constrain')}: the answer format {self.fmt.name!r} has no grammar to "
+                           "constrain decoding with (blocks has one); remove the option or answer in blocks")
         for idx in by_length(examples, todo, settings.batch_size):
             predictions = self.generate([examples[i] for i in idx], settings.max_new_tokens, settings.max_growth_tokens,
                                         settings.prompt_lookup_tokens)

@@ -177,3 +177,51 @@ def test_new_format_is_one_module_and_one_line(tmp_path, monkeypatch):
     ex = example(original="a\nb\n", current="A\nb\n", next_version="a\nb\n")
     assert f.completion(ex) == "A\nB\n\n" and f.read("A\nB\n\n", "completion", ex).text == "a\nb\n"
     sys.modules.pop("upper_fmt", None)
+
+
+# ------------------------------------------------------------------ constrained decoding (blocks' grammar)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_the_grammar_allows_every_prefix_of_every_training_answer(case):
+    _, original, current, next_version = case
+    ex = example(original, current, next_version)
+    completion = fmt("blocks").completion(ex)
+    grammar = fmt("blocks").grammar(Versions.of(ex))
+    assert all(grammar.allows(completion[:n]) for n in range(len(completion) + 1))
+    assert grammar.may_end(completion)
+    inside = [n for n in range(len(completion)) if completion[:n].count(ORIGINAL) > completion[:n].count(UPDATED)]
+    assert inside and not any(grammar.may_end(completion[:n]) for n in inside)  # no end inside a block
+
+
+@pytest.mark.parametrize(("prefix", "allowed"), [
+    ("", True),
+    (f"{ORIGINAL}\nx6 = ", True),  # continues a line of the current version
+    (f"{ORIGINAL}\nx6 = 7", False),  # no such line
+    (f"{ORIGINAL}\nx6 = 6\nx8", False),  # not the next line
+    (f"{ORIGINAL}\nx6 = 6\n{DIVIDER}\n", True),
+    (f"{ORIGINAL}\nx6 = 6\n{DIVIDER}\nanything at all", True),  # the updated lines are free
+    (block(["x6 = 6"], ["x6 = 6"]), True),  # a block that changes nothing still applies
+    (block(["x6 = 6"], ["y6 = 6"]) + f"{ORIGINAL}\nx6 = 6\n{DIVIDER[:3]}", False),  # overlaps the first block
+    (block(["x6 = 6"], ["y6 = 6"]) + f"{ORIGINAL}\nx8 = 8\n{DIVIDER}\n", True),
+    ("y6 = 6\n", False),  # outside a block: only the ORIGINAL marker or an empty line
+    (" \n", False),
+    (block(["x6 = 6"], ["y6 = 6"]) + "\n", True),  # the empty line that ends the answer
+    (block(["x6 = 6"], ["y6 = 6"]) + "\n\n", False),  # and then only the end
+    (block(["x6 = 6"], ["y6 = 6"]) + f"\n{ORIGINAL[:2]}", False),
+])
+def test_the_grammar_refuses_answers_that_cannot_apply(prefix, allowed):
+    assert fmt("blocks").grammar(Versions.of(example())).allows(prefix) is allowed
+
+
+def test_the_divider_waits_until_the_original_block_is_unique():
+    grammar = fmt("blocks").grammar(Versions.of(example("a\nb\na\nc\n", "a\nb\na\nC\n", "A\nb\na\nC\n")))
+    assert not grammar.allows(f"{ORIGINAL}\na\n=")  # "a" occurs twice
+    assert grammar.allows(f"{ORIGINAL}\na\nb\n=")
+    assert not grammar.may_end(f"{ORIGINAL}\na\nb\n")  # no end inside a block
+    assert grammar.may_end("\n") and grammar.may_end("")  # an empty answer: no change
+
+
+def test_formats_without_a_grammar_say_so():
+    assert fmt("whole").grammar(Versions.of(example())) is None
+    assert fmt("region").grammar(Versions.of(example())) is None

@@ -509,3 +509,31 @@ def test_hf_on_gpu_matches_batched_and_single(tiny_dir):
     batched = predict_all(predictor, exs, batch_size=8)
     single = predict_all(predictor, exs, batch_size=1)
     assert [p.output_tokens for p in batched] == [p.output_tokens for p in single]
+
+
+def test_constrained_answers_can_always_apply(tiny_dir):
+    from nep.config.schema import Format
+    from nep.core.formats import Versions, answer_format
+
+    exs = examples()
+    blocks = Format(answer="blocks", omit_original=True)
+    grammars = [answer_format(blocks).grammar(Versions.of(ex)) for ex in exs]
+    entry = {"kind": "hf", "model": str(tiny_dir), "device": "cpu", "stop_repeats": 0}
+    free = predict_all(build_predictor("tiny", entry), exs, max_new_tokens=40, batch_size=4, fmt=blocks)
+    assert not all(g.allows(p.raw_output) for g, p in zip(grammars, free, strict=True))  # the random model's own
+    bound = build_predictor("tiny", {**entry, "constrain": True})
+    batched = predict_all(bound, exs, max_new_tokens=40, batch_size=4, fmt=blocks)
+    assert all(g.allows(p.raw_output) for g, p in zip(grammars, batched, strict=True))
+    assert all(g.may_end(p.raw_output) for g, p in zip(grammars, batched, strict=True) if p.tags["stop"] == "eos")
+    # the grammar reads the rows alone: one at a time and drafted from the prompt, the same answers
+    single = predict_all(bound, exs, max_new_tokens=40, batch_size=1, fmt=blocks)
+    drafted = predict_all(bound, exs, max_new_tokens=40, batch_size=1, fmt=blocks, prompt_lookup_tokens=5)
+    assert [p.raw_output for p in single] == [p.raw_output for p in batched] == [p.raw_output for p in drafted]
+
+
+def test_constrain_needs_a_format_with_a_grammar_and_the_training_prompt(tiny_dir):
+    with pytest.raises(ValueError, match=r"generate\.predictors\.x\.constrain: needs the training prompt"):
+        check_predictor("x", {"kind": "hf", "model": "m", "chat": True, "constrain": True, "needs": "m"})
+    predictor = build_predictor("x", {"kind": "hf", "model": str(tiny_dir), "device": "cpu", "constrain": True})
+    with pytest.raises(NepError, match=r"generate\.predictors\.x\.constrain: the answer format 'whole' has no grammar"):
+        predict_all(predictor, examples()[:1])

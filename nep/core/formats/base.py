@@ -11,10 +11,21 @@ generation records and metrics count. Formats: nep.core.formats (the registry).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from nep.core.extract import Extraction, Style, extract_body
 from nep.core.prompts import build_prompt, parse_prompt, template_completion
+
+
+class AnswerGrammar(Protocol):
+    """Which answer prefixes decoding may write for one example (the answer: the text after the
+    `<|next_version|>` line; a prefix may end inside a line, or in U+FFFD where a character's
+    bytes are not all written). A refused prefix must stay refused however it goes on (decoding
+    skips tokens by their first characters)."""
+
+    def allows(self, prefix: str) -> bool: ...
+
+    def may_end(self, prefix: str) -> bool: ...
 
 
 class Unrepresentable(ValueError):
@@ -103,6 +114,13 @@ class AnswerFormat:
         if applied.text != example["next"]:
             raise Unrepresentable(applied.reason or "round_trip")
         return template_completion(answer)
+
+    # ------------------------------------------------------------ what decoding may write
+    def grammar(self, v: Versions) -> AnswerGrammar | None:
+        """The answers greedy decoding may write for this example when a predictor sets `constrain`
+        (only answers that can still apply; nep.predictors.hf.GrammarProcessor), or None: this
+        format has no grammar."""
+        return None
 
     # ------------------------------------------------------------ how the answer becomes the next version
     def apply(self, answer: str, v: Versions) -> Applied:

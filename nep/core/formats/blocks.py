@@ -13,6 +13,13 @@ does not apply gives no next version and says why: `blocks_malformed` (not block
 `block_empty` (an original block without lines), `block_not_found`, `block_ambiguous` (several
 places), `blocks_overlap`. Nothing is guessed. Training answers add unchanged lines around a
 change until its original block is unique.
+
+Constrained decoding (a predictor's `constrain: true`, `BlocksGrammar`) lets greedy decoding write
+only answers that can still apply, written as training writes them: outside a block only the
+ORIGINAL marker, or one empty line and the end; inside an original block only lines that continue a
+run of the current version's lines; the divider only once that run occurs exactly once and overlaps
+no earlier block; the end only outside a block. The updated lines are free. The answer stays the model's own most likely one among those allowed; one
+cut by the token limit is still incomplete.
 """
 
 from __future__ import annotations
@@ -97,6 +104,9 @@ class Blocks(AnswerFormat):
                 merged.append(span)
         return render_blocks([(cur[a:b], new[c:d]) for a, b, c, d in merged])
 
+    def grammar(self, v: Versions) -> BlocksGrammar:
+        return BlocksGrammar(v.current)
+
     def apply(self, answer: str, v: Versions) -> Applied:
         blocks = parse_blocks(answer)
         if isinstance(blocks, str):
@@ -118,3 +128,108 @@ class Blocks(AnswerFormat):
         for start, end, updated in reversed(edits):
             cur[start:end] = updated
         return Applied("\n".join(cur))
+
+
+def _fits(line: str, part: str) -> bool:
+    """Whether `part` begins `line`; a decoded text ending in U+FFFD (a character whose bytes are not
+    all written yet) fits where `line` has a non-ASCII character."""
+    base = part.rstrip("\ufffd")
+    if base == part:
+        return line.startswith(part)
+    return line.startswith(base) and len(line) > len(base) and ord(line[len(base)]) > 127
+
+
+class BlocksGrammar:
+    """The prefixes of a blocks answer that can still apply to `current` (module docstring)."""
+
+    def __init__(self, current: str):
+        self.cur = _lines(current)
+        self._nul = "\0" in current
+        self._parsed: dict[str, tuple | None] = {}  # complete lines → _state (decoding asks one prefix per candidate token)
+
+    def _split(self, prefix: str):
+        """(what may follow the prefix's complete lines, its last, partial line). What may follow: None
+        (the lines break the grammar), or (state, whether the divider may come, the lines of the
+        current version that may come next, those lines joined behind NUL characters)."""
+        cut = prefix.rfind("\n") + 1
+        done, part = prefix[:cut], prefix[cut:]
+        if done not in self._parsed:
+            if len(self._parsed) > 4096:
+                self._parsed.clear()
+            parsed = self._state(done.split("\n")[:-1])
+            if parsed is not None:
+                state, original, _, spans = parsed
+                nexts: tuple[str, ...] = ()
+                if state == "original":
+                    n = len(original)
+                    starts = self._continues(original) if original else range(len(self.cur))
+                    nexts = tuple(dict.fromkeys(self.cur[i + n] for i in starts if i + n < len(self.cur)))
+                divider = state == "original" and self._span(original, spans) is not None
+                parsed = (state, divider, nexts, "".join("\0" + line for line in nexts))
+            self._parsed[done] = parsed
+        return self._parsed[done], part
+
+    def _continues(self, original: list[str]) -> list[int]:
+        """Where in the current version `original` (whole lines) occurs."""
+        return _places(self.cur, original)
+
+    def _span(self, original: list[str], spans: list[tuple[int, int]]) -> tuple[int, int] | None:
+        """The one place `original` can replace, if it is unique and overlaps no earlier block."""
+        places = self._continues(original) if original else []
+        if len(places) != 1:
+            return None
+        start, end = places[0], places[0] + len(original)
+        if any(start < e and s < end for s, e in spans):
+            return None
+        return start, end
+
+    def _state(self, lines: list[str]):
+        """(state, original, updated, spans) after these complete lines, or None when they break the grammar."""
+        state, original, updated, spans = "out", [], [], []
+        for line in lines:
+            if state == "out":
+                if line == ORIGINAL:
+                    state, original = "original", []
+                elif not line:  # an empty line ends the answer (the template's newline)
+                    state = "end"
+                else:
+                    return None
+            elif state == "end":
+                return None
+            elif state == "original":
+                if line == DIVIDER:
+                    span = self._span(original, spans)
+                    if span is None:
+                        return None
+                    spans.append(span)
+                    state, updated = "updated", []
+                else:
+                    original.append(line)
+                    if not self._continues(original):
+                        return None
+            elif line == UPDATED:
+                state = "out"
+            else:
+                updated.append(line)
+        return state, original, updated, spans
+
+    def allows(self, prefix: str) -> bool:
+        parsed, part = self._split(prefix)
+        if parsed is None:
+            return False
+        state, divider, nexts, joined = parsed
+        if state == "out":
+            return ORIGINAL.startswith(part)
+        if state == "end":
+            return not part
+        if state == "original":
+            if divider and DIVIDER.startswith(part):
+                return True
+            if not self._nul and "\0" not in part and not part.endswith("\ufffd"):
+                return "\0" + part in joined  # the part begins one of the lines
+            return any(_fits(line, part) for line in nexts)
+        return True
+
+    def may_end(self, prefix: str) -> bool:
+        parsed, part = self._split(prefix)
+        return parsed is not None and parsed[0] in ("out", "end") and not part
