@@ -225,3 +225,10 @@ def test_the_divider_waits_until_the_original_block_is_unique():
 def test_formats_without_a_grammar_say_so():
     assert fmt("whole").grammar(Versions.of(example())) is None
     assert fmt("region").grammar(Versions.of(example())) is None
+
+
+def test_a_character_cut_between_tokens_fits_only_where_the_line_has_one():
+    grammar = fmt("blocks").grammar(Versions.of(example("é = 1\na = 2\n", "é = 1\nA = 2\n", "é = 3\nA = 2\n")))
+    assert grammar.allows(f"{ORIGINAL}\n\ufffd")  # the first bytes of é
+    assert not grammar.allows(f"{ORIGINAL}\nA\ufffd")  # the line goes on with " ", ASCII
+    assert grammar.allows(f"{ORIGINAL}\né = 1\n")

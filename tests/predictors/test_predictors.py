@@ -537,3 +537,34 @@ def test_constrain_needs_a_format_with_a_grammar_and_the_training_prompt(tiny_di
     predictor = build_predictor("x", {"kind": "hf", "model": str(tiny_dir), "device": "cpu", "constrain": True})
     with pytest.raises(NepError, match=r"generate\.predictors\.x\.constrain: the answer format 'whole' has no grammar"):
         predict_all(predictor, examples()[:1])
+
+
+def test_the_grammar_processor_breaks_ties_as_argmax_and_keeps_refused_tokens_out():
+    import torch
+
+    from nep.predictors.hf import GrammarProcessor
+
+    class Chars:  # token i is chr(i); 0 is EOS
+        def decode(self, ids, skip_special_tokens=False):
+            return "".join(chr(i) for i in ids if i)
+
+        def __len__(self):
+            return 128
+
+    class OnlyB:  # answers made of "b" only
+        def allows(self, prefix):
+            return set(prefix) <= {"b"}
+
+        def may_end(self, prefix):
+            return prefix == "bb"
+
+    processor = GrammarProcessor(Chars(), 1, [""], [OnlyB()], [0])
+    scores = torch.full((1, 128), -5.0)
+    scores[0, ord("a")] = scores[0, ord("b")] = scores[0, ord("c")] = 1.0  # a three-way tie: "a" wins argmax
+    out = processor(torch.tensor([[7]]), scores.clone())
+    assert int(out[0].argmax()) == ord("b") and out[0, ord("a")] == float("-inf")
+    assert out[0, ord("z")] == -5.0  # lower scores stay
+    scores[0, 0] = 2.0  # EOS first, but "" may not end
+    assert int(processor(torch.tensor([[7]]), scores.clone())[0].argmax()) == ord("b")
+    done = processor(torch.tensor([[7, ord("b"), ord("b")]]), scores.clone())
+    assert int(done[0].argmax()) == 0  # "bb" may end
