@@ -158,7 +158,7 @@ class BlocksGrammar:
                 self._parsed.clear()
             parsed = self._state(done.split("\n")[:-1])
             if parsed is not None:
-                state, original, _, spans = parsed
+                state, original, spans = parsed
                 nexts: tuple[str, ...] = ()
                 if state == "original":
                     n = len(original)
@@ -184,8 +184,9 @@ class BlocksGrammar:
         return start, end
 
     def _state(self, lines: list[str]):
-        """(state, original, updated, spans) after these complete lines, or None when they break the grammar."""
-        state, original, updated, spans = "out", [], [], []
+        """(state, the open block's original lines, the places of the blocks so far) after these complete
+        lines, or None when they break the grammar. The updated lines are free, so not kept."""
+        state, original, spans = "out", [], []
         for line in lines:
             if state == "out":
                 if line == ORIGINAL:
@@ -202,16 +203,14 @@ class BlocksGrammar:
                     if span is None:
                         return None
                     spans.append(span)
-                    state, updated = "updated", []
+                    state = "updated"
                 else:
                     original.append(line)
                     if not self._continues(original):
                         return None
             elif line == UPDATED:
                 state = "out"
-            else:
-                updated.append(line)
-        return state, original, updated, spans
+        return state, original, spans
 
     def allows(self, prefix: str) -> bool:
         parsed, part = self._split(prefix)
