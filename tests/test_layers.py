@@ -37,6 +37,11 @@ ALLOWED = {
     # generation loads what finetune saved (nep/train/model.py writes and reads the adapter's format;
     # nep/train/gguf.py resolves a .gguf base model for both)
     ("nep.predictors", "nep.train"),
+    # split.repeat_share picks training examples whose next edit repeats their history: the ones
+    # `propagate`'s rules reproduce (nep/predictors/propagate.py), scored by Zed's delta chrF
+    # (nep/evaluate/zed.py), one definition of each, so the selection means what the baseline does
+    ("nep.data", "nep.predictors"),
+    ("nep.data", "nep.evaluate"),
 }
 REGISTRY_TARGET = "nep."
 

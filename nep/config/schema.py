@@ -181,6 +181,9 @@ class Split(Section):
     # > 0: a seeded sample of this many examples of each side, taken after the split (0 = all)
     max_train: int = Field(0, ge=0)
     max_test: int = Field(0, ge=0)
+    # > 0: this share of the max_train sample repeats an edit of its own history (propagate's rules
+    # reproduce its next edit: nep/data/split.py); the test side is never selected this way
+    repeat_share: float = Field(0.0, ge=0, le=1)
     leakage: SplitLeakage = _default(SplitLeakage)
 
 

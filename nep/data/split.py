@@ -12,6 +12,12 @@
 The examples to split are the process stage's, or the ones `split.external_train` names (e.g. the NEP
 dataset's `train` split, used as given).
 
+`max_train` / `max_test` cap each side with a seeded sample. `repeat_share` > 0 draws that share of the
+training sample from the examples whose next edit repeats an edit of their own history: `propagate`'s
+rules (nep/predictors/propagate.py), applied to the example, give a next version that scores at least
+`REPEAT_MIN_DELTA_CHRF` delta chrF (Zed's, nep/evaluate/zed.py) against the real one. The rest is drawn
+from the other training examples. The test side is never selected this way.
+
 Whatever the strategy, the final two sides are checked for leakage (nep/data/leakage.py: test examples
 whose next version, edit or window training also has): counted in metrics/split.json, examples of each
 kind logged, and the stage fails above `split.leakage.max_rate.<kind>`.
@@ -31,6 +37,8 @@ from nep.config.schema import Split as SplitParams
 from nep.core.examples import read_examples
 from nep.data.leakage import check_limits, find_leakage
 from nep.data.nep_dataset import load_external
+from nep.evaluate.zed import delta_chr_f
+from nep.predictors.propagate import propagate
 from nep.util.errors import NepError
 from nep.util.jsonl import flat_counts
 
@@ -95,6 +103,40 @@ def _time_split(examples: list[dict[str, Any]], test_fraction: float, seed: int)
 def sample_examples(examples: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
     """A seeded sample of `n` examples (`split.max_train`, `max_test`), in their input order."""
     keep = sorted(random.Random(f"{seed}:sample").sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
+
+
+REPEAT_MIN_DELTA_CHRF = 0.5
+
+
+def repeats_history(example: dict[str, Any]) -> bool:
+    """Whether the example's next edit repeats an edit of its history (`split.repeat_share`): one of
+    `propagate`'s rules applies to original → current and its next version scores at least
+    REPEAT_MIN_DELTA_CHRF delta chrF against the real next version."""
+    guess = propagate(example["original"], example["current"])
+    if guess.rule == "identity":
+        return False
+    return delta_chr_f(example["current"], example["next"], guess.text).score >= REPEAT_MIN_DELTA_CHRF
+
+
+def sample_train(examples: list[dict[str, Any]], n: int, seed: int, repeat_share: float) -> list[dict[str, Any]]:
+    """The training sample (`split.max_train`): a seeded sample of `n` examples, in input order; with
+    `repeat_share` > 0, round(share × n) of them drawn from the examples that repeat their history and
+    the rest from the others. Raises NepError naming the param when either group is too small."""
+    if not repeat_share:
+        return sample_examples(examples, n, seed)
+    repeating = [i for i, e in enumerate(examples) if repeats_history(e)]
+    chosen = set(repeating)
+    others = [i for i in range(len(examples)) if i not in chosen]
+    want = round(repeat_share * n)
+    if len(repeating) < want or len(others) < n - want:
+        raise NepError(
+            f"split.repeat_share {repeat_share} of split.max_train {n} wants {want} training examples that "
+            f"repeat their history and {n - want} others; the training side has {len(repeating)} and "
+            f"{len(others)}: lower split.repeat_share or split.max_train"
+        )
+    rng = random.Random(f"{seed}:repeat_share")
+    keep = sorted(rng.sample(repeating, want) + rng.sample(others, n - want))
     return [examples[i] for i in keep]
 
 
@@ -166,11 +208,23 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
                      **flat_counts("dropped.external_test", ext.drops)})
     result = split_examples(examples, strategy=strategy, test_fraction=test_fraction, seed=seed, external=external)
     sampled = {}
+    if cfg.repeat_share and not cfg.max_train:
+        raise NepError("split.repeat_share needs split.max_train > 0 (the share is of the training sample): "
+                       "set split.max_train, or split.repeat_share: 0")
     for side, cap in (("train", cfg.max_train), ("test", cfg.max_test)):
         rows = getattr(result, side)
+        if side == "train" and cfg.repeat_share and len(rows) <= cap:
+            raise NepError(f"split.repeat_share selects within a sample, but the training side has {len(rows)} "
+                           f"examples, not more than split.max_train {cap}: lower split.max_train, or "
+                           "split.repeat_share: 0")
         if cap and len(rows) > cap:
-            setattr(result, side, sample_examples(rows, cap, seed))
+            if side == "train":
+                setattr(result, side, sample_train(rows, cap, seed, cfg.repeat_share))
+            else:
+                setattr(result, side, sample_examples(rows, cap, seed))
             sampled[f"sampled_out.{side}"] = len(rows) - cap
+    if cfg.repeat_share:
+        sampled["train.repeats_history"] = sum(map(repeats_history, result.train))
     if not result.train or not result.test:
         side = "test" if not result.test else "train"
         raise NepError(

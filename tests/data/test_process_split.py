@@ -190,3 +190,40 @@ def test_split_caps_each_side_with_a_seeded_sample(tmp_path):
     assert {e["commit"] for e in capped.test} <= {e["commit"] for e in full.test}
     again, _ = split_dataset(SplitParams(strategy="time", test_fraction=0.3, max_train=5, max_test=3), examples_path=path)
     assert again.train == capped.train and again.test == capped.test
+
+
+def test_repeat_share_draws_that_share_of_the_training_sample_from_examples_that_repeat_their_history(tmp_path):
+    from nep.config.schema import Split as SplitParams
+    from nep.data.split import repeats_history, split_dataset
+
+    original, current = "a = foo(1)\nb = 2\nc = foo(3)\n", "a = bar(1)\nb = 2\nc = foo(3)\n"
+    repeat = "a = bar(1)\nb = 2\nc = bar(3)\n"  # the history's foo → bar, once more
+    other = "a = bar(1)\nb = 5\nc = foo(3)\n"  # an unrelated change
+    assert repeats_history({"original": original, "current": current, "next": repeat})
+    assert not repeats_history({"original": original, "current": current, "next": other})
+    assert not repeats_history({"original": current, "current": current, "next": repeat})  # no history
+    rows = [{"id": f"e{i}", "repos": "r", "commit": f"c{i // 4}", "timestamp": i // 4, "prompt": "p",
+             "completion": "c", "path": f"f{i % 4}.py", "original": original, "current": current,
+             "next": repeat if i % 5 == 0 else other} for i in range(60)]
+    path = tmp_path / "examples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def split(**params):
+        return split_dataset(SplitParams(strategy="time", test_fraction=0.3, max_test=6, **params), examples_path=path)
+
+    plain, plain_metrics = split(max_train=10)
+    chosen, metrics = split(max_train=10, repeat_share=0.6)
+    assert "train.repeats_history" not in plain_metrics
+    assert metrics["train"] == 10 and metrics["train.repeats_history"] == 6  # of the training side's 8 that repeat
+    assert sum(map(repeats_history, chosen.train)) == 6 and sum(map(repeats_history, plain.train)) < 6
+    assert chosen.test == plain.test  # the test side is never selected this way
+    train_ids = [r["id"] for r in rows if r["timestamp"] < 10]
+    assert [e["id"] for e in chosen.train] == sorted((e["id"] for e in chosen.train), key=train_ids.index)
+    assert split(max_train=10, repeat_share=0.6)[0].train == chosen.train  # seeded
+
+    with pytest.raises(NepError, match=r"split.repeat_share 1.0 of split.max_train 10 wants 10 .* has 8"):
+        split(max_train=10, repeat_share=1.0)
+    with pytest.raises(NepError, match="split.repeat_share needs split.max_train > 0"):
+        split(repeat_share=0.5)
+    with pytest.raises(NepError, match="training side has 40 examples, not more than split.max_train 40"):
+        split(max_train=40, repeat_share=0.5)
