@@ -186,6 +186,15 @@ class Split(Section):
     repeat_share: float = Field(0.0, ge=0, le=1)
     leakage: SplitLeakage = _default(SplitLeakage)
 
+    @model_validator(mode="after")
+    def _share_of_a_sample(self) -> Split:
+        """repeat_share is a share of the max_train sample: without one it would be ignored, so
+        `nep config` (and every stage) refuses it before ingest runs."""
+        if self.repeat_share and not self.max_train:
+            raise ValueError(f"repeat_share {self.repeat_share} is a share of the training sample: "
+                             "set split.max_train > 0, or split.repeat_share: 0")
+        return self
+
 
 # ---------------------------------------------------------------- finetune
 class FinetuneTiny(Section):

@@ -208,9 +208,6 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
                      **flat_counts("dropped.external_test", ext.drops)})
     result = split_examples(examples, strategy=strategy, test_fraction=test_fraction, seed=seed, external=external)
     sampled = {}
-    if cfg.repeat_share and not cfg.max_train:
-        raise NepError("split.repeat_share needs split.max_train > 0 (the share is of the training sample): "
-                       "set split.max_train, or split.repeat_share: 0")
     for side, cap in (("train", cfg.max_train), ("test", cfg.max_test)):
         rows = getattr(result, side)
         if side == "train" and cfg.repeat_share and len(rows) <= cap:

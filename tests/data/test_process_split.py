@@ -223,7 +223,9 @@ def test_repeat_share_draws_that_share_of_the_training_sample_from_examples_that
 
     with pytest.raises(NepError, match=r"split.repeat_share 1.0 of split.max_train 10 wants 10 .* has 8"):
         split(max_train=10, repeat_share=1.0)
-    with pytest.raises(NepError, match="split.repeat_share needs split.max_train > 0"):
-        split(repeat_share=0.5)
+    from nep.config.schema import section
+
+    with pytest.raises(NepError, match=r"split: repeat_share 0.5 is a share of the training sample: set split.max_train"):
+        section("split", {"repeat_share": 0.5})  # refused by `nep config` and every stage, before ingest
     with pytest.raises(NepError, match="training side has 40 examples, not more than split.max_train 40"):
         split(max_train=40, repeat_share=0.5)
