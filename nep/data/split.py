@@ -220,8 +220,8 @@ def split_dataset(cfg: SplitParams, *, examples_path: Path) -> tuple[Split, dict
             else:
                 setattr(result, side, sample_examples(rows, cap, seed))
             sampled[f"sampled_out.{side}"] = len(rows) - cap
-    if cfg.repeat_share:
-        sampled["train.repeats_history"] = sum(map(repeats_history, result.train))
+    if cfg.repeat_share:  # the sample holds exactly this many (sample_train draws them, or fails)
+        sampled["train.repeats_history"] = round(cfg.repeat_share * cfg.max_train)
     if not result.train or not result.test:
         side = "test" if not result.test else "train"
         raise NepError(
