@@ -15,7 +15,7 @@ PREDICTOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 # checks). Here the schema checks an entry's shape, kind and `needs`; the kind's own options are
 # checked by nep.predictors.kinds.check_predictor, which the generate stage, `nep config` and
 # `nep preflight` run (importing the predictor classes, which the other stages never need).
-PREDICTOR_KINDS = ("finetuned", "hf", "vllm", "openai", "file", "identity", "propagate", "lookup")
+PREDICTOR_KINDS = ("finetuned", "hf", "vllm", "openai", "file", "identity", "propagate", "lookup", "hybrid")
 
 
 def check_predictor_entry(name: str, entry: Any) -> None:

@@ -141,6 +141,7 @@ class Format(Section):
     answer: str = "whole"  # whole | region | blocks (nep.core.formats.FORMATS)
     region_lines: int = Field(8, ge=0)  # region: lines each side of the edit history's last change
     omit_original: bool = False  # leave the original section out of the prompt (the diff and current imply it)
+    history: Literal["diff", "blocks"] = "diff"  # the edit history: the unified diff (the paper's) | edit blocks
 
     @field_validator("answer")
     @classmethod

@@ -42,13 +42,15 @@ class TrainingText:
 
 
 def build_prompt(
-    original: str, current: str, *, path: str = "", shown_current: str | None = None, include_original: bool = True
+    original: str, current: str, *, path: str = "", shown_current: str | None = None, include_original: bool = True,
+    history: str | None = None,
 ) -> str:
     """The prompt: original code, the diff original → current, the current version, then the
     `<|next_version|>` line after which the model writes the next version. `shown_current`: the
     current version as an answer format shows it (marked, nep.core.formats); `include_original`
-    false leaves the original section out (the diff and the current version imply it)."""
-    diff = unified_diff(original, current, old_name=path, new_name=path)
+    false leaves the original section out (the diff and the current version imply it); `history`:
+    the edit history as a format shows it (None: the unified diff)."""
+    diff = unified_diff(original, current, old_name=path, new_name=path) if history is None else history
     return (
         (_section(ORIGINAL, original) if include_original else "")
         + _section(EDITS_DIFF, diff)

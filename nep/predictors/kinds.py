@@ -13,6 +13,8 @@ options are the dataclass fields of each class):
 - ``openai``: an OpenAI-compatible endpoint, `concurrency` requests in flight (nep.predictors.openai).
 - ``file``: generations made elsewhere, read from a JSONL file and matched to the test set
   (nep.predictors.file).
+- ``hybrid``: `propagate` where one of its rules applies, a model's generations (a file) everywhere
+  else (nep.predictors.hybrid).
 
 Classes load lazily through nep.util.registry: importing this module, or checking an entry with
 `check_predictor`, imports no heavy library.
@@ -35,6 +37,7 @@ KINDS: dict[str, str] = {
     "identity": "nep.predictors.baselines:IdentityPredictor",
     "propagate": "nep.predictors.baselines:PropagatePredictor",
     "lookup": "nep.predictors.lookup:LookupPredictor",
+    "hybrid": "nep.predictors.hybrid:HybridPredictor",
 }
 # Keys of a predictor's params entry that are not options of its class.
 RESERVED_KEYS = ("kind", "needs")

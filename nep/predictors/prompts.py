@@ -23,9 +23,18 @@ typically the same kind of change at the next place it is needed, or the step th
 follows. Leave everything else exactly as it is."""
 
 
+DIFF_WORDS = "(a unified diff from the original to the current version)"
+# the same history as edit blocks (process.format.history: blocks)
+BLOCKS_WORDS = ("(as edit blocks: a line <<<<<<< ORIGINAL, lines as they were, a line =======, the lines that "
+                "replaced them, a line >>>>>>> UPDATED)")
+
+
 def system_instruction(fmt: AnswerFormat = PAPER) -> str:
     """nep's system instruction for instruct models: the task, then what to answer (the format's)."""
-    return f"{TASK_NO_ORIGINAL if fmt.omit_original else TASK}\n\n{fmt.chat_answer}"
+    task = TASK_NO_ORIGINAL if fmt.omit_original else TASK
+    if fmt.history == "blocks":
+        task = task.replace(DIFF_WORDS, BLOCKS_WORDS)
+    return f"{task}\n\n{fmt.chat_answer}"
 
 
 SYSTEM_INSTRUCTION = system_instruction()  # the paper's whole next version
@@ -49,7 +58,7 @@ def chat_messages(
     user = (
         f"File: {path}\n\n"
         f"{original}"
-        f"<edits_diff>\n{sections['diff']}</edits_diff>\n\n"
+        f"<edits_diff>\n{sections['diff'] if fmt.history == 'diff' else fmt.history_text(v)}</edits_diff>\n\n"
         f"<current_version>\n{fmt.shown_current(v)}</current_version>\n\n"
         f"{fmt.chat_request}"
     )

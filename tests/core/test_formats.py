@@ -70,6 +70,40 @@ def test_omit_original_leaves_the_section_out_and_nothing_else():
     assert lean.startswith(EDITS_DIFF) and lean.endswith(f"{NEXT}\n")
 
 
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_the_history_as_blocks_gives_the_current_version_from_the_original(case):
+    _, original, current, next_version = case
+    ex = example(original, current, next_version)
+    f = fmt("blocks", omit_original=True, history="blocks")
+    history = f.history_text(Versions.of(ex))
+    # the blocks the prompt shows, applied to the original, are the edit history: they give the current version
+    assert fmt("blocks").apply(history, Versions(original, original)).text == current
+    prompt = f.prompt(ex)
+    assert prompt == f"{EDITS_DIFF}\n{history}{CURRENT}\n{current if current.endswith(chr(10)) else current + chr(10)}{NEXT}\n"
+    assert "@@" not in prompt and not f.is_paper
+
+
+def test_the_history_as_blocks_changes_only_the_history_section():
+    ex = example()
+    diff, blocks = fmt("whole"), fmt("whole", history="blocks")
+    assert not blocks.is_paper and diff.is_paper
+    shown = blocks.prompt(ex)
+    assert shown.startswith(ORIGINAL_MARKER) and "@@" not in shown and "@@" in ex["prompt"]
+    before, after = ex["prompt"].split(EDITS_DIFF), shown.split(EDITS_DIFF)
+    assert before[0] == after[0]  # the original section
+    assert before[1][before[1].index(CURRENT):] == after[1][after[1].index(CURRENT):]  # the current one on
+    # x3 and x4 renamed: one block of two lines, unique without context
+    assert after[1][: after[1].index(CURRENT)] == (
+        f"\n{ORIGINAL}\nx3 = 3\nx4 = 4\n{DIVIDER}\ny3 = 3\ny4 = 4\n{UPDATED}\n")
+    # the completion (the answer) is the same as with the diff
+    assert blocks.completion(ex) == diff.completion(ex)
+
+
+def test_an_unknown_history_is_refused_by_the_schema():
+    with pytest.raises(ValueError, match="history"):
+        section("process", {"format": {"history": "unified"}})
+
+
 def test_region_marks_lines_around_the_last_change_and_writes_only_them():
     ex = example()
     f = fmt("region", region_lines=2)

@@ -260,3 +260,18 @@ def test_cli_through_dvc(tmp_path, test_set):
         assert len(records) == len(examples())
         assert json.loads((project / "metrics" / "generate" / f"{name}.json").read_text())["examples"] == len(records)
         assert (project / "metrics" / "timing" / "generate" / f"{name}.json").exists()
+    # a hybrid over identity's generations: DVC runs identity's stage first, and the hybrid answers as propagate
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["generate"]["predictors"]["hybrid"] = {"kind": "hybrid", "rule": "propagate",
+                                                  "path": "data/generate/identity.jsonl",
+                                                  "needs": "data/generate/identity.jsonl"}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dag = subprocess.run(["dvc", "dag", "generate@hybrid"], cwd=project, env=env, capture_output=True, text=True)
+    assert dag.returncode == 0 and "generate@identity" in dag.stdout, dag.stderr
+    done = subprocess.run(["dvc", "repro", "-s", "retry", "generate@hybrid"], cwd=project, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    hybrid = [r["output"] for r in read_jsonl(project / "data" / "generate" / "hybrid.jsonl")]
+    assert hybrid == [r["output"] for r in read_jsonl(project / "data" / "generate" / "propagate.jsonl")]
+    counts = json.loads((project / "metrics" / "generate" / "hybrid.json").read_text())
+    assert counts["hybrid_source.rule"] + counts.get("hybrid_source.model", 0) == len(hybrid)

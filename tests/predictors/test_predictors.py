@@ -259,6 +259,23 @@ def test_chat_messages_hold_the_sections_and_require_the_tag():
     assert "shapes.py" in user["content"]
 
 
+def test_chat_messages_show_the_history_as_the_format_asks():
+    from nep.config.schema import Format
+    from nep.core.formats import Versions, answer_format
+    from nep.core.formats.blocks import ORIGINAL
+    from nep.predictors.prompts import system_instruction
+
+    ex = examples()[0]
+    fmt = answer_format(Format(answer="blocks", omit_original=True, history="blocks"))
+    system, user = chat_messages(ex, fmt=fmt)
+    blocks = fmt.history_text(Versions.of(ex))
+    assert f"<edits_diff>\n{blocks}</edits_diff>" in user["content"] and "@@" not in user["content"]
+    assert "unified diff" not in system["content"] and "edit blocks" in system["content"]
+    assert system["content"] == system_instruction(fmt) and ORIGINAL in blocks
+    # the paper's: the example's own diff, byte for byte
+    assert parse_prompt(ex["prompt"])["diff"] in chat_messages(ex)[1]["content"]
+
+
 # --------------------------------------------------------------------------------------------- transformers
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+from nep.core.edits import unified_diff
 from nep.core.extract import Extraction, Style, extract_body
 from nep.core.prompts import build_prompt, parse_prompt, template_completion
 
@@ -67,7 +68,8 @@ class Applied:
 class AnswerFormat:
     """One answer format. Subclasses set `name`, the chat wording and `answer`/`apply`; `shown_current`
     when the prompt marks something in the current version. `omit_original`: the prompt leaves out
-    the original section (the edit history and the current version imply it)."""
+    the original section (the edit history and the current version imply it); `history`: how the
+    prompt shows the edit history (`history_text`)."""
 
     name: ClassVar[str]
     # The chat instruction's paragraph on the answer, and the user message's last line.
@@ -79,11 +81,22 @@ class AnswerFormat:
         every prompt section (what tests and callers without params use)."""
         self.options = options
         self.omit_original = bool(getattr(options, "omit_original", False))
+        self.history = str(getattr(options, "history", "diff") or "diff")
 
     # ------------------------------------------------------------ what the model is asked
     def shown_current(self, v: Versions) -> str:
         """The current version as the prompt shows it."""
         return v.current
+
+    def history_text(self, v: Versions) -> str:
+        """The edit history as the prompt shows it (`process.format.history`): the unified diff
+        original → current (the paper's), or the same changes as edit blocks (the form the
+        `blocks` answer is written in)."""
+        if self.history == "blocks":
+            from nep.core.formats.blocks import edit_blocks
+
+            return edit_blocks(v.original, v.current)
+        return unified_diff(v.original, v.current, old_name=v.path, new_name=v.path)
 
     def prompt(self, example: dict[str, Any]) -> str:
         """The completion-style prompt (ends with the `<|next_version|>` line). The paper's whole
@@ -92,11 +105,11 @@ class AnswerFormat:
             return example["prompt"]
         v = Versions.of(example)
         return build_prompt(v.original, v.current, path=v.path, shown_current=self.shown_current(v),
-                            include_original=not self.omit_original)
+                            include_original=not self.omit_original, history=self.history_text(v))
 
     @property
     def is_paper(self) -> bool:
-        return self.name == "whole" and not self.omit_original
+        return self.name == "whole" and not self.omit_original and self.history == "diff"
 
     # ------------------------------------------------------------ what it is trained to write
     def answer(self, v: Versions, next_version: str) -> str:

@@ -70,6 +70,34 @@ def render_blocks(blocks: list[tuple[list[str], list[str]]]) -> str:
     return "".join("\n".join([ORIGINAL, *o, DIVIDER, *u, UPDATED]) + "\n" for o, u in blocks)
 
 
+def edit_blocks(old: str, new: str) -> str:
+    """`old` → `new` as edit blocks: each change with as many unchanged lines around it as make its
+    original block occur once in `old` (at worst the whole text, which occurs once); blocks whose
+    context overlaps become one. The training answer (current → next) and the edit history shown as
+    blocks (original → current, `process.format.history`)."""
+    cur, nxt = _lines(old), _lines(new)
+    spans = []  # (start, end) in cur, (start, end) in nxt
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, cur, nxt, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        before = after = 0 if i2 > i1 else 1  # an insertion needs a line to anchor it
+        while True:
+            a, b = max(0, i1 - before), min(len(cur), i2 + after)
+            if b > a and len(_places(cur, cur[a:b])) == 1:
+                break
+            if a == 0 and b == len(cur):
+                raise Unrepresentable("block_ambiguous")
+            before, after = before + 1, after + 1
+        spans.append([a, b, j1 - (i1 - a), j2 + (b - i2)])
+    merged: list[list[int]] = []
+    for span in spans:  # blocks whose context overlaps become one
+        if merged and span[0] <= merged[-1][1]:
+            merged[-1][1], merged[-1][3] = span[1], span[3]
+        else:
+            merged.append(span)
+    return render_blocks([(cur[a:b], nxt[c:d]) for a, b, c, d in merged])
+
+
 class Blocks(AnswerFormat):
     name = "blocks"
     chat_answer = (
@@ -82,27 +110,7 @@ class Blocks(AnswerFormat):
     chat_request = "Write the next edit as edit blocks inside <next_version> tags."
 
     def answer(self, v: Versions, next_version: str) -> str:
-        cur, new = _lines(v.current), _lines(next_version)
-        spans = []  # (start, end) in cur, (start, end) in new
-        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, cur, new, autojunk=False).get_opcodes():
-            if tag == "equal":
-                continue
-            before = after = 0 if i2 > i1 else 1  # an insertion needs a line to anchor it
-            while True:
-                a, b = max(0, i1 - before), min(len(cur), i2 + after)
-                if b > a and len(_places(cur, cur[a:b])) == 1:
-                    break
-                if a == 0 and b == len(cur):
-                    raise Unrepresentable("block_ambiguous")
-                before, after = before + 1, after + 1
-            spans.append([a, b, j1 - (i1 - a), j2 + (b - i2)])
-        merged: list[list[int]] = []
-        for span in spans:  # blocks whose context overlaps become one
-            if merged and span[0] <= merged[-1][1]:
-                merged[-1][1], merged[-1][3] = span[1], span[3]
-            else:
-                merged.append(span)
-        return render_blocks([(cur[a:b], new[c:d]) for a, b, c, d in merged])
+        return edit_blocks(v.current, next_version)
 
     def grammar(self, v: Versions) -> BlocksGrammar:
         return BlocksGrammar(v.current)
