@@ -367,12 +367,13 @@ def test_relative_links_and_anchors_resolve():
 
 def test_the_readme_real_model_table_matches_its_files():
     """The README's real-model table is the preset run's files: each row's delta chrF, copies and
-    answers that ended equal docs/real-model/preset-960-bf16-answers/summary.json's (and exact its share)."""
+    answers that ended equal docs/real-model/preset-960-history-blocks/summary.json's (and exact its share)."""
     import json
 
-    summary = json.loads((REPO_ROOT / "docs/real-model/preset-960-bf16-answers/summary.json").read_text())
+    summary = json.loads((REPO_ROOT / "docs/real-model/preset-960-history-blocks/summary.json").read_text())
     rows = {"finetuned": "finetuned", "base model, chat prompt, whole next version": "base_chat",
-            "propagate": "propagate", "identity": "identity"}
+            "propagate": "propagate", "identity": "identity",
+            "hybrid: propagate where its rule applies, else finetuned": "hybrid"}
     readme = (REPO_ROOT / "README.md").read_text()
     seen = set()
     for line in readme.splitlines():
