@@ -194,7 +194,7 @@ def test_check_predictor_accepts_every_kind():
 def test_heavy_libraries_load_lazily():
     code = (
         "import sys, nep.predictors.base, nep.predictors.kinds, nep.predictors.runner, nep.core.extract, stages.generate\n"
-        "options = {'vllm': {'model': 'm'}, 'hf': {'model': 'm'}, 'openai': {'model': 'm'}, 'file': {'path': 'f'}}\n"
+        "options = {'vllm': {'model': 'm'}, 'hf': {'model': 'm'}, 'openai': {'model': 'm'}, 'file': {'path': 'f'}, 'hybrid': {'path': 'f'}}\n"
         "for kind in nep.predictors.kinds.KINDS:\n"
         "    nep.predictors.kinds.check_predictor(kind, {'kind': kind, 'needs': 't', **options.get(kind, {})})\n"
         "p = nep.predictors.kinds.build_predictor('x', {'kind': 'vllm', 'model': 'some/model'})\n"
