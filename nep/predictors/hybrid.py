@@ -21,10 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from nep.core.prompts import parse_prompt
-from nep.predictors.base import Prediction
+from nep.predictors.base import current_version
+from nep.predictors.baselines import PropagatePredictor
 from nep.predictors.file import FilePredictor
-from nep.predictors.propagate import propagate
 
 
 @dataclass
@@ -36,14 +35,14 @@ class HybridPredictor(FilePredictor):
 
     def predict(self, examples, todo, settings):
         model = {i: p for group in super().predict(examples, todo, settings) for i, p in group}
+        rule = PropagatePredictor()
         group = []
         for i in todo:
             start = time.perf_counter()
-            sections = parse_prompt(examples[i]["prompt"])
-            result = propagate(sections["original"], sections["current"])
-            if result.text != sections["current"]:
-                prediction = Prediction(result.text, style="direct", latency_s=time.perf_counter() - start,
-                                        tags={"hybrid_source": "rule", "propagate_rule": result.rule})
+            prediction = rule.predict_one(examples[i])
+            if prediction.raw_output != current_version(examples[i]):
+                prediction.style, prediction.latency_s = rule.style, time.perf_counter() - start
+                prediction.tags = {**prediction.tags, "hybrid_source": "rule"}
             else:
                 prediction = model[i]
                 prediction.tags = {**prediction.tags, "hybrid_source": "model"}

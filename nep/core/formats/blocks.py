@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 
-from nep.core.formats.base import AnswerFormat, Applied, Unrepresentable, Versions
+from nep.core.formats.base import AnswerFormat, Applied, Versions
 
 ORIGINAL = "<<<<<<< ORIGINAL"
 DIVIDER = "======="
@@ -81,12 +81,10 @@ def edit_blocks(old: str, new: str) -> str:
         if tag == "equal":
             continue
         before = after = 0 if i2 > i1 else 1  # an insertion needs a line to anchor it
-        while True:
+        while True:  # ends at the latest with the whole text, which occurs once
             a, b = max(0, i1 - before), min(len(cur), i2 + after)
             if b > a and len(_places(cur, cur[a:b])) == 1:
                 break
-            if a == 0 and b == len(cur):
-                raise Unrepresentable("block_ambiguous")
             before, after = before + 1, after + 1
         spans.append([a, b, j1 - (i1 - a), j2 + (b - i2)])
     merged: list[list[int]] = []
