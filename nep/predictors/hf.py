@@ -30,7 +30,7 @@ from nep.predictors.stop import (
     replay_loop_stop,
 )
 from nep.train.gguf import resolve_model
-from nep.train.model import load_base_hf, load_finetuned
+from nep.train.model import check_trained_format, load_base_hf, load_finetuned
 from nep.util.device import configure_threads, resolve_device, resolve_dtype
 from nep.util.errors import NepError
 
@@ -555,6 +555,10 @@ class FinetunedPredictor(HFPredictor):
         super().__post_init__()
         if self.chat:
             raise ValueError("kind 'finetuned' uses the training prompt; `chat` must be false")
+
+    def predict(self, examples, todo, settings):
+        check_trained_format(self.model, settings.answer_format, self.param("model"))  # before loading
+        yield from super().predict(examples, todo, settings)
 
     def load(self):
 

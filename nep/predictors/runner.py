@@ -228,6 +228,9 @@ def make_record(example: dict[str, Any], answer: dict[str, Any], fmt: AnswerForm
         "extracted": extracted,
         "extraction": how,
         **({"stop": stop} if stop else {}),
+        # the predictor's other deterministic facts about this answer (propagate's rule, lookup's hit,
+        # hybrid's source): the per-example side of the metrics' counts
+        **({"tags": tags} if (tags := {k: v for k, v in (answer.get("tags") or {}).items() if k != "stop"}) else {}),
         **({"logprob": answer["logprob"]} if answer.get("logprob") is not None else {}),
     }
     record.update({k: example[k] for k in CARRIED_FIELDS if isinstance(example.get(k), str)})

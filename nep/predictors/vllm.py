@@ -15,6 +15,7 @@ from nep.predictors.base import Prediction, Predictor, mean_logprob, token_budge
 from nep.predictors.hf import HFPredictor, missing_model
 from nep.predictors.prompts import chat_messages, training_prompt
 from nep.predictors.stop import EOS, GROWTH, LENGTH
+from nep.train.model import check_trained_format
 from nep.util.device import cuda_available
 from nep.util.errors import NepError
 
@@ -135,6 +136,8 @@ class VLLMPredictor(Predictor):
         with generate.max_growth_tokens, each prompt gets its own token limit."""
         if not todo:
             return
+        if self.adapter:  # nep's adapter: held to the answer format it was trained in
+            check_trained_format(self.adapter, settings.answer_format, self.param("adapter"))
         if self.fallback == "hf" and not self.adapter and not self.usable():
             self.fell_back = True
             yield from self.hf_fallback().predict(examples, todo, settings)

@@ -325,7 +325,8 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     # copy of them (its default once the vocabulary grew) is left out: the trained rows are in the
     # adapter's modules_to_save, and the adapter stays small.
     model.save_pretrained(out_dir, save_embedding_layers=False)
-    _sort_adapter_config(out_dir / "adapter_config.json")
+    _canonical_adapter_config(out_dir / "adapter_config.json")
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's blank model card, stamped with its version
     tokenizer.save_pretrained(out_dir)
     if merge:
         merged = model.merge_and_unload()
@@ -334,12 +335,23 @@ def save_finetuned(model, tokenizer, out_dir: str | Path, metadata: dict[str, An
     (out_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def _sort_adapter_config(path: Path) -> None:
-    """PEFT writes set-valued fields (target_modules...) in hash order, which changes from run to
-    run; sort them so the same training gives byte-identical outputs (and DVC hashes)."""
+def _canonical_adapter_config(path: Path) -> None:
+    """The same training gives byte-identical outputs (and DVC hashes) across runs and peft
+    releases: PEFT writes set-valued fields (target_modules...) in hash order, which changes from
+    run to run (sorted here), stamps its version (`peft_version`, dropped), and each release adds
+    options it writes as null (dropped where null is the option's default, so loading reads them
+    the same)."""
+    import dataclasses
+
+    from peft import LoraConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(LoraConfig)}
     config = json.loads(path.read_text())
-    for key, value in config.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    config.pop("peft_version", None)
+    for key, value in list(config.items()):
+        if value is None and key in defaults and defaults[key] is None:
+            del config[key]
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             config[key] = sorted(value)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
@@ -349,6 +361,48 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found; is {model_dir} the output of the finetune stage?")
     return json.loads(path.read_text())
+
+
+def format_options(fmt) -> dict[str, Any]:
+    """What of an answer format (nep.core.formats.AnswerFormat) shapes prompts and answers, as the
+    `process.format` keys; `region_lines` only for `region`."""
+    from nep.config.schema import Format
+
+    options = fmt.options if isinstance(fmt.options, Format) else Format(answer=fmt.name)
+    values = options.model_dump()
+    if values["answer"] != "region":
+        values.pop("region_lines")
+    return values
+
+
+def trained_format(model_dir: str | Path) -> dict[str, Any]:
+    """The answer format a finetuned model_dir was trained in (format_options' keys): its metadata's
+    `answer_format`, the paper's whole version when absent (as finetune writes it)."""
+    from nep.config.schema import Format
+
+    recorded = read_metadata(model_dir).get("answer_format") or {}
+    known = {k: v for k, v in recorded.items() if k in Format.model_fields}
+    values = Format.model_validate(known).model_dump()
+    if values["answer"] != "region":
+        values.pop("region_lines")
+    return values
+
+
+def check_trained_format(model_dir: str | Path, fmt, param: str) -> None:
+    """NepError (naming `param`) when model_dir records another answer format than `fmt` (the run's):
+    its answers would be asked and read in a shape it was not trained in. A directory without
+    nep's metadata (not the finetune stage's) is left to whatever loads it."""
+    from nep.config.schema import Format
+
+    if not (Path(model_dir) / METADATA_FILE).is_file():
+        return
+    trained, asked = trained_format(model_dir), format_options(fmt)
+    if trained != asked:
+        differ = ", ".join(f"{k}: {trained.get(k)!r} trained, {asked.get(k)!r} asked"
+                           for k in sorted(trained.keys() | asked.keys(), key=list(Format.model_fields).index)
+                           if trained.get(k) != asked.get(k))
+        raise NepError(f"{param}: {model_dir} was trained in another answer format than this run asks for ({differ}): "
+                       "set process.format (or the predictor's `format`) to the model's, or rerun finetune")
 
 
 def base_model_path(model_dir: str | Path, metadata: dict[str, Any]) -> str:

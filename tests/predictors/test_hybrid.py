@@ -68,6 +68,9 @@ def test_the_rule_answers_where_it_applies_and_the_model_elsewhere(tmp_path, tes
     # the model's answer that held no next version stays a miss, with its reason
     assert not records[2]["extracted"] and records[2]["extraction"] == "block_not_found"
     assert metrics["hybrid_source.rule"] == 1 and metrics["hybrid_source.model"] == 2
+    # each record says which side answered it (and, for the rule, which of propagate's rules)
+    assert [r["tags"]["hybrid_source"] for r in records] == ["rule", "model", "model"]
+    assert records[0]["tags"]["propagate_rule"] == "transform"
     assert metrics["propagate_rule.transform"] == 1
     assert metrics["file.matched"] == 3
 

@@ -445,6 +445,35 @@ def test_finetuned_without_a_model_dir_says_so(tmp_path):
         predict_all(predictor, examples()[:1], max_new_tokens=4)
 
 
+def test_finetuned_in_another_answer_format_fails_before_loading(finetuned_dir, tmp_path):
+    """The adapter records the format it was trained in (here the paper's whole version); a run asking
+    for another fails in one line naming the keys that differ, before the model loads."""
+    from nep.config.schema import Format
+
+    predictor = build_predictor("finetuned", {"kind": "finetuned", "model": str(finetuned_dir)})
+    with pytest.raises(NepError, match=r"^generate\.predictors\.finetuned\.model: .* trained in another answer "
+                       r"format .*\(answer: 'whole' trained, 'blocks' asked\): set process\.format"):
+        predict_all(predictor, examples()[:1], max_new_tokens=4, fmt=Format(answer="blocks"))
+    assert predictor._generator is None  # nothing loaded
+    with pytest.raises(NepError, match=r"\(history: 'diff' trained, 'blocks' asked\)"):
+        predict_all(predictor, examples()[:1], max_new_tokens=4, fmt=Format(history="blocks"))
+    # the paper's format, spelled out or left out, and region_lines outside `region` are the same format
+    assert predict_all(predictor, examples()[:1], max_new_tokens=2, fmt=Format(region_lines=3))[0].output_tokens >= 0
+    # an adapter trained in a format records it, and is held to it
+    blocks = tmp_path / "blocks"
+    blocks.mkdir()
+    meta = json.loads((finetuned_dir / "nep_finetune.json").read_text())
+    meta["answer_format"] = Format(answer="region", region_lines=4, omit_original=True).model_dump()
+    (blocks / "nep_finetune.json").write_text(json.dumps(meta))
+    other = build_predictor("finetuned", {"kind": "finetuned", "model": str(blocks)})
+    with pytest.raises(NepError, match=r"region_lines: 4 trained, 8 asked"):
+        predict_all(other, examples()[:1], fmt=Format(answer="region", omit_original=True))
+    # vLLM serving the adapter is held to it too, before vLLM is imported (it is not installed here)
+    served = build_predictor("v", {"kind": "vllm", "adapter": str(blocks)})
+    with pytest.raises(NepError, match=r"^generate\.predictors\.v\.adapter: .*\(answer: 'region' trained, 'whole'"):
+        predict_all(served, examples()[:1])
+
+
 # --------------------------------------------------------------------------------------------- openai
 
 

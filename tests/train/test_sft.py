@@ -328,6 +328,9 @@ def test_adapter_saves_and_loads_to_same_outputs(trained, tiny_dir):
         assert not torch.allclose(base(**enc).logits, got, atol=1e-3)
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["target_modules"] == sorted(config["target_modules"])  # not PEFT's hash order
+    # nothing that names the peft release: a peft upgrade alone leaves the model directory's bytes
+    assert "peft_version" not in config and None not in config.values()
+    assert not (out / "README.md").exists()  # peft's blank model card
 
 
 def test_config_defaults_are_the_papers_and_params_parse():
