@@ -367,13 +367,23 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _reference_is_a_predictor(self) -> Params:
-        """evaluate.reference ("" = the first) names a predictor of generate.predictors: checked
-        here, before any stage works, rather than by evaluate at the end."""
-        reference, names = self.evaluate.reference, list(self.generate.predictors)
-        if reference and reference not in names:
-            close = difflib.get_close_matches(reference, names, n=1)
-            raise ValueError(f"evaluate.reference: {reference!r} is not one of generate.predictors (have: "
-                             f"{', '.join(names)}){f'; did you mean {close[0]!r}?' if close else ''}")
+        """evaluate.reference ("" = the first) and the keys of evaluate.min_confidence name predictors
+        of generate.predictors: checked here, before any stage works, rather than by evaluate at the end."""
+        names = list(self.generate.predictors)
+
+        def unknown(param: str, name: str) -> str:
+            close = difflib.get_close_matches(name, names, n=1)
+            return (f"{param}: {name!r} is not one of generate.predictors (have: "
+                    f"{', '.join(names)}){f'; did you mean {close[0]!r}?' if close else ''}")
+
+        if self.evaluate.reference and self.evaluate.reference not in names:
+            raise ValueError(unknown("evaluate.reference", self.evaluate.reference))
+        for name, value in self.evaluate.min_confidence.items():
+            if name not in names:
+                raise ValueError(unknown("evaluate.min_confidence", name))
+            if value > 0:
+                raise ValueError(f"evaluate.min_confidence.{name}: {value} is above 0, and a mean token log-prob "
+                                 "never is (every answer would abstain): use a value at or below 0")
         return self
 
 

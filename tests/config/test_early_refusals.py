@@ -71,3 +71,21 @@ def test_the_config_check_refuses_a_reference_that_is_no_predictor(tmp_path):
     params["evaluate"]["reference"] = "identity"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert run(tmp_path, "nep", "config").returncode == 0
+
+
+def test_the_config_check_refuses_min_confidence_for_no_predictor_or_above_zero(tmp_path):
+    """evaluate.min_confidence is checked with the rest of the file, not when evaluate reaches it."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["evaluate"]["min_confidence"] = {"finetuned": -0.5, "finetune": -0.5}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    line = one_line(run(tmp_path, "stages.split"))
+    assert line.startswith("split: params.yaml: evaluate.min_confidence: 'finetune' is not one of generate"), line
+    assert line.endswith("; did you mean 'finetuned'?"), line
+    params["evaluate"]["min_confidence"] = {"finetuned": 0.5}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    line = one_line(run(tmp_path, "nep", "config"))
+    assert line == ("params.yaml: evaluate.min_confidence.finetuned: 0.5 is above 0, and a mean token log-prob never "
+                    "is (every answer would abstain): use a value at or below 0"), line
+    params["evaluate"]["min_confidence"] = {"finetuned": -0.5}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert run(tmp_path, "nep", "config").returncode == 0
