@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nep.config.schema import TINY_MODEL, Finetune
+from nep.config.schema import TINY_MODEL, Finetune, Format
 from nep.core.prompts import MARKERS
 from nep.train.attention import use_cpu_gqa
 from nep.train.gguf import check_gguf, is_gguf, resolve_model
@@ -363,43 +363,37 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def format_options(fmt) -> dict[str, Any]:
-    """What of an answer format (nep.core.formats.AnswerFormat) shapes prompts and answers, as the
-    `process.format` keys; `region_lines` only for `region`."""
-    from nep.config.schema import Format
-
-    options = fmt.options if isinstance(fmt.options, Format) else Format(answer=fmt.name)
+def _format_keys(options: Format) -> dict[str, Any]:
+    """What of a `process.format` section shapes prompts and answers: `region_lines` only for `region`."""
     values = options.model_dump()
     if values["answer"] != "region":
         values.pop("region_lines")
     return values
 
 
+def format_options(fmt) -> dict[str, Any]:
+    """The `process.format` keys of an answer format (nep.core.formats.AnswerFormat), as _format_keys."""
+    return _format_keys(fmt.options if isinstance(fmt.options, Format) else Format(answer=fmt.name))
+
+
 def trained_format(model_dir: str | Path) -> dict[str, Any]:
     """The answer format a finetuned model_dir was trained in (format_options' keys): its metadata's
     `answer_format`, the paper's whole version when absent (as finetune writes it)."""
-    from nep.config.schema import Format
-
     recorded = read_metadata(model_dir).get("answer_format") or {}
-    known = {k: v for k, v in recorded.items() if k in Format.model_fields}
-    values = Format.model_validate(known).model_dump()
-    if values["answer"] != "region":
-        values.pop("region_lines")
-    return values
+    return _format_keys(Format.model_validate({k: v for k, v in recorded.items() if k in Format.model_fields}))
 
 
 def check_trained_format(model_dir: str | Path, fmt, param: str) -> None:
     """NepError (naming `param`) when model_dir records another answer format than `fmt` (the run's):
     its answers would be asked and read in a shape it was not trained in. A directory without
     nep's metadata (not the finetune stage's) is left to whatever loads it."""
-    from nep.config.schema import Format
-
     if not (Path(model_dir) / METADATA_FILE).is_file():
         return
     trained, asked = trained_format(model_dir), format_options(fmt)
     if trained != asked:
+        order = list(Format.model_fields)
         differ = ", ".join(f"{k}: {trained.get(k)!r} trained, {asked.get(k)!r} asked"
-                           for k in sorted(trained.keys() | asked.keys(), key=list(Format.model_fields).index)
+                           for k in sorted(trained.keys() | asked.keys(), key=order.index)
                            if trained.get(k) != asked.get(k))
         raise NepError(f"{param}: {model_dir} was trained in another answer format than this run asks for ({differ}): "
                        "set process.format (or the predictor's `format`) to the model's, or rerun finetune")
