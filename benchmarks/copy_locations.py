@@ -17,7 +17,6 @@ blocks format only (nep.core.formats.blocks).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,55 +24,42 @@ from typing import Any
 
 def edit_lines(current: str, nxt: str) -> set[int]:
     """0-based lines of `current` the change to `nxt` touches (an insertion: the lines around it)."""
-    a, b = current.split("\n"), nxt.split("\n")
+    from nep.core.edits import compute_chunks
+
+    n = len(current.split("\n"))
     touched: set[int] = set()
-    for tag, i1, i2, _, _ in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if tag == "equal":
-            continue
-        touched.update(range(i1, i2) if i2 > i1 else (i1 - 1, i1))
-    return {i for i in touched if 0 <= i < len(a)}
-
-
-def locate(answer: str, current: str) -> tuple[int, int] | None:
-    """The (first, last) line of the answer's first block's original lines in `current`, or None."""
-    from nep.core.formats.blocks import parse_blocks
-
-    blocks = parse_blocks(answer)
-    if isinstance(blocks, str) or not blocks:
-        return None
-    original = blocks[0][0]
-    lines = current.split("\n")
-    for i in range(len(lines) - len(original) + 1):
-        if lines[i : i + len(original)] == original:
-            return i, i + max(len(original), 1) - 1
-    return None
+    for c in compute_chunks(current, nxt):
+        touched.update(range(c.old_start, c.old_end) if c.old_end > c.old_start else (c.old_start - 1, c.old_start))
+    return {i for i in touched if 0 <= i < n}
 
 
 def analyse(tests: dict[str, dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, Any]:
-    from nep.core.formats.blocks import parse_blocks
+    from nep.core.formats.blocks import _lines, _places, parse_blocks
+    from nep.predictors.runner import is_copy
 
     out = {"answers": len(records), "copies": 0, "noop_blocks": 0, "located": 0, "on_edit": 0,
            "within_3_lines": 0, "on_edit_by_chance": 0.0, "within_3_lines_by_chance": 0.0}
     for r in records:
         ex = tests[r["id"]]
         current, nxt = ex["current"], ex["next"]
-        if not r.get("extracted") or r["output"].rstrip("\n") != current.rstrip("\n"):
+        if not is_copy({**r, "current": current}):
             continue
         out["copies"] += 1
         blocks = parse_blocks(r["raw_output"])
         if isinstance(blocks, str) or not blocks or any(o != u for o, u in blocks):
             continue
         out["noop_blocks"] += 1
-        span = locate(r["raw_output"], current)
-        if span is None:
+        lines, original = _lines(current), blocks[0][0]
+        places = _places(lines, original)
+        if not places:
             continue
         out["located"] += 1
         touched = edit_lines(current, nxt)
-        first, last = span
+        first, last = places[0], places[0] + max(len(original), 1) - 1
         out["on_edit"] += any(first <= k <= last for k in touched)
         out["within_3_lines"] += any(first - 3 <= k <= last + 3 for k in touched)
-        size, n = last - first, len(current.split("\n"))
-        starts = range(max(n - size, 1))
+        size = last - first
+        starts = range(max(len(lines) - size, 1))
         out["on_edit_by_chance"] += sum(any(s <= k <= s + size for k in touched) for s in starts) / len(starts)
         out["within_3_lines_by_chance"] += sum(any(s - 3 <= k <= s + size + 3 for k in touched)
                                                for s in starts) / len(starts)

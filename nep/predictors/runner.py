@@ -99,9 +99,7 @@ def fingerprint(path: Path) -> Any:
 
 def format_key(fmt: AnswerFormat) -> dict[str, Any]:
     """What of the answer format can change an answer ({} for the paper's: keys stay as they were)."""
-    if fmt.options is None or fmt.is_paper:
-        return {}
-    return fmt.options.model_dump() if hasattr(fmt.options, "model_dump") else {"answer": fmt.name}
+    return {} if fmt.options is None or fmt.is_paper else fmt.option_values()
 
 
 # The code generation runs: dvc.yaml's code deps of the generate stage (a test keeps them equal).

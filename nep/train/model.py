@@ -363,24 +363,25 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _format_keys(options: Format) -> dict[str, Any]:
-    """What of a `process.format` section shapes prompts and answers: `region_lines` only for `region`."""
-    values = options.model_dump()
-    if values["answer"] != "region":
-        values.pop("region_lines")
-    return values
+def _format_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """What of recorded `process.format` values (AnswerFormat.option_values) shapes prompts and answers,
+    every key filled with its default (keys this nep does not know left out); `region_lines` only for
+    `region`."""
+    keys = Format.model_validate({k: v for k, v in values.items() if k in Format.model_fields}).model_dump()
+    if keys["answer"] != "region":
+        keys.pop("region_lines")
+    return keys
 
 
 def format_options(fmt) -> dict[str, Any]:
     """The `process.format` keys of an answer format (nep.core.formats.AnswerFormat), as _format_keys."""
-    return _format_keys(fmt.options if isinstance(fmt.options, Format) else Format(answer=fmt.name))
+    return _format_keys(fmt.option_values())
 
 
 def trained_format(model_dir: str | Path) -> dict[str, Any]:
     """The answer format a finetuned model_dir was trained in (format_options' keys): its metadata's
     `answer_format`, the paper's whole version when absent (as finetune writes it)."""
-    recorded = read_metadata(model_dir).get("answer_format") or {}
-    return _format_keys(Format.model_validate({k: v for k, v in recorded.items() if k in Format.model_fields}))
+    return _format_keys(read_metadata(model_dir).get("answer_format") or {})
 
 
 def check_trained_format(model_dir: str | Path, fmt, param: str) -> None:

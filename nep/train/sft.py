@@ -385,7 +385,7 @@ def run_finetune(
     if trainer.is_world_process_zero():
         metadata = {"base_model": cfg.base_model, "backend": backend, "params": cfg.model_dump(), "markers": list(MARKERS), "smoke_model": cfg.is_tiny}
         if not fmt.is_paper:  # what the adapter was trained to answer (the paper's whole version when absent)
-            metadata["answer_format"] = fmt.options.model_dump() if fmt.options is not None else {"answer": fmt.name}
+            metadata["answer_format"] = fmt.option_values()
         save_finetuned(trainer.accelerator.unwrap_model(trainer.model), tokenizer, out_dir, metadata, merge=cfg.merge)
     trainer.accelerator.wait_for_everyone()
     timing["wall_s"] = round(time.perf_counter() - start, 3)

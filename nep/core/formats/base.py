@@ -83,6 +83,11 @@ class AnswerFormat:
         self.omit_original = bool(getattr(options, "omit_original", False))
         self.history = str(getattr(options, "history", "diff") or "diff")
 
+    def option_values(self) -> dict[str, Any]:
+        """The `process.format` values this format was built from (`{"answer": name}` when built without
+        params): what finetune records with a model and generation keys its saved answers on."""
+        return self.options.model_dump() if hasattr(self.options, "model_dump") else {"answer": self.name}
+
     # ------------------------------------------------------------ what the model is asked
     def shown_current(self, v: Versions) -> str:
         """The current version as the prompt shows it."""
